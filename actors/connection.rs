@@ -1,0 +1,423 @@
+//! One actor per authenticated client stream: resource binding, `from` stamping, the
+//! server's own answers, and the hand-off of everything else to the router.
+//!
+//! IO stays outside the actor's state: the stream reader is added to the actor's context as a
+//! stream (so a client that floods us is simply read no faster than we process, with no
+//! mailbox growth), and writes go through an unbounded channel to a writer task whose backlog
+//! is counted in bytes; a client that stops reading is disconnected once the backlog passes
+//! `limits.max_outbound_queue_bytes`. Everything before authentication is `src/login.rs`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::messages::*;
+use crate::login::{ClientReader, ClientWriter, LoggedIn};
+use crate::services::{self, register};
+use crate::shared::{ConnId, ConnSlot, Shared};
+use crate::xml::{Element, ParseError, StreamEvent};
+use crate::xmpp::{
+    error_reply, iq_result, ns, random_id, BareJid, Condition, FullJid, Jid, StanzaError,
+    StanzaKind, StreamError,
+};
+
+/// A write that makes no progress for this long ends the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The writer coalesces queued stanzas into one TLS write up to this size.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The connection actor.
+pub struct Connection {
+    id: ConnId,
+    shared: Arc<Shared>,
+    router: RouterHandle,
+    /// Normalised localpart and host of the authenticated account.
+    user: String,
+    host: String,
+    bare: BareJid,
+    /// Set once a resource is bound.
+    jid: Option<FullJid>,
+    /// The mechanism the user authenticated with (for the login log line).
+    mechanism: &'static str,
+    /// To the writer task; dropping it ends the stream's write side.
+    out: Option<mpsc::UnboundedSender<String>>,
+    /// Bytes queued for the writer and not yet written.
+    queued: Arc<AtomicUsize>,
+    /// Why the session ended, for the logout line.
+    end_reason: &'static str,
+    /// Our place in the connection limit, freed when the actor goes.
+    _slot: ConnSlot,
+}
+
+impl Connection {
+    /// Start the actor for an authenticated stream, on the current arbiter.
+    pub fn start(
+        id: ConnId,
+        shared: Arc<Shared>,
+        router: RouterHandle,
+        login: LoggedIn,
+        slot: ConnSlot,
+    ) -> Addr<Connection> {
+        let LoggedIn {
+            reader,
+            writer,
+            user,
+            host,
+            mechanism,
+        } = login;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::unbounded_channel();
+        actix_rt::spawn(write_loop(writer, rx, queued.clone()));
+        let bare = BareJid::new(&format!("{user}@{host}")).expect("authenticated JID is valid");
+        Connection::create(move |ctx| {
+            ctx.add_stream(events(reader));
+            Connection {
+                id,
+                shared,
+                router,
+                user,
+                host,
+                bare,
+                jid: None,
+                mechanism: mechanism.name(),
+                out: Some(tx),
+                queued,
+                end_reason: "closed by client",
+                _slot: slot,
+            }
+        })
+    }
+
+    /// Queue raw XML for the client; disconnect a client that does not read.
+    fn send_raw(&mut self, s: String, ctx: &mut Context<Self>) {
+        let Some(out) = &self.out else { return };
+        let len = s.len();
+        let total = self.queued.fetch_add(len, Ordering::Relaxed) + len;
+        let _ = out.send(s);
+        if total > self.shared.config.limits.max_outbound_queue_bytes {
+            self.close(StreamError::PolicyViolation, "client does not read", ctx);
+        }
+    }
+
+    fn send(&mut self, el: &Element, ctx: &mut Context<Self>) {
+        self.send_raw(el.to_xml(ns::CLIENT), ctx);
+    }
+
+    /// Send a stream error, close the stream and stop.
+    fn close(&mut self, err: StreamError, why: &'static str, ctx: &mut Context<Self>) {
+        if let Some(out) = self.out.take() {
+            let _ = out.send(err.to_xml(None));
+        }
+        self.end_reason = why;
+        log::debug!("{}: stream error {err} ({why})", self.id);
+        ctx.stop();
+    }
+
+    fn reply(&mut self, stanza: &Element, err: StanzaError, ctx: &mut Context<Self>) {
+        if let Some(r) = error_reply(stanza, &err) {
+            self.send(&r, ctx);
+        }
+    }
+
+    fn on_element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
+        let Some(kind) = StanzaKind::of(&el).filter(|_| el.ns == ns::CLIENT) else {
+            return self.close(StreamError::UnsupportedStanzaType, "not a stanza", ctx);
+        };
+        let Some(full) = self.jid.clone() else {
+            return self.before_bind(kind, el, ctx);
+        };
+        // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only name itself.
+        if let Some(from) = el.get_attr("from") {
+            let ok = Jid::new(from)
+                .map(|j| j.as_str() == full.as_str() || j.as_str() == self.bare.as_str())
+                .unwrap_or(false);
+            if !ok {
+                return self.close(StreamError::InvalidFrom, "spoofed from", ctx);
+            }
+        }
+        el.set_attr("from", full.as_str());
+        let to = match el.get_attr("to").map(Jid::new) {
+            None => None,
+            Some(Ok(j)) => Some(j),
+            Some(Err(_)) => {
+                el.remove_attr("to");
+                return self.reply(&el, StanzaError::new(Condition::JidMalformed), ctx);
+            }
+        };
+        if let Some(t) = &to {
+            el.set_attr("to", t.as_str());
+        }
+        match &to {
+            None => self.to_server(kind, el, &self.host.clone(), ctx),
+            Some(t) if t.node().is_none() && t.resource().is_none() && self.shared.is_local(t.domain().as_str()) => {
+                self.to_server(kind, el, &t.domain().as_str().to_owned(), ctx)
+            }
+            Some(t) if kind == StanzaKind::Iq && t.is_bare() && t.as_str() == self.bare.as_str() => {
+                if let Some(r) = services::account_iq(&el) {
+                    self.send(&r, ctx);
+                }
+            }
+            Some(t) => {
+                let to = t.clone();
+                let _ = self.router.route.try_send(Route {
+                    stanza: el,
+                    from: Jid::from(full),
+                    to,
+                });
+            }
+        }
+    }
+
+    /// Rows 1 of `doc/routing.md`: stanzas for the server itself.
+    fn to_server(&mut self, kind: StanzaKind, el: Element, host: &str, ctx: &mut Context<Self>) {
+        match kind {
+            StanzaKind::Iq => {
+                if let Some(q) = el.get_child("query", ns::REGISTER) {
+                    if matches!(el.get_attr("type"), Some("get" | "set")) && el.elements().count() == 1 {
+                        let q = q.clone();
+                        return self.register(el, q, ctx);
+                    }
+                }
+                if let Some(r) = services::server_iq(&el, host) {
+                    self.send(&r, ctx);
+                }
+            }
+            StanzaKind::Presence => {
+                if el.get_attr("to").is_some() {
+                    return;
+                }
+                let priority = match el.get_attr("type") {
+                    None => Some(
+                        el.get_child("priority", ns::CLIENT)
+                            .and_then(|p| p.text_content().trim().parse::<i8>().ok())
+                            .unwrap_or(0),
+                    ),
+                    Some("unavailable") => None,
+                    _ => return,
+                };
+                if let Some(jid) = &self.jid {
+                    let _ = self.router.presence.try_send(SetPresence {
+                        jid: jid.clone(),
+                        conn: self.id,
+                        priority,
+                        stanza: el,
+                    });
+                }
+            }
+            StanzaKind::Message => {
+                if matches!(el.get_attr("type"), None | Some("normal" | "chat")) {
+                    self.reply(&el, StanzaError::new(Condition::ServiceUnavailable), ctx);
+                }
+            }
+        }
+    }
+
+    /// In-band registration after authentication: password change and cancellation.
+    fn register(&mut self, iq: Element, query: Element, ctx: &mut Context<Self>) {
+        let req = match register::parse(iq.get_attr("type").unwrap_or(""), &query) {
+            Ok(r) => r,
+            Err(e) => return self.reply(&iq, e, ctx),
+        };
+        if iq.get_attr("id").is_none() {
+            return self.reply(&iq, Condition::BadRequest.into(), ctx);
+        }
+        let shared = self.shared.clone();
+        let (host, user) = (self.host.clone(), self.user.clone());
+        match req {
+            register::Request::Form => {
+                let r = iq_result(&iq, Some(register::form(Some(&self.user))));
+                self.send(&r, ctx);
+            }
+            register::Request::Set { username, password } => {
+                let fut = async move {
+                    register::change_password(&shared, &host, &user, &username, &password).await
+                };
+                ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+                    Ok(()) => {
+                        log::info!("{}: {} changed the password", act.id, act.bare);
+                        act.send(&iq_result(&iq, None), ctx);
+                    }
+                    Err(e) => act.reply(&iq, e, ctx),
+                }));
+            }
+            register::Request::Remove => {
+                let fut = async move { register::remove(&shared, &host, &user).await };
+                ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+                    Ok(()) => {
+                        log::info!("{}: account {} deleted by its owner", act.id, act.bare);
+                        act.send(&iq_result(&iq, None), ctx);
+                        act.router.close_account.do_send(CloseAccount { jid: act.bare.clone() });
+                        act.close(StreamError::NotAuthorized, "account removed", ctx);
+                    }
+                    Err(e) => act.reply(&iq, e, ctx),
+                }));
+            }
+        }
+    }
+
+    /// Before a resource is bound only bind, session and registration are accepted.
+    fn before_bind(&mut self, kind: StanzaKind, el: Element, ctx: &mut Context<Self>) {
+        if kind != StanzaKind::Iq {
+            return self.close(StreamError::NotAuthorized, "stanza before bind", ctx);
+        }
+        if let Some(b) = el.get_child("bind", ns::BIND) {
+            let b = b.clone();
+            return self.bind(el, &b, ctx);
+        }
+        if el.get_child("session", ns::SESSION).is_some() {
+            return self.send(&iq_result(&el, None), ctx);
+        }
+        if let Some(q) = el.get_child("query", ns::REGISTER) {
+            let q = q.clone();
+            return self.register(el, q, ctx);
+        }
+        self.reply(&el, StanzaError::new(Condition::NotAllowed).with_text("bind a resource first"), ctx);
+    }
+
+    /// RFC 6120 §7: bind a client-chosen or generated resource.
+    fn bind(&mut self, iq: Element, bind: &Element, ctx: &mut Context<Self>) {
+        if iq.get_attr("type") != Some("set") || iq.get_attr("id").is_none() {
+            return self.reply(&iq, Condition::BadRequest.into(), ctx);
+        }
+        let requested = bind
+            .get_child("resource", ns::BIND)
+            .map(|r| r.text_content().trim().to_owned())
+            .unwrap_or_default();
+        let resource = if requested.is_empty() {
+            random_id(9)
+        } else {
+            requested
+        };
+        let Ok(full) = self.bare.with_resource_str(&resource) else {
+            return self.reply(&iq, StanzaError::new(Condition::BadRequest).with_text("invalid resource"), ctx);
+        };
+        let msg = Bind {
+            jid: full.clone(),
+            conn: self.id,
+            session: ctx.address().recipient(),
+        };
+        let fut = self.router.bind.send(msg);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(())) => {
+                log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
+                let payload = Element::new("bind", ns::BIND).child(Element::new("jid", ns::BIND).text(full.as_str()));
+                let mut r = iq_result(&iq, Some(payload));
+                r.remove_attr("from");
+                r.remove_attr("to");
+                act.jid = Some(full);
+                act.send(&r, ctx);
+            }
+            Ok(Err(BindError::TooManyResources)) => {
+                act.reply(&iq, StanzaError::new(Condition::ResourceConstraint).with_text("too many sessions"), ctx)
+            }
+            Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
+        }));
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(jid) = self.jid.take() {
+            self.router.unbind.do_send(Unbind { jid: jid.clone(), conn: self.id });
+            log::info!("{}: {} logged out ({})", self.id, jid, self.end_reason);
+        } else {
+            log::info!("{}: {} disconnected before binding ({})", self.id, self.bare, self.end_reason);
+        }
+        if let Some(out) = self.out.take() {
+            let _ = out.send("</stream:stream>".to_owned());
+        }
+    }
+}
+
+impl StreamHandler<Result<StreamEvent, ParseError>> for Connection {
+    fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(StreamEvent::Element(el)) => self.on_element(el, ctx),
+            Ok(StreamEvent::End) => {
+                self.end_reason = "closed by client";
+                ctx.stop();
+            }
+            Ok(StreamEvent::Header(_)) => self.close(StreamError::NotWellFormed, "second header", ctx),
+            Err(e) => match crate::tls::parse_error_condition(&e) {
+                Some(c) => self.close(c, "bad input", ctx),
+                None => {
+                    self.end_reason = "connection lost";
+                    self.out = None;
+                    ctx.stop();
+                }
+            },
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<ToSession> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
+        match msg {
+            ToSession::Stanza(el) => self.send(&el, ctx),
+            ToSession::Close(err, why) => {
+                if err == StreamError::Conflict || err == StreamError::NotAuthorized {
+                    // The router already forgot this session; don't unbind the new one.
+                    self.jid.take().inspect(|j| {
+                        log::info!("{}: {} logged out ({why})", self.id, j);
+                    });
+                }
+                self.close(err, why, ctx)
+            }
+        }
+    }
+}
+
+/// The reader as a stream of events that ends after the stream's end or an error.
+fn events(reader: ClientReader) -> impl futures_util::Stream<Item = Result<StreamEvent, ParseError>> {
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let ev = reader.next().await;
+        let more = matches!(ev, Ok(StreamEvent::Element(_)));
+        Some((ev, more.then_some(reader)))
+    })
+}
+
+/// The writer task: coalesce queued output into large TLS writes; end with close_notify when
+/// the actor drops its sender.
+async fn write_loop(mut w: ClientWriter, mut rx: mpsc::UnboundedReceiver<String>, queued: Arc<AtomicUsize>) {
+    let mut buf = String::new();
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        buf.push_str(&first);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => buf.push_str(&more),
+                Err(_) => break,
+            }
+        }
+        let n = buf.len();
+        let write = async {
+            w.write_all(buf.as_bytes()).await?;
+            w.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        queued.fetch_sub(n, Ordering::Relaxed);
+        if buf.capacity() > WRITE_BATCH * 2 {
+            buf = String::new();
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+}

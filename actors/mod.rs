@@ -1,0 +1,213 @@
+//! The actors and how they are wired.
+//!
+//! ```text
+//!  listener (accept loop, main arbiter)
+//!     | TcpStream, round robin
+//!     v
+//!  worker arbiters (one per core): TLS + login (src/login.rs), then one Connection actor
+//!     Connection --Route/Bind/Unbind/SetPresence/CloseAccount--> Router
+//!     Router --ToSession--> Connection
+//!     Router --Offline--> Spool --Route (bounces)--> Router
+//!     Router, Spool --LogDeliveryError--> Scheduler
+//! ```
+//!
+//! The Router runs on its own arbiter and never blocks or touches disk; Spool and Scheduler
+//! share a storage arbiter. Every message type is in [`messages`].
+
+pub mod connection;
+pub mod messages;
+pub mod router;
+pub mod scheduler;
+pub mod spool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::{Arbiter, ArbiterHandle};
+
+use crate::shared::Shared;
+use crate::tls::{negotiate_starttls, NegotiateError};
+use connection::Connection;
+use messages::{RouterHandle, SessionCount, ShutdownSessions};
+use router::Router;
+use scheduler::Scheduler;
+use spool::Spool;
+
+/// Which kind of client port a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// RFC 6120 STARTTLS.
+    StartTls,
+    /// XEP-0368 direct TLS.
+    DirectTls,
+}
+
+/// A running server: actor addresses and bound ports.
+pub struct Running {
+    pub router: Addr<Router>,
+    /// The bound listeners (with the real port when the config said port 0).
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// Keep the arbiters alive.
+    _arbiters: Vec<Arbiter>,
+}
+
+impl Running {
+    /// Close every session with `system-shutdown` and give the writers a moment to flush.
+    pub async fn shutdown(&self, shared: &Shared) {
+        let _ = self.router.send(ShutdownSessions).await;
+        for _ in 0..50 {
+            if shared.connection_count() == 0 {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = shared.store.flush() {
+            log::error!("final flush failed: {e}");
+        }
+    }
+
+    /// Number of bound sessions.
+    pub async fn session_count(&self) -> usize {
+        self.router.send(SessionCount).await.unwrap_or(0)
+    }
+}
+
+/// Start the actors and listeners. Must run inside an actix `System`.
+pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
+    let cfg = &shared.config;
+    let store_arbiter = Arbiter::new();
+    let router_arbiter = Arbiter::new();
+    let workers: Vec<Arbiter> = (0..cfg.worker_count()).map(|_| Arbiter::new()).collect();
+
+    let scheduler = Scheduler::start_in_arbiter(&store_arbiter.handle(), {
+        let log = shared.store.delivery_errors.clone();
+        let retention = Duration::from_secs(cfg.delivery_errors.retention_days * 86_400);
+        move |_| Scheduler::new(log, retention)
+    });
+
+    // The router and the spool know each other: create the router's context first so its
+    // address exists before the spool starts, all on the router's own thread.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    {
+        let shared = shared.clone();
+        let store_handle = store_arbiter.handle();
+        let scheduler = scheduler.clone();
+        router_arbiter.spawn_fn(move || {
+            let ctx: Context<Router> = Context::new();
+            let addr = ctx.address();
+            let spool = Spool::start_in_arbiter(&store_handle, {
+                let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
+                move |_| Spool::new(shared, router.recipient(), sched.recipient())
+            });
+            let router = Router::new(shared.config.hosts.keys().cloned(), spool.recipient(), scheduler.recipient());
+            let addr = ctx.run(router);
+            let _ = tx.send(addr);
+        });
+    }
+    let router = rx
+        .await
+        .map_err(|_| std::io::Error::other("router did not start"))?;
+    let handle = Router::handle(&router);
+
+    let mut listeners = Vec::new();
+    let kinds = cfg
+        .listen
+        .c2s_starttls
+        .iter()
+        .map(|a| (ListenerKind::StartTls, *a))
+        .chain(cfg.listen.c2s_direct_tls.iter().map(|a| (ListenerKind::DirectTls, *a)));
+    let worker_handles: Arc<Vec<ArbiterHandle>> = Arc::new(workers.iter().map(Arbiter::handle).collect());
+    for (kind, addr) in kinds {
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        std_listener.set_nonblocking(true)?;
+        let local = std_listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        listeners.push((kind, local));
+        actix_rt::spawn(accept_loop(listener, kind, shared.clone(), handle.clone(), worker_handles.clone()));
+    }
+    let mut arbiters = vec![store_arbiter, router_arbiter];
+    arbiters.extend(workers);
+    Ok(Running {
+        router,
+        listeners,
+        _arbiters: arbiters,
+    })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    kind: ListenerKind,
+    shared: Arc<Shared>,
+    router: RouterHandle,
+    workers: Arc<Vec<ArbiterHandle>>,
+) {
+    let mut next = 0usize;
+    loop {
+        let tcp = match listener.accept().await {
+            // The peer address is deliberately dropped here: it never reaches a log or store.
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = shared.try_connection_slot() else {
+            log::warn!("connection refused: limits.max_connections reached");
+            drop(tcp);
+            continue;
+        };
+        let Ok(std_tcp) = tcp.into_std() else { continue };
+        let worker = &workers[next % workers.len()];
+        next = next.wrapping_add(1);
+        let (shared, router) = (shared.clone(), router.clone());
+        worker.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else { return };
+                client(tcp, kind, shared, router, slot).await;
+            });
+        });
+    }
+}
+
+/// One client connection on a worker arbiter: TLS, login, then the Connection actor.
+async fn client(
+    tcp: tokio::net::TcpStream,
+    kind: ListenerKind,
+    shared: Arc<Shared>,
+    router: RouterHandle,
+    slot: crate::shared::ConnSlot,
+) {
+    let id = shared.next_conn_id();
+    let _ = tcp.set_nodelay(true);
+    log::debug!("{id}: connected ({kind:?})");
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let tls = match kind {
+        ListenerKind::DirectTls => tokio::time::timeout_at(deadline, shared.tls.accept(tcp))
+            .await
+            .map_err(|_| NegotiateError::Io(std::io::ErrorKind::TimedOut.into()))
+            .and_then(|r| r.map_err(NegotiateError::Io)),
+        ListenerKind::StartTls => {
+            match tokio::time::timeout_at(deadline, negotiate_starttls(&shared.tls, &shared.config, tcp)).await {
+                Ok(r) => r,
+                Err(_) => Err(NegotiateError::Io(std::io::ErrorKind::TimedOut.into())),
+            }
+        }
+    };
+    let tls = match tls {
+        Ok(t) => t,
+        Err(e) => {
+            log::debug!("{id}: closed before TLS: {e:?}");
+            return;
+        }
+    };
+    match crate::login::run(&shared, id, tls, deadline).await {
+        Ok(logged_in) => {
+            Connection::start(id, shared, router, logged_in, slot);
+        }
+        Err(e) => log::debug!("{id}: closed before authentication: {e:?}"),
+    }
+}

@@ -1,0 +1,327 @@
+//! The configuration file: TOML -> typed [`Config`].
+//!
+//! Every key has a default, so no file at all is a valid configuration (domain `localhost`,
+//! STARTTLS on 127.0.0.1:5222, direct TLS on 127.0.0.1:5223, data in `./data`). A bad file fails
+//! with one line naming the key and the problem ([`ConfigError`]). `config.example.toml`
+//! documents every key; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of the database and of generated certificates.
+    pub data_dir: PathBuf,
+    /// Served domains, each with its certificate; the first is the default host.
+    pub hosts: BTreeMap<String, HostConfig>,
+    pub listen: ListenConfig,
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub delivery_errors: DeliveryErrorsConfig,
+    /// Connection worker threads (actix arbiters); 0 means one per CPU core.
+    pub workers: usize,
+}
+
+/// One virtual host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// PEM certificate chain (Let's Encrypt's `fullchain.pem`). When neither this nor `key` is
+    /// set, a self-signed certificate is generated in the data directory on first start.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key (Let's Encrypt's `privkey.pem`).
+    pub key: Option<PathBuf>,
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Client ports with STARTTLS (RFC 6120), usually 5222.
+    pub c2s_starttls: Vec<SocketAddr>,
+    /// Client ports with direct TLS (XEP-0368), usually 5223.
+    pub c2s_direct_tls: Vec<SocketAddr>,
+}
+
+/// In-band registration (XEP-0077).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Whether new accounts may be created from clients.
+    pub open: bool,
+}
+
+/// Password storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// bcrypt cost of the hash used for SASL PLAIN (4..=31).
+    pub bcrypt_cost: u32,
+    /// PBKDF2 iterations of the SCRAM credentials (at least 4096).
+    pub scram_iterations: u32,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza after authentication, in bytes (advertised with XEP-0478).
+    pub max_stanza_bytes: usize,
+    /// Largest stanza before authentication, in bytes.
+    pub max_stanza_bytes_before_auth: usize,
+    /// Most concurrent client connections; more are refused at accept.
+    pub max_connections: usize,
+    /// Seconds a new connection has to finish TLS and authentication.
+    pub handshake_timeout_secs: u64,
+    /// Bytes that may wait to be written to one client before it is disconnected.
+    pub max_outbound_queue_bytes: usize,
+}
+
+/// The delivery-error log (who -> whom, why; never content).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryErrorsConfig {
+    /// Days an entry is kept.
+    pub retention_days: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut hosts = BTreeMap::new();
+        hosts.insert("localhost".to_owned(), HostConfig::default());
+        Config {
+            data_dir: PathBuf::from("./data"),
+            hosts,
+            listen: ListenConfig::default(),
+            registration: RegistrationConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            delivery_errors: DeliveryErrorsConfig::default(),
+            workers: 0,
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            c2s_starttls: vec![SocketAddr::from(([127, 0, 0, 1], 5222))],
+            c2s_direct_tls: vec![SocketAddr::from(([127, 0, 0, 1], 5223))],
+        }
+    }
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig { open: true }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            bcrypt_cost: 10,
+            scram_iterations: 10_000,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_bytes: 256 * 1024,
+            max_stanza_bytes_before_auth: 8 * 1024,
+            max_connections: 10_000,
+            handshake_timeout_secs: 60,
+            max_outbound_queue_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DeliveryErrorsConfig {
+    fn default() -> Self {
+        DeliveryErrorsConfig { retention_days: 30 }
+    }
+}
+
+/// A configuration problem, printed as one line: `config: <key>: <problem>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path (`limits.max_stanza_bytes`) or the file when no key is to blame.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error: {}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Read and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(&path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::parse(&text)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut problem = inner.message().replace('\n', " ").trim().to_owned();
+            if let Some(span) = inner.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                problem = format!("{problem} (line {line})");
+            }
+            let key = if path == "." || path.is_empty() {
+                "file".to_owned()
+            } else {
+                path
+            };
+            err(&key, problem)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.hosts.is_empty() {
+            return Err(err("hosts", "at least one host is required"));
+        }
+        for (name, host) in &self.hosts {
+            let key = format!("hosts.{name}");
+            let jid = jid::BareJid::new(name).map_err(|e| err(&key, format!("invalid domain: {e}")))?;
+            if jid.node().is_some() || jid.as_str() != name {
+                return Err(err(&key, "not a normalised domain name (use lower case)"));
+            }
+            if host.certificate.is_some() != host.key.is_some() {
+                return Err(err(&key, "certificate and key must be given together"));
+            }
+        }
+        if self.listen.c2s_starttls.is_empty() && self.listen.c2s_direct_tls.is_empty() {
+            return Err(err("listen", "no client listener configured"));
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(err("auth.bcrypt_cost", "must be between 4 and 31"));
+        }
+        if self.auth.scram_iterations < 4096 {
+            return Err(err("auth.scram_iterations", "must be at least 4096"));
+        }
+        let l = &self.limits;
+        if l.max_stanza_bytes < 10_000 {
+            return Err(err("limits.max_stanza_bytes", "must be at least 10000 (RFC 6120 §13.12)"));
+        }
+        if l.max_stanza_bytes_before_auth < 1024 || l.max_stanza_bytes_before_auth > l.max_stanza_bytes {
+            return Err(err(
+                "limits.max_stanza_bytes_before_auth",
+                "must be between 1024 and limits.max_stanza_bytes",
+            ));
+        }
+        if l.max_connections == 0 {
+            return Err(err("limits.max_connections", "must be at least 1"));
+        }
+        if l.handshake_timeout_secs == 0 {
+            return Err(err("limits.handshake_timeout_secs", "must be at least 1"));
+        }
+        if l.max_outbound_queue_bytes < l.max_stanza_bytes {
+            return Err(err(
+                "limits.max_outbound_queue_bytes",
+                "must be at least limits.max_stanza_bytes",
+            ));
+        }
+        if self.delivery_errors.retention_days == 0 {
+            return Err(err("delivery_errors.retention_days", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The default host (the first configured).
+    pub fn default_host(&self) -> &str {
+        self.hosts.keys().next().map(String::as_str).unwrap_or("localhost")
+    }
+
+    /// The handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.handshake_timeout_secs)
+    }
+
+    /// Number of connection worker threads.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.default_host(), "localhost");
+        assert!(c.registration.open);
+        assert_eq!(c.listen.c2s_starttls[0].port(), 5222);
+        assert_eq!(c.listen.c2s_direct_tls[0].port(), 5223);
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../config.example.toml");
+        Config::parse(text).unwrap();
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = Config::parse("[limits]\nmax_stanza_bytes = \"big\"\n").unwrap_err();
+        assert_eq!(e.key, "limits.max_stanza_bytes");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let e = Config::parse("[registration]\nopen = true\nclosed = 1\n").unwrap_err();
+        assert!(e.key.starts_with("registration"), "{e}");
+        assert!(e.problem.contains("closed"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let e = Config::parse("[auth]\nbcrypt_cost = 2\n").unwrap_err();
+        assert_eq!(e.key, "auth.bcrypt_cost");
+        let e = Config::parse("[hosts.\"Ex ample\"]\n").unwrap_err();
+        assert!(e.key.starts_with("hosts."), "{e}");
+        let e = Config::parse("[listen]\nc2s_starttls = [\"nope\"]\n").unwrap_err();
+        assert!(e.key.starts_with("listen.c2s_starttls"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_gives_a_line() {
+        let e = Config::parse("a = \n").unwrap_err();
+        assert!(e.problem.contains("line 1"), "{e}");
+    }
+}

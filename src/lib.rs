@@ -1,0 +1,34 @@
+//! kleiber: a small, privacy-minded XMPP (Jabber) server.
+//!
+//! One daemon with an embedded store (sled), TLS everywhere, actors per connection (actix).
+//! It stores only what its operator's privacy policy lists and never an IP address.
+//!
+//! # Layout
+//!
+//! Layers go strictly downward: socket -> [`xml`] -> [`xmpp`] -> [`actors`] -> [`store`].
+//!
+//! - [`config`]: TOML -> typed configuration; a bad key fails with one line naming it.
+//! - [`xml`]: element tree, serialiser, incremental restricted-XML stream reader.
+//! - [`xmpp`]: namespaces, stream/stanza errors, JIDs, stanza helpers.
+//! - [`sasl`]: SCRAM-SHA-1/256(-PLUS) and PLAIN.
+//! - [`tls`]: OpenSSL acceptor, certificates, STARTTLS, channel binding.
+//! - [`login`]: the unauthenticated part of a client stream (SASL, registration).
+//! - [`services`]: server-side IQ handlers, one file per XEP.
+//! - [`store`]: sled trees, one module per tree.
+//! - [`shared`]: state shared by all connections.
+//! - [`actors`]: connection, router, spool, scheduler and the messages between them.
+//! - [`server`]: running a whole server in a thread (the daemon and the tests use it).
+
+pub mod config;
+pub mod login;
+pub mod sasl;
+pub mod server;
+pub mod services;
+pub mod shared;
+pub mod store;
+pub mod tls;
+pub mod xml;
+pub mod xmpp;
+
+#[path = "../actors/mod.rs"]
+pub mod actors;

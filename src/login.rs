@@ -1,0 +1,447 @@
+//! The unauthenticated part of a client stream, over TLS: stream header, features, SASL, and
+//! in-band registration; then the stream restart and the post-authentication features.
+//!
+//! This is a plain async function, not an actor: until SASL succeeds the only party is the
+//! client, and running the exchange in one task makes the stream-restart race impossible by
+//! construction (the same code that sends `<success/>` resets the parser before reading on).
+//! Unauthenticated connections also cost no actor, mailbox or router entry. The Connection
+//! actor starts with an authenticated, restarted stream.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+
+use crate::sasl::{self, ChannelBinding, Failure, Mechanism, ScramPending};
+use crate::services::register;
+use crate::shared::{blocking, ConnId, Shared};
+use crate::store::accounts::verify_bcrypt;
+use crate::store::now_secs;
+use crate::tls::{check_header, parse_error_condition, TlsStream};
+use crate::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
+use crate::xmpp::{error_reply, iq_result, ns, random_id, stream_header, StanzaError, StreamError};
+
+/// Failed SASL attempts allowed on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 5;
+
+/// The read side of an authenticated client stream.
+pub type ClientReader = XmlReader<ReadHalf<TlsStream>>;
+/// The write side of an authenticated client stream.
+pub type ClientWriter = WriteHalf<TlsStream>;
+
+/// An authenticated, restarted stream, ready for resource binding.
+pub struct LoggedIn {
+    pub reader: ClientReader,
+    pub writer: ClientWriter,
+    /// Normalised localpart.
+    pub user: String,
+    /// The host the client connected to.
+    pub host: String,
+    /// The mechanism used (for the log).
+    pub mechanism: Mechanism,
+}
+
+/// How a connection ended before authentication.
+#[derive(Debug)]
+pub enum LoginEnd {
+    /// The client closed the stream or the transport failed.
+    Closed,
+    /// A stream error was sent.
+    StreamError(StreamError),
+}
+
+/// Limits before authentication (small stanzas, shallow nesting).
+pub fn preauth_limits(shared: &Shared) -> ReaderLimits {
+    ReaderLimits {
+        max_stanza: shared.config.limits.max_stanza_bytes_before_auth,
+        max_depth: 8,
+    }
+}
+
+/// Limits after authentication.
+pub fn session_limits(shared: &Shared) -> ReaderLimits {
+    ReaderLimits {
+        max_stanza: shared.config.limits.max_stanza_bytes,
+        ..ReaderLimits::default()
+    }
+}
+
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, s: &str) -> Result<(), LoginEnd> {
+    w.write_all(s.as_bytes()).await.map_err(|_| LoginEnd::Closed)
+}
+
+/// Send a stream error (and our header first if the stream is not open yet) and close.
+pub async fn stream_error<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    header_sent: bool,
+    host: &str,
+    err: StreamError,
+) -> LoginEnd {
+    let mut out = String::new();
+    if !header_sent {
+        out.push_str(&stream_header(host, None, &random_id(12)));
+    }
+    out.push_str(&err.to_xml(None));
+    let _ = w.write_all(out.as_bytes()).await;
+    let _ = w.shutdown().await;
+    LoginEnd::StreamError(err)
+}
+
+/// Read the next event before `deadline`; parse failures become stream errors, a missed
+/// deadline `connection-timeout`, closed streams `Closed`.
+async fn next_event<W: AsyncWrite + Unpin>(
+    reader: &mut ClientReader,
+    w: &mut W,
+    header_sent: bool,
+    host: &str,
+    deadline: Instant,
+) -> Result<StreamEvent, LoginEnd> {
+    let Ok(ev) = tokio::time::timeout_at(deadline, reader.next()).await else {
+        return Err(stream_error(w, header_sent, host, StreamError::ConnectionTimeout).await);
+    };
+    match ev {
+        Ok(StreamEvent::End) => {
+            let _ = w.write_all(b"</stream:stream>").await;
+            let _ = w.shutdown().await;
+            Err(LoginEnd::Closed)
+        }
+        Ok(ev) => Ok(ev),
+        Err(e) => match parse_error_condition(&e) {
+            Some(c) => Err(stream_error(w, header_sent, host, c).await),
+            None => Err(LoginEnd::Closed),
+        },
+    }
+}
+
+/// Read a stream header and answer with ours; returns the host.
+async fn open_stream<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    reader: &mut ClientReader,
+    w: &mut W,
+    expect_host: Option<&str>,
+    deadline: Instant,
+) -> Result<(String, String), LoginEnd> {
+    let default = expect_host.unwrap_or(shared.config.default_host()).to_owned();
+    let header = match next_event(reader, w, false, &default, deadline).await? {
+        StreamEvent::Header(h) => h,
+        _ => return Err(stream_error(w, false, &default, StreamError::NotWellFormed).await),
+    };
+    let host = match check_header(&header, shared.config.hosts.keys()) {
+        Ok(h) if expect_host.is_none_or(|e| e == h) => h,
+        Ok(_) => return Err(stream_error(w, false, &default, StreamError::HostUnknown).await),
+        Err(e) => return Err(stream_error(w, false, &default, e).await),
+    };
+    let id = random_id(12);
+    send(w, &stream_header(&host, None, &id)).await?;
+    Ok((host, id))
+}
+
+fn mechanisms_feature(cb: &ChannelBinding) -> String {
+    let mut s = format!("<mechanisms xmlns='{}'>", ns::SASL);
+    for m in Mechanism::ALL {
+        if m.is_plus() && !cb.any() {
+            continue;
+        }
+        s.push_str("<mechanism>");
+        s.push_str(m.name());
+        s.push_str("</mechanism>");
+    }
+    s.push_str("</mechanisms>");
+    if cb.any() {
+        // XEP-0440: which channel-binding types the -PLUS mechanisms accept here.
+        s.push_str(&format!("<sasl-channel-binding xmlns='{}'>", ns::SASL_CB));
+        for t in cb.types() {
+            s.push_str(&format!("<channel-binding type='{t}'/>"));
+        }
+        s.push_str("</sasl-channel-binding>");
+    }
+    s
+}
+
+fn limits_feature(max_bytes: usize) -> String {
+    format!(
+        "<limits xmlns='{}'><max-bytes>{max_bytes}</max-bytes></limits>",
+        ns::STREAM_LIMITS
+    )
+}
+
+/// One SASL exchange in progress.
+enum Sasl {
+    Idle,
+    /// PLAIN without initial response: waiting for the `<response/>`.
+    PlainWaiting,
+    Scram(Box<ScramPending>),
+}
+
+/// Drive a TLS client stream from its first header to an authenticated, restarted stream;
+/// everything must be done by `deadline` (`limits.handshake_timeout_secs`).
+pub async fn run(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    stream: TlsStream,
+    deadline: Instant,
+) -> Result<LoggedIn, LoginEnd> {
+    let cb = crate::tls::channel_binding(stream.ssl());
+    let (rd, mut w) = tokio::io::split(stream);
+    let mut reader = XmlReader::new(rd, preauth_limits(shared));
+    let (host, _id) = open_stream(shared, &mut reader, &mut w, None, deadline).await?;
+
+    let mut features = String::from("<stream:features>");
+    features.push_str(&mechanisms_feature(&cb));
+    if shared.registration_open() {
+        features.push_str(&format!("<register xmlns='{}'/>", ns::REGISTER_FEATURE));
+    }
+    features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes_before_auth));
+    features.push_str("</stream:features>");
+    send(&mut w, &features).await?;
+
+    let mut state = Sasl::Idle;
+    let mut failures = 0u32;
+    let (user, mechanism) = loop {
+        let el = match next_event(&mut reader, &mut w, true, &host, deadline).await? {
+            StreamEvent::Element(el) => el,
+            _ => return Err(stream_error(&mut w, true, &host, StreamError::NotWellFormed).await),
+        };
+        if el.ns == ns::SASL {
+            match sasl_step(shared, &host, &cb, &el, &mut state).await {
+                Step::Challenge(data) => {
+                    send(&mut w, &format!("<challenge xmlns='{}'>{}</challenge>", ns::SASL, sasl::encode_payload(&data))).await?;
+                }
+                Step::Success(user, mech, data) => {
+                    let payload = match data {
+                        Some(d) => sasl::encode_payload(d.as_bytes()),
+                        None => String::new(),
+                    };
+                    // Reset the parser before the client can see <success/>: its new stream
+                    // header must land in a fresh parser.
+                    reader.reset();
+                    reader.set_limits(session_limits(shared));
+                    send(&mut w, &format!("<success xmlns='{}'>{payload}</success>", ns::SASL)).await?;
+                    break (user, mech);
+                }
+                Step::Failure(f) => {
+                    failures += 1;
+                    log::debug!("{conn}: SASL failure {} ({failures})", f.as_str());
+                    send(&mut w, &f.to_element().to_xml(ns::CLIENT)).await?;
+                    if failures >= MAX_AUTH_FAILURES {
+                        return Err(stream_error(&mut w, true, &host, StreamError::PolicyViolation).await);
+                    }
+                }
+            }
+        } else if el.is("iq", ns::CLIENT) {
+            let reply = preauth_iq(shared, conn, &host, &el).await;
+            match reply {
+                Some(r) => send(&mut w, &r.to_xml(ns::CLIENT)).await?,
+                None => return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await),
+            }
+        } else if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence") {
+            return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await);
+        } else if el.is("starttls", ns::TLS) {
+            // TLS is already up; a second STARTTLS is a protocol violation.
+            return Err(stream_error(&mut w, true, &host, StreamError::PolicyViolation).await);
+        } else {
+            return Err(stream_error(&mut w, true, &host, StreamError::UnsupportedStanzaType).await);
+        }
+    };
+
+    let s = shared.clone();
+    let (h, u) = (host.clone(), user.clone());
+    // Last login is one of the few things the privacy policy says is stored.
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = s.store.accounts.update(&h, &u, |r| r.last_login = now_secs()) {
+            log::error!("cannot record last login: {e}");
+        }
+    });
+
+    open_stream(shared, &mut reader, &mut w, Some(&host), deadline).await?;
+    let mut features = String::from("<stream:features>");
+    features.push_str(&format!("<bind xmlns='{}'/>", ns::BIND));
+    features.push_str(&format!("<session xmlns='{}'><optional/></session>", ns::SESSION));
+    features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes));
+    features.push_str("</stream:features>");
+    send(&mut w, &features).await?;
+    Ok(LoggedIn {
+        reader,
+        writer: w,
+        user,
+        host,
+        mechanism,
+    })
+}
+
+enum Step {
+    Challenge(Vec<u8>),
+    Success(String, Mechanism, Option<String>),
+    Failure(Failure),
+}
+
+/// Check that an authorisation identity, if given, is the authenticated user's own JID.
+fn authzid_ok(authzid: Option<&str>, user: &str, host: &str) -> bool {
+    match authzid {
+        None => true,
+        Some(a) => match jid::BareJid::new(a) {
+            Ok(j) => j.node().map(|n| n.as_str()) == Some(user) && j.domain().as_str() == host,
+            Err(_) => false,
+        },
+    }
+}
+
+async fn sasl_step(
+    shared: &Arc<Shared>,
+    host: &str,
+    cb: &ChannelBinding,
+    el: &Element,
+    state: &mut Sasl,
+) -> Step {
+    match (el.name.as_str(), std::mem::replace(state, Sasl::Idle)) {
+        ("auth", Sasl::Idle) => {
+            let Some(mech) = el.get_attr("mechanism").and_then(Mechanism::from_name) else {
+                return Step::Failure(Failure::InvalidMechanism);
+            };
+            if mech.is_plus() && !cb.any() {
+                return Step::Failure(Failure::InvalidMechanism);
+            }
+            let data = match sasl::decode_payload(&el.text_content()) {
+                Ok(d) => d,
+                Err(f) => return Step::Failure(f),
+            };
+            match mech {
+                Mechanism::Plain if data.is_empty() => {
+                    *state = Sasl::PlainWaiting;
+                    Step::Challenge(Vec::new())
+                }
+                Mechanism::Plain => plain(shared, host, &data).await,
+                _ => {
+                    let first = match sasl::parse_client_first(mech, &data, cb) {
+                        Ok(f) => f,
+                        Err(f) => return Step::Failure(f),
+                    };
+                    let hash = mech.scram_hash().expect("SCRAM mechanism");
+                    let user = register::normalize_username(&first.username).ok();
+                    let creds = match &user {
+                        Some(u) => match shared.store.accounts.get(host, u) {
+                            Ok(r) => r.and_then(|r| r.scram(hash)),
+                            Err(e) => {
+                                log::error!("account lookup failed: {e}");
+                                return Step::Failure(Failure::TemporaryAuthFailure);
+                            }
+                        },
+                        None => None,
+                    };
+                    let (server_first, pending) =
+                        first.server_first(creds, shared.config.auth.scram_iterations);
+                    *state = Sasl::Scram(Box::new(pending));
+                    Step::Challenge(server_first.into_bytes())
+                }
+            }
+        }
+        ("auth", _) => Step::Failure(Failure::MalformedRequest),
+        ("response", Sasl::PlainWaiting) => match sasl::decode_payload(&el.text_content()) {
+            Ok(d) => plain(shared, host, &d).await,
+            Err(f) => Step::Failure(f),
+        },
+        ("response", Sasl::Scram(pending)) => {
+            let data = match sasl::decode_payload(&el.text_content()) {
+                Ok(d) => d,
+                Err(f) => return Step::Failure(f),
+            };
+            let username = pending.username().to_owned();
+            let authzid = pending.authzid().map(str::to_owned);
+            let mech = pending.mechanism();
+            match pending.finish(&data, cb) {
+                Ok(server_final) => {
+                    let Ok(user) = register::normalize_username(&username) else {
+                        return Step::Failure(Failure::NotAuthorized);
+                    };
+                    if !authzid_ok(authzid.as_deref(), &user, host) {
+                        return Step::Failure(Failure::InvalidAuthzid);
+                    }
+                    Step::Success(user, mech, Some(server_final))
+                }
+                Err(f) => Step::Failure(f),
+            }
+        }
+        ("response", Sasl::Idle) => Step::Failure(Failure::MalformedRequest),
+        ("abort", _) => Step::Failure(Failure::Aborted),
+        _ => Step::Failure(Failure::MalformedRequest),
+    }
+}
+
+/// SASL PLAIN: bcrypt verification on the blocking pool.
+async fn plain(shared: &Arc<Shared>, host: &str, data: &[u8]) -> Step {
+    let msg = match sasl::parse_plain(data) {
+        Ok(m) => m,
+        Err(f) => return Step::Failure(f),
+    };
+    let (Ok(user), Some(password)) = (
+        register::normalize_username(&msg.authcid),
+        sasl::prep_password(&msg.password),
+    ) else {
+        return Step::Failure(Failure::NotAuthorized);
+    };
+    if !authzid_ok(msg.authzid.as_deref(), &user, host) {
+        return Step::Failure(Failure::InvalidAuthzid);
+    }
+    let record = match shared.store.accounts.get(host, &user) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("account lookup failed: {e}");
+            return Step::Failure(Failure::TemporaryAuthFailure);
+        }
+    };
+    let ok = blocking(move || match record {
+        Some(r) => verify_bcrypt(&r, &password),
+        None => {
+            // Same work for unknown users, so timing does not reveal which accounts exist.
+            let _ = bcrypt::verify(&password, DUMMY_BCRYPT);
+            false
+        }
+    })
+    .await;
+    if ok {
+        Step::Success(user, Mechanism::Plain, None)
+    } else {
+        Step::Failure(Failure::NotAuthorized)
+    }
+}
+
+/// A bcrypt hash (cost 10) of a random string, verified against for unknown users.
+const DUMMY_BCRYPT: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+
+/// IQs allowed before authentication: in-band registration only. `None` means the IQ is not
+/// allowed (the stream is closed with `not-authorized`).
+async fn preauth_iq(shared: &Arc<Shared>, conn: ConnId, host: &str, iq: &Element) -> Option<Element> {
+    let query = iq.get_child("query", ns::REGISTER)?;
+    if iq.get_attr("id").is_none() {
+        return error_reply(iq, &StanzaError::new(crate::xmpp::Condition::BadRequest));
+    }
+    let open = shared.registration_open();
+    let result = match register::parse(iq.get_attr("type").unwrap_or(""), query) {
+        Err(e) => Err(e),
+        Ok(_) if !open => Err(StanzaError::new(crate::xmpp::Condition::NotAllowed)
+            .with_text("registration is closed")),
+        Ok(register::Request::Form) => Ok(Some(register::form(None))),
+        Ok(register::Request::Set { username, password }) => {
+            match register::create(shared, host, &username, &password).await {
+                Ok(user) => {
+                    log::info!("{conn}: registered {user}@{host}");
+                    Ok(None)
+                }
+                Err(e) => {
+                    log::info!("{conn}: registration refused: {}", e.condition);
+                    Err(e)
+                }
+            }
+        }
+        Ok(register::Request::Remove) => Err(StanzaError::new(crate::xmpp::Condition::NotAuthorized)),
+    };
+    match result {
+        Ok(payload) => {
+            let mut r = iq_result(iq, payload);
+            r.remove_attr("from");
+            r.remove_attr("to");
+            Some(r)
+        }
+        Err(e) => error_reply(iq, &e),
+    }
+}

@@ -1,0 +1,257 @@
+//! The `kleiber` command: `serve` runs the daemon; the other commands are for the operator.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use kleiber::actors::ListenerKind;
+use kleiber::config::Config;
+use kleiber::server::ServerThread;
+use kleiber::services::register;
+use kleiber::store::{self, Store};
+
+#[derive(Parser)]
+#[command(name = "kleiber", version, about = "A small, privacy-minded XMPP server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Configuration file (defaults apply when none is given).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and its certificates, and print what would be served.
+    CheckConfig {
+        /// Configuration file.
+        path: Option<PathBuf>,
+    },
+    /// Manage accounts (while the server is stopped).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Print the delivery-error log (time, from, to, reason).
+    Errors {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only entries of the last N days.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account; the password is read from standard input.
+    Add { jid: String },
+    /// Delete an account and everything stored for it.
+    Del { jid: String },
+    /// Set a new password, read from standard input.
+    Passwd { jid: String },
+    /// List the accounts of a host (default: all hosts).
+    List { host: Option<String> },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_secs()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::CheckConfig { path } => check_config(path.as_deref()),
+        Command::User { action, config } => user(action, config.as_deref()),
+        Command::Errors { config, days } => errors(config.as_deref(), days),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kleiber: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: Option<&Path>) -> Result<(), String> {
+    let config = load_config(path)?;
+    let server = ServerThread::start(config).map_err(|e| e.to_string())?;
+    for (kind, addr) in &server.listeners {
+        let what = match kind {
+            ListenerKind::StartTls => "STARTTLS",
+            ListenerKind::DirectTls => "direct TLS",
+        };
+        log::info!("listening for clients on {addr} ({what})");
+    }
+    log::info!(
+        "kleiber {} serving {} (registration {})",
+        env!("CARGO_PKG_VERSION"),
+        server.shared.config.hosts.keys().cloned().collect::<Vec<_>>().join(", "),
+        if server.shared.registration_open() { "open" } else { "closed" }
+    );
+    wait_for_signal();
+    log::info!("shutting down");
+    server.stop();
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Block until SIGTERM or SIGINT.
+fn wait_for_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("signal runtime");
+    rt.block_on(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    });
+}
+
+fn check_config(path: Option<&Path>) -> Result<(), String> {
+    let config = load_config(path)?;
+    for host in config.hosts.keys() {
+        let (cert, key) = kleiber::tls::cert_paths(&config, host);
+        if config.hosts[host].certificate.is_some() {
+            let pem = std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+            let x = openssl::x509::X509::from_pem(&pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+            std::fs::metadata(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+            println!("host {host}: certificate {} (expires {})", cert.display(), x.not_after());
+        } else {
+            println!("host {host}: self-signed certificate in {}", cert.display());
+        }
+    }
+    for a in &config.listen.c2s_starttls {
+        println!("clients (STARTTLS): {a}");
+    }
+    for a in &config.listen.c2s_direct_tls {
+        println!("clients (direct TLS): {a}");
+    }
+    println!("data: {}", config.data_dir.display());
+    println!("registration: {}", if config.registration.open { "open" } else { "closed" });
+    println!("config OK");
+    Ok(())
+}
+
+fn split_jid(jid: &str, config: &Config) -> Result<(String, String), String> {
+    let (user, host) = jid.split_once('@').ok_or_else(|| format!("{jid}: expected user@host"))?;
+    if !config.hosts.contains_key(host) {
+        return Err(format!("{host}: not a configured host"));
+    }
+    let user = register::normalize_username(user).map_err(|_| format!("{user}: invalid user name"))?;
+    Ok((user, host.to_owned()))
+}
+
+fn read_password() -> Result<String, String> {
+    if atty_stdin() {
+        eprint!("password: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+    register::prepare_password(&pw).map_err(|e| e.text.unwrap_or_else(|| "invalid password".into()))
+}
+
+fn atty_stdin() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}
+
+fn open_store(config: &Config) -> Result<Store, String> {
+    Store::open(&config.data_dir).map_err(|e| e.to_string())
+}
+
+fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
+    let config = load_config(path)?;
+    let store = open_store(&config)?;
+    match action {
+        UserAction::Add { jid } => {
+            let (user, host) = split_jid(&jid, &config)?;
+            let pw = read_password()?;
+            let creds = store::accounts::derive_credentials(&pw, config.auth.bcrypt_cost, config.auth.scram_iterations)
+                .map_err(|e| e.to_string())?;
+            let rec = store::AccountRecord::new(creds, store::now_secs());
+            if !store.accounts.create(&host, &user, &rec).map_err(|e| e.to_string())? {
+                return Err(format!("{user}@{host} already exists"));
+            }
+            store.flush().map_err(|e| e.to_string())?;
+            println!("created {user}@{host}");
+        }
+        UserAction::Del { jid } => {
+            let (user, host) = split_jid(&jid, &config)?;
+            if !store.delete_account(&host, &user).map_err(|e| e.to_string())? {
+                return Err(format!("{user}@{host} does not exist"));
+            }
+            println!("deleted {user}@{host}");
+        }
+        UserAction::Passwd { jid } => {
+            let (user, host) = split_jid(&jid, &config)?;
+            let pw = read_password()?;
+            let creds = store::accounts::derive_credentials(&pw, config.auth.bcrypt_cost, config.auth.scram_iterations)
+                .map_err(|e| e.to_string())?;
+            if !store
+                .accounts
+                .update(&host, &user, |r| r.credentials = creds.clone())
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("{user}@{host} does not exist"));
+            }
+            store.flush().map_err(|e| e.to_string())?;
+            println!("password changed for {user}@{host}");
+        }
+        UserAction::List { host } => {
+            let hosts: Vec<String> = match host {
+                Some(h) if config.hosts.contains_key(&h) => vec![h],
+                Some(h) => return Err(format!("{h}: not a configured host")),
+                None => config.hosts.keys().cloned().collect(),
+            };
+            for h in hosts {
+                for u in store.accounts.list(&h).map_err(|e| e.to_string())? {
+                    println!("{u}@{h}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn errors(path: Option<&Path>, days: u64) -> Result<(), String> {
+    let config = load_config(path)?;
+    let store = open_store(&config)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let since = now.saturating_sub(days * 86_400_000);
+    for e in store.delivery_errors.since(since, usize::MAX).map_err(|e| e.to_string())? {
+        let t = chrono::DateTime::from_timestamp_millis(e.time_ms as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!("{t}  {} -> {}  {}", e.from, e.to, e.reason);
+    }
+    Ok(())
+}

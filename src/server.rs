@@ -1,0 +1,100 @@
+//! Running a whole server: open the store, build TLS, start the actors in an actix `System`
+//! on a thread of its own, and stop it again. `kleiber serve` and the integration tests both
+//! use [`ServerThread`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::actors::{self, ListenerKind};
+use crate::config::Config;
+use crate::shared::Shared;
+use crate::store::Store;
+use crate::tls::TlsAcceptor;
+
+/// A server running in its own thread.
+pub struct ServerThread {
+    /// Bound listeners, with real ports.
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    pub shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl ServerThread {
+    /// Open the store, build TLS and start everything; returns once the listeners are bound.
+    pub fn start(config: Config) -> Result<ServerThread, StartError> {
+        let store = Store::open(&config.data_dir).map_err(|e| StartError(e.to_string()))?;
+        let tls = TlsAcceptor::from_config(&config).map_err(|e| StartError(e.to_string()))?;
+        let shared = Shared::new(config, store, tls);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("kleiber-main".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                system.block_on(async move {
+                    let running = match actors::start(s.clone()).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(running.listeners.clone()));
+                    let _ = stop_rx.await;
+                    running.shutdown(&s).await;
+                    actix_rt::System::current().stop();
+                });
+            })
+            .map_err(|e| StartError(format!("cannot start thread: {e}")))?;
+        let listeners = ready_rx
+            .recv()
+            .map_err(|_| StartError("server thread died".into()))?
+            .map_err(StartError)?;
+        Ok(ServerThread {
+            listeners,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The first listener of `kind`.
+    pub fn addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.listeners.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+    }
+
+    /// Graceful stop: every stream closed with `system-shutdown`, stores flushed.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}

@@ -1,0 +1,124 @@
+//! Server-side IQ handlers, one file per XEP. [`server_iq`] answers what is addressed to the
+//! server itself; in-band registration (which needs the store and the session) is driven by the
+//! connection through [`register`].
+//!
+//! Adding a XEP: add a file, list its features in [`SERVER_FEATURES`], route its namespace in
+//! [`server_iq`].
+
+pub mod disco;
+pub mod ping;
+pub mod register;
+pub mod time;
+pub mod version;
+
+use crate::xml::Element;
+use crate::xmpp::{error_reply, iq_payload, iq_result, ns, Condition, StanzaError};
+
+/// Features the server advertises in disco#info.
+pub const SERVER_FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::REGISTER,
+    ns::TIME,
+    ns::VERSION,
+];
+
+/// Answer an IQ addressed to the server `host` (its `to` is the host or absent). Returns the
+/// reply (result or error), or `None` for results and errors, which are not answered.
+pub fn server_iq(iq: &Element, host: &str) -> Option<Element> {
+    let payload = match iq_payload(iq) {
+        Ok(Some(p)) => p,
+        Ok(None) => return None,
+        Err(e) => return error_reply(iq, &e),
+    };
+    let get = iq.get_attr("type") == Some("get");
+    let answer: Result<Option<Element>, StanzaError> = match (payload.ns.as_str(), get) {
+        (ns::DISCO_INFO, true) if payload.name == "query" => disco::server_info(payload),
+        (ns::DISCO_ITEMS, true) if payload.name == "query" => disco::server_items(payload, host),
+        (ns::PING, true) if payload.name == "ping" => Ok(None),
+        (ns::VERSION, true) if payload.name == "query" => Ok(Some(version::answer())),
+        (ns::TIME, true) if payload.name == "time" => Ok(Some(time::answer())),
+        (ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | ns::VERSION | ns::TIME, false) => {
+            Err(Condition::BadRequest.into())
+        }
+        _ => Err(Condition::ServiceUnavailable.into()),
+    };
+    match answer {
+        Ok(p) => Some(iq_result(iq, p)),
+        Err(e) => error_reply(iq, &e),
+    }
+}
+
+/// Answer an IQ a user sent to their own bare JID that the server handles on their behalf
+/// (RFC 6121 §8.5.3.2.1 for `to` = own bare JID; other features plug in here).
+pub fn account_iq(iq: &Element) -> Option<Element> {
+    let payload = match iq_payload(iq) {
+        Ok(Some(p)) => p,
+        Ok(None) => return None,
+        Err(e) => return error_reply(iq, &e),
+    };
+    let get = iq.get_attr("type") == Some("get");
+    let answer = match (payload.ns.as_str(), get) {
+        (ns::DISCO_INFO, true) if payload.name == "query" => disco::account_info(payload),
+        (ns::DISCO_ITEMS, true) if payload.name == "query" => {
+            Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+        }
+        (ns::PING, true) if payload.name == "ping" => Ok(None),
+        _ => Err(Condition::ServiceUnavailable.into()),
+    };
+    match answer {
+        Ok(p) => Some(iq_result(iq, p)),
+        Err(e) => error_reply(iq, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iq(kind: &str, payload: Element) -> Element {
+        Element::new("iq", ns::CLIENT)
+            .attr("type", kind)
+            .attr("id", "q1")
+            .attr("from", "a@x/r")
+            .attr("to", "x")
+            .child(payload)
+    }
+
+    #[test]
+    fn ping_is_answered_with_an_empty_result() {
+        let r = server_iq(&iq("get", Element::new("ping", ns::PING)), "x").unwrap();
+        assert_eq!(r.to_xml(ns::CLIENT), "<iq type='result' id='q1' from='x' to='a@x/r'/>");
+    }
+
+    #[test]
+    fn unknown_namespace_is_service_unavailable() {
+        let r = server_iq(&iq("get", Element::new("query", "urn:example:nope")), "x").unwrap();
+        assert!(r.to_xml(ns::CLIENT).contains("<service-unavailable"));
+        assert_eq!(r.get_attr("type"), Some("error"));
+    }
+
+    #[test]
+    fn iq_without_payload_is_bad_request() {
+        let bare = Element::new("iq", ns::CLIENT).attr("type", "get").attr("id", "1");
+        let r = server_iq(&bare, "x").unwrap();
+        assert!(r.to_xml(ns::CLIENT).contains("<bad-request"));
+    }
+
+    #[test]
+    fn results_are_not_answered() {
+        let r = Element::new("iq", ns::CLIENT).attr("type", "result").attr("id", "1");
+        assert!(server_iq(&r, "x").is_none());
+    }
+
+    #[test]
+    fn version_and_time() {
+        let r = server_iq(&iq("get", Element::new("query", ns::VERSION)), "x").unwrap();
+        let q = r.get_child("query", ns::VERSION).unwrap();
+        assert_eq!(q.get_child("name", ns::VERSION).unwrap().text_content(), "kleiber");
+        let r = server_iq(&iq("get", Element::new("time", ns::TIME)), "x").unwrap();
+        let t = r.get_child("time", ns::TIME).unwrap();
+        assert!(t.get_child("utc", ns::TIME).unwrap().text_content().ends_with('Z'));
+    }
+}

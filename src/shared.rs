@@ -1,0 +1,99 @@
+//! State shared by every connection, outside the actors: configuration, store, TLS, and the
+//! runtime switches an operator can flip.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::tls::TlsAcceptor;
+
+/// Shared, read-mostly server state. Held as `Arc<Shared>`.
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub tls: TlsAcceptor,
+    /// Whether in-band registration is open now (initially from the config).
+    pub registration_open: AtomicBool,
+    /// When the server started (uptime, XEP-0012 later).
+    pub started: Instant,
+    /// Source of connection ids (`c2s#N`).
+    next_conn: AtomicU64,
+    /// Open client connections.
+    connections: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    /// Bundle the pieces.
+    pub fn new(config: Config, store: Store, tls: TlsAcceptor) -> Arc<Shared> {
+        Arc::new(Shared {
+            registration_open: AtomicBool::new(config.registration.open),
+            config,
+            store,
+            tls,
+            started: Instant::now(),
+            next_conn: AtomicU64::new(1),
+            connections: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// A new connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Is registration open right now?
+    pub fn registration_open(&self) -> bool {
+        self.registration_open.load(Ordering::Relaxed)
+    }
+
+    /// Is `domain` one of ours?
+    pub fn is_local(&self, domain: &str) -> bool {
+        self.config.hosts.contains_key(domain)
+    }
+}
+
+/// A client connection's id, shown in logs as `c2s#N` (never the peer's address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c2s#{}", self.0)
+    }
+}
+
+/// Run blocking work (bcrypt, PBKDF2, fsync) on the blocking pool, never on an event loop.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// A slot in the connection limit; dropping it frees the slot.
+pub struct ConnSlot(Arc<Shared>);
+
+impl Shared {
+    /// Take a connection slot, or `None` when `limits.max_connections` are in use.
+    pub fn try_connection_slot(self: &Arc<Self>) -> Option<ConnSlot> {
+        let n = self.connections.fetch_add(1, Ordering::AcqRel);
+        if n >= self.config.limits.max_connections {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnSlot(self.clone()))
+    }
+
+    /// Open client connections (authenticated or not).
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,98 @@
+//! The `delivery_errors` tree: time-ordered log of failed deliveries.
+//!
+//! Key: arrival time in milliseconds (big-endian u64) + sequence (big-endian u32), so a range
+//! scan is chronological and pruning is a prefix-free range removal. Value: `from NUL to NUL
+//! reason`. Never the stanza content, never an address of a peer.
+
+use super::StoreError;
+
+/// One logged delivery failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    /// Milliseconds since the epoch.
+    pub time_ms: u64,
+    pub from: String,
+    pub to: String,
+    /// The error condition and a short reason, e.g. `service-unavailable: recipient offline`.
+    pub reason: String,
+}
+
+/// Handle on the delivery-error tree.
+#[derive(Clone)]
+pub struct DeliveryErrors {
+    tree: sled::Tree,
+}
+
+impl DeliveryErrors {
+    pub(super) fn new(tree: sled::Tree) -> Self {
+        DeliveryErrors { tree }
+    }
+
+    /// Append an entry; `seq` disambiguates entries of the same millisecond.
+    pub fn append(&self, e: &DeliveryError, seq: u32) -> Result<(), StoreError> {
+        let mut key = Vec::with_capacity(12);
+        key.extend_from_slice(&e.time_ms.to_be_bytes());
+        key.extend_from_slice(&seq.to_be_bytes());
+        let value = format!("{}\0{}\0{}", e.from, e.to, e.reason);
+        self.tree.insert(key, value.as_bytes())?;
+        Ok(())
+    }
+
+    /// Entries at or after `since_ms`, oldest first, at most `limit`.
+    pub fn since(&self, since_ms: u64, limit: usize) -> Result<Vec<DeliveryError>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.range(since_ms.to_be_bytes()..).take(limit) {
+            let (k, v) = kv?;
+            let time_ms = u64::from_be_bytes(
+                k.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| StoreError::Corrupt("delivery_errors key".into()))?,
+            );
+            let s = String::from_utf8_lossy(&v);
+            let mut parts = s.splitn(3, '\0');
+            out.push(DeliveryError {
+                time_ms,
+                from: parts.next().unwrap_or_default().to_owned(),
+                to: parts.next().unwrap_or_default().to_owned(),
+                reason: parts.next().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Remove entries older than `before_ms`; returns how many.
+    pub fn prune(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.tree.range(..before_ms.to_be_bytes()) {
+            let (k, _) = kv?;
+            self.tree.remove(k)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let log = &store.delivery_errors;
+        for (i, t) in [1000u64, 2000, 3000].iter().enumerate() {
+            let e = DeliveryError {
+                time_ms: *t,
+                from: "a@x/r".into(),
+                to: format!("b{i}@x"),
+                reason: "service-unavailable: no such user".into(),
+            };
+            log.append(&e, i as u32).unwrap();
+        }
+        assert_eq!(log.since(0, 10).unwrap().len(), 3);
+        assert_eq!(log.since(2000, 10).unwrap()[0].to, "b1@x");
+        assert_eq!(log.prune(2500).unwrap(), 2);
+        assert_eq!(log.since(0, 10).unwrap().len(), 1);
+    }
+}

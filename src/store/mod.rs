@@ -1,0 +1,132 @@
+//! Storage: one sled database per data directory, a fixed small set of trees, one module per
+//! tree. Nothing outside `store/` names sled.
+//!
+//! Keys of per-account data start with `domain NUL user`, so deleting an account is a prefix
+//! removal in every per-account tree. Values carry a schema version so an upgrade can migrate
+//! them. No tree holds an IP address, and none holds message content except the offline spool
+//! (which the privacy policy names).
+
+pub mod accounts;
+pub mod delivery_errors;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use accounts::{AccountRecord, Accounts, Credential};
+pub use delivery_errors::{DeliveryError, DeliveryErrors};
+
+/// The schema version written into the `meta` tree.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A storage failure.
+#[derive(Debug)]
+pub enum StoreError {
+    /// sled reported an I/O or corruption problem (full disk, permissions, ...).
+    Db(String),
+    /// A stored value could not be decoded.
+    Corrupt(String),
+    /// The data directory is used by another process.
+    Locked(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Corrupt(e) => write!(f, "corrupt record: {e}"),
+            StoreError::Locked(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// The open database: a handle per tree. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    pub accounts: Accounts,
+    pub delivery_errors: DeliveryErrors,
+}
+
+impl Store {
+    /// Open (or create) the database in `dir/db`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("db");
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(format!(
+                        "data directory {} is in use by another kleiber process",
+                        dir.display()
+                    ))
+                }
+                other => StoreError::from(other),
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema")? {
+            None => {
+                meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let v = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("meta.schema".into()))?,
+                );
+                if v > SCHEMA_VERSION {
+                    return Err(StoreError::Corrupt(format!(
+                        "database schema {v} is newer than this kleiber ({SCHEMA_VERSION})"
+                    )));
+                }
+            }
+        }
+        Ok(Store {
+            accounts: Accounts::new(db.open_tree("accounts")?),
+            delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
+            db,
+        })
+    }
+
+    /// Make everything written so far durable (one fsync; callers batch).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Remove an account and everything stored for it.
+    pub fn delete_account(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
+        let existed = self.accounts.remove(domain, user)?;
+        // Per-account trees added by later features are cleared here by key prefix.
+        self.flush()?;
+        Ok(existed)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The key of an account (`domain NUL user`).
+pub fn account_key(domain: &str, user: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(domain.len() + user.len() + 1);
+    k.extend_from_slice(domain.as_bytes());
+    k.push(0);
+    k.extend_from_slice(user.as_bytes());
+    k
+}

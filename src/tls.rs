@@ -1,0 +1,368 @@
+//! TLS: the OpenSSL acceptor (Mozilla "intermediate" profile, TLS 1.2 minimum, no
+//! renegotiation, SNI certificate selection, ALPN `xmpp-client`), certificate loading and
+//! self-signed generation, STARTTLS negotiation, and channel-binding data for SCRAM-PLUS.
+//!
+//! Only an encrypted stream leaves this module: [`negotiate`] either returns a finished TLS
+//! session or an error, and on the STARTTLS port it discards any plaintext the client pipelined
+//! after `<starttls/>`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{
+    AlpnError, NameType, SniError, Ssl, SslAcceptor, SslContext, SslMethod, SslMode, SslOptions,
+    SslRef, SslVersion,
+};
+use openssl::x509::extension::SubjectAlternativeName;
+use openssl::x509::{X509NameBuilder, X509};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+
+use crate::config::Config;
+use crate::sasl::ChannelBinding;
+use crate::xml::{ReaderLimits, StreamEvent, XmlReader};
+use crate::xmpp::{ns, stream_header, StreamError};
+
+/// A client connection after the TLS handshake.
+pub type TlsStream = SslStream<TcpStream>;
+
+/// A TLS setup failure (at start or reload), with the file or host it concerns.
+#[derive(Debug)]
+pub struct TlsError(pub String);
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The server's TLS contexts: one per host, selected by SNI; the first host is the default.
+#[derive(Clone)]
+pub struct TlsAcceptor {
+    default: Arc<SslAcceptor>,
+}
+
+/// Paths of the certificate and key used for a host.
+pub fn cert_paths(cfg: &Config, host: &str) -> (PathBuf, PathBuf) {
+    match &cfg.hosts[host] {
+        crate::config::HostConfig {
+            certificate: Some(c),
+            key: Some(k),
+        } => (c.clone(), k.clone()),
+        _ => {
+            let dir = cfg.data_dir.join("certs");
+            (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")))
+        }
+    }
+}
+
+impl TlsAcceptor {
+    /// Build the acceptor from the configuration, generating self-signed certificates for
+    /// hosts that have none configured.
+    pub fn from_config(cfg: &Config) -> Result<TlsAcceptor, TlsError> {
+        let mut contexts: HashMap<String, SslContext> = HashMap::new();
+        let mut default = None;
+        for host in cfg.hosts.keys() {
+            let (cert, key) = cert_paths(cfg, host);
+            let configured = cfg.hosts[host].certificate.is_some();
+            if !configured && !cert.exists() {
+                generate_self_signed(host, &cert, &key)?;
+                log::info!("generated a self-signed certificate for {host} in {}", cert.display());
+            }
+            let acceptor = build_acceptor(&cert, &key)?;
+            if default.is_none() {
+                default = Some(host.clone());
+            }
+            contexts.insert(host.clone(), acceptor.into_context());
+        }
+        let default_host = default.ok_or_else(|| TlsError("no host configured".into()))?;
+        let (cert, key) = cert_paths(cfg, &default_host);
+        let mut builder = acceptor_builder(&cert, &key)?;
+        let contexts = Arc::new(contexts);
+        builder.set_servername_callback(move |ssl, _alert| {
+            if let Some(name) = ssl.servername(NameType::HOST_NAME) {
+                let name = name.to_ascii_lowercase();
+                if let Some(ctx) = contexts.get(&name) {
+                    ssl.set_ssl_context(ctx).map_err(|_| SniError::ALERT_FATAL)?;
+                }
+            }
+            Ok(())
+        });
+        Ok(TlsAcceptor {
+            default: Arc::new(builder.build()),
+        })
+    }
+
+    /// Run the TLS handshake as server on `tcp`.
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream> {
+        let ssl = Ssl::new(self.default.context()).map_err(std::io::Error::other)?;
+        let mut stream = SslStream::new(ssl, tcp).map_err(std::io::Error::other)?;
+        Pin::new(&mut stream)
+            .accept()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(stream)
+    }
+}
+
+fn acceptor_builder(
+    cert: &Path,
+    key: &Path,
+) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| TlsError(format!("openssl: {e}")))?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| TlsError(format!("openssl: {e}")))?;
+    b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
+    // Idle connections give their read/write buffers back (about 34 KiB each).
+    b.set_mode(SslMode::RELEASE_BUFFERS);
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| TlsError(format!("{}: cannot load certificate chain: {e}", cert.display())))?;
+    b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
+        .map_err(|e| TlsError(format!("{}: cannot load private key: {e}", key.display())))?;
+    b.check_private_key().map_err(|_| {
+        TlsError(format!(
+            "{}: private key does not match certificate {}",
+            key.display(),
+            cert.display()
+        ))
+    })?;
+    b.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x0bxmpp-client", client).ok_or(AlpnError::NOACK)
+    });
+    Ok(b)
+}
+
+fn build_acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, TlsError> {
+    Ok(acceptor_builder(cert, key)?.build())
+}
+
+/// Write a self-signed certificate (EC P-256, SAN = host, 10 years) and its key.
+pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    let e = |e: openssl::error::ErrorStack| TlsError(format!("generating certificate: {e}"));
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(e)?;
+    let pkey: PKey<Private> = PKey::from_ec_key(EcKey::generate(&group).map_err(e)?).map_err(e)?;
+    let mut name = X509NameBuilder::new().map_err(e)?;
+    name.append_entry_by_nid(Nid::COMMONNAME, host).map_err(e)?;
+    let name = name.build();
+    let mut b = X509::builder().map_err(e)?;
+    b.set_version(2).map_err(e)?;
+    let mut serial = BigNum::new().map_err(e)?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false).map_err(e)?;
+    let serial = serial.to_asn1_integer().map_err(e)?;
+    b.set_serial_number(&serial).map_err(e)?;
+    b.set_subject_name(&name).map_err(e)?;
+    b.set_issuer_name(&name).map_err(e)?;
+    b.set_pubkey(&pkey).map_err(e)?;
+    let (from, until) = (Asn1Time::days_from_now(0).map_err(e)?, Asn1Time::days_from_now(3650).map_err(e)?);
+    b.set_not_before(&from).map_err(e)?;
+    b.set_not_after(&until).map_err(e)?;
+    let san = SubjectAlternativeName::new()
+        .dns(host)
+        .build(&b.x509v3_context(None, None))
+        .map_err(e)?;
+    b.append_extension(san).map_err(e)?;
+    b.sign(&pkey, MessageDigest::sha256()).map_err(e)?;
+    let cert = b.build();
+    if let Some(dir) = cert_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| TlsError(format!("{}: {err}", dir.display())))?;
+    }
+    let key_pem = pkey.private_key_to_pem_pkcs8().map_err(e)?;
+    write_private(key_path, &key_pem)?;
+    std::fs::write(cert_path, cert.to_pem().map_err(e)?)
+        .map_err(|err| TlsError(format!("{}: {err}", cert_path.display())))?;
+    Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|err| TlsError(format!("{}: {err}", path.display())))?;
+    f.write_all(data)
+        .map_err(|err| TlsError(format!("{}: {err}", path.display())))
+}
+
+/// Channel-binding data of an established TLS session.
+pub fn channel_binding(ssl: &SslRef) -> ChannelBinding {
+    let mut cb = ChannelBinding::default();
+    // RFC 9266: tls-exporter is defined for TLS 1.3 (and 1.2 with extended master secret;
+    // we only offer it where it is unambiguous).
+    if ssl.version2() == Some(SslVersion::TLS1_3) {
+        let mut out = [0u8; 32];
+        if ssl
+            .export_keying_material(&mut out, "EXPORTER-Channel-Binding", Some(&[]))
+            .is_ok()
+        {
+            cb.tls_exporter = Some(out.to_vec());
+        }
+    }
+    // RFC 5929 §4.1: hash of our certificate with its signature's digest, SHA-256 for MD5/SHA-1.
+    if let Some(cert) = ssl.certificate() {
+        let md = cert
+            .signature_algorithm()
+            .object()
+            .nid()
+            .signature_algorithms()
+            .and_then(|a| MessageDigest::from_nid(a.digest))
+            .filter(|md| md.type_() != Nid::MD5 && md.type_() != Nid::SHA1)
+            .unwrap_or_else(MessageDigest::sha256);
+        if let Ok(d) = cert.digest(md) {
+            cb.tls_server_end_point = Some(d.to_vec());
+        }
+    }
+    cb
+}
+
+/// Why a connection ended before TLS was up.
+#[derive(Debug)]
+pub enum NegotiateError {
+    /// Transport error or the peer went away; nothing to tell it.
+    Io(std::io::Error),
+    /// A stream error was sent to the peer.
+    Stream(StreamError),
+}
+
+/// Check a client's stream header: RFC 6120 namespaces, version 1.0, a served host in `to`.
+/// Returns the host.
+pub fn check_header<'a>(
+    h: &crate::xml::StreamHeader,
+    hosts: impl IntoIterator<Item = &'a String>,
+) -> Result<String, StreamError> {
+    if h.name != "stream" || h.ns != ns::STREAM {
+        return Err(StreamError::InvalidNamespace);
+    }
+    if h.prefix != "stream" {
+        return Err(StreamError::BadNamespacePrefix);
+    }
+    if h.default_ns != ns::CLIENT {
+        return Err(StreamError::InvalidNamespace);
+    }
+    let to = h.attrs.get("to").map(|t| t.to_ascii_lowercase());
+    let host = match to {
+        Some(t) => hosts.into_iter().find(|h| **h == t).cloned(),
+        None => None,
+    }
+    .ok_or(StreamError::HostUnknown)?;
+    match h.attrs.get("version").map(String::as_str) {
+        Some(v) if v.split('.').next() == Some("1") => Ok(host),
+        _ => Err(StreamError::UnsupportedVersion),
+    }
+}
+
+/// STARTTLS (RFC 6120 §5): read the client's stream header in plaintext, offer `<starttls/>`
+/// as the only (required) feature, answer `<proceed/>`, and complete the handshake. Anything
+/// else is a stream error; plaintext pipelined after `<starttls/>` is dropped with the parser.
+pub async fn negotiate_starttls(
+    acceptor: &TlsAcceptor,
+    cfg: &Config,
+    mut tcp: TcpStream,
+) -> Result<TlsStream, NegotiateError> {
+    let limits = ReaderLimits {
+        max_stanza: 1024.max(cfg.limits.max_stanza_bytes_before_auth / 4),
+        max_depth: 4,
+    };
+    let (reader_half, mut writer_half) = tcp.split();
+    let mut reader = XmlReader::new(reader_half, limits);
+    let id = crate::xmpp::random_id(12);
+    let fail = |e: StreamError| e;
+    let header = match reader.next().await {
+        Ok(StreamEvent::Header(h)) => h,
+        Ok(_) => return Err(NegotiateError::Io(std::io::ErrorKind::InvalidData.into())),
+        Err(e) => {
+            let err = parse_error_condition(&e);
+            let _ = write_error(&mut writer_half, cfg.default_host(), &id, err, true).await;
+            return Err(err.map_or_else(|| NegotiateError::Io(io_of(e)), NegotiateError::Stream));
+        }
+    };
+    let host = match check_header(&header, cfg.hosts.keys()) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = write_error(&mut writer_half, cfg.default_host(), &id, Some(fail(e)), true).await;
+            return Err(NegotiateError::Stream(e));
+        }
+    };
+    let mut out = stream_header(&host, None, &id);
+    out.push_str("<stream:features><starttls xmlns='");
+    out.push_str(ns::TLS);
+    out.push_str("'><required/></starttls></stream:features>");
+    writer_half
+        .write_all(out.as_bytes())
+        .await
+        .map_err(NegotiateError::Io)?;
+    let err = match reader.next().await {
+        Ok(StreamEvent::Element(el)) if el.is("starttls", ns::TLS) => None,
+        Ok(StreamEvent::Element(_)) => Some(StreamError::NotAuthorized),
+        Ok(StreamEvent::End) => return Err(NegotiateError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        Ok(StreamEvent::Header(_)) => Some(StreamError::NotWellFormed),
+        Err(e) => match parse_error_condition(&e) {
+            Some(c) => Some(c),
+            None => return Err(NegotiateError::Io(io_of(e))),
+        },
+    };
+    if let Some(e) = err {
+        let _ = write_error(&mut writer_half, &host, &id, Some(e), false).await;
+        return Err(NegotiateError::Stream(e));
+    }
+    writer_half
+        .write_all(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes())
+        .await
+        .map_err(NegotiateError::Io)?;
+    // Dropping the reader drops whatever plaintext it had buffered beyond <starttls/>.
+    drop(reader);
+    acceptor.accept(tcp).await.map_err(NegotiateError::Io)
+}
+
+fn io_of(e: crate::xml::ParseError) -> std::io::Error {
+    match e {
+        crate::xml::ParseError::Io(io) => io,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other:?}")),
+    }
+}
+
+/// The stream error condition for a parse failure (`None` for transport failures).
+pub fn parse_error_condition(e: &crate::xml::ParseError) -> Option<StreamError> {
+    use crate::xml::ParseError::*;
+    match e {
+        NotWellFormed(_) => Some(StreamError::NotWellFormed),
+        RestrictedXml(_) => Some(StreamError::RestrictedXml),
+        PolicyViolation(_) => Some(StreamError::PolicyViolation),
+        Io(_) => None,
+    }
+}
+
+async fn write_error<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    host: &str,
+    id: &str,
+    err: Option<StreamError>,
+    with_header: bool,
+) -> std::io::Result<()> {
+    let Some(err) = err else { return Ok(()) };
+    let mut out = String::new();
+    if with_header {
+        out.push_str(&stream_header(host, None, id));
+    }
+    out.push_str(&err.to_xml(None));
+    w.write_all(out.as_bytes()).await?;
+    w.shutdown().await
+}

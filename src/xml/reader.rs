@@ -1,0 +1,458 @@
+//! Incremental, namespace-aware XML stream reader over quick-xml's `NsReader`.
+//!
+//! Turns the bytes of an XMPP stream into [`StreamEvent`]s: the stream header, each complete
+//! top-level element (stanza or nonza), and the end of the stream. It enforces the restricted
+//! XML profile of RFC 6120 §11 (no DOCTYPE, comments, processing instructions or entities
+//! beyond the predefined ones) and bounds memory for any input: the bytes a single stanza may
+//! take are counted as they arrive from the socket (not after the fact), and nesting depth is
+//! limited. quick-xml does neither by itself.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+use tokio::io::{AsyncRead, BufReader, ReadBuf};
+
+use super::element::{is_xml_char, Element, Node};
+
+/// Capacity of the read buffer between the socket and the parser.
+const READ_BUF: usize = 4096;
+/// A read buffer that grew beyond this (long stanza) is released after the stanza.
+const KEEP_BUF: usize = 16 * 1024;
+
+/// What the reader produces.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// The opening `<stream:stream>` tag (or `<stream>` in another prefix).
+    Header(StreamHeader),
+    /// A complete top-level element.
+    Element(Element),
+    /// The peer closed the stream (`</stream:stream>`).
+    End,
+}
+
+/// The attributes of a stream header that matter to a server.
+#[derive(Debug, Clone, Default)]
+pub struct StreamHeader {
+    /// Local name of the root element (must be `stream`).
+    pub name: String,
+    /// Namespace of the root element (must be `http://etherx.jabber.org/streams`).
+    pub ns: String,
+    /// The default namespace declared on the root (`jabber:client` for c2s).
+    pub default_ns: String,
+    /// The prefix used for the stream namespace (must be `stream`).
+    pub prefix: String,
+    /// Every non-namespace attribute (`to`, `from`, `version`, `xml:lang`, `id`).
+    pub attrs: HashMap<String, String>,
+}
+
+/// Why reading the stream failed; each maps to one RFC 6120 stream error condition.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Syntax error, invalid UTF-8, forbidden character, duplicate attribute, unbound prefix.
+    NotWellFormed(String),
+    /// DOCTYPE, comment, processing instruction or an undefined entity (RFC 6120 §11.1).
+    RestrictedXml(&'static str),
+    /// Stanza larger than the limit, or nested too deep.
+    PolicyViolation(&'static str),
+    /// The transport failed or closed without `</stream:stream>`.
+    Io(io::Error),
+}
+
+/// Byte budget shared by the [`Limited`] transport and the parser.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Bytes handed to the parser so far.
+    read: AtomicU64,
+    /// The parser may not be handed bytes beyond this absolute offset.
+    allowed: AtomicU64,
+    /// Set when a read was refused for lack of budget.
+    exceeded: AtomicBool,
+}
+
+/// An `AsyncRead` that refuses to deliver bytes beyond the current budget, so a peer cannot
+/// make the parser buffer an unbounded stanza.
+pub struct Limited<R> {
+    inner: R,
+    budget: Arc<Budget>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Limited<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = self.budget.read.load(Ordering::Relaxed);
+        let allowed = self.budget.allowed.load(Ordering::Relaxed);
+        if read >= allowed {
+            self.budget.exceeded.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(io::Error::other("stanza too large")));
+        }
+        let room = (allowed - read).min(buf.remaining() as u64) as usize;
+        let mut sub = buf.take(room);
+        let before = sub.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, &mut sub) {
+            Poll::Ready(Ok(())) => {
+                let n = sub.filled().len() - before;
+                // SAFETY: `take` handed out the unfilled part of `buf`, and the inner reader
+                // initialised and filled its first `n` bytes.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                self.budget.read.fetch_add(n as u64, Ordering::Relaxed);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Limits applied by the reader.
+#[derive(Debug, Clone, Copy)]
+pub struct ReaderLimits {
+    /// Maximum bytes of one top-level element (stanza), counted on the wire.
+    pub max_stanza: usize,
+    /// Maximum element nesting depth inside a stanza.
+    pub max_depth: usize,
+}
+
+impl Default for ReaderLimits {
+    fn default() -> Self {
+        ReaderLimits {
+            max_stanza: 256 * 1024,
+            max_depth: 32,
+        }
+    }
+}
+
+/// The stream reader. One per connection; reset on every stream restart.
+pub struct XmlReader<R> {
+    /// Always `Some`, except for the instant of a reset.
+    reader: Option<NsReader<BufReader<Limited<R>>>>,
+    budget: Arc<Budget>,
+    buf: Vec<u8>,
+    stack: Vec<Element>,
+    limits: ReaderLimits,
+    /// Position (in parser bytes) where the current top-level element started.
+    stanza_start: u64,
+    /// Have we seen the stream header of the current stream?
+    open: bool,
+}
+
+impl<R: AsyncRead + Unpin> XmlReader<R> {
+    /// A reader over `inner` with the given limits.
+    pub fn new(inner: R, limits: ReaderLimits) -> Self {
+        let budget = Arc::new(Budget::default());
+        let limited = Limited {
+            inner,
+            budget: budget.clone(),
+        };
+        let mut r = XmlReader {
+            reader: Some(new_ns_reader(BufReader::with_capacity(READ_BUF, limited))),
+            budget,
+            buf: Vec::new(),
+            stack: Vec::new(),
+            limits,
+            stanza_start: 0,
+            open: false,
+        };
+        r.renew_budget();
+        r
+    }
+
+    /// Change the limits (e.g. the larger stanza limit after authentication).
+    pub fn set_limits(&mut self, limits: ReaderLimits) {
+        self.limits = limits;
+        self.renew_budget();
+    }
+
+    /// Start a new stream on the same transport (after SASL success). Bytes the peer already
+    /// sent (its new stream header) are kept.
+    pub fn reset(&mut self) {
+        let Some(old) = self.reader.take() else {
+            return;
+        };
+        let inner = old.into_inner();
+        // The parser's byte offsets restart at zero; keep the budget relative to them.
+        let buffered = inner.buffer().len() as u64;
+        self.budget.read.store(buffered, Ordering::Relaxed);
+        self.reader = Some(new_ns_reader(inner));
+        self.stack.clear();
+        self.open = false;
+        self.renew_budget();
+    }
+
+    /// Give up the transport (for STARTTLS: buffered plaintext is discarded on purpose).
+    pub fn into_inner(mut self) -> R {
+        self.ns_reader_take().into_inner().into_inner().inner
+    }
+
+    fn ns_reader_take(&mut self) -> NsReader<BufReader<Limited<R>>> {
+        self.reader.take().expect("reader present outside reset")
+    }
+
+    fn rd(&self) -> &NsReader<BufReader<Limited<R>>> {
+        self.reader.as_ref().expect("reader present outside reset")
+    }
+
+    fn renew_budget(&mut self) {
+        let pos = self.reader.as_ref().map_or(0, |r| r.buffer_position());
+        self.stanza_start = pos;
+        let allowed = pos + self.limits.max_stanza as u64 + READ_BUF as u64;
+        self.budget.allowed.store(allowed, Ordering::Relaxed);
+    }
+
+    /// The next event of the stream.
+    pub async fn next(&mut self) -> Result<StreamEvent, ParseError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = loop {
+            buf.clear();
+            let reader = self.reader.as_mut().expect("reader present outside reset");
+            let ev = match reader.read_event_into_async(&mut buf).await {
+                Ok(ev) => ev,
+                Err(e) => break Err(self.map_err(e)),
+            };
+            match self.handle(ev) {
+                Ok(None) => {}
+                Ok(Some(out)) => break Ok(out),
+                Err(e) => break Err(e),
+            }
+        };
+        if buf.capacity() <= KEEP_BUF {
+            self.buf = buf;
+        }
+        result
+    }
+
+    fn handle(&mut self, ev: Event<'_>) -> Result<Option<StreamEvent>, ParseError> {
+        match ev {
+            Event::Decl(_) if !self.open => {}
+            Event::Decl(_) | Event::PI(_) => {
+                return Err(ParseError::RestrictedXml("processing instruction"))
+            }
+            Event::DocType(_) => return Err(ParseError::RestrictedXml("DOCTYPE")),
+            Event::Comment(_) => return Err(ParseError::RestrictedXml("comment")),
+            Event::Eof => {
+                return Err(ParseError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stream closed without </stream>",
+                )))
+            }
+            Event::Start(start) if !self.open => {
+                let header = self.header(&start)?;
+                self.open = true;
+                self.renew_budget();
+                return Ok(Some(StreamEvent::Header(header)));
+            }
+            Event::Empty(_) if !self.open => {
+                return Err(ParseError::NotWellFormed("empty stream header".into()))
+            }
+            Event::Start(start) => {
+                if self.stack.len() >= self.limits.max_depth {
+                    return Err(ParseError::PolicyViolation("nesting too deep"));
+                }
+                let el = self.element(&start)?;
+                self.stack.push(el);
+            }
+            Event::Empty(start) => {
+                let el = self.element(&start)?;
+                return self.push_child(el).map(|o| o.map(StreamEvent::Element));
+            }
+            Event::End(_) => match self.stack.pop() {
+                None => {
+                    self.open = false;
+                    return Ok(Some(StreamEvent::End));
+                }
+                Some(el) => return self.push_child(el).map(|o| o.map(StreamEvent::Element)),
+            },
+            Event::Text(t) => {
+                let s = t
+                    .decode()
+                    .map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
+                self.text(&s)?;
+            }
+            Event::CData(t) => {
+                let s = std::str::from_utf8(&t)
+                    .map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
+                self.text(s)?;
+            }
+            Event::GeneralRef(r) => {
+                let c = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => {
+                        let name = r
+                            .decode()
+                            .map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
+                        match predefined_entity(&name) {
+                            Some(c) => c,
+                            None => return Err(ParseError::RestrictedXml("entity")),
+                        }
+                    }
+                    Err(e) => return Err(ParseError::NotWellFormed(e.to_string())),
+                };
+                self.text(c.encode_utf8(&mut [0; 4]))?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn map_err(&self, e: quick_xml::Error) -> ParseError {
+        use quick_xml::errors::IllFormedError;
+        if self.budget.exceeded.load(Ordering::Relaxed) {
+            return ParseError::PolicyViolation("stanza too large");
+        }
+        match e {
+            quick_xml::Error::Io(io) => ParseError::Io(io::Error::new(io.kind(), io.to_string())),
+            quick_xml::Error::Escape(_) => ParseError::RestrictedXml("entity"),
+            quick_xml::Error::IllFormed(IllFormedError::MissingDoctypeName) => {
+                ParseError::RestrictedXml("DOCTYPE")
+            }
+            other => ParseError::NotWellFormed(other.to_string()),
+        }
+    }
+
+    /// Add text to the element being built; whitespace between stanzas is a keepalive.
+    fn text(&mut self, s: &str) -> Result<(), ParseError> {
+        if let Some(c) = s.chars().find(|c| !is_xml_char(*c)) {
+            return Err(ParseError::NotWellFormed(format!(
+                "character U+{:04X} is not allowed in XML",
+                c as u32
+            )));
+        }
+        match self.stack.last_mut() {
+            Some(top) => {
+                if let Some(Node::Text(prev)) = top.children.last_mut() {
+                    prev.push_str(s);
+                } else {
+                    top.children.push(Node::Text(s.to_owned()));
+                }
+                Ok(())
+            }
+            None if s.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) => {
+                self.renew_budget();
+                Ok(())
+            }
+            None => Err(ParseError::NotWellFormed(
+                "text outside of a stanza".to_owned(),
+            )),
+        }
+    }
+
+    /// Attach a finished element to its parent, or return it when it is top-level.
+    fn push_child(&mut self, el: Element) -> Result<Option<Element>, ParseError> {
+        match self.stack.last_mut() {
+            Some(parent) => {
+                parent.children.push(Node::Element(el));
+                Ok(None)
+            }
+            None => {
+                let end = self.rd().buffer_position();
+                if end.saturating_sub(self.stanza_start) > self.limits.max_stanza as u64 {
+                    return Err(ParseError::PolicyViolation("stanza too large"));
+                }
+                self.renew_budget();
+                Ok(Some(el))
+            }
+        }
+    }
+
+    fn resolve_ns(&self, res: ResolveResult<'_>) -> Result<String, ParseError> {
+        match res {
+            ResolveResult::Bound(ns) => std::str::from_utf8(ns.as_ref())
+                .map(str::to_owned)
+                .map_err(|e| ParseError::NotWellFormed(e.to_string())),
+            ResolveResult::Unbound => Ok(String::new()),
+            ResolveResult::Unknown(p) => Err(ParseError::NotWellFormed(format!(
+                "undeclared prefix {}",
+                String::from_utf8_lossy(&p)
+            ))),
+        }
+    }
+
+    fn element(&self, start: &BytesStart<'_>) -> Result<Element, ParseError> {
+        let (res, local) = self.rd().resolver().resolve_element(start.name());
+        let ns = self.resolve_ns(res)?;
+        let name = utf8(local.as_ref())?;
+        let mut el = Element::new(&name, &ns);
+        for attr in start.attributes() {
+            let attr = attr.map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
+            let key = attr.key.as_ref();
+            if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                continue;
+            }
+            let value = attr.unescape_value().map_err(|e| match e {
+                quick_xml::Error::Escape(_) => ParseError::RestrictedXml("entity"),
+                other => ParseError::NotWellFormed(other.to_string()),
+            })?;
+            if value.chars().any(|c| !is_xml_char(c)) {
+                return Err(ParseError::NotWellFormed(
+                    "forbidden character in attribute".into(),
+                ));
+            }
+            let name = if attr.key.prefix().is_none() {
+                utf8(key)?
+            } else if key.starts_with(b"xml:") {
+                utf8(key)?
+            } else {
+                let (res, local) = self.rd().resolver().resolve_attribute(attr.key);
+                let ns = self.resolve_ns(res)?;
+                format!("{{{ns}}}{}", utf8(local.as_ref())?)
+            };
+            el.attrs.push((name, value.into_owned()));
+        }
+        Ok(el)
+    }
+
+    fn header(&self, start: &BytesStart<'_>) -> Result<StreamHeader, ParseError> {
+        let el = self.element(start)?;
+        let mut header = StreamHeader {
+            name: el.name,
+            ns: el.ns,
+            prefix: start
+                .name()
+                .prefix()
+                .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                .unwrap_or_default(),
+            ..StreamHeader::default()
+        };
+        for attr in start.attributes().flatten() {
+            if attr.key.as_ref() == b"xmlns" {
+                header.default_ns = utf8(&attr.value)?;
+            }
+        }
+        header.attrs = el.attrs.into_iter().collect();
+        Ok(header)
+    }
+}
+
+fn new_ns_reader<B: tokio::io::AsyncBufRead + Unpin>(inner: B) -> NsReader<B> {
+    let mut r = NsReader::from_reader(inner);
+    let cfg = r.config_mut();
+    cfg.trim_text(false);
+    cfg.expand_empty_elements = false;
+    cfg.check_end_names = true;
+    r
+}
+
+fn predefined_entity(name: &str) -> Option<char> {
+    Some(match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "apos" => '\'',
+        "quot" => '"',
+        _ => return None,
+    })
+}
+
+fn utf8(b: &[u8]) -> Result<String, ParseError> {
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|e| ParseError::NotWellFormed(e.to_string()))
+}

@@ -1,0 +1,97 @@
+//! XMPP protocol vocabulary: namespaces, stream and stanza errors, JIDs, stanza helpers.
+//!
+//! Pure code: no actors, storage or TLS. JIDs are the `jid` crate's types (RFC 7622 with
+//! PRECIS/stringprep), so a bare and a full JID are different types.
+
+pub mod error;
+pub mod ns;
+
+pub use error::{error_reply, Condition, ErrorType, StanzaError, StreamError};
+pub use jid::{BareJid, FullJid, Jid};
+
+use crate::xml::{escape, Element};
+
+/// The three stanza kinds of RFC 6120 §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StanzaKind {
+    Message,
+    Presence,
+    Iq,
+}
+
+impl StanzaKind {
+    /// The kind of a top-level element in `jabber:client`/`jabber:server`, if it is a stanza.
+    pub fn of(el: &Element) -> Option<StanzaKind> {
+        if el.ns != ns::CLIENT && el.ns != ns::SERVER {
+            return None;
+        }
+        match el.name.as_str() {
+            "message" => Some(StanzaKind::Message),
+            "presence" => Some(StanzaKind::Presence),
+            "iq" => Some(StanzaKind::Iq),
+            _ => None,
+        }
+    }
+}
+
+/// The server's opening stream header (response stream) for a client-to-server stream.
+pub fn stream_header(from: &str, to: Option<&str>, id: &str) -> String {
+    let mut s = String::with_capacity(200);
+    s.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='");
+    s.push_str(&escape(id));
+    s.push_str("' from='");
+    s.push_str(&escape(from));
+    if let Some(to) = to {
+        s.push_str("' to='");
+        s.push_str(&escape(to));
+    }
+    s.push_str("'>");
+    s
+}
+
+/// An IQ result for `iq` with an optional payload.
+pub fn iq_result(iq: &Element, payload: Option<Element>) -> Element {
+    let mut r = Element::new("iq", ns::CLIENT).attr("type", "result");
+    if let Some(id) = iq.get_attr("id") {
+        r.set_attr("id", id);
+    }
+    if let Some(to) = iq.get_attr("to") {
+        r.set_attr("from", to);
+    }
+    if let Some(from) = iq.get_attr("from") {
+        r.set_attr("to", from);
+    }
+    if let Some(p) = payload {
+        r = r.child(p);
+    }
+    r
+}
+
+/// Check an IQ's shape (RFC 6120 §8.2.3): an `id`, a `type`, and for get/set exactly one
+/// child element. Returns the payload of a get/set.
+pub fn iq_payload(iq: &Element) -> Result<Option<&Element>, StanzaError> {
+    if iq.get_attr("id").is_none() {
+        return Err(StanzaError::new(Condition::BadRequest).with_text("iq without id"));
+    }
+    match iq.get_attr("type") {
+        Some("get") | Some("set") => {
+            let mut it = iq.elements();
+            match (it.next(), it.next()) {
+                (Some(p), None) => Ok(Some(p)),
+                _ => Err(StanzaError::new(Condition::BadRequest)
+                    .with_text("iq get/set needs exactly one child")),
+            }
+        }
+        Some("result") | Some("error") => Ok(None),
+        _ => Err(StanzaError::new(Condition::BadRequest).with_text("invalid iq type")),
+    }
+}
+
+/// A random identifier (stream ids, generated resources, SCRAM nonces): `n` bytes, base64url.
+pub fn random_id(n: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
