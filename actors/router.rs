@@ -234,7 +234,8 @@ impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
+        // Connections use try_send; a generous bound keeps a burst from being refused.
+        ctx.set_mailbox_capacity(1 << 20);
     }
 }
 

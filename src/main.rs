@@ -69,7 +69,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sled=warn"))
         .format_timestamp_secs()
         .init();
     let cli = Cli::parse();
