@@ -37,6 +37,8 @@ pub fn server_iq(iq: &Element, host: &str) -> Option<Element> {
         (ns::DISCO_INFO, true) if payload.name == "query" => disco::server_info(payload),
         (ns::DISCO_ITEMS, true) if payload.name == "query" => disco::server_items(payload, host),
         (ns::PING, true) if payload.name == "ping" => Ok(None),
+        // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
+        (ns::SESSION, false) if payload.name == "session" => Ok(None),
         (ns::VERSION, true) if payload.name == "query" => Ok(Some(version::answer())),
         (ns::TIME, true) if payload.name == "time" => Ok(Some(time::answer())),
         (ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | ns::VERSION | ns::TIME, false) => {

@@ -1,0 +1,461 @@
+//! Test harness: a real kleiber on random loopback ports with a temp data dir, and a small
+//! XMPP client that speaks raw XML over TLS so tests can assert exact stanzas.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use openssl::ssl::{Ssl, SslConnector, SslMethod, SslVerifyMode};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+
+use kleiber::actors::ListenerKind;
+use kleiber::config::Config;
+use kleiber::server::ServerThread;
+use kleiber::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
+
+/// How long a test waits for something the server must send (a hang guard, not a timing
+/// assertion).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server for one test.
+pub struct TestServer {
+    pub server: Option<ServerThread>,
+    pub dir: tempfile::TempDir,
+    pub starttls: SocketAddr,
+    pub direct: SocketAddr,
+}
+
+/// The test configuration: localhost, ports 0, cheap hashing.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::parse(
+        r#"
+        [listen]
+        c2s_starttls = ["127.0.0.1:0"]
+        c2s_direct_tls = ["127.0.0.1:0"]
+        [auth]
+        bcrypt_cost = 4
+        scram_iterations = 4096
+        "#,
+    )
+    .unwrap();
+    c.data_dir = dir.to_path_buf();
+    c.workers = 2;
+    c
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        f(&mut cfg);
+        Self::start_in(dir, cfg)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, cfg: Config) -> TestServer {
+        let server = ServerThread::start(cfg).expect("server starts");
+        TestServer {
+            starttls: server.addr(ListenerKind::StartTls).unwrap(),
+            direct: server.addr(ListenerKind::DirectTls).unwrap(),
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub fn shared(&self) -> &std::sync::Arc<kleiber::shared::Shared> {
+        &self.server.as_ref().unwrap().shared
+    }
+
+    /// Stop gracefully (every stream gets `system-shutdown`).
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+
+    /// Create an account directly in the store.
+    pub fn add_user(&self, user: &str, password: &str) {
+        let shared = self.shared();
+        let creds = kleiber::store::accounts::derive_credentials(password, 4, 4096).unwrap();
+        let rec = kleiber::store::AccountRecord::new(creds, kleiber::store::now_secs());
+        assert!(shared.store.accounts.create("localhost", user, &rec).unwrap());
+    }
+
+    /// Connect and log in with SCRAM-SHA-256, bind `resource`, send initial presence.
+    pub async fn online(&self, user: &str, resource: &str) -> Client {
+        let mut c = Client::starttls(self.starttls, "localhost").await;
+        c.auth_scram("SCRAM-SHA-256", user, "pw").await.expect("login");
+        c.bind(Some(resource)).await;
+        c.send("<presence/>").await;
+        // Our own presence comes back (RFC 6121 §4.2.2).
+        let p = c.recv().await;
+        assert_eq!(p.name, "presence", "{}", p.to_xml("jabber:client"));
+        c
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub type Tls = SslStream<TcpStream>;
+
+/// A raw XMPP client over TLS.
+pub struct Client {
+    pub reader: XmlReader<ReadHalf<Tls>>,
+    pub writer: WriteHalf<Tls>,
+    pub features: Element,
+    pub jid: String,
+    /// Channel-binding data as the client sees it.
+    pub exporter: Option<Vec<u8>>,
+    pub end_point: Option<Vec<u8>>,
+}
+
+pub fn connector() -> SslConnector {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.build()
+}
+
+/// TLS handshake as a client over `tcp`.
+pub async fn tls_connect(tcp: TcpStream, max_tls12: bool) -> Tls {
+    let mut cfg = connector().configure().unwrap();
+    cfg.set_verify_hostname(false);
+    if max_tls12 {
+        cfg.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2)).unwrap();
+    }
+    let ssl: Ssl = cfg.into_ssl("localhost").unwrap();
+    let mut s = SslStream::new(ssl, tcp).unwrap();
+    Pin::new(&mut s).connect().await.expect("TLS handshake");
+    s
+}
+
+pub fn header(to: &str) -> String {
+    format!("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>")
+}
+
+/// Read everything until the server closes (or WAIT passes), as text.
+pub async fn read_to_close<R: AsyncRead + Unpin>(r: &mut R) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(WAIT, r.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Plaintext STARTTLS negotiation on `tcp`.
+pub async fn starttls_upgrade(mut tcp: TcpStream, domain: &str) -> TcpStream {
+    tcp.write_all(header(domain).as_bytes()).await.unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 2048];
+    while !got.contains("</stream:features>") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed during STARTTLS: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"), "{got}");
+    tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
+    let mut got = String::new();
+    while !got.contains("<proceed") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    tcp
+}
+
+impl Client {
+    /// STARTTLS on the plain port, then a new stream over TLS; features read.
+    pub async fn starttls(addr: SocketAddr, domain: &str) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tcp = starttls_upgrade(tcp, domain).await;
+        Self::over_tls(tls_connect(tcp, false).await, domain).await
+    }
+
+    /// Like [`Client::starttls`] but TLS 1.2 (no tls-exporter).
+    pub async fn starttls12(addr: SocketAddr, domain: &str) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tcp = starttls_upgrade(tcp, domain).await;
+        Self::over_tls(tls_connect(tcp, true).await, domain).await
+    }
+
+    /// Direct TLS (XEP-0368).
+    pub async fn direct(addr: SocketAddr, domain: &str) -> Client {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self::over_tls(tls_connect(tcp, false).await, domain).await
+    }
+
+    pub async fn over_tls(tls: Tls, domain: &str) -> Client {
+        let exporter = if tls.ssl().version2() == Some(openssl::ssl::SslVersion::TLS1_3) {
+            let mut out = [0u8; 32];
+            tls.ssl()
+                .export_keying_material(&mut out, "EXPORTER-Channel-Binding", Some(&[]))
+                .unwrap();
+            Some(out.to_vec())
+        } else {
+            None
+        };
+        let end_point = tls
+            .ssl()
+            .peer_certificate()
+            .map(|c| c.digest(openssl::hash::MessageDigest::sha256()).unwrap().to_vec());
+        let (r, w) = tokio::io::split(tls);
+        let mut c = Client {
+            reader: XmlReader::new(r, ReaderLimits { max_stanza: 1 << 20, max_depth: 64 }),
+            writer: w,
+            features: Element::default(),
+            jid: String::new(),
+            exporter,
+            end_point,
+        };
+        c.open(domain).await;
+        c
+    }
+
+    /// Send a stream header and read the server's header and features.
+    pub async fn open(&mut self, domain: &str) {
+        self.send(&header(domain)).await;
+        match self.next().await {
+            StreamEvent::Header(_) => {}
+            other => panic!("expected header, got {other:?}"),
+        }
+        self.features = self.recv().await;
+        assert_eq!(self.features.name, "features", "{:?}", self.features);
+    }
+
+    pub async fn send(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).await.unwrap();
+        self.writer.flush().await.unwrap();
+    }
+
+    pub async fn send_bytes(&mut self, b: &[u8]) {
+        let _ = self.writer.write_all(b).await;
+        let _ = self.writer.flush().await;
+    }
+
+    pub async fn next(&mut self) -> StreamEvent {
+        tokio::time::timeout(WAIT, self.reader.next())
+            .await
+            .expect("server answered in time")
+            .expect("well-formed stream from server")
+    }
+
+    /// The next top-level element.
+    pub async fn recv(&mut self) -> Element {
+        match self.next().await {
+            StreamEvent::Element(e) => e,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// The next element as XML text (default namespace jabber:client).
+    pub async fn recv_xml(&mut self) -> String {
+        self.recv().await.to_xml("jabber:client")
+    }
+
+    /// Expect `<stream:error>` with `condition`, then the end of the stream.
+    pub async fn expect_stream_error(&mut self, condition: &str) {
+        let e = self.recv().await;
+        assert!(
+            e.name == "error" && e.get_child(condition, "urn:ietf:params:xml:ns:xmpp-streams").is_some(),
+            "expected stream error {condition}, got {}",
+            e.to_xml("jabber:client")
+        );
+        match tokio::time::timeout(WAIT, self.reader.next()).await.expect("closed in time") {
+            Ok(StreamEvent::End) | Err(_) => {}
+            Ok(other) => panic!("expected end of stream, got {other:?}"),
+        }
+    }
+
+    /// Nothing arrives within `d` (used only to check that something is *not* delivered).
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Ok(ev) = tokio::time::timeout(d, self.reader.next()).await {
+            panic!("expected nothing, got {ev:?}");
+        }
+    }
+
+    pub fn mechanisms(&self) -> Vec<String> {
+        self.features
+            .get_child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+            .map(|m| m.elements().map(|e| e.text_content()).collect())
+            .unwrap_or_default()
+    }
+
+    /// SASL PLAIN; `Ok` after the stream restart, `Err(condition)` on failure.
+    pub async fn auth_plain(&mut self, authzid: &str, user: &str, pw: &str) -> Result<(), String> {
+        let msg = B64.encode(format!("{authzid}\0{user}\0{pw}"));
+        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>")).await;
+        self.sasl_outcome(user).await
+    }
+
+    async fn sasl_outcome(&mut self, user: &str) -> Result<(), String> {
+        let r = self.recv().await;
+        match r.name.as_str() {
+            "success" => {
+                self.reader.reset();
+                self.open("localhost").await;
+                self.jid = format!("{user}@localhost");
+                Ok(())
+            }
+            "failure" => Err(r.elements().next().map(|e| e.name.clone()).unwrap_or_default()),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    /// SCRAM-SHA-256 or SCRAM-SHA-256-PLUS (`cb` = channel-binding type).
+    pub async fn auth_scram(&mut self, mech: &str, user: &str, pw: &str) -> Result<(), String> {
+        self.auth_scram_cb(mech, user, pw, None, None).await
+    }
+
+    pub async fn auth_scram_cb(
+        &mut self,
+        mech: &str,
+        user: &str,
+        pw: &str,
+        cb: Option<&str>,
+        cb_data_override: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let gs2 = match cb {
+            Some(t) => format!("p={t},,"),
+            None => "n,,".to_owned(),
+        };
+        let cnonce = "fyko+d2lbbFgONRv9qkxdawL";
+        let first_bare = format!("n={user},r={cnonce}");
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
+            B64.encode(format!("{gs2}{first_bare}"))
+        ))
+        .await;
+        let ch = self.recv().await;
+        if ch.name == "failure" {
+            return Err(ch.elements().next().map(|e| e.name.clone()).unwrap_or_default());
+        }
+        assert_eq!(ch.name, "challenge");
+        let server_first = String::from_utf8(B64.decode(ch.text_content()).unwrap()).unwrap();
+        let mut nonce = "";
+        let mut salt = Vec::new();
+        let mut iters = 0u32;
+        for a in server_first.split(',') {
+            match &a[..2] {
+                "r=" => nonce = &a[2..],
+                "s=" => salt = B64.decode(&a[2..]).unwrap(),
+                "i=" => iters = a[2..].parse().unwrap(),
+                _ => {}
+            }
+        }
+        assert!(nonce.starts_with(cnonce));
+        let mut cbind = gs2.as_bytes().to_vec();
+        if let Some(t) = cb {
+            let data = cb_data_override.unwrap_or_else(|| match t {
+                "tls-exporter" => self.exporter.clone().unwrap(),
+                _ => self.end_point.clone().unwrap(),
+            });
+            cbind.extend_from_slice(&data);
+        }
+        let sha1 = mech.starts_with("SCRAM-SHA-1");
+        let (client_key, server_key, hash): (Vec<u8>, Vec<u8>, fn(&[u8]) -> Vec<u8>) = if sha1 {
+            let mut salted = [0u8; 20];
+            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(pw.as_bytes(), &salt, iters, &mut salted);
+            (hmac1(&salted, b"Client Key"), hmac1(&salted, b"Server Key"), |d| sha1::Sha1::digest(d).to_vec())
+        } else {
+            let mut salted = [0u8; 32];
+            pbkdf2::pbkdf2_hmac::<Sha256>(pw.as_bytes(), &salt, iters, &mut salted);
+            (hmac256(&salted, b"Client Key"), hmac256(&salted, b"Server Key"), |d| Sha256::digest(d).to_vec())
+        };
+        let stored = hash(&client_key);
+        let without = format!("c={},r={nonce}", B64.encode(&cbind));
+        let am = format!("{first_bare},{server_first},{without}");
+        let sig = if sha1 { hmac1(&stored, am.as_bytes()) } else { hmac256(&stored, am.as_bytes()) };
+        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            B64.encode(format!("{without},p={}", B64.encode(proof)))
+        ))
+        .await;
+        let r = self.recv().await;
+        match r.name.as_str() {
+            "success" => {
+                let v = String::from_utf8(B64.decode(r.text_content()).unwrap()).unwrap();
+                let expect = if sha1 { hmac1(&server_key, am.as_bytes()) } else { hmac256(&server_key, am.as_bytes()) };
+                assert_eq!(v, format!("v={}", B64.encode(expect)), "server signature");
+                self.reader.reset();
+                self.open("localhost").await;
+                self.jid = format!("{user}@localhost");
+                Ok(())
+            }
+            "failure" => Err(r.elements().next().map(|e| e.name.clone()).unwrap_or_default()),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    /// Bind a resource (or let the server choose); returns the full JID.
+    pub async fn bind(&mut self, resource: Option<&str>) -> String {
+        let inner = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
+        self.send(&format!("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{inner}</bind></iq>")).await;
+        let r = self.recv().await;
+        assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml("jabber:client"));
+        let jid = r
+            .get_child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .and_then(|b| b.get_child("jid", "urn:ietf:params:xml:ns:xmpp-bind"))
+            .unwrap()
+            .text_content();
+        self.jid = jid.clone();
+        jid
+    }
+
+    /// In-band registration on this (unauthenticated) stream; returns the reply.
+    pub async fn register(&mut self, user: &str, pw: &str) -> Element {
+        self.send(&format!(
+            "<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>{user}</username><password>{pw}</password></query></iq>"
+        ))
+        .await;
+        self.recv().await
+    }
+}
+
+fn hmac1(k: &[u8], d: &[u8]) -> Vec<u8> {
+    let mut m = Hmac::<sha1::Sha1>::new_from_slice(k).unwrap();
+    m.update(d);
+    m.finalize().into_bytes().to_vec()
+}
+
+fn hmac256(k: &[u8], d: &[u8]) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(k).unwrap();
+    m.update(d);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// The stanza error condition of an error stanza.
+pub fn error_condition(e: &Element) -> Option<String> {
+    e.get_child("error", "jabber:client")?
+        .elements()
+        .find(|c| c.ns == "urn:ietf:params:xml:ns:xmpp-stanzas")
+        .map(|c| c.name.clone())
+}
+
+/// A raw TLS connection for hostile input (no parser on the client side).
+pub async fn raw_direct(addr: SocketAddr) -> Tls {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tls_connect(tcp, false).await
+}
+
+pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, b: &[u8]) {
+    let _ = w.write_all(b).await;
+    let _ = w.flush().await;
+}
