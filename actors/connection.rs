@@ -393,12 +393,9 @@ fn events(reader: ClientReader) -> impl futures_util::Stream<Item = Result<Strea
 }
 
 /// The writer task: coalesce queued output into large TLS writes; end with close_notify when
-/// the actor drops its sender.
+/// the actor drops its sender. No buffer is kept between writes, so an idle session holds none.
 async fn write_loop(mut w: ClientWriter, mut rx: mpsc::UnboundedReceiver<String>, queued: Arc<AtomicUsize>) {
-    let mut buf = String::new();
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        buf.push_str(&first);
+    while let Some(mut buf) = rx.recv().await {
         while buf.len() < WRITE_BATCH {
             match rx.try_recv() {
                 Ok(more) => buf.push_str(&more),
@@ -415,9 +412,6 @@ async fn write_loop(mut w: ClientWriter, mut rx: mpsc::UnboundedReceiver<String>
             _ => return,
         }
         queued.fetch_sub(n, Ordering::Relaxed);
-        if buf.capacity() > WRITE_BATCH * 2 {
-            buf = String::new();
-        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
 }

@@ -17,14 +17,14 @@ use std::task::{Context, Poll};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
-use tokio::io::{AsyncRead, BufReader, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
 use super::element::{is_xml_char, Element, Node};
 
-/// Capacity of the read buffer between the socket and the parser.
+/// Most bytes taken from the transport in one read.
 const READ_BUF: usize = 4096;
-/// A read buffer that grew beyond this (long stanza) is released after the stanza.
-const KEEP_BUF: usize = 16 * 1024;
+/// An event buffer that grew beyond this (long stanza) is released after the event.
+const KEEP_BUF: usize = 4096;
 
 /// What the reader produces.
 #[derive(Debug)]
@@ -113,6 +113,79 @@ impl<R: AsyncRead + Unpin> AsyncRead for Limited<R> {
     }
 }
 
+/// A buffered reader that holds no buffer while it waits: bytes are read into a stack buffer
+/// and copied to the heap only when some arrived, and the heap buffer is freed as soon as the
+/// parser consumed it. An idle connection therefore costs no read buffer (the same idea as
+/// OpenSSL's `SSL_MODE_RELEASE_BUFFERS`, which we also set).
+pub struct LazyBufReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<R> LazyBufReader<R> {
+    fn new(inner: R) -> Self {
+        LazyBufReader {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Bytes read from the transport and not yet consumed.
+    fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for LazyBufReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.buffered() == 0 {
+            return Pin::new(&mut self.inner).poll_read(cx, out);
+        }
+        let this = &mut *self;
+        let n = (this.buf.len() - this.pos).min(out.remaining());
+        out.put_slice(&this.buf[this.pos..this.pos + n]);
+        Pin::new(this).consume(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncBufRead for LazyBufReader<R> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.pos >= this.buf.len() {
+            let mut tmp = [0u8; READ_BUF];
+            let mut rb = ReadBuf::new(&mut tmp);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    this.buf = rb.filled().to_vec();
+                    this.pos = 0;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(&this.buf[this.pos..]))
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        self.pos += amt;
+        if self.pos >= self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+}
+
 /// Limits applied by the reader.
 #[derive(Debug, Clone, Copy)]
 pub struct ReaderLimits {
@@ -134,7 +207,7 @@ impl Default for ReaderLimits {
 /// The stream reader. One per connection; reset on every stream restart.
 pub struct XmlReader<R> {
     /// Always `Some`, except for the instant of a reset.
-    reader: Option<NsReader<BufReader<Limited<R>>>>,
+    reader: Option<NsReader<LazyBufReader<Limited<R>>>>,
     budget: Arc<Budget>,
     buf: Vec<u8>,
     stack: Vec<Element>,
@@ -154,7 +227,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
             budget: budget.clone(),
         };
         let mut r = XmlReader {
-            reader: Some(new_ns_reader(BufReader::with_capacity(READ_BUF, limited))),
+            reader: Some(new_ns_reader(LazyBufReader::new(limited))),
             budget,
             buf: Vec::new(),
             stack: Vec::new(),
@@ -180,7 +253,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
         };
         let inner = old.into_inner();
         // The parser's byte offsets restart at zero; keep the budget relative to them.
-        let buffered = inner.buffer().len() as u64;
+        let buffered = inner.buffered() as u64;
         self.budget.read.store(buffered, Ordering::Relaxed);
         self.reader = Some(new_ns_reader(inner));
         self.stack.clear();
@@ -193,11 +266,11 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
         self.ns_reader_take().into_inner().into_inner().inner
     }
 
-    fn ns_reader_take(&mut self) -> NsReader<BufReader<Limited<R>>> {
+    fn ns_reader_take(&mut self) -> NsReader<LazyBufReader<Limited<R>>> {
         self.reader.take().expect("reader present outside reset")
     }
 
-    fn rd(&self) -> &NsReader<BufReader<Limited<R>>> {
+    fn rd(&self) -> &NsReader<LazyBufReader<Limited<R>>> {
         self.reader.as_ref().expect("reader present outside reset")
     }
 
@@ -431,7 +504,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
     }
 }
 
-fn new_ns_reader<B: tokio::io::AsyncBufRead + Unpin>(inner: B) -> NsReader<B> {
+fn new_ns_reader<B: AsyncBufRead + Unpin>(inner: B) -> NsReader<B> {
     let mut r = NsReader::from_reader(inner);
     let cfg = r.config_mut();
     cfg.trim_text(false);
