@@ -33,7 +33,69 @@ use crate::xml::{ReaderLimits, StreamEvent, XmlReader};
 use crate::xmpp::{ns, stream_header, StreamError};
 
 /// A client connection after the TLS handshake.
-pub type TlsStream = SslStream<TcpStream>;
+///
+/// Wraps tokio-openssl's stream to give OpenSSL's record buffers back whenever a read has to
+/// wait: `SSL_MODE_RELEASE_BUFFERS` frees the read buffer after a record is consumed, but the
+/// next `SSL_read` allocates it again (about 17 KiB) before finding the socket empty, and an
+/// idle connection sits in exactly that state. `SSL_free_buffers` after a pending read keeps an
+/// idle session's TLS cost to OpenSSL's connection state alone.
+pub struct TlsStream(SslStream<TcpStream>);
+
+extern "C" {
+    /// OpenSSL ≥ 1.1.0: free the read and write buffers unless they hold pending data.
+    fn SSL_free_buffers(ssl: *mut openssl_sys::SSL) -> std::os::raw::c_int;
+}
+
+impl TlsStream {
+    /// The TLS session.
+    pub fn ssl(&self) -> &SslRef {
+        self.0.ssl()
+    }
+
+    fn release_buffers(&mut self) {
+        use foreign_types::ForeignTypeRef;
+        // SAFETY: the pointer is a live SSL owned by this stream, which we hold exclusively;
+        // OpenSSL refuses (returns 0) when a buffer still holds unprocessed data.
+        unsafe {
+            SSL_free_buffers(self.0.ssl().as_ptr());
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for TlsStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.0).poll_read(cx, buf);
+        if r.is_pending() {
+            self.release_buffers();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
 
 /// A TLS setup failure (at start or reload), with the file or host it concerns.
 #[derive(Debug)]
@@ -112,7 +174,7 @@ impl TlsAcceptor {
             .accept()
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(stream)
+        Ok(TlsStream(stream))
     }
 }
 
