@@ -152,11 +152,17 @@ impl Connection {
             el.set_attr("to", t.as_str());
         }
         match &to {
-            None => self.to_server(kind, el, &self.host.clone(), ctx),
-            Some(t) if t.node().is_none() && t.resource().is_none() && self.shared.is_local(t.domain().as_str()) => {
-                self.to_server(kind, el, &t.domain().as_str().to_owned(), ctx)
+            None => self.for_server(kind, el, &self.host.clone(), ctx),
+            Some(t)
+                if t.node().is_none()
+                    && t.resource().is_none()
+                    && self.shared.is_local(t.domain().as_str()) =>
+            {
+                self.for_server(kind, el, t.domain().as_str(), ctx)
             }
-            Some(t) if kind == StanzaKind::Iq && t.is_bare() && t.as_str() == self.bare.as_str() => {
+            Some(t)
+                if kind == StanzaKind::Iq && t.is_bare() && t.as_str() == self.bare.as_str() =>
+            {
                 if let Some(r) = services::account_iq(&el) {
                     self.send(&r, ctx);
                 }
@@ -173,11 +179,13 @@ impl Connection {
     }
 
     /// Rows 1 of `doc/routing.md`: stanzas for the server itself.
-    fn to_server(&mut self, kind: StanzaKind, el: Element, host: &str, ctx: &mut Context<Self>) {
+    fn for_server(&mut self, kind: StanzaKind, el: Element, host: &str, ctx: &mut Context<Self>) {
         match kind {
             StanzaKind::Iq => {
                 if let Some(q) = el.get_child("query", ns::REGISTER) {
-                    if matches!(el.get_attr("type"), Some("get" | "set")) && el.elements().count() == 1 {
+                    if matches!(el.get_attr("type"), Some("get" | "set"))
+                        && el.elements().count() == 1
+                    {
                         let q = q.clone();
                         return self.register(el, q, ctx);
                     }
@@ -250,7 +258,9 @@ impl Connection {
                     Ok(()) => {
                         log::info!("{}: account {} deleted by its owner", act.id, act.bare);
                         act.send(&iq_result(&iq, None), ctx);
-                        act.router.close_account.do_send(CloseAccount { jid: act.bare.clone() });
+                        act.router.close_account.do_send(CloseAccount {
+                            jid: act.bare.clone(),
+                        });
                         act.close(StreamError::NotAuthorized, "account removed", ctx);
                     }
                     Err(e) => act.reply(&iq, e, ctx),
@@ -275,7 +285,11 @@ impl Connection {
             let q = q.clone();
             return self.register(el, q, ctx);
         }
-        self.reply(&el, StanzaError::new(Condition::NotAllowed).with_text("bind a resource first"), ctx);
+        self.reply(
+            &el,
+            StanzaError::new(Condition::NotAllowed).with_text("bind a resource first"),
+            ctx,
+        );
     }
 
     /// RFC 6120 §7: bind a client-chosen or generated resource.
@@ -293,7 +307,11 @@ impl Connection {
             requested
         };
         let Ok(full) = self.bare.with_resource_str(&resource) else {
-            return self.reply(&iq, StanzaError::new(Condition::BadRequest).with_text("invalid resource"), ctx);
+            return self.reply(
+                &iq,
+                StanzaError::new(Condition::BadRequest).with_text("invalid resource"),
+                ctx,
+            );
         };
         let msg = Bind {
             jid: full.clone(),
@@ -304,16 +322,19 @@ impl Connection {
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Ok(())) => {
                 log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
-                let payload = Element::new("bind", ns::BIND).child(Element::new("jid", ns::BIND).text(full.as_str()));
+                let payload = Element::new("bind", ns::BIND)
+                    .child(Element::new("jid", ns::BIND).text(full.as_str()));
                 let mut r = iq_result(&iq, Some(payload));
                 r.remove_attr("from");
                 r.remove_attr("to");
                 act.jid = Some(full);
                 act.send(&r, ctx);
             }
-            Ok(Err(BindError::TooManyResources)) => {
-                act.reply(&iq, StanzaError::new(Condition::ResourceConstraint).with_text("too many sessions"), ctx)
-            }
+            Ok(Err(BindError::TooManyResources)) => act.reply(
+                &iq,
+                StanzaError::new(Condition::ResourceConstraint).with_text("too many sessions"),
+                ctx,
+            ),
             Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
         }));
     }
@@ -328,10 +349,18 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Some(jid) = self.jid.take() {
-            self.router.unbind.do_send(Unbind { jid: jid.clone(), conn: self.id });
+            self.router.unbind.do_send(Unbind {
+                jid: jid.clone(),
+                conn: self.id,
+            });
             log::info!("{}: {} logged out ({})", self.id, jid, self.end_reason);
         } else {
-            log::info!("{}: {} disconnected before binding ({})", self.id, self.bare, self.end_reason);
+            log::info!(
+                "{}: {} disconnected before binding ({})",
+                self.id,
+                self.bare,
+                self.end_reason
+            );
         }
         if let Some(out) = self.out.take() {
             let _ = out.send("</stream:stream>".to_owned());
@@ -347,7 +376,9 @@ impl StreamHandler<Result<StreamEvent, ParseError>> for Connection {
                 self.end_reason = "closed by client";
                 ctx.stop();
             }
-            Ok(StreamEvent::Header(_)) => self.close(StreamError::NotWellFormed, "second header", ctx),
+            Ok(StreamEvent::Header(_)) => {
+                self.close(StreamError::NotWellFormed, "second header", ctx)
+            }
             Err(e) => match crate::tls::parse_error_condition(&e) {
                 Some(c) => self.close(c, "bad input", ctx),
                 None => {
@@ -383,7 +414,9 @@ impl Handler<ToSession> for Connection {
 }
 
 /// The reader as a stream of events that ends after the stream's end or an error.
-fn events(reader: ClientReader) -> impl futures_util::Stream<Item = Result<StreamEvent, ParseError>> {
+fn events(
+    reader: ClientReader,
+) -> impl futures_util::Stream<Item = Result<StreamEvent, ParseError>> {
     futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         let ev = reader.next().await;
@@ -394,7 +427,11 @@ fn events(reader: ClientReader) -> impl futures_util::Stream<Item = Result<Strea
 
 /// The writer task: coalesce queued output into large TLS writes; end with close_notify when
 /// the actor drops its sender. No buffer is kept between writes, so an idle session holds none.
-async fn write_loop(mut w: ClientWriter, mut rx: mpsc::UnboundedReceiver<String>, queued: Arc<AtomicUsize>) {
+async fn write_loop(
+    mut w: ClientWriter,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    queued: Arc<AtomicUsize>,
+) {
     while let Some(mut buf) = rx.recv().await {
         while buf.len() < WRITE_BATCH {
             match rx.try_recv() {

@@ -101,7 +101,11 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
                 move |_| Spool::new(shared, router.recipient(), sched.recipient())
             });
-            let router = Router::new(shared.config.hosts.keys().cloned(), spool.recipient(), scheduler.recipient());
+            let router = Router::new(
+                shared.config.hosts.keys().cloned(),
+                spool.recipient(),
+                scheduler.recipient(),
+            );
             let addr = ctx.run(router);
             let _ = tx.send(addr);
         });
@@ -117,8 +121,14 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
         .c2s_starttls
         .iter()
         .map(|a| (ListenerKind::StartTls, *a))
-        .chain(cfg.listen.c2s_direct_tls.iter().map(|a| (ListenerKind::DirectTls, *a)));
-    let worker_handles: Arc<Vec<ArbiterHandle>> = Arc::new(workers.iter().map(Arbiter::handle).collect());
+        .chain(
+            cfg.listen
+                .c2s_direct_tls
+                .iter()
+                .map(|a| (ListenerKind::DirectTls, *a)),
+        );
+    let worker_handles: Arc<Vec<ArbiterHandle>> =
+        Arc::new(workers.iter().map(Arbiter::handle).collect());
     for (kind, addr) in kinds {
         let std_listener = std::net::TcpListener::bind(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
@@ -126,7 +136,13 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
         let local = std_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         listeners.push((kind, local));
-        actix_rt::spawn(accept_loop(listener, kind, shared.clone(), handle.clone(), worker_handles.clone()));
+        actix_rt::spawn(accept_loop(
+            listener,
+            kind,
+            shared.clone(),
+            handle.clone(),
+            worker_handles.clone(),
+        ));
     }
     let mut arbiters = vec![store_arbiter, router_arbiter];
     arbiters.extend(workers);
@@ -160,13 +176,17 @@ async fn accept_loop(
             drop(tcp);
             continue;
         };
-        let Ok(std_tcp) = tcp.into_std() else { continue };
+        let Ok(std_tcp) = tcp.into_std() else {
+            continue;
+        };
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);
         let (shared, router) = (shared.clone(), router.clone());
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
-                let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else { return };
+                let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else {
+                    return;
+                };
                 client(tcp, kind, shared, router, slot).await;
             });
         });
@@ -191,7 +211,12 @@ async fn client(
             .map_err(|_| NegotiateError::Io(std::io::ErrorKind::TimedOut.into()))
             .and_then(|r| r.map_err(NegotiateError::Io)),
         ListenerKind::StartTls => {
-            match tokio::time::timeout_at(deadline, negotiate_starttls(&shared.tls, &shared.config, tcp)).await {
+            match tokio::time::timeout_at(
+                deadline,
+                negotiate_starttls(&shared.tls, &shared.config, tcp),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(NegotiateError::Io(std::io::ErrorKind::TimedOut.into())),
             }

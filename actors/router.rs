@@ -12,7 +12,9 @@ use actix::prelude::*;
 use super::messages::*;
 use crate::shared::ConnId;
 use crate::xml::Element;
-use crate::xmpp::{error_reply, BareJid, Condition, FullJid, Jid, StanzaError, StanzaKind, StreamError};
+use crate::xmpp::{
+    error_reply, BareJid, Condition, FullJid, Jid, StanzaError, StanzaKind, StreamError,
+};
 
 /// Most sessions one account may have at once.
 pub const MAX_RESOURCES: usize = 64;
@@ -48,7 +50,12 @@ pub struct SessionView<'a> {
 
 /// The routing rules for a stanza to a local user (rows 3-6 of `doc/routing.md`). `resource`
 /// is the `to` resource (`None` for a bare JID); `sessions` are the recipient's sessions.
-pub fn decide(kind: StanzaKind, msg_type: &str, resource: Option<&str>, sessions: &[SessionView<'_>]) -> Decision {
+pub fn decide(
+    kind: StanzaKind,
+    msg_type: &str,
+    resource: Option<&str>,
+    sessions: &[SessionView<'_>],
+) -> Decision {
     if let Some(r) = resource {
         if sessions.iter().any(|s| s.resource == r) {
             return Decision::Deliver(vec![r.to_owned()]);
@@ -58,7 +65,9 @@ pub fn decide(kind: StanzaKind, msg_type: &str, resource: Option<&str>, sessions
                 decide(kind, msg_type, None, sessions)
             }
             StanzaKind::Message if msg_type == "error" => Decision::Drop,
-            StanzaKind::Message => Decision::Bounce(Condition::ServiceUnavailable, "no such resource"),
+            StanzaKind::Message => {
+                Decision::Bounce(Condition::ServiceUnavailable, "no such resource")
+            }
             StanzaKind::Presence => Decision::Drop,
             StanzaKind::Iq => Decision::Bounce(Condition::ServiceUnavailable, "no such resource"),
         };
@@ -80,9 +89,13 @@ pub fn decide(kind: StanzaKind, msg_type: &str, resource: Option<&str>, sessions
             match msg_type {
                 // RFC 6121 §8.5.2.1.1: errors to a bare JID are silently ignored.
                 "error" => Decision::Drop,
-                "groupchat" => Decision::Bounce(Condition::ServiceUnavailable, "groupchat to a user"),
+                "groupchat" => {
+                    Decision::Bounce(Condition::ServiceUnavailable, "groupchat to a user")
+                }
                 "headline" if nonneg.is_empty() => Decision::Drop,
-                "headline" => Decision::Deliver(nonneg.iter().map(|s| s.resource.to_owned()).collect()),
+                "headline" => {
+                    Decision::Deliver(nonneg.iter().map(|s| s.resource.to_owned()).collect())
+                }
                 _ if nonneg.is_empty() => Decision::Offline,
                 _ => Decision::Deliver(best(&nonneg)),
             }
@@ -158,7 +171,9 @@ impl Router {
     /// Deliver to one full JID if bound; an error stanza that cannot be delivered is dropped.
     fn deliver_full(&mut self, to: &FullJid, stanza: Element) {
         let bare = to.to_bare();
-        let Some(list) = self.sessions.get(&bare) else { return };
+        let Some(list) = self.sessions.get(&bare) else {
+            return;
+        };
         if let Some(s) = list.iter().find(|s| s.resource == to.resource().as_str()) {
             let _ = s.recipient.try_send(ToSession::Stanza(stanza));
         }
@@ -166,7 +181,9 @@ impl Router {
 
     fn route(&mut self, msg: Route) {
         let Route { stanza, to, .. } = msg;
-        let Some(kind) = StanzaKind::of(&stanza) else { return };
+        let Some(kind) = StanzaKind::of(&stanza) else {
+            return;
+        };
         let domain = to.domain().as_str();
         if !self.hosts.contains(domain) {
             match kind {
@@ -219,7 +236,8 @@ impl Router {
                         .map(|s| s.recipient.clone());
                     if let Some(rcpt) = target {
                         if let Err(SendError::Full(ToSession::Stanza(el)))
-                        | Err(SendError::Closed(ToSession::Stanza(el))) = rcpt.try_send(ToSession::Stanza(copy))
+                        | Err(SendError::Closed(ToSession::Stanza(el))) =
+                            rcpt.try_send(ToSession::Stanza(copy))
                         {
                             self.bounce(&el, Condition::ResourceConstraint, "recipient queue full");
                         }
@@ -255,8 +273,10 @@ impl Handler<Bind> for Router {
         if let Some(pos) = list.iter().position(|s| s.resource == resource) {
             let old = list.remove(pos);
             log::info!("{}: {} replaced by {}", old.conn, msg.jid, msg.conn);
-            old.recipient
-                .do_send(ToSession::Close(StreamError::Conflict, "replaced by a new session"));
+            old.recipient.do_send(ToSession::Close(
+                StreamError::Conflict,
+                "replaced by a new session",
+            ));
         } else if list.len() >= MAX_RESOURCES {
             return Err(BindError::TooManyResources);
         }
@@ -287,12 +307,19 @@ impl Handler<SetPresence> for Router {
     type Result = ();
     fn handle(&mut self, msg: SetPresence, _: &mut Context<Self>) {
         let bare = msg.jid.to_bare();
-        let Some(list) = self.sessions.get_mut(&bare) else { return };
-        let Some(me) = list.iter_mut().find(|s| s.conn == msg.conn) else { return };
+        let Some(list) = self.sessions.get_mut(&bare) else {
+            return;
+        };
+        let Some(me) = list.iter_mut().find(|s| s.conn == msg.conn) else {
+            return;
+        };
         me.priority = msg.priority;
         // RFC 6121 §4.2.2 / §4.5.2: the user's own available resources (including this
         // one) see the presence of each of its resources.
-        for s in list.iter().filter(|s| s.priority.is_some() || s.conn == msg.conn) {
+        for s in list
+            .iter()
+            .filter(|s| s.priority.is_some() || s.conn == msg.conn)
+        {
             let mut p = msg.stanza.clone();
             p.set_attr("to", format!("{}/{}", bare, s.resource));
             let _ = s.recipient.try_send(ToSession::Stanza(p));
@@ -305,8 +332,10 @@ impl Handler<CloseAccount> for Router {
     fn handle(&mut self, msg: CloseAccount, _: &mut Context<Self>) {
         if let Some(list) = self.sessions.remove(&msg.jid) {
             for s in list {
-                s.recipient
-                    .do_send(ToSession::Close(StreamError::NotAuthorized, "account removed"));
+                s.recipient.do_send(ToSession::Close(
+                    StreamError::NotAuthorized,
+                    "account removed",
+                ));
             }
         }
     }
@@ -324,8 +353,10 @@ impl Handler<ShutdownSessions> for Router {
     fn handle(&mut self, _: ShutdownSessions, _: &mut Context<Self>) {
         for (_, list) in self.sessions.drain() {
             for s in list {
-                s.recipient
-                    .do_send(ToSession::Close(StreamError::SystemShutdown, "server shutting down"));
+                s.recipient.do_send(ToSession::Close(
+                    StreamError::SystemShutdown,
+                    "server shutting down",
+                ));
             }
         }
     }
@@ -342,7 +373,12 @@ mod tests {
 
     #[test]
     fn bare_message_goes_to_highest_nonnegative_priority() {
-        let sessions = [s("a", Some(1)), s("b", Some(5)), s("c", Some(5)), s("d", None)];
+        let sessions = [
+            s("a", Some(1)),
+            s("b", Some(5)),
+            s("c", Some(5)),
+            s("d", None),
+        ];
         assert_eq!(
             decide(Message, "chat", None, &sessions),
             Decision::Deliver(vec!["b".into(), "c".into()])
@@ -366,7 +402,10 @@ mod tests {
         assert_eq!(decide(Message, "normal", None, &[]), Decision::Offline);
         assert_eq!(decide(Message, "error", None, &[]), Decision::Drop);
         assert_eq!(decide(Presence, "", None, &[]), Decision::Drop);
-        assert!(matches!(decide(Iq, "get", None, &[]), Decision::Bounce(Condition::ServiceUnavailable, _)));
+        assert!(matches!(
+            decide(Iq, "get", None, &[]),
+            Decision::Bounce(Condition::ServiceUnavailable, _)
+        ));
         assert!(matches!(
             decide(Message, "groupchat", None, &[]),
             Decision::Bounce(Condition::ServiceUnavailable, _)
@@ -380,10 +419,22 @@ mod tests {
             decide(Message, "chat", Some("gone"), &sessions),
             Decision::Deliver(vec!["other".into()])
         );
-        assert_eq!(decide(Presence, "", Some("gone"), &sessions), Decision::Drop);
-        assert!(matches!(decide(Iq, "get", Some("gone"), &sessions), Decision::Bounce(..)));
-        assert!(matches!(decide(Message, "groupchat", Some("gone"), &sessions), Decision::Bounce(..)));
-        assert_eq!(decide(Message, "error", Some("gone"), &sessions), Decision::Drop);
+        assert_eq!(
+            decide(Presence, "", Some("gone"), &sessions),
+            Decision::Drop
+        );
+        assert!(matches!(
+            decide(Iq, "get", Some("gone"), &sessions),
+            Decision::Bounce(..)
+        ));
+        assert!(matches!(
+            decide(Message, "groupchat", Some("gone"), &sessions),
+            Decision::Bounce(..)
+        ));
+        assert_eq!(
+            decide(Message, "error", Some("gone"), &sessions),
+            Decision::Drop
+        );
     }
 
     #[test]
@@ -398,12 +449,18 @@ mod tests {
     #[test]
     fn presence_to_bare_goes_to_all_available() {
         let sessions = [s("a", Some(-1)), s("b", None)];
-        assert_eq!(decide(Presence, "", None, &sessions), Decision::Deliver(vec!["a".into()]));
+        assert_eq!(
+            decide(Presence, "", None, &sessions),
+            Decision::Deliver(vec!["a".into()])
+        );
     }
 
     #[test]
     fn iq_to_full_jid_is_delivered() {
         let sessions = [s("a", None)];
-        assert_eq!(decide(Iq, "get", Some("a"), &sessions), Decision::Deliver(vec!["a".into()]));
+        assert_eq!(
+            decide(Iq, "get", Some("a"), &sessions),
+            Decision::Deliver(vec!["a".into()])
+        );
     }
 }

@@ -61,7 +61,12 @@ impl Actor for Scheduler {
 impl Handler<LogDeliveryError> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: LogDeliveryError, _: &mut Context<Self>) {
-        log::info!("delivery failed: {} -> {}: {}", msg.from, msg.to, msg.reason);
+        log::info!(
+            "delivery failed: {} -> {}: {}",
+            msg.from,
+            msg.to,
+            msg.reason
+        );
         self.seq = self.seq.wrapping_add(1);
         let entry = DeliveryError {
             time_ms: now_ms(),

@@ -48,9 +48,16 @@ impl Handler<Offline> for Spool {
             .accounts
             .exists(msg.to.domain().as_str(), user)
             .unwrap_or(false);
-        let reason = if exists { "recipient offline" } else { "no such user" };
+        let reason = if exists {
+            "recipient offline"
+        } else {
+            "no such user"
+        };
         let from = msg.stanza.get_attr("from").unwrap_or_default().to_owned();
-        let Some(reply) = error_reply(&msg.stanza, &StanzaError::new(Condition::ServiceUnavailable)) else {
+        let Some(reply) = error_reply(
+            &msg.stanza,
+            &StanzaError::new(Condition::ServiceUnavailable),
+        ) else {
             return;
         };
         self.scheduler.do_send(LogDeliveryError {
@@ -58,7 +65,10 @@ impl Handler<Offline> for Spool {
             to: msg.to.to_string(),
             reason: format!("service-unavailable: {reason}"),
         });
-        let (Ok(from_jid), Ok(to_jid)) = (Jid::new(&from), Jid::new(reply.get_attr("from").unwrap_or_default())) else {
+        let (Ok(from_jid), Ok(to_jid)) = (
+            Jid::new(&from),
+            Jid::new(reply.get_attr("from").unwrap_or_default()),
+        ) else {
             return;
         };
         self.router.do_send(Route {

@@ -211,7 +211,8 @@ impl Config {
         }
         for (name, host) in &self.hosts {
             let key = format!("hosts.{name}");
-            let jid = jid::BareJid::new(name).map_err(|e| err(&key, format!("invalid domain: {e}")))?;
+            let jid =
+                jid::BareJid::new(name).map_err(|e| err(&key, format!("invalid domain: {e}")))?;
             if jid.node().is_some() || jid.as_str() != name {
                 return Err(err(&key, "not a normalised domain name (use lower case)"));
             }
@@ -230,9 +231,14 @@ impl Config {
         }
         let l = &self.limits;
         if l.max_stanza_bytes < 10_000 {
-            return Err(err("limits.max_stanza_bytes", "must be at least 10000 (RFC 6120 §13.12)"));
+            return Err(err(
+                "limits.max_stanza_bytes",
+                "must be at least 10000 (RFC 6120 §13.12)",
+            ));
         }
-        if l.max_stanza_bytes_before_auth < 1024 || l.max_stanza_bytes_before_auth > l.max_stanza_bytes {
+        if l.max_stanza_bytes_before_auth < 1024
+            || l.max_stanza_bytes_before_auth > l.max_stanza_bytes
+        {
             return Err(err(
                 "limits.max_stanza_bytes_before_auth",
                 "must be between 1024 and limits.max_stanza_bytes",
@@ -258,7 +264,11 @@ impl Config {
 
     /// The default host (the first configured).
     pub fn default_host(&self) -> &str {
-        self.hosts.keys().next().map(String::as_str).unwrap_or("localhost")
+        self.hosts
+            .keys()
+            .next()
+            .map(String::as_str)
+            .unwrap_or("localhost")
     }
 
     /// The handshake deadline.

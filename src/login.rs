@@ -67,7 +67,9 @@ pub fn session_limits(shared: &Shared) -> ReaderLimits {
 }
 
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, s: &str) -> Result<(), LoginEnd> {
-    w.write_all(s.as_bytes()).await.map_err(|_| LoginEnd::Closed)
+    w.write_all(s.as_bytes())
+        .await
+        .map_err(|_| LoginEnd::Closed)
 }
 
 /// Send a stream error (and our header first if the stream is not open yet) and close.
@@ -121,7 +123,9 @@ async fn open_stream<W: AsyncWrite + Unpin>(
     expect_host: Option<&str>,
     deadline: Instant,
 ) -> Result<(String, String), LoginEnd> {
-    let default = expect_host.unwrap_or(shared.config.default_host()).to_owned();
+    let default = expect_host
+        .unwrap_or(shared.config.default_host())
+        .to_owned();
     let header = match next_event(reader, w, false, &default, deadline).await? {
         StreamEvent::Header(h) => h,
         _ => return Err(stream_error(w, false, &default, StreamError::NotWellFormed).await),
@@ -191,7 +195,9 @@ pub async fn run(
     if shared.registration_open() {
         features.push_str(&format!("<register xmlns='{}'/>", ns::REGISTER_FEATURE));
     }
-    features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes_before_auth));
+    features.push_str(&limits_feature(
+        shared.config.limits.max_stanza_bytes_before_auth,
+    ));
     features.push_str("</stream:features>");
     send(&mut w, &features).await?;
 
@@ -205,7 +211,15 @@ pub async fn run(
         if el.ns == ns::SASL {
             match sasl_step(shared, &host, &cb, &el, &mut state).await {
                 Step::Challenge(data) => {
-                    send(&mut w, &format!("<challenge xmlns='{}'>{}</challenge>", ns::SASL, sasl::encode_payload(&data))).await?;
+                    send(
+                        &mut w,
+                        &format!(
+                            "<challenge xmlns='{}'>{}</challenge>",
+                            ns::SASL,
+                            sasl::encode_payload(&data)
+                        ),
+                    )
+                    .await?;
                 }
                 Step::Success(user, mech, data) => {
                     let payload = match data {
@@ -216,7 +230,11 @@ pub async fn run(
                     // header must land in a fresh parser.
                     reader.reset();
                     reader.set_limits(session_limits(shared));
-                    send(&mut w, &format!("<success xmlns='{}'>{payload}</success>", ns::SASL)).await?;
+                    send(
+                        &mut w,
+                        &format!("<success xmlns='{}'>{payload}</success>", ns::SASL),
+                    )
+                    .await?;
                     break (user, mech);
                 }
                 Step::Failure(f) => {
@@ -224,7 +242,13 @@ pub async fn run(
                     log::debug!("{conn}: SASL failure {} ({failures})", f.as_str());
                     send(&mut w, &f.to_element().to_xml(ns::CLIENT)).await?;
                     if failures >= MAX_AUTH_FAILURES {
-                        return Err(stream_error(&mut w, true, &host, StreamError::PolicyViolation).await);
+                        return Err(stream_error(
+                            &mut w,
+                            true,
+                            &host,
+                            StreamError::PolicyViolation,
+                        )
+                        .await);
                     }
                 }
             }
@@ -232,7 +256,9 @@ pub async fn run(
             let reply = preauth_iq(shared, conn, &host, &el).await;
             match reply {
                 Some(r) => send(&mut w, &r.to_xml(ns::CLIENT)).await?,
-                None => return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await),
+                None => {
+                    return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await)
+                }
             }
         } else if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence") {
             return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await);
@@ -240,7 +266,9 @@ pub async fn run(
             // TLS is already up; a second STARTTLS is a protocol violation.
             return Err(stream_error(&mut w, true, &host, StreamError::PolicyViolation).await);
         } else {
-            return Err(stream_error(&mut w, true, &host, StreamError::UnsupportedStanzaType).await);
+            return Err(
+                stream_error(&mut w, true, &host, StreamError::UnsupportedStanzaType).await,
+            );
         }
     };
 
@@ -248,7 +276,11 @@ pub async fn run(
     let (h, u) = (host.clone(), user.clone());
     // Last login is one of the few things the privacy policy says is stored.
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = s.store.accounts.update(&h, &u, |r| r.last_login = now_secs()) {
+        if let Err(e) = s
+            .store
+            .accounts
+            .update(&h, &u, |r| r.last_login = now_secs())
+        {
             log::error!("cannot record last login: {e}");
         }
     });
@@ -256,7 +288,10 @@ pub async fn run(
     open_stream(shared, &mut reader, &mut w, Some(&host), deadline).await?;
     let mut features = String::from("<stream:features>");
     features.push_str(&format!("<bind xmlns='{}'/>", ns::BIND));
-    features.push_str(&format!("<session xmlns='{}'><optional/></session>", ns::SESSION));
+    features.push_str(&format!(
+        "<session xmlns='{}'><optional/></session>",
+        ns::SESSION
+    ));
     features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes));
     features.push_str("</stream:features>");
     send(&mut w, &features).await?;
@@ -410,7 +445,12 @@ const DUMMY_BCRYPT: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZ
 
 /// IQs allowed before authentication: in-band registration only. `None` means the IQ is not
 /// allowed (the stream is closed with `not-authorized`).
-async fn preauth_iq(shared: &Arc<Shared>, conn: ConnId, host: &str, iq: &Element) -> Option<Element> {
+async fn preauth_iq(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    host: &str,
+    iq: &Element,
+) -> Option<Element> {
     let query = iq.get_child("query", ns::REGISTER)?;
     if iq.get_attr("id").is_none() {
         return error_reply(iq, &StanzaError::new(crate::xmpp::Condition::BadRequest));
@@ -433,7 +473,9 @@ async fn preauth_iq(shared: &Arc<Shared>, conn: ConnId, host: &str, iq: &Element
                 }
             }
         }
-        Ok(register::Request::Remove) => Err(StanzaError::new(crate::xmpp::Condition::NotAuthorized)),
+        Ok(register::Request::Remove) => {
+            Err(StanzaError::new(crate::xmpp::Condition::NotAuthorized))
+        }
     };
     match result {
         Ok(payload) => {

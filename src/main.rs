@@ -13,7 +13,11 @@ use kleiber::services::register;
 use kleiber::store::{self, Store};
 
 #[derive(Parser)]
-#[command(name = "kleiber", version, about = "A small, privacy-minded XMPP server")]
+#[command(
+    name = "kleiber",
+    version,
+    about = "A small, privacy-minded XMPP server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,8 +105,19 @@ fn serve(path: Option<&Path>) -> Result<(), String> {
     log::info!(
         "kleiber {} serving {} (registration {})",
         env!("CARGO_PKG_VERSION"),
-        server.shared.config.hosts.keys().cloned().collect::<Vec<_>>().join(", "),
-        if server.shared.registration_open() { "open" } else { "closed" }
+        server
+            .shared
+            .config
+            .hosts
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        if server.shared.registration_open() {
+            "open"
+        } else {
+            "closed"
+        }
     );
     wait_for_signal();
     log::info!("shutting down");
@@ -138,9 +153,14 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
         let (cert, key) = kleiber::tls::cert_paths(&config, host);
         if config.hosts[host].certificate.is_some() {
             let pem = std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
-            let x = openssl::x509::X509::from_pem(&pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+            let x = openssl::x509::X509::from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
             std::fs::metadata(&key).map_err(|e| format!("{}: {e}", key.display()))?;
-            println!("host {host}: certificate {} (expires {})", cert.display(), x.not_after());
+            println!(
+                "host {host}: certificate {} (expires {})",
+                cert.display(),
+                x.not_after()
+            );
         } else {
             println!("host {host}: self-signed certificate in {}", cert.display());
         }
@@ -152,17 +172,27 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
         println!("clients (direct TLS): {a}");
     }
     println!("data: {}", config.data_dir.display());
-    println!("registration: {}", if config.registration.open { "open" } else { "closed" });
+    println!(
+        "registration: {}",
+        if config.registration.open {
+            "open"
+        } else {
+            "closed"
+        }
+    );
     println!("config OK");
     Ok(())
 }
 
 fn split_jid(jid: &str, config: &Config) -> Result<(String, String), String> {
-    let (user, host) = jid.split_once('@').ok_or_else(|| format!("{jid}: expected user@host"))?;
+    let (user, host) = jid
+        .split_once('@')
+        .ok_or_else(|| format!("{jid}: expected user@host"))?;
     if !config.hosts.contains_key(host) {
         return Err(format!("{host}: not a configured host"));
     }
-    let user = register::normalize_username(user).map_err(|_| format!("{user}: invalid user name"))?;
+    let user =
+        register::normalize_username(user).map_err(|_| format!("{user}: invalid user name"))?;
     Ok((user, host.to_owned()))
 }
 
@@ -172,7 +202,9 @@ fn read_password() -> Result<String, String> {
         let _ = std::io::stderr().flush();
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();
     register::prepare_password(&pw).map_err(|e| e.text.unwrap_or_else(|| "invalid password".into()))
 }
@@ -193,10 +225,18 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         UserAction::Add { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
             let pw = read_password()?;
-            let creds = store::accounts::derive_credentials(&pw, config.auth.bcrypt_cost, config.auth.scram_iterations)
-                .map_err(|e| e.to_string())?;
+            let creds = store::accounts::derive_credentials(
+                &pw,
+                config.auth.bcrypt_cost,
+                config.auth.scram_iterations,
+            )
+            .map_err(|e| e.to_string())?;
             let rec = store::AccountRecord::new(creds, store::now_secs());
-            if !store.accounts.create(&host, &user, &rec).map_err(|e| e.to_string())? {
+            if !store
+                .accounts
+                .create(&host, &user, &rec)
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("{user}@{host} already exists"));
             }
             store.flush().map_err(|e| e.to_string())?;
@@ -204,7 +244,10 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         }
         UserAction::Del { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
-            if !store.delete_account(&host, &user).map_err(|e| e.to_string())? {
+            if !store
+                .delete_account(&host, &user)
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("{user}@{host} does not exist"));
             }
             println!("deleted {user}@{host}");
@@ -212,8 +255,12 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         UserAction::Passwd { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
             let pw = read_password()?;
-            let creds = store::accounts::derive_credentials(&pw, config.auth.bcrypt_cost, config.auth.scram_iterations)
-                .map_err(|e| e.to_string())?;
+            let creds = store::accounts::derive_credentials(
+                &pw,
+                config.auth.bcrypt_cost,
+                config.auth.scram_iterations,
+            )
+            .map_err(|e| e.to_string())?;
             if !store
                 .accounts
                 .update(&host, &user, |r| r.credentials = creds.clone())
@@ -247,7 +294,11 @@ fn errors(path: Option<&Path>, days: u64) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let since = now.saturating_sub(days * 86_400_000);
-    for e in store.delivery_errors.since(since, usize::MAX).map_err(|e| e.to_string())? {
+    for e in store
+        .delivery_errors
+        .since(since, usize::MAX)
+        .map_err(|e| e.to_string())?
+    {
         let t = chrono::DateTime::from_timestamp_millis(e.time_ms as i64)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();

@@ -358,7 +358,9 @@ pub fn parse_client_first(
     };
     if username.is_empty()
         || client_nonce.is_empty()
-        || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+        || !client_nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
     {
         return Err(Failure::MalformedRequest);
     }
@@ -396,7 +398,12 @@ impl ClientFirst {
         let real = creds.is_some();
         let creds = creds.unwrap_or_else(|| ScramCredentials::decoy(self.hash, decoy_iterations));
         let nonce = format!("{}{}", self.client_nonce, crate::xmpp::random_id(18));
-        let server_first = format!("r={},s={},i={}", nonce, B64.encode(&creds.salt), creds.iterations);
+        let server_first = format!(
+            "r={},s={},i={}",
+            nonce,
+            B64.encode(&creds.salt),
+            creds.iterations
+        );
         (
             server_first.clone(),
             ScramPending {
@@ -456,7 +463,10 @@ impl ScramPending {
         }
 
         let hash = self.first.hash;
-        let auth_message = format!("{},{},{}", self.first.bare, self.server_first, without_proof);
+        let auth_message = format!(
+            "{},{},{}",
+            self.first.bare, self.server_first, without_proof
+        );
         let client_signature = hash.hmac(&self.creds.stored_key, auth_message.as_bytes());
         if proof.len() != client_signature.len() {
             return Err(Failure::NotAuthorized);
@@ -584,7 +594,10 @@ mod tests {
         let mut gs2 = b"p=tls-exporter,,".to_vec();
         gs2.extend_from_slice(&[8; 32]);
         let fin = client_final(ScramHash::Sha256, "pw", "n=juliet,r=abcdef", &sf, &gs2);
-        assert_eq!(pending.finish(fin.as_bytes(), &cb), Err(Failure::NotAuthorized));
+        assert_eq!(
+            pending.finish(fin.as_bytes(), &cb),
+            Err(Failure::NotAuthorized)
+        );
     }
 
     #[test]
@@ -624,7 +637,10 @@ mod tests {
             let first = parse_client_first(Mechanism::ScramSha1, b"n,,n=u,r=xyz", &cb).unwrap();
             let (sf, pending) = first.server_first(creds, 4096);
             let fin = client_final(ScramHash::Sha1, "wrong", "n=u,r=xyz", &sf, b"n,,");
-            assert_eq!(pending.finish(fin.as_bytes(), &cb), Err(Failure::NotAuthorized));
+            assert_eq!(
+                pending.finish(fin.as_bytes(), &cb),
+                Err(Failure::NotAuthorized)
+            );
         }
     }
 

@@ -75,7 +75,10 @@ impl ServerThread {
 
     /// The first listener of `kind`.
     pub fn addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+        self.listeners
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
     }
 
     /// Graceful stop: every stream closed with `system-shutdown`, stores flushed.

@@ -85,7 +85,10 @@ impl tokio::io::AsyncWrite for TlsStream {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }
 
@@ -124,7 +127,10 @@ pub fn cert_paths(cfg: &Config, host: &str) -> (PathBuf, PathBuf) {
         } => (c.clone(), k.clone()),
         _ => {
             let dir = cfg.data_dir.join("certs");
-            (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")))
+            (
+                dir.join(format!("{host}.crt")),
+                dir.join(format!("{host}.key")),
+            )
         }
     }
 }
@@ -140,7 +146,10 @@ impl TlsAcceptor {
             let configured = cfg.hosts[host].certificate.is_some();
             if !configured && !cert.exists() {
                 generate_self_signed(host, &cert, &key)?;
-                log::info!("generated a self-signed certificate for {host} in {}", cert.display());
+                log::info!(
+                    "generated a self-signed certificate for {host} in {}",
+                    cert.display()
+                );
             }
             let acceptor = build_acceptor(&cert, &key)?;
             if default.is_none() {
@@ -156,7 +165,8 @@ impl TlsAcceptor {
             if let Some(name) = ssl.servername(NameType::HOST_NAME) {
                 let name = name.to_ascii_lowercase();
                 if let Some(ctx) = contexts.get(&name) {
-                    ssl.set_ssl_context(ctx).map_err(|_| SniError::ALERT_FATAL)?;
+                    ssl.set_ssl_context(ctx)
+                        .map_err(|_| SniError::ALERT_FATAL)?;
                 }
             }
             Ok(())
@@ -178,10 +188,7 @@ impl TlsAcceptor {
     }
 }
 
-fn acceptor_builder(
-    cert: &Path,
-    key: &Path,
-) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
+fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
         .map_err(|e| TlsError(format!("openssl: {e}")))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
@@ -189,8 +196,12 @@ fn acceptor_builder(
     b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
     // Idle connections give their read/write buffers back (about 34 KiB each).
     b.set_mode(SslMode::RELEASE_BUFFERS);
-    b.set_certificate_chain_file(cert)
-        .map_err(|e| TlsError(format!("{}: cannot load certificate chain: {e}", cert.display())))?;
+    b.set_certificate_chain_file(cert).map_err(|e| {
+        TlsError(format!(
+            "{}: cannot load certificate chain: {e}",
+            cert.display()
+        ))
+    })?;
     b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
         .map_err(|e| TlsError(format!("{}: cannot load private key: {e}", key.display())))?;
     b.check_private_key().map_err(|_| {
@@ -227,7 +238,10 @@ pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> Re
     b.set_subject_name(&name).map_err(e)?;
     b.set_issuer_name(&name).map_err(e)?;
     b.set_pubkey(&pkey).map_err(e)?;
-    let (from, until) = (Asn1Time::days_from_now(0).map_err(e)?, Asn1Time::days_from_now(3650).map_err(e)?);
+    let (from, until) = (
+        Asn1Time::days_from_now(0).map_err(e)?,
+        Asn1Time::days_from_now(3650).map_err(e)?,
+    );
     b.set_not_before(&from).map_err(e)?;
     b.set_not_after(&until).map_err(e)?;
     let san = SubjectAlternativeName::new()
@@ -359,7 +373,14 @@ pub async fn negotiate_starttls(
     let host = match check_header(&header, cfg.hosts.keys()) {
         Ok(h) => h,
         Err(e) => {
-            let _ = write_error(&mut writer_half, cfg.default_host(), &id, Some(fail(e)), true).await;
+            let _ = write_error(
+                &mut writer_half,
+                cfg.default_host(),
+                &id,
+                Some(fail(e)),
+                true,
+            )
+            .await;
             return Err(NegotiateError::Stream(e));
         }
     };
@@ -374,7 +395,9 @@ pub async fn negotiate_starttls(
     let err = match reader.next().await {
         Ok(StreamEvent::Element(el)) if el.is("starttls", ns::TLS) => None,
         Ok(StreamEvent::Element(_)) => Some(StreamError::NotAuthorized),
-        Ok(StreamEvent::End) => return Err(NegotiateError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        Ok(StreamEvent::End) => {
+            return Err(NegotiateError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+        }
         Ok(StreamEvent::Header(_)) => Some(StreamError::NotWellFormed),
         Err(e) => match parse_error_condition(&e) {
             Some(c) => Some(c),

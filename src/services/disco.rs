@@ -23,7 +23,10 @@ pub fn server_info(query: &Element) -> Result<Option<Element>, StanzaError> {
     if query.get_attr("node").is_some() {
         return Err(Condition::ItemNotFound.into());
     }
-    Ok(Some(info(("server", "im", "kleiber"), super::SERVER_FEATURES)))
+    Ok(Some(info(
+        ("server", "im", "kleiber"),
+        super::SERVER_FEATURES,
+    )))
 }
 
 /// disco#items of the server: no components or services yet.
@@ -39,5 +42,8 @@ pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
     if query.get_attr("node").is_some() {
         return Err(Condition::ItemNotFound.into());
     }
-    Ok(Some(info(("account", "registered", ""), &[ns::DISCO_INFO, ns::DISCO_ITEMS])))
+    Ok(Some(info(
+        ("account", "registered", ""),
+        &[ns::DISCO_INFO, ns::DISCO_ITEMS],
+    )))
 }

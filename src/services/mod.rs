@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn ping_is_answered_with_an_empty_result() {
         let r = server_iq(&iq("get", Element::new("ping", ns::PING)), "x").unwrap();
-        assert_eq!(r.to_xml(ns::CLIENT), "<iq type='result' id='q1' from='x' to='a@x/r'/>");
+        assert_eq!(
+            r.to_xml(ns::CLIENT),
+            "<iq type='result' id='q1' from='x' to='a@x/r'/>"
+        );
     }
 
     #[test]
@@ -103,14 +106,18 @@ mod tests {
 
     #[test]
     fn iq_without_payload_is_bad_request() {
-        let bare = Element::new("iq", ns::CLIENT).attr("type", "get").attr("id", "1");
+        let bare = Element::new("iq", ns::CLIENT)
+            .attr("type", "get")
+            .attr("id", "1");
         let r = server_iq(&bare, "x").unwrap();
         assert!(r.to_xml(ns::CLIENT).contains("<bad-request"));
     }
 
     #[test]
     fn results_are_not_answered() {
-        let r = Element::new("iq", ns::CLIENT).attr("type", "result").attr("id", "1");
+        let r = Element::new("iq", ns::CLIENT)
+            .attr("type", "result")
+            .attr("id", "1");
         assert!(server_iq(&r, "x").is_none());
     }
 
@@ -118,9 +125,16 @@ mod tests {
     fn version_and_time() {
         let r = server_iq(&iq("get", Element::new("query", ns::VERSION)), "x").unwrap();
         let q = r.get_child("query", ns::VERSION).unwrap();
-        assert_eq!(q.get_child("name", ns::VERSION).unwrap().text_content(), "kleiber");
+        assert_eq!(
+            q.get_child("name", ns::VERSION).unwrap().text_content(),
+            "kleiber"
+        );
         let r = server_iq(&iq("get", Element::new("time", ns::TIME)), "x").unwrap();
         let t = r.get_child("time", ns::TIME).unwrap();
-        assert!(t.get_child("utc", ns::TIME).unwrap().text_content().ends_with('Z'));
+        assert!(t
+            .get_child("utc", ns::TIME)
+            .unwrap()
+            .text_content()
+            .ends_with('Z'));
     }
 }

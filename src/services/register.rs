@@ -29,7 +29,11 @@ pub fn parse(iq_type: &str, query: &Element) -> Result<Request, StanzaError> {
         "get" => Ok(Request::Form),
         "set" if query.get_child("remove", ns::REGISTER).is_some() => Ok(Request::Remove),
         "set" => {
-            let field = |name: &str| query.get_child(name, ns::REGISTER).map(Element::text_content);
+            let field = |name: &str| {
+                query
+                    .get_child(name, ns::REGISTER)
+                    .map(Element::text_content)
+            };
             match (field("username"), field("password")) {
                 (Some(u), Some(p)) => Ok(Request::Set {
                     username: u,
@@ -79,7 +83,8 @@ pub fn normalize_username(s: &str) -> Result<String, StanzaError> {
 /// SASLprep a new password and check it can be stored without truncation.
 pub fn prepare_password(s: &str) -> Result<String, StanzaError> {
     let p = crate::sasl::prep_password(s).ok_or_else(|| {
-        StanzaError::new(Condition::NotAcceptable).with_text("password contains forbidden characters")
+        StanzaError::new(Condition::NotAcceptable)
+            .with_text("password contains forbidden characters")
     })?;
     if p.is_empty() {
         return Err(StanzaError::new(Condition::NotAcceptable).with_text("empty password"));
@@ -109,15 +114,26 @@ pub async fn create(
     }
     let user = normalize_username(username)?;
     let password = prepare_password(password)?;
-    if shared.store.accounts.exists(host, &user).map_err(internal)? {
+    if shared
+        .store
+        .accounts
+        .exists(host, &user)
+        .map_err(internal)?
+    {
         return Err(Condition::Conflict.into());
     }
-    let (cost, iters) = (shared.config.auth.bcrypt_cost, shared.config.auth.scram_iterations);
+    let (cost, iters) = (
+        shared.config.auth.bcrypt_cost,
+        shared.config.auth.scram_iterations,
+    );
     let s = shared.clone();
     let (h, u) = (host.to_owned(), user.clone());
     let created = blocking(move || {
         let creds = derive_credentials(&password, cost, iters)?;
-        let ok = s.store.accounts.create(&h, &u, &AccountRecord::new(creds, now_secs()))?;
+        let ok = s
+            .store
+            .accounts
+            .create(&h, &u, &AccountRecord::new(creds, now_secs()))?;
         if ok {
             s.store.flush()?;
         }
@@ -144,7 +160,10 @@ pub async fn change_password(
         return Err(StanzaError::new(Condition::NotAllowed).with_text("not your user name"));
     }
     let password = prepare_password(password)?;
-    let (cost, iters) = (shared.config.auth.bcrypt_cost, shared.config.auth.scram_iterations);
+    let (cost, iters) = (
+        shared.config.auth.bcrypt_cost,
+        shared.config.auth.scram_iterations,
+    );
     let s = shared.clone();
     let (h, u) = (host.to_owned(), user.to_owned());
     blocking(move || {
@@ -192,7 +211,10 @@ mod tests {
         let q = Element::new("query", ns::REGISTER).child(Element::new("remove", ns::REGISTER));
         assert_eq!(parse("set", &q).unwrap(), Request::Remove);
         let q = Element::new("query", ns::REGISTER).child(Element::new("username", ns::REGISTER));
-        assert_eq!(parse("set", &q).unwrap_err().condition, Condition::BadRequest);
+        assert_eq!(
+            parse("set", &q).unwrap_err().condition,
+            Condition::BadRequest
+        );
     }
 
     #[test]

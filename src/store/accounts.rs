@@ -162,10 +162,17 @@ impl Accounts {
     }
 
     /// Create an account; `Ok(false)` if the name is taken (atomic).
-    pub fn create(&self, domain: &str, user: &str, rec: &AccountRecord) -> Result<bool, StoreError> {
-        let r = self
-            .tree
-            .compare_and_swap(account_key(domain, user), None as Option<&[u8]>, Some(encode(rec)))?;
+    pub fn create(
+        &self,
+        domain: &str,
+        user: &str,
+        rec: &AccountRecord,
+    ) -> Result<bool, StoreError> {
+        let r = self.tree.compare_and_swap(
+            account_key(domain, user),
+            None as Option<&[u8]>,
+            Some(encode(rec)),
+        )?;
         Ok(r.is_ok())
     }
 
@@ -246,7 +253,9 @@ mod tests {
         assert!(verify_bcrypt(&got, "pencil"));
         assert!(!verify_bcrypt(&got, "pencil2"));
         assert!(got.scram(ScramHash::Sha256).is_some());
-        assert!(a.update("x.test", "juliet", |r| r.last_login = 200).unwrap());
+        assert!(a
+            .update("x.test", "juliet", |r| r.last_login = 200)
+            .unwrap());
         assert_eq!(a.get("x.test", "juliet").unwrap().unwrap().last_login, 200);
         assert_eq!(a.list("x.test").unwrap(), vec!["juliet".to_owned()]);
         assert!(a.list("x.tes").unwrap().is_empty());

@@ -468,9 +468,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
                     "forbidden character in attribute".into(),
                 ));
             }
-            let name = if attr.key.prefix().is_none() {
-                utf8(key)?
-            } else if key.starts_with(b"xml:") {
+            let name = if attr.key.prefix().is_none() || key.starts_with(b"xml:") {
                 utf8(key)?
             } else {
                 let (res, local) = self.rd().resolver().resolve_attribute(attr.key);

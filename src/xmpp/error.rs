@@ -56,11 +56,7 @@ impl StreamError {
 
     /// `<stream:error>` followed by the closing tag, ready to write.
     pub fn to_xml(self, text: Option<&str>) -> String {
-        let mut s = format!(
-            "<stream:error><{} xmlns='{}'/>",
-            self.as_str(),
-            ns::STREAMS
-        );
+        let mut s = format!("<stream:error><{} xmlns='{}'/>", self.as_str(), ns::STREAMS);
         if let Some(t) = text {
             s.push_str("<text xmlns='");
             s.push_str(ns::STREAMS);
@@ -226,10 +222,14 @@ pub fn error_reply(stanza: &Element, err: &StanzaError) -> Option<Element> {
     reply.set_attr("type", "error");
     if stanza.name == "iq" {
         if let Some(payload) = stanza.elements().next() {
-            reply.children.push(crate::xml::Node::Element(payload.clone()));
+            reply
+                .children
+                .push(crate::xml::Node::Element(payload.clone()));
         }
     }
-    reply.children.push(crate::xml::Node::Element(err.to_element()));
+    reply
+        .children
+        .push(crate::xml::Node::Element(err.to_element()));
     Some(reply)
 }
 

@@ -88,13 +88,19 @@ impl TestServer {
         let shared = self.shared();
         let creds = kleiber::store::accounts::derive_credentials(password, 4, 4096).unwrap();
         let rec = kleiber::store::AccountRecord::new(creds, kleiber::store::now_secs());
-        assert!(shared.store.accounts.create("localhost", user, &rec).unwrap());
+        assert!(shared
+            .store
+            .accounts
+            .create("localhost", user, &rec)
+            .unwrap());
     }
 
     /// Connect and log in with SCRAM-SHA-256, bind `resource`, send initial presence.
     pub async fn online(&self, user: &str, resource: &str) -> Client {
         let mut c = Client::starttls(self.starttls, "localhost").await;
-        c.auth_scram("SCRAM-SHA-256", user, "pw").await.expect("login");
+        c.auth_scram("SCRAM-SHA-256", user, "pw")
+            .await
+            .expect("login");
         c.bind(Some(resource)).await;
         c.send("<presence/>").await;
         // Our own presence comes back (RFC 6121 §4.2.2).
@@ -134,7 +140,8 @@ pub async fn tls_connect(tcp: TcpStream, max_tls12: bool) -> Tls {
     let mut cfg = connector().configure().unwrap();
     cfg.set_verify_hostname(false);
     if max_tls12 {
-        cfg.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2)).unwrap();
+        cfg.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2))
+            .unwrap();
     }
     let ssl: Ssl = cfg.into_ssl("localhost").unwrap();
     let mut s = SslStream::new(ssl, tcp).unwrap();
@@ -165,15 +172,26 @@ pub async fn starttls_upgrade(mut tcp: TcpStream, domain: &str) -> TcpStream {
     let mut got = String::new();
     let mut buf = [0u8; 2048];
     while !got.contains("</stream:features>") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "closed during STARTTLS: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(got.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"), "{got}");
-    tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
+    assert!(
+        got.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"),
+        "{got}"
+    );
+    tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await
+        .unwrap();
     let mut got = String::new();
     while !got.contains("<proceed") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
@@ -211,13 +229,20 @@ impl Client {
         } else {
             None
         };
-        let end_point = tls
-            .ssl()
-            .peer_certificate()
-            .map(|c| c.digest(openssl::hash::MessageDigest::sha256()).unwrap().to_vec());
+        let end_point = tls.ssl().peer_certificate().map(|c| {
+            c.digest(openssl::hash::MessageDigest::sha256())
+                .unwrap()
+                .to_vec()
+        });
         let (r, w) = tokio::io::split(tls);
         let mut c = Client {
-            reader: XmlReader::new(r, ReaderLimits { max_stanza: 1 << 20, max_depth: 64 }),
+            reader: XmlReader::new(
+                r,
+                ReaderLimits {
+                    max_stanza: 1 << 20,
+                    max_depth: 64,
+                },
+            ),
             writer: w,
             features: Element::default(),
             jid: String::new(),
@@ -273,11 +298,16 @@ impl Client {
     pub async fn expect_stream_error(&mut self, condition: &str) {
         let e = self.recv().await;
         assert!(
-            e.name == "error" && e.get_child(condition, "urn:ietf:params:xml:ns:xmpp-streams").is_some(),
+            e.name == "error"
+                && e.get_child(condition, "urn:ietf:params:xml:ns:xmpp-streams")
+                    .is_some(),
             "expected stream error {condition}, got {}",
             e.to_xml("jabber:client")
         );
-        match tokio::time::timeout(WAIT, self.reader.next()).await.expect("closed in time") {
+        match tokio::time::timeout(WAIT, self.reader.next())
+            .await
+            .expect("closed in time")
+        {
             Ok(StreamEvent::End) | Err(_) => {}
             Ok(other) => panic!("expected end of stream, got {other:?}"),
         }
@@ -300,7 +330,10 @@ impl Client {
     /// SASL PLAIN; `Ok` after the stream restart, `Err(condition)` on failure.
     pub async fn auth_plain(&mut self, authzid: &str, user: &str, pw: &str) -> Result<(), String> {
         let msg = B64.encode(format!("{authzid}\0{user}\0{pw}"));
-        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>")).await;
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>"
+        ))
+        .await;
         self.sasl_outcome(user).await
     }
 
@@ -313,7 +346,11 @@ impl Client {
                 self.jid = format!("{user}@localhost");
                 Ok(())
             }
-            "failure" => Err(r.elements().next().map(|e| e.name.clone()).unwrap_or_default()),
+            "failure" => Err(r
+                .elements()
+                .next()
+                .map(|e| e.name.clone())
+                .unwrap_or_default()),
             other => panic!("unexpected {other}"),
         }
     }
@@ -344,7 +381,11 @@ impl Client {
         .await;
         let ch = self.recv().await;
         if ch.name == "failure" {
-            return Err(ch.elements().next().map(|e| e.name.clone()).unwrap_or_default());
+            return Err(ch
+                .elements()
+                .next()
+                .map(|e| e.name.clone())
+                .unwrap_or_default());
         }
         assert_eq!(ch.name, "challenge");
         let server_first = String::from_utf8(B64.decode(ch.text_content()).unwrap()).unwrap();
@@ -369,19 +410,31 @@ impl Client {
             cbind.extend_from_slice(&data);
         }
         let sha1 = mech.starts_with("SCRAM-SHA-1");
-        let (client_key, server_key, hash): (Vec<u8>, Vec<u8>, fn(&[u8]) -> Vec<u8>) = if sha1 {
+        let (client_key, server_key, hash): (Vec<u8>, Vec<u8>, HashFn) = if sha1 {
             let mut salted = [0u8; 20];
             pbkdf2::pbkdf2_hmac::<sha1::Sha1>(pw.as_bytes(), &salt, iters, &mut salted);
-            (hmac1(&salted, b"Client Key"), hmac1(&salted, b"Server Key"), |d| sha1::Sha1::digest(d).to_vec())
+            (
+                hmac1(&salted, b"Client Key"),
+                hmac1(&salted, b"Server Key"),
+                |d| sha1::Sha1::digest(d).to_vec(),
+            )
         } else {
             let mut salted = [0u8; 32];
             pbkdf2::pbkdf2_hmac::<Sha256>(pw.as_bytes(), &salt, iters, &mut salted);
-            (hmac256(&salted, b"Client Key"), hmac256(&salted, b"Server Key"), |d| Sha256::digest(d).to_vec())
+            (
+                hmac256(&salted, b"Client Key"),
+                hmac256(&salted, b"Server Key"),
+                |d| Sha256::digest(d).to_vec(),
+            )
         };
         let stored = hash(&client_key);
         let without = format!("c={},r={nonce}", B64.encode(&cbind));
         let am = format!("{first_bare},{server_first},{without}");
-        let sig = if sha1 { hmac1(&stored, am.as_bytes()) } else { hmac256(&stored, am.as_bytes()) };
+        let sig = if sha1 {
+            hmac1(&stored, am.as_bytes())
+        } else {
+            hmac256(&stored, am.as_bytes())
+        };
         let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
         self.send(&format!(
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
@@ -392,24 +445,39 @@ impl Client {
         match r.name.as_str() {
             "success" => {
                 let v = String::from_utf8(B64.decode(r.text_content()).unwrap()).unwrap();
-                let expect = if sha1 { hmac1(&server_key, am.as_bytes()) } else { hmac256(&server_key, am.as_bytes()) };
+                let expect = if sha1 {
+                    hmac1(&server_key, am.as_bytes())
+                } else {
+                    hmac256(&server_key, am.as_bytes())
+                };
                 assert_eq!(v, format!("v={}", B64.encode(expect)), "server signature");
                 self.reader.reset();
                 self.open("localhost").await;
                 self.jid = format!("{user}@localhost");
                 Ok(())
             }
-            "failure" => Err(r.elements().next().map(|e| e.name.clone()).unwrap_or_default()),
+            "failure" => Err(r
+                .elements()
+                .next()
+                .map(|e| e.name.clone())
+                .unwrap_or_default()),
             other => panic!("unexpected {other}"),
         }
     }
 
     /// Bind a resource (or let the server choose); returns the full JID.
     pub async fn bind(&mut self, resource: Option<&str>) -> String {
-        let inner = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
+        let inner = resource
+            .map(|r| format!("<resource>{r}</resource>"))
+            .unwrap_or_default();
         self.send(&format!("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{inner}</bind></iq>")).await;
         let r = self.recv().await;
-        assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml("jabber:client"));
+        assert_eq!(
+            r.get_attr("type"),
+            Some("result"),
+            "{}",
+            r.to_xml("jabber:client")
+        );
         let jid = r
             .get_child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
             .and_then(|b| b.get_child("jid", "urn:ietf:params:xml:ns:xmpp-bind"))
@@ -428,6 +496,9 @@ impl Client {
         self.recv().await
     }
 }
+
+/// A hash function of a SCRAM variant.
+type HashFn = fn(&[u8]) -> Vec<u8>;
 
 fn hmac1(k: &[u8], d: &[u8]) -> Vec<u8> {
     let mut m = Hmac::<sha1::Sha1>::new_from_slice(k).unwrap();
@@ -458,4 +529,208 @@ pub async fn raw_direct(addr: SocketAddr) -> Tls {
 pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, b: &[u8]) {
     let _ = w.write_all(b).await;
     let _ = w.flush().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile-input helpers: raw connections, reading until the server closes, and parsing what
+// the server sent.
+
+/// Read from `r` until the peer closes the connection (end of file, or a reset after the
+/// data). Returns what arrived and whether the connection was closed (`false`: WAIT passed
+/// with the connection still open).
+pub async fn read_until_closed<R: AsyncRead + Unpin>(r: &mut R) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(WAIT, r.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+/// Read from `r`, appending to `out`, until `out` contains `needle`.
+pub async fn read_until<R: AsyncRead + Unpin>(r: &mut R, out: &mut Vec<u8>, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(out).contains(needle) {
+        let n = tokio::time::timeout(WAIT, r.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("waiting for {needle}: {}", String::from_utf8_lossy(out)))
+            .unwrap_or(0);
+        assert!(
+            n > 0,
+            "closed while waiting for {needle}: {}",
+            String::from_utf8_lossy(out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Write `data` in 64 KiB pieces, stopping at the first error (the server may close the
+/// connection before taking it all), then never finish.
+pub async fn write_then_idle<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) {
+    for chunk in data.chunks(64 * 1024) {
+        if w.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = w.flush().await;
+    std::future::pending::<()>().await
+}
+
+/// Send `data` on `r`/`w` while reading everything the server sends until it closes the
+/// connection; returns `sofar` followed by what arrived, and whether the connection closed.
+pub async fn send_and_read_to_close<R, W>(
+    r: &mut R,
+    w: &mut W,
+    mut sofar: Vec<u8>,
+    data: &[u8],
+) -> (Vec<u8>, bool)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (rest, closed) = tokio::select! {
+        out = read_until_closed(r) => out,
+        _ = write_then_idle(w, data) => unreachable!(),
+    };
+    sofar.extend_from_slice(&rest);
+    (sofar, closed)
+}
+
+/// The server's side of a stream, parsed.
+#[derive(Debug, Default)]
+pub struct ServerOutput {
+    pub header: Option<kleiber::xml::StreamHeader>,
+    pub elements: Vec<Element>,
+    /// `</stream:stream>` arrived, with nothing after it.
+    pub end: bool,
+    /// The output was not a well-formed stream (what the parser said).
+    pub problem: Option<String>,
+}
+
+impl ServerOutput {
+    /// Parse everything a server sent on one stream.
+    pub async fn parse(bytes: &[u8]) -> ServerOutput {
+        let limits = ReaderLimits {
+            max_stanza: 1 << 26,
+            max_depth: 64,
+        };
+        let mut r = XmlReader::new(bytes, limits);
+        let mut out = ServerOutput::default();
+        loop {
+            match r.next().await {
+                Ok(StreamEvent::Header(h)) if out.header.is_none() => out.header = Some(h),
+                Ok(StreamEvent::Header(_)) => {
+                    out.problem = Some("second stream header".into());
+                    break;
+                }
+                Ok(StreamEvent::Element(e)) => out.elements.push(e),
+                Ok(StreamEvent::End) => {
+                    match r.next().await {
+                        Err(kleiber::xml::ParseError::Io(_)) => out.end = true,
+                        other => out.problem = Some(format!("after the end: {other:?}")),
+                    }
+                    break;
+                }
+                // Ran out of bytes before the end of the stream.
+                Err(kleiber::xml::ParseError::Io(_)) => break,
+                Err(e) => {
+                    out.problem = Some(format!("{e:?}"));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The condition of the `<stream:error/>` that is the last element, if it is one.
+    pub fn stream_error(&self) -> Option<String> {
+        stream_error_condition(self.elements.last()?)
+    }
+}
+
+/// The condition of a `<stream:error/>` element (`None` for anything else).
+pub fn stream_error_condition(e: &Element) -> Option<String> {
+    if !e.is("error", "http://etherx.jabber.org/streams") {
+        return None;
+    }
+    let mut conds = e
+        .elements()
+        .filter(|c| c.ns == "urn:ietf:params:xml:ns:xmpp-streams" && c.name != "text");
+    match (conds.next(), conds.next()) {
+        (Some(c), None) => Some(c.name.clone()),
+        _ => None,
+    }
+}
+
+impl Client {
+    /// Send `data` (possibly more than the server will take) while waiting for the server's
+    /// next event; writing stops when the event arrives, and write errors are ignored.
+    pub async fn send_and_next(
+        &mut self,
+        data: &[u8],
+    ) -> Result<StreamEvent, kleiber::xml::ParseError> {
+        let Client { reader, writer, .. } = self;
+        tokio::select! {
+            ev = tokio::time::timeout(WAIT, reader.next()) => ev.expect("server answered in time"),
+            _ = write_then_idle(writer, data) => unreachable!(),
+        }
+    }
+
+    /// After the end of the stream: the server closes the connection with nothing more.
+    pub async fn expect_closed(self) {
+        let Client {
+            reader, writer: _w, ..
+        } = self;
+        let mut inner = reader.into_inner();
+        let (rest, closed) = read_until_closed(&mut inner).await;
+        assert!(closed, "the server did not close the connection");
+        assert!(
+            rest.is_empty(),
+            "data after the end of the stream: {}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    /// Log in with PLAIN (cheap) over direct TLS and bind `resource`.
+    pub async fn bound(addr: SocketAddr, user: &str, pw: &str, resource: &str) -> Client {
+        let mut c = Client::direct(addr, "localhost").await;
+        c.auth_plain("", user, pw).await.expect("login");
+        c.bind(Some(resource)).await;
+        c
+    }
+
+    /// An IQ ping to the server is answered with its result (the stream works).
+    pub async fn ping(&mut self, id: &str) {
+        self.send(&format!(
+            "<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+        let r = self.recv().await;
+        assert!(
+            r.is("iq", "jabber:client")
+                && r.get_attr("type") == Some("result")
+                && r.get_attr("id") == Some(id),
+            "ping {id}: {}",
+            r.to_xml("jabber:client")
+        );
+    }
+}
+
+/// TLS handshake as a client over `tcp` that may fail; `alpn` in wire format (length-prefixed).
+pub async fn try_tls_connect(tcp: TcpStream, alpn: Option<&[u8]>) -> Result<Tls, String> {
+    let mut cfg = connector().configure().unwrap();
+    cfg.set_verify_hostname(false);
+    if let Some(protos) = alpn {
+        cfg.set_alpn_protos(protos).unwrap();
+    }
+    let ssl: Ssl = cfg.into_ssl("localhost").unwrap();
+    let mut s = SslStream::new(ssl, tcp).unwrap();
+    match tokio::time::timeout(WAIT, Pin::new(&mut s).connect()).await {
+        Ok(Ok(())) => Ok(s),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("TLS handshake timed out".into()),
+    }
 }
