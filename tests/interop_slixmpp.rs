@@ -35,14 +35,27 @@ fn run_client(py: &PathBuf, port: u16, mode: &str, prefix: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/slixmpp_chat.py");
     let out = Command::new(py)
         .arg(script)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--domain", "localhost"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--domain",
+            "localhost",
+        ])
         .args(["--mode", mode, "--prefix", prefix])
         .output()
         .expect("run slixmpp client");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "slixmpp {mode} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("OK: registration, login, presence and both chat messages verified"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "slixmpp {mode} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("OK: registration, login, presence and both chat messages verified"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -59,7 +72,13 @@ fn slixmpp_registers_logs_in_and_chats() {
     run_client(&py, s.direct.port(), "direct-tls", "dt");
     // The accounts really exist now, stored as the privacy policy says: hashes only.
     for u in ["sta", "stb", "dta", "dtb"] {
-        let rec = s.shared().store.accounts.get("localhost", u).unwrap().expect("registered");
+        let rec = s
+            .shared()
+            .store
+            .accounts
+            .get("localhost", u)
+            .unwrap()
+            .expect("registered");
         assert_eq!(rec.credentials.len(), 3);
     }
 }

@@ -10,13 +10,34 @@ async fn mechanisms_are_offered_with_channel_binding_types() {
     let c = Client::starttls(s.starttls, "localhost").await;
     assert_eq!(
         c.mechanisms(),
-        ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+        [
+            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-1",
+            "PLAIN"
+        ]
     );
-    let cb = c.features.get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0").unwrap();
-    let types: Vec<_> = cb.elements().map(|e| e.get_attr("type").unwrap().to_owned()).collect();
+    let cb = c
+        .features
+        .get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
+        .unwrap();
+    let types: Vec<_> = cb
+        .elements()
+        .map(|e| e.get_attr("type").unwrap().to_owned())
+        .collect();
     assert_eq!(types, ["tls-exporter", "tls-server-end-point"]);
-    let limits = c.features.get_child("limits", "urn:xmpp:stream-limits:0").unwrap();
-    assert_eq!(limits.get_child("max-bytes", "urn:xmpp:stream-limits:0").unwrap().text_content(), "8192");
+    let limits = c
+        .features
+        .get_child("limits", "urn:xmpp:stream-limits:0")
+        .unwrap();
+    assert_eq!(
+        limits
+            .get_child("max-bytes", "urn:xmpp:stream-limits:0")
+            .unwrap()
+            .text_content(),
+        "8192"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,18 +47,35 @@ async fn scram_and_plain_logins() {
     for mech in ["SCRAM-SHA-256", "SCRAM-SHA-1"] {
         let mut c = Client::starttls(s.starttls, "localhost").await;
         c.auth_scram(mech, "juliet", "pw").await.unwrap();
-        assert!(c.features.get_child("bind", "urn:ietf:params:xml:ns:xmpp-bind").is_some());
-        let session = c.features.get_child("session", "urn:ietf:params:xml:ns:xmpp-session").unwrap();
-        assert!(session.get_child("optional", "urn:ietf:params:xml:ns:xmpp-session").is_some());
+        assert!(c
+            .features
+            .get_child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .is_some());
+        let session = c
+            .features
+            .get_child("session", "urn:ietf:params:xml:ns:xmpp-session")
+            .unwrap();
+        assert!(session
+            .get_child("optional", "urn:ietf:params:xml:ns:xmpp-session")
+            .is_some());
         let mut c = Client::starttls(s.starttls, "localhost").await;
-        assert_eq!(c.auth_scram(mech, "juliet", "wrong").await, Err("not-authorized".into()));
+        assert_eq!(
+            c.auth_scram(mech, "juliet", "wrong").await,
+            Err("not-authorized".into())
+        );
     }
     let mut c = Client::direct(s.direct, "localhost").await;
     c.auth_plain("", "juliet", "pw").await.unwrap();
     let mut c = Client::direct(s.direct, "localhost").await;
-    assert_eq!(c.auth_plain("", "juliet", "nope").await, Err("not-authorized".into()));
+    assert_eq!(
+        c.auth_plain("", "juliet", "nope").await,
+        Err("not-authorized".into())
+    );
     let mut c = Client::direct(s.direct, "localhost").await;
-    assert_eq!(c.auth_plain("", "nobody", "pw").await, Err("not-authorized".into()));
+    assert_eq!(
+        c.auth_plain("", "nobody", "pw").await,
+        Err("not-authorized".into())
+    );
     // The user name is normalised (case-folded) like the JID localpart.
     let mut c = Client::direct(s.direct, "localhost").await;
     c.auth_plain("", "Juliet", "pw").await.unwrap();
@@ -53,22 +91,44 @@ async fn channel_binding() {
         ("SCRAM-SHA-1-PLUS", "tls-exporter"),
     ] {
         let mut c = Client::starttls(s.starttls, "localhost").await;
-        c.auth_scram_cb(mech, "romeo", "pw", Some(cb), None).await.unwrap();
+        c.auth_scram_cb(mech, "romeo", "pw", Some(cb), None)
+            .await
+            .unwrap();
         // Channel-binding data from a different TLS session (a man in the middle) fails.
         let mut c = Client::starttls(s.starttls, "localhost").await;
-        let r = c.auth_scram_cb(mech, "romeo", "pw", Some(cb), Some(vec![0; 32])).await;
+        let r = c
+            .auth_scram_cb(mech, "romeo", "pw", Some(cb), Some(vec![0; 32]))
+            .await;
         assert_eq!(r, Err("not-authorized".into()), "{mech} {cb}");
     }
     // Over TLS 1.2 there is no tls-exporter: only tls-server-end-point is offered.
     let mut c = Client::starttls12(s.starttls, "localhost").await;
-    let cb = c.features.get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0").unwrap();
+    let cb = c
+        .features
+        .get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
+        .unwrap();
     assert_eq!(cb.elements().count(), 1);
     assert_eq!(
-        c.auth_scram_cb("SCRAM-SHA-256-PLUS", "romeo", "pw", Some("tls-exporter"), Some(vec![1; 32])).await,
+        c.auth_scram_cb(
+            "SCRAM-SHA-256-PLUS",
+            "romeo",
+            "pw",
+            Some("tls-exporter"),
+            Some(vec![1; 32])
+        )
+        .await,
         Err("not-authorized".into())
     );
     let mut c = Client::starttls12(s.starttls, "localhost").await;
-    c.auth_scram_cb("SCRAM-SHA-256-PLUS", "romeo", "pw", Some("tls-server-end-point"), None).await.unwrap();
+    c.auth_scram_cb(
+        "SCRAM-SHA-256-PLUS",
+        "romeo",
+        "pw",
+        Some("tls-server-end-point"),
+        None,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,28 +137,59 @@ async fn sasl_failures() {
     s.add_user("juliet", "pw");
     let mut c = Client::starttls(s.starttls, "localhost").await;
     // authzid naming someone else.
-    assert_eq!(c.auth_plain("romeo@localhost", "juliet", "pw").await, Err("invalid-authzid".into()));
+    assert_eq!(
+        c.auth_plain("romeo@localhost", "juliet", "pw").await,
+        Err("invalid-authzid".into())
+    );
     // authzid naming oneself is fine.
     let mut c2 = Client::starttls(s.starttls, "localhost").await;
-    c2.auth_plain("juliet@localhost", "juliet", "pw").await.unwrap();
+    c2.auth_plain("juliet@localhost", "juliet", "pw")
+        .await
+        .unwrap();
     // Unknown mechanism.
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>").await;
-    assert_eq!(c.recv_xml().await, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>")
+        .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+    );
     // Garbage.
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>bm90IHBsYWlu</auth>").await;
-    assert_eq!(c.recv_xml().await, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><malformed-request/></failure>");
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>").await;
-    assert_eq!(c.recv_xml().await, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><incorrect-encoding/></failure>");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>bm90IHBsYWlu</auth>")
+        .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><malformed-request/></failure>"
+    );
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>")
+        .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><incorrect-encoding/></failure>"
+    );
     // A response with no exchange in progress.
-    c.send("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</response>").await;
-    assert_eq!(c.recv_xml().await, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><malformed-request/></failure>");
+    c.send("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</response>")
+        .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><malformed-request/></failure>"
+    );
     // Abort in the middle of SCRAM.
     let mut c = Client::starttls(s.starttls, "localhost").await;
-    let first = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "n,,n=juliet,r=abc");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{first}</auth>")).await;
+    let first = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "n,,n=juliet,r=abc",
+    );
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{first}</auth>"
+    ))
+    .await;
     assert_eq!(c.recv().await.name, "challenge");
-    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
-    assert_eq!(c.recv_xml().await, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>");
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>"
+    );
     // After a failure the client may try again on the same stream.
     c.auth_plain("", "juliet", "pw").await.unwrap();
     // Too many failures end the stream.
@@ -107,7 +198,10 @@ async fn sasl_failures() {
         assert!(c.auth_plain("", "juliet", "bad").await.is_err());
     }
     let msg = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "\0juliet\0bad");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>")).await;
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{msg}</auth>"
+    ))
+    .await;
     assert_eq!(c.recv().await.name, "failure");
     c.expect_stream_error("policy-violation").await;
 }
@@ -117,11 +211,21 @@ async fn plain_with_empty_initial_response() {
     let s = TestServer::start();
     s.add_user("juliet", "pw");
     let mut c = Client::starttls(s.starttls, "localhost").await;
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>").await;
-    assert_eq!(c.recv_xml().await, "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</challenge>");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>")
+        .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</challenge>"
+    );
     let msg = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "\0juliet\0pw");
-    c.send(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{msg}</response>")).await;
-    assert_eq!(c.recv_xml().await, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    c.send(&format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{msg}</response>"
+    ))
+    .await;
+    assert_eq!(
+        c.recv_xml().await,
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,9 +238,12 @@ async fn bind_chosen_generated_and_conflict() {
     let mut g = Client::starttls(s.starttls, "localhost").await;
     g.auth_scram("SCRAM-SHA-256", "juliet", "pw").await.unwrap();
     let generated = g.bind(None).await;
-    assert!(generated.starts_with("juliet@localhost/") && generated.len() > "juliet@localhost/".len());
+    assert!(
+        generated.starts_with("juliet@localhost/") && generated.len() > "juliet@localhost/".len()
+    );
     // The legacy session IQ is answered.
-    g.send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>").await;
+    g.send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+        .await;
     assert_eq!(g.recv().await.get_attr("type"), Some("result"));
     // A second bind of the same full JID replaces the first session.
     let mut b = Client::starttls(s.starttls, "localhost").await;
@@ -144,8 +251,12 @@ async fn bind_chosen_generated_and_conflict() {
     assert_eq!(b.bind(Some("balcony")).await, "juliet@localhost/balcony");
     a.expect_stream_error("conflict").await;
     // The new session works.
-    b.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(b.recv_xml().await, "<iq type='result' id='p1' to='juliet@localhost/balcony'/>");
+    b.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        b.recv_xml().await,
+        "<iq type='result' id='p1' to='juliet@localhost/balcony'/>"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,13 +265,18 @@ async fn stanzas_before_bind() {
     s.add_user("juliet", "pw");
     let mut c = Client::starttls(s.starttls, "localhost").await;
     c.auth_scram("SCRAM-SHA-256", "juliet", "pw").await.unwrap();
-    c.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(error_condition(&c.recv().await).as_deref(), Some("not-allowed"));
+    c.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&c.recv().await).as_deref(),
+        Some("not-allowed")
+    );
     c.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>a\u{0007}b</resource></bind></iq>").await;
     // U+0007 is not even XML: the stream ends.
     c.expect_stream_error("not-well-formed").await;
     let mut c = Client::starttls(s.starttls, "localhost").await;
     c.auth_scram("SCRAM-SHA-256", "juliet", "pw").await.unwrap();
-    c.send("<message to='juliet@localhost'><body>x</body></message>").await;
+    c.send("<message to='juliet@localhost'><body>x</body></message>")
+        .await;
     c.expect_stream_error("not-authorized").await;
 }

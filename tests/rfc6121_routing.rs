@@ -12,9 +12,17 @@ use kleiber::xml::Element;
 const CLIENT: &str = "jabber:client";
 
 async fn marker(from: &mut Client, to: &mut Client, to_jid: &str) {
-    from.send(&format!("<message to='{to_jid}' type='chat' id='marker'><body>marker</body></message>")).await;
+    from.send(&format!(
+        "<message to='{to_jid}' type='chat' id='marker'><body>marker</body></message>"
+    ))
+    .await;
     let got = to.recv().await;
-    assert_eq!(got.get_attr("id"), Some("marker"), "expected the marker, got {}", got.to_xml(CLIENT));
+    assert_eq!(
+        got.get_attr("id"),
+        Some("marker"),
+        "expected the marker, got {}",
+        got.to_xml(CLIENT)
+    );
 }
 
 async fn logged_error(s: &TestServer, to: &str) -> String {
@@ -29,7 +37,9 @@ async fn logged_error(s: &TestServer, to: &str) -> String {
 }
 
 fn body(e: &Element) -> String {
-    e.get_child("body", CLIENT).map(Element::text_content).unwrap_or_default()
+    e.get_child("body", CLIENT)
+        .map(Element::text_content)
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,11 +52,23 @@ async fn row1_stanzas_to_the_server() {
     let r = j.recv().await;
     assert_eq!(r.get_attr("type"), Some("result"));
     assert_eq!(r.get_attr("from"), Some("localhost"));
-    let q = r.get_child("query", "http://jabber.org/protocol/disco#info").unwrap();
-    let id = q.get_child("identity", "http://jabber.org/protocol/disco#info").unwrap();
-    assert_eq!((id.get_attr("category"), id.get_attr("type")), (Some("server"), Some("im")));
+    let q = r
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let id = q
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(
+        (id.get_attr("category"), id.get_attr("type")),
+        (Some("server"), Some("im"))
+    );
     let features: Vec<_> = q.elements().filter_map(|f| f.get_attr("var")).collect();
-    for f in ["urn:xmpp:ping", "jabber:iq:version", "urn:xmpp:time", "jabber:iq:register"] {
+    for f in [
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+        "urn:xmpp:time",
+        "jabber:iq:register",
+    ] {
         assert!(features.contains(&f), "{f} in {features:?}");
     }
     j.send("<iq type='get' id='d2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
@@ -54,14 +76,28 @@ async fn row1_stanzas_to_the_server() {
         j.recv_xml().await,
         "<iq type='result' id='d2' from='localhost' to='juliet@localhost/balcony'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
     );
-    j.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(j.recv_xml().await, "<iq type='result' id='p1' from='localhost' to='juliet@localhost/balcony'/>");
-    j.send("<iq type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>").await;
+    j.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        j.recv_xml().await,
+        "<iq type='result' id='p1' from='localhost' to='juliet@localhost/balcony'/>"
+    );
+    j.send("<iq type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
     let v = j.recv().await;
-    assert_eq!(v.get_child("query", "jabber:iq:version").unwrap().get_child("name", "jabber:iq:version").unwrap().text_content(), "kleiber");
-    j.send("<iq type='get' id='t1' to='localhost'><time xmlns='urn:xmpp:time'/></iq>").await;
+    assert_eq!(
+        v.get_child("query", "jabber:iq:version")
+            .unwrap()
+            .get_child("name", "jabber:iq:version")
+            .unwrap()
+            .text_content(),
+        "kleiber"
+    );
+    j.send("<iq type='get' id='t1' to='localhost'><time xmlns='urn:xmpp:time'/></iq>")
+        .await;
     assert!(j.recv().await.get_child("time", "urn:xmpp:time").is_some());
-    j.send("<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:unknown'/></iq>").await;
+    j.send("<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:unknown'/></iq>")
+        .await;
     assert_eq!(
         j.recv_xml().await,
         "<iq id='u1' from='localhost' to='juliet@localhost/balcony' type='error'><query xmlns='urn:example:unknown'/>\
@@ -69,15 +105,23 @@ async fn row1_stanzas_to_the_server() {
     );
     // An IQ without id, or with two payloads, is a bad request.
     j.send("<iq type='get' id='x2' to='localhost'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(error_condition(&j.recv().await).as_deref(), Some("bad-request"));
+    assert_eq!(
+        error_condition(&j.recv().await).as_deref(),
+        Some("bad-request")
+    );
     // A chat message to the server is not served.
-    j.send("<message to='localhost' type='chat' id='m1'><body>hi server</body></message>").await;
+    j.send("<message to='localhost' type='chat' id='m1'><body>hi server</body></message>")
+        .await;
     let e = j.recv().await;
     assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
-    assert!(e.get_child("body", CLIENT).is_none(), "bounces carry no content");
+    assert!(
+        e.get_child("body", CLIENT).is_none(),
+        "bounces carry no content"
+    );
     // Presence to the server domain is dropped; the next answer is the ping's.
     j.send("<presence to='localhost'/>").await;
-    j.send("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    j.send("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     assert_eq!(j.recv().await.get_attr("id"), Some("p2"));
 }
 
@@ -89,8 +133,12 @@ async fn row1_broadcast_presence_reaches_own_resources() {
     let mut b = s.online("juliet", "b").await;
     // a sees b come online.
     let p = a.recv().await;
-    assert_eq!((p.name.as_str(), p.get_attr("from")), ("presence", Some("juliet@localhost/b")));
-    b.send("<presence><show>away</show><priority>5</priority></presence>").await;
+    assert_eq!(
+        (p.name.as_str(), p.get_attr("from")),
+        ("presence", Some("juliet@localhost/b"))
+    );
+    b.send("<presence><show>away</show><priority>5</priority></presence>")
+        .await;
     let p = a.recv().await;
     assert_eq!(p.get_attr("from"), Some("juliet@localhost/b"));
     assert_eq!(p.get_child("show", CLIENT).unwrap().text_content(), "away");
@@ -111,13 +159,24 @@ async fn row2_own_bare_jid() {
         .get_child("query", "http://jabber.org/protocol/disco#info")
         .and_then(|q| q.get_child("identity", "http://jabber.org/protocol/disco#info"))
         .unwrap();
-    assert_eq!((id.get_attr("category"), id.get_attr("type")), (Some("account"), Some("registered")));
-    a.send("<iq type='get' id='u' to='juliet@localhost'><query xmlns='urn:example:x'/></iq>").await;
-    assert_eq!(error_condition(&a.recv().await).as_deref(), Some("service-unavailable"));
+    assert_eq!(
+        (id.get_attr("category"), id.get_attr("type")),
+        (Some("account"), Some("registered"))
+    );
+    a.send("<iq type='get' id='u' to='juliet@localhost'><query xmlns='urn:example:x'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&a.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
     // A message to one's own bare JID reaches one's (highest priority) resource.
-    a.send("<message to='juliet@localhost' type='chat'><body>note to self</body></message>").await;
+    a.send("<message to='juliet@localhost' type='chat'><body>note to self</body></message>")
+        .await;
     let m = a.recv().await;
-    assert_eq!((m.get_attr("from"), body(&m).as_str()), (Some("juliet@localhost/a"), "note to self"));
+    assert_eq!(
+        (m.get_attr("from"), body(&m).as_str()),
+        (Some("juliet@localhost/a"), "note to self")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,9 +194,12 @@ async fn row3_bare_jid_delivery_by_priority() {
         low.recv().await;
     }
     high.recv().await;
-    low.send("<presence><priority>1</priority></presence>").await;
-    high.send("<presence><priority>10</priority></presence>").await;
-    neg.send("<presence><priority>-5</priority></presence>").await;
+    low.send("<presence><priority>1</priority></presence>")
+        .await;
+    high.send("<presence><priority>10</priority></presence>")
+        .await;
+    neg.send("<presence><priority>-5</priority></presence>")
+        .await;
     // Each resource sees three presence updates (its own included): drain them.
     for c in [&mut low, &mut high, &mut neg] {
         for _ in 0..3 {
@@ -145,7 +207,10 @@ async fn row3_bare_jid_delivery_by_priority() {
         }
     }
     // chat/normal: highest non-negative priority only; `from` is stamped.
-    r.send("<message to='juliet@localhost' type='chat' id='c1'><body>to the highest</body></message>").await;
+    r.send(
+        "<message to='juliet@localhost' type='chat' id='c1'><body>to the highest</body></message>",
+    )
+    .await;
     let m = high.recv().await;
     assert_eq!(
         m.to_xml(CLIENT),
@@ -153,16 +218,22 @@ async fn row3_bare_jid_delivery_by_priority() {
     );
     marker(&mut r, &mut low, "juliet@localhost/low").await;
     marker(&mut r, &mut neg, "juliet@localhost/neg").await;
-    r.send("<message to='juliet@localhost' id='n1'><body>normal</body></message>").await;
+    r.send("<message to='juliet@localhost' id='n1'><body>normal</body></message>")
+        .await;
     assert_eq!(high.recv().await.get_attr("id"), Some("n1"));
     // headline: every non-negative resource.
-    r.send("<message to='juliet@localhost' type='headline' id='h1'><body>news</body></message>").await;
+    r.send("<message to='juliet@localhost' type='headline' id='h1'><body>news</body></message>")
+        .await;
     assert_eq!(high.recv().await.get_attr("id"), Some("h1"));
     assert_eq!(low.recv().await.get_attr("id"), Some("h1"));
     marker(&mut r, &mut neg, "juliet@localhost/neg").await;
     // groupchat to a user: service-unavailable.
-    r.send("<message to='juliet@localhost' type='groupchat' id='g1'><body>x</body></message>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("service-unavailable"));
+    r.send("<message to='juliet@localhost' type='groupchat' id='g1'><body>x</body></message>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
     // error messages to a bare JID are dropped.
     r.send("<message to='juliet@localhost' type='error' id='e1'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").await;
     marker(&mut r, &mut high, "juliet@localhost/high").await;
@@ -170,18 +241,27 @@ async fn row3_bare_jid_delivery_by_priority() {
     r.send("<presence to='juliet@localhost'/>").await;
     for c in [&mut low, &mut high, &mut neg] {
         let p = c.recv().await;
-        assert_eq!((p.name.as_str(), p.get_attr("from")), ("presence", Some("romeo@localhost/orchard")));
+        assert_eq!(
+            (p.name.as_str(), p.get_attr("from")),
+            ("presence", Some("romeo@localhost/orchard"))
+        );
     }
     // IQ to someone else's bare JID: answered by the server with service-unavailable.
-    r.send("<iq type='get' id='i1' to='juliet@localhost'><query xmlns='jabber:iq:version'/></iq>").await;
+    r.send("<iq type='get' id='i1' to='juliet@localhost'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
     let e = r.recv().await;
-    assert_eq!((e.get_attr("from"), error_condition(&e).as_deref()), (Some("juliet@localhost"), Some("service-unavailable")));
+    assert_eq!(
+        (e.get_attr("from"), error_condition(&e).as_deref()),
+        (Some("juliet@localhost"), Some("service-unavailable"))
+    );
     // With every resource at the same priority, all of them get the message.
-    low.send("<presence><priority>10</priority></presence>").await;
+    low.send("<presence><priority>10</priority></presence>")
+        .await;
     for c in [&mut low, &mut high, &mut neg] {
         assert_eq!(c.recv().await.name, "presence");
     }
-    r.send("<message to='juliet@localhost' type='chat' id='c2'><body>both</body></message>").await;
+    r.send("<message to='juliet@localhost' type='chat' id='c2'><body>both</body></message>")
+        .await;
     assert_eq!(high.recv().await.get_attr("id"), Some("c2"));
     assert_eq!(low.recv().await.get_attr("id"), Some("c2"));
 }
@@ -197,21 +277,33 @@ async fn row4_full_jid_delivery_and_iq_round_trip() {
     // Negative priority does not stop full-JID delivery.
     j.send("<presence><priority>-1</priority></presence>").await;
     j.recv().await;
-    r.send("<message to='juliet@localhost/balcony' type='chat' id='m'><body>hi</body></message>").await;
+    r.send("<message to='juliet@localhost/balcony' type='chat' id='m'><body>hi</body></message>")
+        .await;
     assert_eq!(body(&j.recv().await), "hi");
-    r.send("<presence to='juliet@localhost/balcony'><status>directed</status></presence>").await;
+    r.send("<presence to='juliet@localhost/balcony'><status>directed</status></presence>")
+        .await;
     let p = j.recv().await;
-    assert_eq!((p.name.as_str(), p.get_attr("from")), ("presence", Some("romeo@localhost/orchard")));
+    assert_eq!(
+        (p.name.as_str(), p.get_attr("from")),
+        ("presence", Some("romeo@localhost/orchard"))
+    );
     // An IQ between clients is delivered and its result routed back.
     r.send("<iq type='get' id='v' to='juliet@localhost/balcony'><query xmlns='jabber:iq:version'/></iq>").await;
     let iq = j.recv().await;
     assert_eq!(iq.get_attr("from"), Some("romeo@localhost/orchard"));
     j.send("<iq type='result' id='v' to='romeo@localhost/orchard'><query xmlns='jabber:iq:version'><name>test</name></query></iq>").await;
     let res = r.recv().await;
-    assert_eq!((res.get_attr("type"), res.get_attr("from")), (Some("result"), Some("juliet@localhost/balcony")));
+    assert_eq!(
+        (res.get_attr("type"), res.get_attr("from")),
+        (Some("result"), Some("juliet@localhost/balcony"))
+    );
     // A spoof attempt in the payload's from is irrelevant: the stanza from is stamped.
-    j.send("<message to='romeo@localhost/orchard'><body>stamped</body></message>").await;
-    assert_eq!(r.recv().await.get_attr("from"), Some("juliet@localhost/balcony"));
+    j.send("<message to='romeo@localhost/orchard'><body>stamped</body></message>")
+        .await;
+    assert_eq!(
+        r.recv().await.get_attr("from"),
+        Some("juliet@localhost/balcony")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,18 +315,33 @@ async fn row5_resource_gone_or_user_offline() {
     let mut r = s.online("romeo", "orchard").await;
     let mut j = s.online("juliet", "balcony").await;
     // chat to a resource that is gone: delivered as to the bare JID.
-    r.send("<message to='juliet@localhost/gone' type='chat' id='c'><body>still you</body></message>").await;
+    r.send(
+        "<message to='juliet@localhost/gone' type='chat' id='c'><body>still you</body></message>",
+    )
+    .await;
     let m = j.recv().await;
-    assert_eq!((m.get_attr("id"), m.get_attr("to")), (Some("c"), Some("juliet@localhost/gone")));
+    assert_eq!(
+        (m.get_attr("id"), m.get_attr("to")),
+        (Some("c"), Some("juliet@localhost/gone"))
+    );
     // presence to a gone resource: dropped; IQ: service-unavailable; groupchat: service-unavailable.
     r.send("<presence to='juliet@localhost/gone'/>").await;
     marker(&mut r, &mut j, "juliet@localhost/balcony").await;
-    r.send("<iq type='get' id='i' to='juliet@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("service-unavailable"));
-    r.send("<message to='juliet@localhost/gone' type='groupchat'><body>x</body></message>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("service-unavailable"));
+    r.send("<iq type='get' id='i' to='juliet@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
+    r.send("<message to='juliet@localhost/gone' type='groupchat'><body>x</body></message>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
     // The nurse exists but is offline: service-unavailable (until the offline store), logged.
-    r.send("<message to='nurse@localhost' type='chat' id='o'><body>secret words</body></message>").await;
+    r.send("<message to='nurse@localhost' type='chat' id='o'><body>secret words</body></message>")
+        .await;
     let e = r.recv().await;
     assert_eq!(
         e.to_xml(CLIENT),
@@ -245,19 +352,36 @@ async fn row5_resource_gone_or_user_offline() {
         logged_error(&s, "nurse@localhost").await,
         "romeo@localhost/orchard -> nurse@localhost: service-unavailable: recipient offline"
     );
-    r.send("<iq type='get' id='i2' to='nurse@localhost/x'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("service-unavailable"));
+    r.send("<iq type='get' id='i2' to='nurse@localhost/x'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
     r.send("<presence to='nurse@localhost'/>").await;
-    r.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(r.recv().await.get_attr("id"), Some("p"), "presence to an offline user is dropped");
+    r.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        r.recv().await.get_attr("id"),
+        Some("p"),
+        "presence to an offline user is dropped"
+    );
     // Logged-in but not available (no initial presence): bare-JID chat goes offline too.
     let mut nurse = Client::starttls(s.starttls, "localhost").await;
-    nurse.auth_scram("SCRAM-SHA-256", "nurse", "pw").await.unwrap();
+    nurse
+        .auth_scram("SCRAM-SHA-256", "nurse", "pw")
+        .await
+        .unwrap();
     nurse.bind(Some("x")).await;
-    r.send("<message to='nurse@localhost' type='chat' id='o2'><body>x</body></message>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("service-unavailable"));
+    r.send("<message to='nurse@localhost' type='chat' id='o2'><body>x</body></message>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
     // ... but its full JID is reachable.
-    r.send("<message to='nurse@localhost/x' type='chat' id='f'><body>direct</body></message>").await;
+    r.send("<message to='nurse@localhost/x' type='chat' id='f'><body>direct</body></message>")
+        .await;
     assert_eq!(nurse.recv().await.get_attr("id"), Some("f"));
     // No message body is ever written to the delivery-error log.
     for e in s.shared().store.delivery_errors.since(0, 1000).unwrap() {
@@ -270,17 +394,27 @@ async fn row6_unknown_user() {
     let s = TestServer::start();
     s.add_user("romeo", "pw");
     let mut r = s.online("romeo", "orchard").await;
-    r.send("<message to='ghost@localhost' type='chat' id='g'><body>boo</body></message>").await;
+    r.send("<message to='ghost@localhost' type='chat' id='g'><body>boo</body></message>")
+        .await;
     let e = r.recv().await;
-    assert_eq!((e.get_attr("id"), error_condition(&e).as_deref()), (Some("g"), Some("service-unavailable")));
+    assert_eq!(
+        (e.get_attr("id"), error_condition(&e).as_deref()),
+        (Some("g"), Some("service-unavailable"))
+    );
     assert_eq!(
         logged_error(&s, "ghost@localhost").await,
         "romeo@localhost/orchard -> ghost@localhost: service-unavailable: no such user"
     );
-    r.send("<iq type='get' id='i' to='ghost@localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("service-unavailable"));
-    r.send("<presence to='ghost@localhost' type='subscribe'/>").await;
-    r.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    r.send("<iq type='get' id='i' to='ghost@localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
+    r.send("<presence to='ghost@localhost' type='subscribe'/>")
+        .await;
+    r.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     assert_eq!(r.recv().await.get_attr("id"), Some("p"));
 }
 
@@ -289,23 +423,44 @@ async fn row7_remote_domains_and_malformed_jids() {
     let s = TestServer::start();
     s.add_user("romeo", "pw");
     let mut r = s.online("romeo", "orchard").await;
-    r.send("<message to='juliet@capulet.example' type='chat' id='m'><body>x</body></message>").await;
+    r.send("<message to='juliet@capulet.example' type='chat' id='m'><body>x</body></message>")
+        .await;
     let e = r.recv().await;
     assert_eq!(
         (e.get_attr("from"), error_condition(&e).as_deref()),
-        (Some("juliet@capulet.example"), Some("remote-server-not-found"))
+        (
+            Some("juliet@capulet.example"),
+            Some("remote-server-not-found")
+        )
     );
     assert_eq!(
         logged_error(&s, "juliet@capulet.example").await,
         "romeo@localhost/orchard -> juliet@capulet.example: remote-server-not-found: no federation"
     );
-    r.send("<iq type='get' id='i' to='capulet.example'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    assert_eq!(error_condition(&r.recv().await).as_deref(), Some("remote-server-not-found"));
+    r.send("<iq type='get' id='i' to='capulet.example'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(
+        error_condition(&r.recv().await).as_deref(),
+        Some("remote-server-not-found")
+    );
     r.send("<presence to='juliet@capulet.example'/>").await;
     // Malformed JIDs: jid-malformed.
-    for bad in ["a@b@c", "@localhost", "juliet@", &format!("{}@localhost", "x".repeat(1100))] {
-        r.send(&format!("<message to='{bad}' id='j'><body>x</body></message>")).await;
+    for bad in [
+        "a@b@c",
+        "@localhost",
+        "juliet@",
+        &format!("{}@localhost", "x".repeat(1100)),
+    ] {
+        r.send(&format!(
+            "<message to='{bad}' id='j'><body>x</body></message>"
+        ))
+        .await;
         let e = r.recv().await;
-        assert_eq!(error_condition(&e).as_deref(), Some("jid-malformed"), "{bad}: {}", e.to_xml(CLIENT));
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("jid-malformed"),
+            "{bad}: {}",
+            e.to_xml(CLIENT)
+        );
     }
 }
