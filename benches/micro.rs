@@ -19,7 +19,9 @@ fn stream_of(n: usize) -> Vec<u8> {
 }
 
 fn parse(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let data = stream_of(1000);
     let mut g = c.benchmark_group("xml");
     g.throughput(Throughput::Elements(1000));
@@ -49,7 +51,9 @@ fn parse(c: &mut Criterion) {
         }
     });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("serialise a message", |b| b.iter(|| el.to_xml("jabber:client")));
+    g.bench_function("serialise a message", |b| {
+        b.iter(|| el.to_xml("jabber:client"))
+    });
     g.finish();
 }
 
@@ -58,8 +62,12 @@ fn scram(c: &mut Criterion) {
     let cb = ChannelBinding::default();
     c.bench_function("scram-sha-256 server first + final (wrong proof)", |b| {
         b.iter(|| {
-            let first =
-                parse_client_first(Mechanism::ScramSha256, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", &cb).unwrap();
+            let first = parse_client_first(
+                Mechanism::ScramSha256,
+                b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+                &cb,
+            )
+            .unwrap();
             let (sf, pending) = first.server_first(Some(creds.clone()), 4096);
             let nonce = &sf[2..sf.find(',').unwrap()];
             let fin = format!("c=biws,r={nonce},p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");

@@ -188,7 +188,21 @@ impl TlsAcceptor {
     }
 }
 
+/// The reason of the first OpenSSL error, without file and line noise.
+fn reason(e: &openssl::error::ErrorStack) -> String {
+    e.errors()
+        .iter()
+        .rev()
+        .find_map(|e| e.reason())
+        .unwrap_or("invalid")
+        .to_owned()
+}
+
 fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
+    for f in [cert, key] {
+        std::fs::File::open(f)
+            .map_err(|e| TlsError(format!("{}: cannot read: {e}", f.display())))?;
+    }
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
         .map_err(|e| TlsError(format!("openssl: {e}")))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
@@ -198,12 +212,19 @@ fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptor
     b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_certificate_chain_file(cert).map_err(|e| {
         TlsError(format!(
-            "{}: cannot load certificate chain: {e}",
-            cert.display()
+            "{}: cannot load certificate chain: {}",
+            cert.display(),
+            reason(&e)
         ))
     })?;
     b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
-        .map_err(|e| TlsError(format!("{}: cannot load private key: {e}", key.display())))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "{}: cannot load private key: {}",
+                key.display(),
+                reason(&e)
+            ))
+        })?;
     b.check_private_key().map_err(|_| {
         TlsError(format!(
             "{}: private key does not match certificate {}",
@@ -339,8 +360,14 @@ pub fn check_header<'a>(
         None => None,
     }
     .ok_or(StreamError::HostUnknown)?;
+    // RFC 6120 §4.7.5: any 1.x; the major and minor numbers are integers, so leading zeros
+    // ("01.0") are ignored.
+    let major_is_1 = |v: &str| {
+        let major = v.split('.').next().unwrap_or("");
+        major.bytes().all(|b| b.is_ascii_digit()) && major.trim_start_matches('0') == "1"
+    };
     match h.attrs.get("version").map(String::as_str) {
-        Some(v) if v.split('.').next() == Some("1") => Ok(host),
+        Some(v) if major_is_1(v) => Ok(host),
         _ => Err(StreamError::UnsupportedVersion),
     }
 }

@@ -66,14 +66,15 @@ impl Store {
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(Some(500))
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            .map_err(|e| {
+                if e.to_string().contains("could not acquire lock") {
                     StoreError::Locked(format!(
                         "data directory {} is in use by another kleiber process",
                         dir.display()
                     ))
+                } else {
+                    StoreError::from(e)
                 }
-                other => StoreError::from(other),
             })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema")? {

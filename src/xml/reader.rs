@@ -382,7 +382,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
         }
         match e {
             quick_xml::Error::Io(io) => ParseError::Io(io::Error::new(io.kind(), io.to_string())),
-            quick_xml::Error::Escape(_) => ParseError::RestrictedXml("entity"),
+            quick_xml::Error::Escape(e) => escape_error(e),
             quick_xml::Error::IllFormed(IllFormedError::MissingDoctypeName) => {
                 ParseError::RestrictedXml("DOCTYPE")
             }
@@ -460,7 +460,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
                 continue;
             }
             let value = attr.unescape_value().map_err(|e| match e {
-                quick_xml::Error::Escape(_) => ParseError::RestrictedXml("entity"),
+                quick_xml::Error::Escape(e) => escape_error(e),
                 other => ParseError::NotWellFormed(other.to_string()),
             })?;
             if value.chars().any(|c| !is_xml_char(c)) {
@@ -509,6 +509,18 @@ fn new_ns_reader<B: AsyncBufRead + Unpin>(inner: B) -> NsReader<B> {
     cfg.expand_empty_elements = false;
     cfg.check_end_names = true;
     r
+}
+
+/// Only a reference to an entity other than the five predefined ones is restricted XML
+/// (RFC 6120 §11.1); a bad character reference (`&#0;`, a surrogate) or a bare `&` is a
+/// well-formedness error.
+fn escape_error(e: quick_xml::escape::EscapeError) -> ParseError {
+    match e {
+        quick_xml::escape::EscapeError::UnrecognizedEntity(..) => {
+            ParseError::RestrictedXml("entity")
+        }
+        other => ParseError::NotWellFormed(other.to_string()),
+    }
 }
 
 fn predefined_entity(name: &str) -> Option<char> {
