@@ -192,7 +192,6 @@ impl TlsAcceptor {
 fn reason(e: &openssl::error::ErrorStack) -> String {
     e.errors()
         .iter()
-        .rev()
         .find_map(|e| e.reason())
         .unwrap_or("invalid")
         .to_owned()
