@@ -400,15 +400,9 @@ impl Handler<ToSession> for Connection {
     fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
         match msg {
             ToSession::Stanza(el) => self.send(&el, ctx),
-            ToSession::Close(err, why) => {
-                if err == StreamError::Conflict || err == StreamError::NotAuthorized {
-                    // The router already forgot this session; don't unbind the new one.
-                    self.jid.take().inspect(|j| {
-                        log::info!("{}: {} logged out ({why})", self.id, j);
-                    });
-                }
-                self.close(err, why, ctx)
-            }
+            // The router matches Unbind by connection id, so a replaced session's Unbind
+            // cannot remove its successor.
+            ToSession::Close(err, why) => self.close(err, why, ctx),
         }
     }
 }
