@@ -137,7 +137,8 @@ impl Element {
             out.push(' ');
             if let Some(rest) = k.strip_prefix('{') {
                 // Attribute in a foreign namespace: declare a private prefix for it.
-                let (ns, local) = rest.split_once('}').unwrap_or(("", rest));
+                // The local name cannot contain '}', the namespace name can.
+                let (ns, local) = rest.rsplit_once('}').unwrap_or(("", rest));
                 let _ = write!(out, "xmlns:a{prefixes}='");
                 escape_into(out, ns, true);
                 let _ = write!(out, "' a{prefixes}:{local}");

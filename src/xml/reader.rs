@@ -7,7 +7,7 @@
 //! take are counted as they arrive from the socket (not after the fact), and nesting depth is
 //! limited. quick-xml does neither by itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -345,6 +345,10 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
                 Some(el) => return self.push_child(el).map(|o| o.map(StreamEvent::Element)),
             },
             Event::Text(t) => {
+                // Text ends at '<' or '&', so a literal "]]>" is always within one event.
+                if t.windows(3).any(|w| w == b"]]>") {
+                    return Err(ParseError::NotWellFormed("']]>' in text".into()));
+                }
                 let s = t
                     .decode()
                     .map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
@@ -449,14 +453,40 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
     }
 
     fn element(&self, start: &BytesStart<'_>) -> Result<Element, ParseError> {
+        // quick-xml takes any bytes up to whitespace as a name; names are written out again
+        // as they are, so an invalid one would make the stream to the recipient ill-formed.
+        check_qname(start.name().as_ref())?;
         let (res, local) = self.rd().resolver().resolve_element(start.name());
         let ns = self.resolve_ns(res)?;
         let name = utf8(local.as_ref())?;
         let mut el = Element::new(&name, &ns);
-        for attr in start.attributes() {
+        // quick-xml's duplicate-attribute check compares each attribute with all before it
+        // (quadratic: half a second of CPU for a 256 KiB stanza of attributes, in a release
+        // build); `has_duplicates` stays linear, and also catches two prefixes bound to the
+        // same namespace.
+        let mut decls = Vec::new();
+        for attr in start.attributes().with_checks(false) {
             let attr = attr.map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
             let key = attr.key.as_ref();
+            check_qname(key)?;
+            if attr.value.contains(&b'<') {
+                return Err(ParseError::NotWellFormed(
+                    "'<' in an attribute value".into(),
+                ));
+            }
             if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                let uri = utf8(&attr.value)?;
+                if uri.chars().any(|c| !is_xml_char(c)) {
+                    return Err(ParseError::NotWellFormed(
+                        "forbidden character in a namespace name".into(),
+                    ));
+                }
+                if key != b"xmlns" && uri.is_empty() {
+                    return Err(ParseError::NotWellFormed(
+                        "empty namespace name for a prefix".into(),
+                    ));
+                }
+                decls.push(attr.key.into_inner());
                 continue;
             }
             let value = attr.unescape_value().map_err(|e| match e {
@@ -476,6 +506,16 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
                 format!("{{{ns}}}{}", utf8(local.as_ref())?)
             };
             el.attrs.push((name, value.into_owned()));
+        }
+        if has_duplicates(&decls)
+            || has_duplicates(
+                &el.attrs
+                    .iter()
+                    .map(|(k, _)| k.as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+        {
+            return Err(ParseError::NotWellFormed("duplicate attribute".into()));
         }
         Ok(el)
     }
@@ -523,6 +563,54 @@ fn escape_error(e: quick_xml::escape::EscapeError) -> ParseError {
     }
 }
 
+/// Are any two of `names` equal? Pairwise for a few, with a set beyond.
+fn has_duplicates(names: &[&[u8]]) -> bool {
+    if names.len() <= 8 {
+        return names
+            .iter()
+            .enumerate()
+            .any(|(i, a)| names[..i].contains(a));
+    }
+    let mut seen = HashSet::with_capacity(names.len());
+    !names.iter().all(|n| seen.insert(*n))
+}
+
+/// XML 1.0 (fifth edition) NameStartChar, without ':'.
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 (fifth edition) NameChar, without ':'.
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
+}
+
+/// An element or attribute name must be a QName (Namespaces in XML 1.0): `NCName` or
+/// `NCName:NCName`.
+fn check_qname(raw: &[u8]) -> Result<(), ParseError> {
+    let s = std::str::from_utf8(raw).map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
+    let ok = match s.split_once(':') {
+        Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+        None => is_ncname(s),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError::NotWellFormed(format!("invalid name {s:?}")))
+    }
+}
+
 fn predefined_entity(name: &str) -> Option<char> {
     Some(match name {
         "amp" => '&',
@@ -538,4 +626,60 @@ fn utf8(b: &[u8]) -> Result<String, ParseError> {
     std::str::from_utf8(b)
         .map(str::to_owned)
         .map_err(|e| ParseError::NotWellFormed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_qnames() {
+        for ok in [
+            "message",
+            "stream:stream",
+            "xml:lang",
+            "xmlns:a0",
+            "_a-b.c",
+            "é",
+            "a\u{B7}",
+        ] {
+            assert!(check_qname(ok.as_bytes()).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "", "1a", "a:", ":a", "a:b:c", "a&amp;b", "a=b", "a'b", "x\u{1}y", "-a", "a}b",
+        ] {
+            assert!(check_qname(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn duplicates() {
+        let few: [&[u8]; 3] = [b"a", b"b", b"a"];
+        assert!(has_duplicates(&few));
+        assert!(!has_duplicates(&few[..2]));
+        let many: Vec<Vec<u8>> = (0..100).map(|i| format!("x{i}").into_bytes()).collect();
+        let mut refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        assert!(!has_duplicates(&refs));
+        refs.push(b"x42");
+        assert!(has_duplicates(&refs));
+    }
+
+    #[test]
+    fn only_unknown_entities_are_restricted() {
+        use quick_xml::escape::{EscapeError, ParseCharRefError};
+        assert!(matches!(
+            escape_error(EscapeError::UnrecognizedEntity(0..3, "foo".into())),
+            ParseError::RestrictedXml(_)
+        ));
+        assert!(matches!(
+            escape_error(EscapeError::UnterminatedEntity(0..1)),
+            ParseError::NotWellFormed(_)
+        ));
+        assert!(matches!(
+            escape_error(EscapeError::InvalidCharRef(
+                ParseCharRefError::IllegalCharacter(0)
+            )),
+            ParseError::NotWellFormed(_)
+        ));
+    }
 }
