@@ -47,6 +47,8 @@ pub struct Connection {
     out: Option<mpsc::UnboundedSender<String>>,
     /// Bytes queued for the writer and not yet written.
     queued: Arc<AtomicUsize>,
+    /// Tells the writer to drop the connection at once.
+    abort: Arc<tokio::sync::Notify>,
     /// Why the session ended, for the logout line.
     end_reason: &'static str,
     /// Our place in the connection limit, freed when the actor goes.
@@ -71,7 +73,8 @@ impl Connection {
         } = login;
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
-        actix_rt::spawn(write_loop(writer, rx, queued.clone()));
+        let abort = Arc::new(tokio::sync::Notify::new());
+        actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
         let bare = BareJid::new(&format!("{user}@{host}")).expect("authenticated JID is valid");
         Connection::create(move |ctx| {
             ctx.add_stream(events(reader));
@@ -86,6 +89,7 @@ impl Connection {
                 mechanism: mechanism.name(),
                 out: Some(tx),
                 queued,
+                abort,
                 end_reason: "closed by client",
                 _slot: slot,
             }
@@ -99,6 +103,9 @@ impl Connection {
         let total = self.queued.fetch_add(len, Ordering::Relaxed) + len;
         let _ = out.send(s);
         if total > self.shared.config.limits.max_outbound_queue_bytes {
+            // The client is not reading: drop the connection outright (the stream error is
+            // queued, but cannot be expected to arrive) and free what is queued.
+            self.abort.notify_one();
             self.close(StreamError::PolicyViolation, "client does not read", ctx);
         }
     }
@@ -228,10 +235,10 @@ impl Connection {
     fn register(&mut self, iq: Element, query: Element, ctx: &mut Context<Self>) {
         let req = match register::parse(iq.get_attr("type").unwrap_or(""), &query) {
             Ok(r) => r,
-            Err(e) => return self.reply(&iq, e, ctx),
+            Err(e) => return self.register_error(&iq, e, ctx),
         };
         if iq.get_attr("id").is_none() {
-            return self.reply(&iq, Condition::BadRequest.into(), ctx);
+            return self.register_error(&iq, Condition::BadRequest.into(), ctx);
         }
         let shared = self.shared.clone();
         let (host, user) = (self.host.clone(), self.user.clone());
@@ -249,7 +256,7 @@ impl Connection {
                         log::info!("{}: {} changed the password", act.id, act.bare);
                         act.send(&iq_result(&iq, None), ctx);
                     }
-                    Err(e) => act.reply(&iq, e, ctx),
+                    Err(e) => act.register_error(&iq, e, ctx),
                 }));
             }
             register::Request::Remove => {
@@ -263,9 +270,15 @@ impl Connection {
                         });
                         act.close(StreamError::NotAuthorized, "account removed", ctx);
                     }
-                    Err(e) => act.reply(&iq, e, ctx),
+                    Err(e) => act.register_error(&iq, e, ctx),
                 }));
             }
+        }
+    }
+
+    fn register_error(&mut self, iq: &Element, err: StanzaError, ctx: &mut Context<Self>) {
+        if let Some(r) = register::error_reply(iq, &err) {
+            self.send(&r, ctx);
         }
     }
 
@@ -306,6 +319,16 @@ impl Connection {
         } else {
             requested
         };
+        // A session authenticated before its account was deleted must not come online.
+        if !self
+            .shared
+            .store
+            .accounts
+            .exists(&self.host, &self.user)
+            .unwrap_or(true)
+        {
+            return self.close(StreamError::NotAuthorized, "account removed", ctx);
+        }
         let Ok(full) = self.bare.with_resource_str(&resource) else {
             return self.reply(
                 &iq,
@@ -345,6 +368,13 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        let mut shutdown = self.shared.shutdown_signal();
+        let wait = async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
+            act.close(StreamError::SystemShutdown, "server shutting down", ctx)
+        }));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -425,6 +455,7 @@ async fn write_loop(
     mut w: ClientWriter,
     mut rx: mpsc::UnboundedReceiver<String>,
     queued: Arc<AtomicUsize>,
+    abort: Arc<tokio::sync::Notify>,
 ) {
     while let Some(mut buf) = rx.recv().await {
         while buf.len() < WRITE_BATCH {
@@ -438,9 +469,12 @@ async fn write_loop(
             w.write_all(buf.as_bytes()).await?;
             w.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => {}
-            _ => return,
+        tokio::select! {
+            r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
+                Ok(Ok(())) => {}
+                _ => return,
+            },
+            _ = abort.notified() => return,
         }
         queued.fetch_sub(n, Ordering::Relaxed);
     }

@@ -99,11 +99,6 @@ pub struct LogDeliveryError {
 #[rtype(result = "usize")]
 pub struct SessionCount;
 
-/// Main -> Router: close every session with `system-shutdown`.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ShutdownSessions;
-
 /// The router's inbox, as seen by connections and other actors.
 #[derive(Clone)]
 pub struct RouterHandle {

@@ -30,7 +30,7 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use crate::shared::Shared;
 use crate::tls::{negotiate_starttls, NegotiateError};
 use connection::Connection;
-use messages::{RouterHandle, SessionCount, ShutdownSessions};
+use messages::{RouterHandle, SessionCount};
 use router::Router;
 use scheduler::Scheduler;
 use spool::Spool;
@@ -54,10 +54,11 @@ pub struct Running {
 }
 
 impl Running {
-    /// Close every session with `system-shutdown` and give the writers a moment to flush.
+    /// Stop accepting, close every stream (logins included) with `system-shutdown`, give the
+    /// writers a moment to flush, flush the store and stop the worker threads.
     pub async fn shutdown(&self, shared: &Shared) {
-        let _ = self.router.send(ShutdownSessions).await;
-        for _ in 0..50 {
+        shared.begin_shutdown();
+        for _ in 0..150 {
             if shared.connection_count() == 0 {
                 break;
             }
@@ -65,6 +66,9 @@ impl Running {
         }
         if let Err(e) = shared.store.flush() {
             log::error!("final flush failed: {e}");
+        }
+        for a in &self._arbiters {
+            a.stop();
         }
     }
 
@@ -161,8 +165,13 @@ async fn accept_loop(
     workers: Arc<Vec<ArbiterHandle>>,
 ) {
     let mut next = 0usize;
+    let mut shutdown = shared.shutdown_signal();
     loop {
-        let tcp = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|down| *down) => return,
+        };
+        let tcp = match accepted {
             // The peer address is deliberately dropped here: it never reaches a log or store.
             Ok((tcp, _)) => tcp,
             Err(e) => {
@@ -211,9 +220,11 @@ async fn client(
             .map_err(|_| NegotiateError::Io(std::io::ErrorKind::TimedOut.into()))
             .and_then(|r| r.map_err(NegotiateError::Io)),
         ListenerKind::StartTls => {
+            // negotiate_starttls answers a missed deadline itself with connection-timeout;
+            // this outer bound only covers the TLS handshake after <proceed/>.
             match tokio::time::timeout_at(
-                deadline,
-                negotiate_starttls(&shared.tls, &shared.config, tcp),
+                deadline + Duration::from_secs(1),
+                negotiate_starttls(&shared, tcp, deadline),
             )
             .await
             {

@@ -348,20 +348,6 @@ impl Handler<SessionCount> for Router {
     }
 }
 
-impl Handler<ShutdownSessions> for Router {
-    type Result = ();
-    fn handle(&mut self, _: ShutdownSessions, _: &mut Context<Self>) {
-        for (_, list) in self.sessions.drain() {
-            for s in list {
-                s.recipient.do_send(ToSession::Close(
-                    StreamError::SystemShutdown,
-                    "server shutting down",
-                ));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

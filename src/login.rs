@@ -17,7 +17,7 @@ use crate::services::register;
 use crate::shared::{blocking, ConnId, Shared};
 use crate::store::accounts::verify_bcrypt;
 use crate::store::now_secs;
-use crate::tls::{check_header, parse_error_condition, TlsStream};
+use crate::tls::{check_header, next_bounded, parse_error_condition, TlsStream};
 use crate::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
 use crate::xmpp::{error_reply, iq_result, ns, random_id, stream_header, StanzaError, StreamError};
 
@@ -92,14 +92,17 @@ pub async fn stream_error<W: AsyncWrite + Unpin>(
 /// Read the next event before `deadline`; parse failures become stream errors, a missed
 /// deadline `connection-timeout`, closed streams `Closed`.
 async fn next_event<W: AsyncWrite + Unpin>(
+    shared: &Shared,
     reader: &mut ClientReader,
     w: &mut W,
     header_sent: bool,
     host: &str,
     deadline: Instant,
 ) -> Result<StreamEvent, LoginEnd> {
-    let Ok(ev) = tokio::time::timeout_at(deadline, reader.next()).await else {
-        return Err(stream_error(w, header_sent, host, StreamError::ConnectionTimeout).await);
+    let mut shutdown = shared.shutdown_signal();
+    let ev = match next_bounded(reader, deadline, &mut shutdown).await {
+        Ok(ev) => ev,
+        Err(cond) => return Err(stream_error(w, header_sent, host, cond).await),
     };
     match ev {
         Ok(StreamEvent::End) => {
@@ -126,7 +129,7 @@ async fn open_stream<W: AsyncWrite + Unpin>(
     let default = expect_host
         .unwrap_or(shared.config.default_host())
         .to_owned();
-    let header = match next_event(reader, w, false, &default, deadline).await? {
+    let header = match next_event(shared, reader, w, false, &default, deadline).await? {
         StreamEvent::Header(h) => h,
         _ => return Err(stream_error(w, false, &default, StreamError::NotWellFormed).await),
     };
@@ -204,7 +207,7 @@ pub async fn run(
     let mut state = Sasl::Idle;
     let mut failures = 0u32;
     let (user, mechanism) = loop {
-        let el = match next_event(&mut reader, &mut w, true, &host, deadline).await? {
+        let el = match next_event(shared, &mut reader, &mut w, true, &host, deadline).await? {
             StreamEvent::Element(el) => el,
             _ => return Err(stream_error(&mut w, true, &host, StreamError::NotWellFormed).await),
         };
@@ -484,6 +487,6 @@ async fn preauth_iq(
             r.remove_attr("to");
             Some(r)
         }
-        Err(e) => error_reply(iq, &e),
+        Err(e) => register::error_reply(iq, &e),
     }
 }

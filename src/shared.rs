@@ -22,6 +22,8 @@ pub struct Shared {
     next_conn: AtomicU64,
     /// Open client connections.
     connections: std::sync::atomic::AtomicUsize,
+    /// Flipped to `true` once when the server starts shutting down.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -35,6 +37,7 @@ impl Shared {
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
             connections: std::sync::atomic::AtomicUsize::new(0),
+            shutdown: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -46,6 +49,16 @@ impl Shared {
     /// Is registration open right now?
     pub fn registration_open(&self) -> bool {
         self.registration_open.load(Ordering::Relaxed)
+    }
+
+    /// Tell every connection, login and listener that the server is going down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that sees `true` once shutdown began.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// Is `domain` one of ours?

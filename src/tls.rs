@@ -375,10 +375,12 @@ pub fn check_header<'a>(
 /// as the only (required) feature, answer `<proceed/>`, and complete the handshake. Anything
 /// else is a stream error; plaintext pipelined after `<starttls/>` is dropped with the parser.
 pub async fn negotiate_starttls(
-    acceptor: &TlsAcceptor,
-    cfg: &Config,
+    shared: &crate::shared::Shared,
     mut tcp: TcpStream,
+    deadline: tokio::time::Instant,
 ) -> Result<TlsStream, NegotiateError> {
+    let cfg = &shared.config;
+    let mut shutdown = shared.shutdown_signal();
     let limits = ReaderLimits {
         max_stanza: 1024.max(cfg.limits.max_stanza_bytes_before_auth / 4),
         max_depth: 4,
@@ -386,11 +388,14 @@ pub async fn negotiate_starttls(
     let (reader_half, mut writer_half) = tcp.split();
     let mut reader = XmlReader::new(reader_half, limits);
     let id = crate::xmpp::random_id(12);
-    let fail = |e: StreamError| e;
-    let header = match reader.next().await {
-        Ok(StreamEvent::Header(h)) => h,
-        Ok(_) => return Err(NegotiateError::Io(std::io::ErrorKind::InvalidData.into())),
-        Err(e) => {
+    let header = match next_bounded(&mut reader, deadline, &mut shutdown).await {
+        Err(cond) => {
+            let _ = write_error(&mut writer_half, cfg.default_host(), &id, Some(cond), true).await;
+            return Err(NegotiateError::Stream(cond));
+        }
+        Ok(Ok(StreamEvent::Header(h))) => h,
+        Ok(Ok(_)) => return Err(NegotiateError::Io(std::io::ErrorKind::InvalidData.into())),
+        Ok(Err(e)) => {
             let err = parse_error_condition(&e);
             let _ = write_error(&mut writer_half, cfg.default_host(), &id, err, true).await;
             return Err(err.map_or_else(|| NegotiateError::Io(io_of(e)), NegotiateError::Stream));
@@ -399,14 +404,7 @@ pub async fn negotiate_starttls(
     let host = match check_header(&header, cfg.hosts.keys()) {
         Ok(h) => h,
         Err(e) => {
-            let _ = write_error(
-                &mut writer_half,
-                cfg.default_host(),
-                &id,
-                Some(fail(e)),
-                true,
-            )
-            .await;
+            let _ = write_error(&mut writer_half, cfg.default_host(), &id, Some(e), true).await;
             return Err(NegotiateError::Stream(e));
         }
     };
@@ -418,14 +416,15 @@ pub async fn negotiate_starttls(
         .write_all(out.as_bytes())
         .await
         .map_err(NegotiateError::Io)?;
-    let err = match reader.next().await {
-        Ok(StreamEvent::Element(el)) if el.is("starttls", ns::TLS) => None,
-        Ok(StreamEvent::Element(_)) => Some(StreamError::NotAuthorized),
-        Ok(StreamEvent::End) => {
+    let err = match next_bounded(&mut reader, deadline, &mut shutdown).await {
+        Err(cond) => Some(cond),
+        Ok(Ok(StreamEvent::Element(el))) if el.is("starttls", ns::TLS) => None,
+        Ok(Ok(StreamEvent::Element(_))) => Some(StreamError::NotAuthorized),
+        Ok(Ok(StreamEvent::End)) => {
             return Err(NegotiateError::Io(std::io::ErrorKind::UnexpectedEof.into()))
         }
-        Ok(StreamEvent::Header(_)) => Some(StreamError::NotWellFormed),
-        Err(e) => match parse_error_condition(&e) {
+        Ok(Ok(StreamEvent::Header(_))) => Some(StreamError::NotWellFormed),
+        Ok(Err(e)) => match parse_error_condition(&e) {
             Some(c) => Some(c),
             None => return Err(NegotiateError::Io(io_of(e))),
         },
@@ -440,7 +439,22 @@ pub async fn negotiate_starttls(
         .map_err(NegotiateError::Io)?;
     // Dropping the reader drops whatever plaintext it had buffered beyond <starttls/>.
     drop(reader);
-    acceptor.accept(tcp).await.map_err(NegotiateError::Io)
+    shared.tls.accept(tcp).await.map_err(NegotiateError::Io)
+}
+
+/// The next stream event, bounded by the handshake `deadline` (`connection-timeout`) and by
+/// server shutdown (`system-shutdown`).
+pub async fn next_bounded<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut XmlReader<R>,
+    deadline: tokio::time::Instant,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<Result<StreamEvent, crate::xml::ParseError>, StreamError> {
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, reader.next()) => {
+            r.map_err(|_| StreamError::ConnectionTimeout)
+        }
+        _ = shutdown.wait_for(|down| *down) => Err(StreamError::SystemShutdown),
+    }
 }
 
 fn io_of(e: crate::xml::ParseError) -> std::io::Error {

@@ -70,6 +70,14 @@ pub fn form(registered_as: Option<&str>) -> Element {
     q
 }
 
+/// The error reply to a register IQ, without the request's payload: the password the client
+/// sent must not be echoed back.
+pub fn error_reply(iq: &Element, err: &StanzaError) -> Option<Element> {
+    let mut stripped = iq.clone();
+    stripped.children.clear();
+    crate::xmpp::error_reply(&stripped, err)
+}
+
 /// Normalise a requested user name (the JID localpart, RFC 7622 / nodeprep).
 pub fn normalize_username(s: &str) -> Result<String, StanzaError> {
     let bad = || StanzaError::new(Condition::NotAcceptable).with_text("invalid user name");
