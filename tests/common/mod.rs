@@ -120,6 +120,8 @@ pub type Tls = SslStream<TcpStream>;
 
 /// A raw XMPP client over TLS.
 pub struct Client {
+    /// The client's own TCP port (to check it never shows up in logs).
+    pub port: u16,
     pub reader: XmlReader<ReadHalf<Tls>>,
     pub writer: WriteHalf<Tls>,
     pub features: Element,
@@ -234,8 +236,10 @@ impl Client {
                 .unwrap()
                 .to_vec()
         });
+        let port = tls.get_ref().local_addr().map(|a| a.port()).unwrap_or(0);
         let (r, w) = tokio::io::split(tls);
         let mut c = Client {
+            port,
             reader: XmlReader::new(
                 r,
                 ReaderLimits {
@@ -262,6 +266,10 @@ impl Client {
         }
         self.features = self.recv().await;
         assert_eq!(self.features.name, "features", "{:?}", self.features);
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.port
     }
 
     pub async fn send(&mut self, s: &str) {

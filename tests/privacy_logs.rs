@@ -1,0 +1,114 @@
+//! The privacy invariant, end to end: run the real `kleiber` binary at the most verbose log
+//! level, register, log in, chat, fail a delivery and disconnect, then check that the log
+//! holds no client address and no message content.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ip_address_or_message_body_in_trace_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kleiber.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Learn the ports from the start-up lines.
+    let mut ports = Vec::new();
+    let mut log = Vec::new();
+    while ports.len() < 2 {
+        let line = rx.recv_timeout(WAIT).expect("server starts");
+        if let Some(rest) = line.split("listening for clients on ").nth(1) {
+            let addr: std::net::SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
+            ports.push(addr);
+        }
+        log.push(line);
+    }
+    let (starttls, direct) = (ports[0], ports[1]);
+
+    let secret = "the-secret-body-7f3a9";
+    let mut a = Client::starttls(starttls, "localhost").await;
+    assert_eq!(
+        a.register("alice", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    let mut b = Client::direct(direct, "localhost").await;
+    assert_eq!(
+        b.register("bob", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    a.auth_scram("SCRAM-SHA-256", "alice", "pw").await.unwrap();
+    b.auth_plain("", "bob", "pw").await.unwrap();
+    a.bind(Some("a")).await;
+    b.bind(Some("b")).await;
+    a.send(&format!(
+        "<message to='bob@localhost/b' type='chat'><body>{secret}</body></message>"
+    ))
+    .await;
+    assert!(b.recv_xml().await.contains(secret));
+    a.send(&format!(
+        "<message to='nobody@localhost' type='chat'><body>{secret}</body></message>"
+    ))
+    .await;
+    assert_eq!(
+        error_condition(&a.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
+    let local_ports = [a.local_port(), b.local_port()];
+    drop(a);
+    drop(b);
+    // A wrong password and garbage, for the error paths.
+    let mut c = Client::starttls(starttls, "localhost").await;
+    assert!(c.auth_plain("", "alice", "wrong").await.is_err());
+    c.send("<iq type='get' id='x'><not-closed").await;
+    c.send("&bogus;").await;
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        log.push(line);
+    }
+    let text = log.join("\n");
+    assert!(
+        text.contains("logged in"),
+        "the log shows session events:\n{text}"
+    );
+    assert!(text.contains("delivery failed"), "{text}");
+    for line in &log {
+        assert!(!line.contains(secret), "message body in the log: {line}");
+        if !line.contains("listening for clients on") {
+            assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
+        }
+        for p in local_ports {
+            assert!(
+                !line.contains(&format!(":{p}")),
+                "client port in the log: {line}"
+            );
+        }
+    }
+}
