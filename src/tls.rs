@@ -18,8 +18,8 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
-    AlpnError, NameType, SniError, Ssl, SslAcceptor, SslContext, SslMethod, SslMode, SslOptions,
-    SslRef, SslVersion,
+    AlpnError, NameType, SniError, Ssl, SslAcceptor, SslContext, SslMethod, SslOptions, SslRef,
+    SslVersion,
 };
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509NameBuilder, X509};
@@ -34,22 +34,41 @@ use crate::xmpp::{ns, stream_header, StreamError};
 
 /// A client connection after the TLS handshake.
 ///
-/// Wraps tokio-openssl's stream to give OpenSSL's record buffers back whenever a read has to
-/// wait: `SSL_MODE_RELEASE_BUFFERS` frees the read buffer after a record is consumed, but the
-/// next `SSL_read` allocates it again (about 17 KiB) before finding the socket empty, and an
-/// idle connection sits in exactly that state. `SSL_free_buffers` after a pending read keeps an
-/// idle session's TLS cost to OpenSSL's connection state alone.
-pub struct TlsStream(SslStream<TcpStream>);
+/// Wraps tokio-openssl's stream to give OpenSSL's record buffers (about 2 x 17 KiB) back once
+/// the connection has been quiet for [`IDLE_RELEASE`]. OpenSSL's own
+/// `SSL_MODE_RELEASE_BUFFERS` frees them after every record and allocates them again for the
+/// next, which costs a busy connection two large allocations per stanza, and still leaves an
+/// idle one holding its read buffer (the pending `SSL_read` allocates it before it finds the
+/// socket empty). Here a busy connection keeps its buffers, and an idle session costs only
+/// OpenSSL's connection state.
+pub struct TlsStream {
+    inner: SslStream<TcpStream>,
+    /// Fires [`IDLE_RELEASE`] after the last data arrived.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Data arrived since the timer was last armed.
+    active: bool,
+}
+
+/// How long a connection must be quiet before its TLS buffers are released.
+pub const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 extern "C" {
-    /// OpenSSL ≥ 1.1.0: free the read and write buffers unless they hold pending data.
+    /// OpenSSL >= 1.1.0: free the read and write buffers unless they hold pending data.
     fn SSL_free_buffers(ssl: *mut openssl_sys::SSL) -> std::os::raw::c_int;
 }
 
 impl TlsStream {
+    fn new(inner: SslStream<TcpStream>) -> Self {
+        TlsStream {
+            inner,
+            idle: None,
+            active: true,
+        }
+    }
+
     /// The TLS session.
     pub fn ssl(&self) -> &SslRef {
-        self.0.ssl()
+        self.inner.ssl()
     }
 
     fn release_buffers(&mut self) {
@@ -57,7 +76,7 @@ impl TlsStream {
         // SAFETY: the pointer is a live SSL owned by this stream, which we hold exclusively;
         // OpenSSL refuses (returns 0) when a buffer still holds unprocessed data.
         unsafe {
-            SSL_free_buffers(self.0.ssl().as_ptr());
+            SSL_free_buffers(self.inner.ssl().as_ptr());
         }
     }
 }
@@ -68,9 +87,25 @@ impl tokio::io::AsyncRead for TlsStream {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        if r.is_pending() {
-            self.release_buffers();
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if !r.is_pending() {
+            this.active = true;
+            return r;
+        }
+        if this.active {
+            this.active = false;
+            let deadline = tokio::time::Instant::now() + IDLE_RELEASE;
+            match &mut this.idle {
+                Some(t) => t.as_mut().reset(deadline),
+                None => this.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        if let Some(t) = &mut this.idle {
+            if std::future::Future::poll(t.as_mut(), cx).is_ready() {
+                this.idle = None;
+                this.release_buffers();
+            }
         }
         r
     }
@@ -82,21 +117,21 @@ impl tokio::io::AsyncWrite for TlsStream {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -184,7 +219,7 @@ impl TlsAcceptor {
             .accept()
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(TlsStream(stream))
+        Ok(TlsStream::new(stream))
     }
 }
 
@@ -207,8 +242,7 @@ fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptor
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(|e| TlsError(format!("openssl: {e}")))?;
     b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
-    // Idle connections give their read/write buffers back (about 34 KiB each).
-    b.set_mode(SslMode::RELEASE_BUFFERS);
+    // No SSL_MODE_RELEASE_BUFFERS: TlsStream releases the buffers of idle connections.
     b.set_certificate_chain_file(cert).map_err(|e| {
         TlsError(format!(
             "{}: cannot load certificate chain: {}",
