@@ -49,6 +49,8 @@ pub struct Connection {
     queued: Arc<AtomicUsize>,
     /// Tells the writer to drop the connection at once.
     abort: Arc<tokio::sync::Notify>,
+    /// Our stanzas the router has not handled yet (the fast path waits for zero).
+    inflight: InFlight,
     /// Why the session ended, for the logout line.
     end_reason: &'static str,
     /// Our place in the connection limit, freed when the actor goes.
@@ -90,6 +92,7 @@ impl Connection {
                 out: Some(tx),
                 queued,
                 abort,
+                inflight: InFlight::default(),
                 end_reason: "closed by client",
                 _slot: slot,
             }
@@ -175,12 +178,31 @@ impl Connection {
                 }
             }
             Some(t) => {
-                let to = t.clone();
-                let _ = self.router.route.try_send(Route {
+                let mut el = el;
+                // Fast path to a bound full JID, when no earlier stanza of ours is still with
+                // the router (see router::SessionDirectory for why this keeps the order).
+                if t.resource().is_some() && self.inflight.load(Ordering::Acquire) == 0 {
+                    match self.router.directory.try_deliver(t.as_str(), el) {
+                        Ok(()) => return,
+                        Err(back) => el = back,
+                    }
+                }
+                self.inflight.fetch_add(1, Ordering::AcqRel);
+                let routed = self.router.route.try_send(Route {
                     stanza: el,
                     from: Jid::from(full),
-                    to,
+                    to: t.clone(),
+                    inflight: Some(self.inflight.clone()),
                 });
+                if let Err(SendError::Full(r) | SendError::Closed(r)) = routed {
+                    self.inflight.fetch_sub(1, Ordering::AcqRel);
+                    log::warn!("{}: router queue full, stanza refused", self.id);
+                    self.reply(
+                        &r.stanza,
+                        StanzaError::new(Condition::ResourceConstraint),
+                        ctx,
+                    );
+                }
             }
         }
     }
@@ -215,12 +237,17 @@ impl Connection {
                     _ => return,
                 };
                 if let Some(jid) = &self.jid {
-                    let _ = self.router.presence.try_send(SetPresence {
+                    self.inflight.fetch_add(1, Ordering::AcqRel);
+                    let sent = self.router.presence.try_send(SetPresence {
                         jid: jid.clone(),
                         conn: self.id,
                         priority,
                         stanza: el,
+                        inflight: Some(self.inflight.clone()),
                     });
+                    if sent.is_err() {
+                        self.inflight.fetch_sub(1, Ordering::AcqRel);
+                    }
                 }
             }
             StanzaKind::Message => {

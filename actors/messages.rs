@@ -29,7 +29,13 @@ pub struct Route {
     pub from: Jid,
     /// Parsed `to`.
     pub to: Jid,
+    /// The sending session's count of stanzas the router has not handled yet; the router
+    /// decrements it when done (see [`super::router::SessionDirectory`]).
+    pub inflight: Option<InFlight>,
 }
+
+/// A session's count of stanzas handed to the router and not yet handled by it.
+pub type InFlight = std::sync::Arc<std::sync::atomic::AtomicUsize>;
 
 /// Why a bind was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +72,8 @@ pub struct SetPresence {
     pub priority: Option<i8>,
     /// The presence stanza, `from` stamped, to show to the user's other resources.
     pub stanza: Element,
+    /// As in [`Route`].
+    pub inflight: Option<InFlight>,
 }
 
 /// Anyone -> Router: close every session of an account (it was deleted).
@@ -107,4 +115,6 @@ pub struct RouterHandle {
     pub unbind: Recipient<Unbind>,
     pub presence: Recipient<SetPresence>,
     pub close_account: Recipient<CloseAccount>,
+    /// Direct delivery to bound full JIDs (written by the router only).
+    pub directory: super::router::SessionDirectory,
 }

@@ -110,14 +110,14 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 spool.recipient(),
                 scheduler.recipient(),
             );
+            let handle = router.handle(&addr);
             let addr = ctx.run(router);
-            let _ = tx.send(addr);
+            let _ = tx.send((addr, handle));
         });
     }
-    let router = rx
+    let (router, handle) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
-    let handle = Router::handle(&router);
 
     let mut listeners = Vec::new();
     let kinds = cfg

@@ -75,6 +75,7 @@ impl Handler<Offline> for Spool {
             stanza: reply,
             from: to_jid,
             to: from_jid,
+            inflight: None,
         });
     }
 }

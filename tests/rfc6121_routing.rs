@@ -464,3 +464,44 @@ async fn row7_remote_domains_and_malformed_jids() {
         );
     }
 }
+
+/// RFC 6120 §10.1: stanzas from one sender to one recipient arrive in order, also when some
+/// go through the router (bare JID, presence) and others take the direct path to a bound full
+/// JID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_order_across_bare_and_full_jid() {
+    let s = TestServer::start();
+    for u in ["juliet", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    let mut r = s.online("romeo", "orchard").await;
+    let mut j = s.online("juliet", "balcony").await;
+    let mut batch = String::new();
+    for i in 0..300 {
+        let to = if i % 3 == 0 {
+            "juliet@localhost"
+        } else {
+            "juliet@localhost/balcony"
+        };
+        batch.push_str(&format!(
+            "<message to='{to}' type='chat' id='o{i}'><body>{i}</body></message>"
+        ));
+        if i % 50 == 0 {
+            batch.push_str("<presence to='juliet@localhost/balcony'/>");
+        }
+    }
+    r.send(&batch).await;
+    let mut next = 0;
+    while next < 300 {
+        let e = j.recv().await;
+        if e.name == "presence" {
+            continue;
+        }
+        assert_eq!(
+            e.get_attr("id"),
+            Some(format!("o{next}").as_str()),
+            "out of order"
+        );
+        next += 1;
+    }
+}
