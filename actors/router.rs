@@ -124,7 +124,10 @@ fn best(sessions: &[&&SessionView<'_>]) -> Vec<String> {
 /// router delivered for it is then already in the recipient's mailbox, ahead of this one.
 /// Everything else (bare JIDs, unbound resources, full mailboxes) goes through the router.
 #[derive(Clone, Default)]
-pub struct SessionDirectory(Arc<RwLock<HashMap<String, (ConnId, Recipient<ToSession>)>>>);
+pub struct SessionDirectory(Arc<RwLock<HashMap<String, DirectoryEntry>>>);
+
+/// A bound session in the directory: its connection and its inbox.
+type DirectoryEntry = (ConnId, Recipient<ToSession>);
 
 impl SessionDirectory {
     /// Try to deliver `stanza` to the bound session `full`; the stanza comes back when there is
