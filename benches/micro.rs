@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the per-stanza hot path: parsing a stream of messages with
-//! the restricted-XML reader, serialising a stanza, and the server side of a SCRAM exchange.
+//! the restricted-XML reader, serialising a stanza, the server side of a SCRAM exchange, and
+//! the bcrypt check behind SASL PLAIN.
 //! Run with `cargo bench --bench micro`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -76,5 +77,16 @@ fn scram(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, scram);
+fn plain(c: &mut Criterion) {
+    // What a SASL PLAIN login costs the blocking pool at the default bcrypt cost.
+    let hash = bcrypt::non_truncating_hash("correct horse", 10).unwrap();
+    let mut g = c.benchmark_group("bcrypt");
+    g.sample_size(10);
+    g.bench_function("verify, cost 10 (default)", |b| {
+        b.iter(|| assert!(bcrypt::non_truncating_verify("correct horse", &hash).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, scram, plain);
 criterion_main!(benches);
