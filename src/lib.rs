@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod login;
+pub mod roster;
 pub mod sasl;
 pub mod server;
 pub mod services;

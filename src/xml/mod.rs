@@ -7,4 +7,4 @@ pub mod element;
 pub mod reader;
 
 pub use element::{escape, Element, Node};
-pub use reader::{ParseError, ReaderLimits, StreamEvent, StreamHeader, XmlReader};
+pub use reader::{parse_element, ParseError, ReaderLimits, StreamEvent, StreamHeader, XmlReader};
