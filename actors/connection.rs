@@ -7,6 +7,7 @@
 //! is counted in bytes; a client that stops reading is disconnected once the backlog passes
 //! `limits.max_outbound_queue_bytes`. Everything before authentication is `src/login.rs`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::xmpp::{
     error_reply, iq_result, ns, random_id, BareJid, Condition, FullJid, Jid, StanzaError,
     StanzaKind, StreamError,
 };
+
+mod roster_iq;
 
 /// A write that makes no progress for this long ends the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -53,6 +56,18 @@ pub struct Connection {
     inflight: InFlight,
     /// Why the session ended, for the logout line.
     end_reason: &'static str,
+    /// The client asked for the roster, so it gets roster pushes (RFC 6121 §2.1.6).
+    roster_wanted: bool,
+    /// The client asked for the block list, so it gets block pushes (XEP-0191 §3.2).
+    blocklist_wanted: bool,
+    /// The user's block list: nothing goes to or comes from these JIDs.
+    blocked: HashSet<String>,
+    /// Contacts whose presence the user receives (probed at initial presence).
+    subscriptions: HashSet<String>,
+    /// Subscription requests that waited for the user, shown after initial presence.
+    pending_in: Vec<String>,
+    /// Initial presence was sent.
+    available: bool,
     /// Our place in the connection limit, freed when the actor goes.
     _slot: ConnSlot,
 }
@@ -93,6 +108,12 @@ impl Connection {
                 queued,
                 abort,
                 inflight: InFlight::default(),
+                roster_wanted: false,
+                blocklist_wanted: false,
+                blocked: HashSet::new(),
+                subscriptions: HashSet::new(),
+                pending_in: Vec::new(),
+                available: false,
                 end_reason: "closed by client",
                 _slot: slot,
             }
@@ -160,6 +181,33 @@ impl Connection {
         };
         if let Some(t) = &to {
             el.set_attr("to", t.as_str());
+            // XEP-0191 §3.5: nothing goes to a blocked JID.
+            if super::router::blocks(&self.blocked, t.as_str()) {
+                if kind != StanzaKind::Presence {
+                    if let Some(r) = roster_iq::blocked_reply(&el) {
+                        self.send(&r, ctx);
+                    }
+                }
+                return;
+            }
+            // RFC 6121 §3: subscription stanzas go through the roster store, with bare JIDs.
+            if kind == StanzaKind::Presence {
+                if let Some(sub) = el
+                    .get_attr("type")
+                    .and_then(crate::roster::SubKind::from_type)
+                {
+                    return self.outbound_subscription(sub, el, t.to_bare());
+                }
+            }
+        }
+        if kind == StanzaKind::Iq
+            && (to.is_none()
+                || to
+                    .as_ref()
+                    .is_some_and(|t| t.as_str() == self.bare.as_str()))
+            && self.roster_iq(&el, ctx)
+        {
+            return;
         }
         match &to {
             None => self.for_server(kind, el, &self.host.clone(), ctx),
@@ -236,17 +284,35 @@ impl Connection {
                     Some("unavailable") => None,
                     _ => return,
                 };
-                if let Some(jid) = &self.jid {
+                if let Some(jid) = self.jid.clone() {
+                    let initial = priority.is_some() && !self.available;
+                    self.available = priority.is_some();
+                    let probes = if initial {
+                        self.subscriptions.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    };
                     self.inflight.fetch_add(1, Ordering::AcqRel);
                     let sent = self.router.presence.try_send(SetPresence {
-                        jid: jid.clone(),
+                        jid,
                         conn: self.id,
                         priority,
                         stanza: el,
                         inflight: Some(self.inflight.clone()),
+                        probes,
                     });
                     if sent.is_err() {
                         self.inflight.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    if initial {
+                        // RFC 6121 §3.1.3: requests that arrived while the user was away.
+                        for contact in std::mem::take(&mut self.pending_in) {
+                            let p = Element::new("presence", ns::CLIENT)
+                                .attr("from", contact)
+                                .attr("to", self.bare.as_str())
+                                .attr("type", "subscribe");
+                            self.send(&p, ctx);
+                        }
                     }
                 }
             }
@@ -287,7 +353,14 @@ impl Connection {
                 }));
             }
             register::Request::Remove => {
-                let fut = async move { register::remove(&shared, &host, &user).await };
+                let delete = self.router.roster.delete.clone();
+                let bare = self.bare.clone();
+                let fut = async move {
+                    // RFC 6121 §3: the account's contacts learn it is gone (unsubscribe /
+                    // unsubscribed) before its roster is deleted with the account.
+                    let _ = delete.send(DeleteRoster { user: bare }).await;
+                    register::remove(&shared, &host, &user).await
+                };
                 ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(()) => {
                         log::info!("{}: account {} deleted by its owner", act.id, act.bare);
@@ -363,30 +436,52 @@ impl Connection {
                 ctx,
             );
         };
-        let msg = Bind {
-            jid: full.clone(),
-            conn: self.id,
-            session: ctx.address().recipient(),
+        // What the session needs from the roster, then the binding itself, in one step.
+        let load = self.router.roster.load.send(LoadSessionRoster {
+            user: self.bare.clone(),
+        });
+        let (bind_inbox, conn, session, jid) = (
+            self.router.bind.clone(),
+            self.id,
+            ctx.address().recipient(),
+            full.clone(),
+        );
+        let fut = async move {
+            let roster = load.await.map_err(|_| Err(()))?.map_err(|_| Err(()))?;
+            let bound = bind_inbox
+                .send(Bind {
+                    jid,
+                    conn,
+                    session,
+                    roster: roster.clone(),
+                })
+                .await
+                .map_err(|_| Err(()))?;
+            bound.map(|()| roster).map_err(Ok)
         };
-        let fut = self.router.bind.send(msg);
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(())) => {
-                log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
-                let payload = Element::new("bind", ns::BIND)
-                    .child(Element::new("jid", ns::BIND).text(full.as_str()));
-                let mut r = iq_result(&iq, Some(payload));
-                r.remove_attr("from");
-                r.remove_attr("to");
-                act.jid = Some(full);
-                act.send(&r, ctx);
-            }
-            Ok(Err(BindError::TooManyResources)) => act.reply(
-                &iq,
-                StanzaError::new(Condition::ResourceConstraint).with_text("too many sessions"),
-                ctx,
-            ),
-            Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
-        }));
+        ctx.wait(fut.into_actor(self).map(
+            move |res: Result<SessionRoster, Result<BindError, ()>>, act, ctx| match res {
+                Ok(roster) => {
+                    log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
+                    act.blocked = roster.blocked.into_iter().collect();
+                    act.subscriptions = roster.subscriptions.into_iter().collect();
+                    act.pending_in = roster.pending_in;
+                    let payload = Element::new("bind", ns::BIND)
+                        .child(Element::new("jid", ns::BIND).text(full.as_str()));
+                    let mut r = iq_result(&iq, Some(payload));
+                    r.remove_attr("from");
+                    r.remove_attr("to");
+                    act.jid = Some(full);
+                    act.send(&r, ctx);
+                }
+                Err(Ok(BindError::TooManyResources)) => act.reply(
+                    &iq,
+                    StanzaError::new(Condition::ResourceConstraint).with_text("too many sessions"),
+                    ctx,
+                ),
+                Err(Err(())) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
+            },
+        ));
     }
 }
 
@@ -456,7 +551,9 @@ impl Handler<ToSession> for Connection {
     type Result = ();
     fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
         match msg {
-            ToSession::Stanza(el) => self.send(&el, ctx),
+            ToSession::Stanza(el) => self.inbound(el, ctx),
+            ToSession::RosterPush(item, ver) => self.roster_push(item, ver, ctx),
+            ToSession::BlockPush(jids, blocked) => self.block_push(jids, blocked, ctx),
             // The router matches Unbind by connection id, so a replaced session's Unbind
             // cannot remove its successor.
             ToSession::Close(err, why) => self.close(err, why, ctx),

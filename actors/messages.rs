@@ -5,9 +5,10 @@
 
 use actix::prelude::*;
 
+use crate::roster::{SetRequest, SubKind};
 use crate::shared::ConnId;
 use crate::xml::Element;
-use crate::xmpp::{BareJid, FullJid, Jid, StreamError};
+use crate::xmpp::{BareJid, FullJid, Jid, StanzaError, StreamError};
 
 /// Router -> Connection: a stanza to write to the client, or an order to close the stream.
 #[derive(Message, Debug)]
@@ -17,6 +18,12 @@ pub enum ToSession {
     Stanza(Element),
     /// Close the stream with this error (replaced by a newer session, account removed, ...).
     Close(StreamError, &'static str),
+    /// A roster push (the changed `<item/>` and the new version), for sessions that asked for
+    /// the roster.
+    RosterPush(Element, String),
+    /// The block list changed (XEP-0191): these JIDs were blocked (`true`) or unblocked;
+    /// an empty list with `false` unblocks everyone.
+    BlockPush(Vec<String>, bool),
 }
 
 /// Connection -> Router: deliver a stanza whose `from` was stamped by the sender's session.
@@ -52,6 +59,21 @@ pub struct Bind {
     pub jid: FullJid,
     pub conn: ConnId,
     pub session: Recipient<ToSession>,
+    /// Who may see the user's presence and whom the user blocked, as stored now.
+    pub roster: SessionRoster,
+}
+
+/// What a session needs from the roster at bind time.
+#[derive(Debug, Clone, Default)]
+pub struct SessionRoster {
+    /// Contacts allowed to see the user's presence (`from`/`both`).
+    pub subscribers: Vec<String>,
+    /// Contacts whose presence the user receives (`to`/`both`): probed at initial presence.
+    pub subscriptions: Vec<String>,
+    /// Contacts waiting for the user's answer to a subscription request.
+    pub pending_in: Vec<String>,
+    /// The block list (XEP-0191).
+    pub blocked: Vec<String>,
 }
 
 /// Connection -> Router: the session ended.
@@ -74,6 +96,8 @@ pub struct SetPresence {
     pub stanza: Element,
     /// As in [`Route`].
     pub inflight: Option<InFlight>,
+    /// Contacts to probe (`to`/`both`), sent with the session's initial presence.
+    pub probes: Vec<String>,
 }
 
 /// Anyone -> Router: close every session of an account (it was deleted).
@@ -107,6 +131,133 @@ pub struct LogDeliveryError {
 #[rtype(result = "usize")]
 pub struct SessionCount;
 
+/// Connection -> RosterStore: load what a new session needs.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<SessionRoster, StanzaError>")]
+pub struct LoadSessionRoster {
+    pub user: BareJid,
+}
+
+/// Connection -> RosterStore: roster get; `ver` is the client's XEP-0237 version.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<RosterReply, StanzaError>")]
+pub struct RosterGet {
+    pub user: BareJid,
+    pub ver: Option<String>,
+}
+
+/// The answer to a roster get.
+#[derive(Debug)]
+pub enum RosterReply {
+    /// The whole roster.
+    Full { items: Vec<Element>, ver: String },
+    /// Only what changed since the client's version, as pushes (none: unchanged).
+    Delta { pushes: Vec<Element>, ver: String },
+}
+
+/// Connection -> RosterStore: roster set or remove (RFC 6121 §2.3, §2.5).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), StanzaError>")]
+pub struct RosterSet {
+    pub user: BareJid,
+    pub req: SetRequest,
+}
+
+/// Connection -> RosterStore: the user sent a subscription stanza (RFC 6121 §3, outbound).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Outbound {
+    pub user: BareJid,
+    pub contact: BareJid,
+    pub kind: SubKind,
+    /// The stanza, `from` the user's bare JID, `to` the contact's.
+    pub stanza: Element,
+    pub inflight: Option<InFlight>,
+}
+
+/// Router -> RosterStore: a subscription stanza for a local user (RFC 6121 §3, inbound).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    pub user: BareJid,
+    pub contact: BareJid,
+    pub kind: SubKind,
+    pub stanza: Element,
+}
+
+/// Connection -> RosterStore: XEP-0191 block list.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<String>, StanzaError>")]
+pub struct BlockGet {
+    pub user: BareJid,
+}
+
+/// Connection -> RosterStore: block (`block = true`) or unblock JIDs; unblock with no JIDs
+/// unblocks everyone.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), StanzaError>")]
+pub struct BlockSet {
+    pub user: BareJid,
+    pub jids: Vec<String>,
+    pub block: bool,
+}
+
+/// Connection -> RosterStore: the account is being deleted; unsubscribe it from its contacts.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DeleteRoster {
+    pub user: BareJid,
+}
+
+/// RosterStore -> Router: push a changed item to the user's sessions.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RosterPush {
+    pub user: BareJid,
+    pub item: Element,
+    pub ver: String,
+}
+
+/// RosterStore -> Router: deliver to every available resource of a local user (an inbound
+/// subscription stanza the user must see).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DeliverAvailable {
+    pub to: BareJid,
+    pub stanza: Element,
+}
+
+/// RosterStore -> Router: `contact` may (or may no longer) see `user`'s presence.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SubscriptionChanged {
+    pub user: BareJid,
+    pub contact: String,
+    pub subscriber: bool,
+}
+
+/// RosterStore -> Router: the user's block list changed (as in [`ToSession::BlockPush`]).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct BlockChanged {
+    pub user: BareJid,
+    pub jids: Vec<String>,
+    pub blocked: bool,
+}
+
+/// The roster store's inbox, as seen by connections and the router.
+#[derive(Clone)]
+pub struct RosterHandle {
+    pub load: Recipient<LoadSessionRoster>,
+    pub get: Recipient<RosterGet>,
+    pub set: Recipient<RosterSet>,
+    pub outbound: Recipient<Outbound>,
+    pub inbound: Recipient<Inbound>,
+    pub block_get: Recipient<BlockGet>,
+    pub block_set: Recipient<BlockSet>,
+    pub delete: Recipient<DeleteRoster>,
+}
+
 /// The router's inbox, as seen by connections and other actors.
 #[derive(Clone)]
 pub struct RouterHandle {
@@ -117,4 +268,6 @@ pub struct RouterHandle {
     pub close_account: Recipient<CloseAccount>,
     /// Direct delivery to bound full JIDs (written by the router only).
     pub directory: super::router::SessionDirectory,
+    /// The roster store (rosters, subscriptions, block lists).
+    pub roster: RosterHandle,
 }

@@ -8,14 +8,18 @@
 //!     Connection --Route/Bind/Unbind/SetPresence/CloseAccount--> Router
 //!     Router --ToSession--> Connection
 //!     Router --Offline--> Spool --Route (bounces)--> Router
+//!     Connection --RosterGet/RosterSet/Outbound/Block*/LoadSessionRoster--> RosterStore
+//!     Router --Inbound (subscription stanzas)--> RosterStore
+//!     RosterStore --RosterPush/DeliverAvailable/SubscriptionChanged/BlockChanged/Route--> Router
 //!     Router, Spool --LogDeliveryError--> Scheduler
 //! ```
 //!
-//! The Router runs on its own arbiter and never blocks or touches disk; Spool and Scheduler
-//! share a storage arbiter. Every message type is in [`messages`].
+//! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler and
+//! RosterStore share a storage arbiter. Every message type is in [`messages`].
 
 pub mod connection;
 pub mod messages;
+pub mod roster;
 pub mod router;
 pub mod scheduler;
 pub mod spool;
@@ -30,7 +34,8 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use crate::shared::Shared;
 use crate::tls::{negotiate_starttls, NegotiateError};
 use connection::Connection;
-use messages::{RouterHandle, SessionCount};
+use messages::{RosterHandle, RouterHandle, SessionCount};
+use roster::{RosterStore, RouterInbox};
 use router::Router;
 use scheduler::Scheduler;
 use spool::Spool;
@@ -105,12 +110,38 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
                 move |_| Spool::new(shared, router.recipient(), sched.recipient())
             });
+            let roster = RosterStore::start_in_arbiter(&store_handle, {
+                let (shared, router) = (shared.clone(), addr.clone());
+                move |_| {
+                    RosterStore::new(
+                        shared,
+                        RouterInbox {
+                            route: router.clone().recipient(),
+                            push: router.clone().recipient(),
+                            deliver: router.clone().recipient(),
+                            changed: router.clone().recipient(),
+                            blocks: router.recipient(),
+                        },
+                    )
+                }
+            });
+            let roster_handle = RosterHandle {
+                load: roster.clone().recipient(),
+                get: roster.clone().recipient(),
+                set: roster.clone().recipient(),
+                outbound: roster.clone().recipient(),
+                inbound: roster.clone().recipient(),
+                block_get: roster.clone().recipient(),
+                block_set: roster.clone().recipient(),
+                delete: roster.clone().recipient(),
+            };
             let router = Router::new(
                 shared.config.hosts.keys().cloned(),
                 spool.recipient(),
                 scheduler.recipient(),
+                roster.recipient(),
             );
-            let handle = router.handle(&addr);
+            let handle = router.handle(&addr, roster_handle);
             let addr = ctx.run(router);
             let _ = tx.send((addr, handle));
         });

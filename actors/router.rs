@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 
 use super::messages::*;
+use crate::roster::SubKind;
 use crate::shared::ConnId;
 use crate::xml::Element;
 use crate::xmpp::{
@@ -28,6 +29,30 @@ struct Session {
     recipient: Recipient<ToSession>,
     /// `Some(priority)` once available presence was sent.
     priority: Option<i8>,
+    /// The last available presence broadcast (answers probes), `from` stamped.
+    presence: Option<Element>,
+    /// JIDs this session sent directed available presence to (closed on logout, §4.6.3).
+    directed: HashSet<String>,
+}
+
+/// What the router keeps about an online account.
+#[derive(Default)]
+struct UserState {
+    sessions: Vec<Session>,
+    /// Contacts allowed to see the user's presence (`from`/`both`).
+    subscribers: HashSet<String>,
+    /// The user's XEP-0191 block list.
+    blocked: HashSet<String>,
+}
+
+/// Does a block list hold `jid` (full, bare or domain, XEP-0191 §3.1)?
+pub fn blocks(list: &HashSet<String>, jid: &str) -> bool {
+    if list.is_empty() {
+        return false;
+    }
+    let bare = jid.split('/').next().unwrap_or(jid);
+    let domain = bare.rsplit('@').next().unwrap_or(bare);
+    list.contains(jid) || list.contains(bare) || list.contains(domain)
 }
 
 /// What to do with a stanza (the routing table's cells).
@@ -177,32 +202,37 @@ impl Drop for Handled {
 pub struct Router {
     /// Local domains.
     hosts: HashSet<String>,
-    sessions: HashMap<BareJid, Vec<Session>>,
+    users: HashMap<BareJid, UserState>,
     spool: Recipient<Offline>,
     scheduler: Recipient<LogDeliveryError>,
+    roster: Recipient<Inbound>,
     directory: SessionDirectory,
 }
 
 impl Router {
-    /// A router for `hosts`, handing offline stanzas to `spool` and failures to `scheduler`.
+    /// A router for `hosts`, handing offline stanzas to `spool`, failures to `scheduler` and
+    /// inbound subscription stanzas to the roster store.
     pub fn new(
         hosts: impl IntoIterator<Item = String>,
         spool: Recipient<Offline>,
         scheduler: Recipient<LogDeliveryError>,
+        roster: Recipient<Inbound>,
     ) -> Router {
         Router {
             hosts: hosts.into_iter().collect(),
-            sessions: HashMap::new(),
+            users: HashMap::new(),
             spool,
             scheduler,
+            roster,
             directory: SessionDirectory::default(),
         }
     }
 
     /// The handle connections use.
-    pub fn handle(&self, addr: &Addr<Router>) -> RouterHandle {
+    pub fn handle(&self, addr: &Addr<Router>, roster: RosterHandle) -> RouterHandle {
         RouterHandle {
             directory: self.directory.clone(),
+            roster,
             route: addr.clone().recipient(),
             bind: addr.clone().recipient(),
             unbind: addr.clone().recipient(),
@@ -231,19 +261,95 @@ impl Router {
         }
     }
 
-    /// Deliver to one full JID if bound; an error stanza that cannot be delivered is dropped.
+    /// Deliver to one full JID if bound; what cannot be delivered is dropped.
     fn deliver_full(&mut self, to: &FullJid, stanza: Element) {
-        let bare = to.to_bare();
-        let Some(list) = self.sessions.get(&bare) else {
+        let Some(state) = self.users.get(&to.to_bare()) else {
             return;
         };
-        if let Some(s) = list.iter().find(|s| s.resource == to.resource().as_str()) {
+        if let Some(s) = state
+            .sessions
+            .iter()
+            .find(|s| s.resource == to.resource().as_str())
+        {
             let _ = s.recipient.try_send(ToSession::Stanza(stanza));
         }
     }
 
+    /// Send a presence the server generated (broadcast, probe answer, unavailable on logout)
+    /// through the normal rules.
+    fn send_presence(&mut self, mut stanza: Element, from: &FullJid, to: &str) {
+        let Ok(to_jid) = Jid::new(to) else { return };
+        stanza.set_attr("from", from.as_str());
+        stanza.set_attr("to", to);
+        self.route(Route {
+            stanza,
+            from: Jid::from(from.clone()),
+            to: to_jid,
+            inflight: None,
+        });
+    }
+
+    /// RFC 6121 §4.3.2: answer a probe from `prober` for `contact`'s presence with the last
+    /// presence of each available resource, if the prober is allowed to see it.
+    fn answer_probe(&mut self, prober: &Jid, contact: &BareJid) {
+        let Some(state) = self.users.get(contact) else {
+            return;
+        };
+        let prober_bare = prober.to_bare();
+        if !state.subscribers.contains(prober_bare.as_str())
+            || blocks(&state.blocked, prober.as_str())
+        {
+            return;
+        }
+        let answers: Vec<Element> = state
+            .sessions
+            .iter()
+            .filter_map(|s| s.presence.clone())
+            .collect();
+        for mut p in answers {
+            p.set_attr("to", prober.as_str());
+            match prober.clone().try_into_full() {
+                Ok(full) => self.deliver_full(&full, p),
+                Err(bare) => self.deliver_available(&bare, p),
+            }
+        }
+    }
+
+    fn deliver_available(&mut self, to: &BareJid, stanza: Element) {
+        let Some(state) = self.users.get(to) else {
+            return;
+        };
+        for s in state.sessions.iter().filter(|s| s.priority.is_some()) {
+            let _ = s.recipient.try_send(ToSession::Stanza(stanza.clone()));
+        }
+    }
+
+    /// The user's session `full` changed availability: tell subscribers (not blocked) and,
+    /// for unavailable, everyone it sent directed presence to.
+    fn broadcast(&mut self, full: &FullJid, stanza: &Element, extra: Vec<String>) {
+        let Some(state) = self.users.get(&full.to_bare()) else {
+            return;
+        };
+        let mut targets: Vec<String> = state
+            .subscribers
+            .iter()
+            .filter(|c| !blocks(&state.blocked, c))
+            .cloned()
+            .collect();
+        targets.extend(
+            extra
+                .into_iter()
+                .filter(|c| !state.subscribers.contains(c.split('/').next().unwrap_or(c))),
+        );
+        for t in targets {
+            self.send_presence(stanza.clone(), full, &t);
+        }
+    }
+
     fn route(&mut self, msg: Route) {
-        let Route { stanza, to, .. } = msg;
+        let Route {
+            stanza, to, from, ..
+        } = msg;
         let Some(kind) = StanzaKind::of(&stanza) else {
             return;
         };
@@ -262,13 +368,29 @@ impl Router {
         }
         let bare = to.to_bare();
         let msg_type = stanza.get_attr("type").unwrap_or("normal").to_owned();
+        if kind == StanzaKind::Presence {
+            if let Some(sub) = SubKind::from_type(&msg_type) {
+                self.roster.do_send(Inbound {
+                    user: bare,
+                    contact: from.to_bare(),
+                    kind: sub,
+                    stanza,
+                });
+                return;
+            }
+            if msg_type == "probe" {
+                return self.answer_probe(&from, &bare);
+            }
+            self.track_directed(&from, &to, &msg_type);
+        }
         let resource = to.resource().map(|r| r.as_str().to_owned());
         let decision = {
             let views: Vec<SessionView<'_>> = self
-                .sessions
+                .users
                 .get(&bare)
-                .map(|l| {
-                    l.iter()
+                .map(|st| {
+                    st.sessions
+                        .iter()
                         .map(|s| SessionView {
                             resource: &s.resource,
                             priority: s.priority,
@@ -293,9 +415,9 @@ impl Router {
                     };
                     let Some(copy) = copy else { break };
                     let target = self
-                        .sessions
+                        .users
                         .get(&bare)
-                        .and_then(|l| l.iter().find(|s| &s.resource == r))
+                        .and_then(|st| st.sessions.iter().find(|s| &s.resource == r))
                         .map(|s| s.recipient.clone());
                     if let Some(rcpt) = target {
                         if let Err(SendError::Full(ToSession::Stanza(el)))
@@ -305,6 +427,61 @@ impl Router {
                             self.bounce(&el, Condition::ResourceConstraint, "recipient queue full");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// RFC 6121 §4.6: remember directed presence from a session to someone who is not a
+    /// subscriber, to close it with unavailable when the session ends.
+    fn track_directed(&mut self, from: &Jid, to: &Jid, presence_type: &str) {
+        let Ok(full) = from.clone().try_into_full() else {
+            return;
+        };
+        let Some(state) = self.users.get_mut(&full.to_bare()) else {
+            return;
+        };
+        if state.subscribers.contains(to.to_bare().as_str()) {
+            return;
+        }
+        if let Some(s) = state
+            .sessions
+            .iter_mut()
+            .find(|s| s.resource == full.resource().as_str())
+        {
+            match presence_type {
+                "normal" => {
+                    s.directed.insert(to.to_string());
+                }
+                "unavailable" => {
+                    s.directed.remove(to.as_str());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A session went away: unavailable to whoever saw it available.
+    fn session_gone(&mut self, full: &FullJid, s: Session) {
+        if s.presence.is_some() || !s.directed.is_empty() {
+            let p = Element::new("presence", crate::xmpp::ns::CLIENT).attr("type", "unavailable");
+            let directed: Vec<String> = s.directed.into_iter().collect();
+            if s.presence.is_some() {
+                self.broadcast(full, &p, directed);
+                // ... and the user's other available resources.
+                let bare = full.to_bare();
+                let mut own = p.clone();
+                own.set_attr("from", full.as_str());
+                if let Some(state) = self.users.get(&bare) {
+                    for o in state.sessions.iter().filter(|o| o.priority.is_some()) {
+                        let mut c = own.clone();
+                        c.set_attr("to", format!("{bare}/{}", o.resource));
+                        let _ = o.recipient.try_send(ToSession::Stanza(c));
+                    }
+                }
+            } else {
+                for d in directed {
+                    self.send_presence(p.clone(), full, &d);
                 }
             }
         }
@@ -333,25 +510,34 @@ impl Handler<Bind> for Router {
     fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
         let bare = msg.jid.to_bare();
         let resource = msg.jid.resource().as_str().to_owned();
-        let list = self.sessions.entry(bare).or_default();
-        if let Some(pos) = list.iter().position(|s| s.resource == resource) {
-            let old = list.remove(pos);
+        let state = self.users.entry(bare).or_default();
+        let mut replaced = None;
+        if let Some(pos) = state.sessions.iter().position(|s| s.resource == resource) {
+            let old = state.sessions.remove(pos);
             log::info!("{}: {} replaced by {}", old.conn, msg.jid, msg.conn);
             old.recipient.do_send(ToSession::Close(
                 StreamError::Conflict,
                 "replaced by a new session",
             ));
-        } else if list.len() >= MAX_RESOURCES {
+            replaced = Some(old);
+        } else if state.sessions.len() >= MAX_RESOURCES {
             return Err(BindError::TooManyResources);
         }
+        state.subscribers = msg.roster.subscribers.into_iter().collect();
+        state.blocked = msg.roster.blocked.into_iter().collect();
         self.directory
             .insert(&msg.jid, msg.conn, msg.session.clone());
-        list.push(Session {
+        state.sessions.push(Session {
             resource,
             conn: msg.conn,
             recipient: msg.session,
             priority: None,
+            presence: None,
+            directed: HashSet::new(),
         });
+        if let Some(old) = replaced {
+            self.session_gone(&msg.jid, old);
+        }
         Ok(())
     }
 }
@@ -361,11 +547,20 @@ impl Handler<Unbind> for Router {
     fn handle(&mut self, msg: Unbind, _: &mut Context<Self>) {
         let bare = msg.jid.to_bare();
         self.directory.remove(msg.jid.as_str(), msg.conn);
-        if let Some(list) = self.sessions.get_mut(&bare) {
-            list.retain(|s| s.conn != msg.conn);
-            if list.is_empty() {
-                self.sessions.remove(&bare);
-            }
+        let Some(state) = self.users.get_mut(&bare) else {
+            return;
+        };
+        let Some(pos) = state.sessions.iter().position(|s| s.conn == msg.conn) else {
+            return;
+        };
+        let gone = state.sessions.remove(pos);
+        self.session_gone(&msg.jid, gone);
+        if self
+            .users
+            .get(&bare)
+            .is_some_and(|st| st.sessions.is_empty())
+        {
+            self.users.remove(&bare);
         }
     }
 }
@@ -375,16 +570,25 @@ impl Handler<SetPresence> for Router {
     fn handle(&mut self, mut msg: SetPresence, _: &mut Context<Self>) {
         let _done = Handled(msg.inflight.take());
         let bare = msg.jid.to_bare();
-        let Some(list) = self.sessions.get_mut(&bare) else {
+        let Some(state) = self.users.get_mut(&bare) else {
             return;
         };
-        let Some(me) = list.iter_mut().find(|s| s.conn == msg.conn) else {
+        let Some(me) = state.sessions.iter_mut().find(|s| s.conn == msg.conn) else {
             return;
         };
+        let initial = me.priority.is_none() && msg.priority.is_some();
+        let was_available = me.priority.is_some();
         me.priority = msg.priority;
+        me.presence = msg.priority.map(|_| msg.stanza.clone());
+        let directed: Vec<String> = if msg.priority.is_none() {
+            std::mem::take(&mut me.directed).into_iter().collect()
+        } else {
+            Vec::new()
+        };
         // RFC 6121 §4.2.2 / §4.5.2: the user's own available resources (including this
         // one) see the presence of each of its resources.
-        for s in list
+        for s in state
+            .sessions
             .iter()
             .filter(|s| s.priority.is_some() || s.conn == msg.conn)
         {
@@ -392,14 +596,114 @@ impl Handler<SetPresence> for Router {
             p.set_attr("to", format!("{}/{}", bare, s.resource));
             let _ = s.recipient.try_send(ToSession::Stanza(p));
         }
+        if msg.priority.is_some() || was_available {
+            self.broadcast(&msg.jid, &msg.stanza, directed);
+        }
+        if initial {
+            // §4.2.1: probe the contacts whose presence the user receives.
+            let probe = Element::new("presence", crate::xmpp::ns::CLIENT).attr("type", "probe");
+            for c in msg.probes {
+                self.send_presence(probe.clone(), &msg.jid, &c);
+            }
+        }
+    }
+}
+
+impl Handler<RosterPush> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: RosterPush, _: &mut Context<Self>) {
+        let Some(state) = self.users.get(&msg.user) else {
+            return;
+        };
+        for s in &state.sessions {
+            let _ = s
+                .recipient
+                .try_send(ToSession::RosterPush(msg.item.clone(), msg.ver.clone()));
+        }
+    }
+}
+
+impl Handler<DeliverAvailable> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: DeliverAvailable, _: &mut Context<Self>) {
+        self.deliver_available(&msg.to, msg.stanza);
+    }
+}
+
+impl Handler<SubscriptionChanged> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SubscriptionChanged, _: &mut Context<Self>) {
+        let Some(state) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        let sessions: Vec<(FullJid, Option<Element>)> = state
+            .sessions
+            .iter()
+            .filter_map(|s| {
+                let full = msg.user.with_resource_str(&s.resource).ok()?;
+                Some((full, s.presence.clone()))
+            })
+            .collect();
+        if msg.subscriber {
+            state.subscribers.insert(msg.contact.clone());
+            // §3.1.5: the new subscriber gets the user's current presence.
+            for (full, p) in sessions {
+                if let Some(p) = p {
+                    self.send_presence(p, &full, &msg.contact);
+                }
+            }
+        } else {
+            state.subscribers.remove(&msg.contact);
+            // §3.2.2 / §3.3.3: the former subscriber sees the user go unavailable.
+            let un = Element::new("presence", crate::xmpp::ns::CLIENT).attr("type", "unavailable");
+            for (full, p) in sessions {
+                if p.is_some() {
+                    self.send_presence(un.clone(), &full, &msg.contact);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<BlockChanged> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: BlockChanged, _: &mut Context<Self>) {
+        let Some(state) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        let mut newly_blocked_seen = Vec::new();
+        for j in &msg.jids {
+            if msg.blocked {
+                state.blocked.insert(j.clone());
+            } else {
+                state.blocked.remove(j);
+            }
+        }
+        for s in &state.sessions {
+            let _ = s
+                .recipient
+                .try_send(ToSession::BlockPush(msg.jids.clone(), msg.blocked));
+            if msg.blocked && s.presence.is_some() {
+                if let Ok(full) = msg.user.with_resource_str(&s.resource) {
+                    newly_blocked_seen.push(full);
+                }
+            }
+        }
+        // XEP-0191 §3.3: a blocked entity sees the user go unavailable.
+        let un = Element::new("presence", crate::xmpp::ns::CLIENT).attr("type", "unavailable");
+        for full in newly_blocked_seen {
+            for j in &msg.jids {
+                self.send_presence(un.clone(), &full, j);
+            }
+        }
     }
 }
 
 impl Handler<CloseAccount> for Router {
     type Result = ();
     fn handle(&mut self, msg: CloseAccount, _: &mut Context<Self>) {
-        if let Some(list) = self.sessions.remove(&msg.jid) {
-            for s in list {
+        if let Some(state) = self.users.remove(&msg.jid) {
+            for s in state.sessions {
                 self.directory
                     .remove(&format!("{}/{}", msg.jid, s.resource), s.conn);
                 s.recipient.do_send(ToSession::Close(
@@ -414,7 +718,7 @@ impl Handler<CloseAccount> for Router {
 impl Handler<SessionCount> for Router {
     type Result = usize;
     fn handle(&mut self, _: SessionCount, _: &mut Context<Self>) -> usize {
-        self.sessions.values().map(Vec::len).sum()
+        self.users.values().map(|u| u.sessions.len()).sum()
     }
 }
 

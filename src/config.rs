@@ -83,6 +83,8 @@ pub struct LimitsConfig {
     pub handshake_timeout_secs: u64,
     /// Bytes that may wait to be written to one client before it is disconnected.
     pub max_outbound_queue_bytes: usize,
+    /// Most contacts on one roster.
+    pub max_roster_items: usize,
 }
 
 /// The delivery-error log (who -> whom, why; never content).
@@ -142,6 +144,7 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             handshake_timeout_secs: 60,
             max_outbound_queue_bytes: 1024 * 1024,
+            max_roster_items: 1000,
         }
     }
 }
@@ -255,6 +258,9 @@ impl Config {
                 "limits.max_outbound_queue_bytes",
                 "must be at least limits.max_stanza_bytes",
             ));
+        }
+        if l.max_roster_items == 0 {
+            return Err(err("limits.max_roster_items", "must be at least 1"));
         }
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));

@@ -259,13 +259,18 @@ pub fn parse_set(query: &Element) -> Result<SetRequest, StanzaError> {
         .ok_or_else(|| StanzaError::new(Condition::BadRequest).with_text("item without jid"))?;
     let jid = jid::Jid::new(jid).map_err(|_| StanzaError::new(Condition::JidMalformed))?;
     if jid.resource().is_some() {
-        return Err(StanzaError::new(Condition::JidMalformed).with_text("roster items are bare JIDs"));
+        return Err(
+            StanzaError::new(Condition::JidMalformed).with_text("roster items are bare JIDs")
+        );
     }
     let jid = jid.to_string();
     if item.get_attr("subscription") == Some("remove") {
         return Ok(SetRequest::Remove { jid });
     }
-    let name = item.get_attr("name").map(str::to_owned).filter(|n| !n.is_empty());
+    let name = item
+        .get_attr("name")
+        .map(str::to_owned)
+        .filter(|n| !n.is_empty());
     if name.as_ref().is_some_and(|n| n.len() > MAX_NAME) {
         return Err(StanzaError::new(Condition::NotAcceptable).with_text("name too long"));
     }
@@ -454,23 +459,39 @@ mod tests {
             ("To", "To+PendingIn", true, None),
             ("To+PendingIn", "To+PendingIn", false, None),
             ("From", "From", false, Some(Subscribed)),
-            ("From+PendingOut", "From+PendingOut", false, Some(Subscribed)),
+            (
+                "From+PendingOut",
+                "From+PendingOut",
+                false,
+                Some(Subscribed),
+            ),
             ("Both", "Both", false, Some(Subscribed)),
         ];
         for (from, to, deliver, reply) in table {
             let mut i = state(from);
             let o = inbound(&mut i, Subscribe);
-            assert_eq!((name(&i), o.pass_on, o.auto_reply), (to, deliver, reply), "{from}");
+            assert_eq!(
+                (name(&i), o.pass_on, o.auto_reply),
+                (to, deliver, reply),
+                "{from}"
+            );
         }
     }
 
     #[test]
     fn a_3_1_inbound_subscribe_pre_approved() {
-        for (from, to) in [("None", "From"), ("None+PendingOut", "From+PendingOut"), ("To", "Both")] {
+        for (from, to) in [
+            ("None", "From"),
+            ("None+PendingOut", "From+PendingOut"),
+            ("To", "Both"),
+        ] {
             let mut i = state(from);
             assert!(!outbound(&mut i, Subscribed).pass_on);
             let o = inbound(&mut i, Subscribe);
-            assert_eq!((name(&i), o.pass_on, o.auto_reply), (to, false, Some(Subscribed)));
+            assert_eq!(
+                (name(&i), o.pass_on, o.auto_reply),
+                (to, false, Some(Subscribed))
+            );
             assert!(!i.approved, "a pre-approval is used once");
         }
     }
@@ -539,7 +560,10 @@ mod tests {
             crate::xml::parse_element(&xml).unwrap()
         };
         assert_eq!(
-            parse_set(&q("<item jid='Juliet@Example.com' name='J'><group>Friends</group></item>")).unwrap(),
+            parse_set(&q(
+                "<item jid='Juliet@Example.com' name='J'><group>Friends</group></item>"
+            ))
+            .unwrap(),
             SetRequest::Update {
                 jid: "juliet@example.com".into(),
                 name: Some("J".into()),
@@ -551,11 +575,23 @@ mod tests {
             SetRequest::Remove { jid: "a@b".into() }
         );
         let err = |x: &str| parse_set(&q(x)).unwrap_err().condition;
-        assert_eq!(err("<item jid='a@b'/><item jid='c@d'/>"), Condition::BadRequest);
+        assert_eq!(
+            err("<item jid='a@b'/><item jid='c@d'/>"),
+            Condition::BadRequest
+        );
         assert_eq!(err(""), Condition::BadRequest);
-        assert_eq!(err(&format!("<item jid='a@b' name='{}'/>", "x".repeat(1024))), Condition::NotAcceptable);
-        assert_eq!(err("<item jid='a@b'><group></group></item>"), Condition::NotAcceptable);
-        assert_eq!(err("<item jid='a@b'><group>x</group><group>x</group></item>"), Condition::BadRequest);
+        assert_eq!(
+            err(&format!("<item jid='a@b' name='{}'/>", "x".repeat(1024))),
+            Condition::NotAcceptable
+        );
+        assert_eq!(
+            err("<item jid='a@b'><group></group></item>"),
+            Condition::NotAcceptable
+        );
+        assert_eq!(
+            err("<item jid='a@b'><group>x</group><group>x</group></item>"),
+            Condition::BadRequest
+        );
         assert_eq!(err("<item jid='a@b/r'/>"), Condition::JidMalformed);
         assert_eq!(err("<item jid='@@'/>"), Condition::JidMalformed);
     }

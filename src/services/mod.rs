@@ -16,6 +16,7 @@ use crate::xmpp::{error_reply, iq_payload, iq_result, ns, Condition, StanzaError
 
 /// Features the server advertises in disco#info.
 pub const SERVER_FEATURES: &[&str] = &[
+    ns::BLOCKING,
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,
     ns::PING,

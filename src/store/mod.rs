@@ -8,12 +8,14 @@
 
 pub mod accounts;
 pub mod delivery_errors;
+pub mod roster;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use accounts::{AccountRecord, Accounts, Credential};
 pub use delivery_errors::{DeliveryError, DeliveryErrors};
+pub use roster::{RosterMeta, Rosters};
 
 /// The schema version written into the `meta` tree.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -53,6 +55,7 @@ pub struct Store {
     db: sled::Db,
     pub accounts: Accounts,
     pub delivery_errors: DeliveryErrors,
+    pub rosters: Rosters,
 }
 
 impl Store {
@@ -97,6 +100,11 @@ impl Store {
         Ok(Store {
             accounts: Accounts::new(db.open_tree("accounts")?),
             delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
+            rosters: Rosters::new(
+                db.open_tree("roster")?,
+                db.open_tree("roster_meta")?,
+                db.open_tree("blocklist")?,
+            ),
             db,
         })
     }
@@ -110,7 +118,7 @@ impl Store {
     /// Remove an account and everything stored for it.
     pub fn delete_account(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
         let existed = self.accounts.remove(domain, user)?;
-        // Per-account trees added by later features are cleared here by key prefix.
+        self.rosters.remove_account(domain, user)?;
         self.flush()?;
         Ok(existed)
     }

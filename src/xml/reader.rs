@@ -628,6 +628,29 @@ fn utf8(b: &[u8]) -> Result<String, ParseError> {
         .map_err(|e| ParseError::NotWellFormed(e.to_string()))
 }
 
+/// Parse one element from a string (stored stanzas, tests), with `jabber:client` as the
+/// default namespace and the same restricted-XML rules as the stream.
+pub fn parse_element(xml: &str) -> Result<Element, ParseError> {
+    let doc = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>{xml}"
+    );
+    let limits = ReaderLimits {
+        max_stanza: doc.len() + 1,
+        max_depth: 64,
+    };
+    let mut r = XmlReader::new(doc.as_bytes(), limits);
+    let parse = async {
+        r.next().await?;
+        match r.next().await? {
+            StreamEvent::Element(e) => Ok(e),
+            _ => Err(ParseError::NotWellFormed("no element".into())),
+        }
+    };
+    // Reading from memory never waits, so one poll completes the future.
+    futures_util::FutureExt::now_or_never(parse)
+        .unwrap_or_else(|| Err(ParseError::NotWellFormed("incomplete element".into())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,27 +705,4 @@ mod tests {
             ParseError::NotWellFormed(_)
         ));
     }
-}
-
-/// Parse one element from a string (stored stanzas, tests), with `jabber:client` as the
-/// default namespace and the same restricted-XML rules as the stream.
-pub fn parse_element(xml: &str) -> Result<Element, ParseError> {
-    let doc = format!(
-        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>{xml}"
-    );
-    let limits = ReaderLimits {
-        max_stanza: doc.len() + 1,
-        max_depth: 64,
-    };
-    let mut r = XmlReader::new(doc.as_bytes(), limits);
-    let parse = async {
-        r.next().await?;
-        match r.next().await? {
-            StreamEvent::Element(e) => Ok(e),
-            _ => Err(ParseError::NotWellFormed("no element".into())),
-        }
-    };
-    // Reading from memory never waits, so one poll completes the future.
-    futures_util::FutureExt::now_or_never(parse)
-        .unwrap_or_else(|| Err(ParseError::NotWellFormed("incomplete element".into())))
 }

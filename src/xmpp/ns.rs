@@ -24,3 +24,7 @@ pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub const PING: &str = "urn:xmpp:ping";
 pub const VERSION: &str = "jabber:iq:version";
 pub const TIME: &str = "urn:xmpp:time";
+/// RFC 6121 rosters.
+pub const ROSTER: &str = "jabber:iq:roster";
+/// XEP-0191: Blocking Command.
+pub const BLOCKING: &str = "urn:xmpp:blocking";

@@ -1,0 +1,260 @@
+//! The connection's side of rosters, subscriptions and blocking: roster and block-list IQs
+//! (RFC 6121 §2, XEP-0237, XEP-0191), outbound subscription stanzas, pushes, and the filter
+//! that keeps stanzas from blocked JIDs away from the user.
+
+use std::sync::atomic::Ordering;
+
+use actix::prelude::*;
+
+use super::Connection;
+use crate::actors::messages::*;
+use crate::actors::router::blocks;
+use crate::roster::{self, SubKind};
+use crate::xml::Element;
+use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, Jid, StanzaError};
+
+use crate::xmpp::ns::BLOCKING;
+/// XEP-0191 error namespace.
+const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+
+/// XEP-0191 §3.5: the answer to a stanza the user sent to a blocked JID: `not-acceptable`
+/// with `<blocked xmlns='urn:xmpp:blocking:errors'/>`.
+pub fn blocked_reply(stanza: &Element) -> Option<Element> {
+    let mut reply = error_reply(stanza, &StanzaError::new(Condition::NotAcceptable))?;
+    if let Some(err) = reply.get_child_mut("error", ns::CLIENT) {
+        err.children.push(crate::xml::Node::Element(Element::new(
+            "blocked",
+            BLOCKING_ERRORS,
+        )));
+    }
+    Some(reply)
+}
+
+impl Connection {
+    /// Roster and block-list IQs addressed to the server or the user's own bare JID; `false`
+    /// when the IQ is something else.
+    pub(super) fn roster_iq(&mut self, iq: &Element, ctx: &mut Context<Self>) -> bool {
+        let Some(payload) = iq.elements().next() else {
+            return false;
+        };
+        let get = match iq.get_attr("type") {
+            Some("get") => true,
+            Some("set") => false,
+            _ => return false,
+        };
+        if iq.elements().count() != 1 || iq.get_attr("id").is_none() {
+            return false;
+        }
+        match (payload.ns.as_str(), payload.name.as_str(), get) {
+            (roster::NS, "query", true) => {
+                self.roster_get(iq.clone(), payload.get_attr("ver").map(str::to_owned), ctx)
+            }
+            (roster::NS, "query", false) => match roster::parse_set(payload) {
+                Ok(req) => {
+                    let fut = self.router.roster.set.send(RosterSet {
+                        user: self.bare.clone(),
+                        req,
+                    });
+                    self.answer(iq.clone(), fut, |()| None, ctx);
+                }
+                Err(e) => self.reply(iq, e, ctx),
+            },
+            (BLOCKING, "blocklist", true) => {
+                self.blocklist_wanted = true;
+                let fut = self.router.roster.block_get.send(BlockGet {
+                    user: self.bare.clone(),
+                });
+                self.answer(
+                    iq.clone(),
+                    fut,
+                    |jids: Vec<String>| Some(items(Element::new("blocklist", BLOCKING), &jids)),
+                    ctx,
+                );
+            }
+            (BLOCKING, "block" | "unblock", false) => {
+                let block = payload.name == "block";
+                let mut jids = Vec::new();
+                for item in payload.elements().filter(|e| e.is("item", BLOCKING)) {
+                    match item.get_attr("jid").map(Jid::new) {
+                        Some(Ok(j)) => jids.push(j.to_string()),
+                        _ => {
+                            self.reply(iq, StanzaError::new(Condition::JidMalformed), ctx);
+                            return true;
+                        }
+                    }
+                }
+                if block && jids.is_empty() {
+                    self.reply(
+                        iq,
+                        StanzaError::new(Condition::BadRequest).with_text("nothing to block"),
+                        ctx,
+                    );
+                    return true;
+                }
+                let fut = self.router.roster.block_set.send(BlockSet {
+                    user: self.bare.clone(),
+                    jids,
+                    block,
+                });
+                self.answer(iq.clone(), fut, |()| None, ctx);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Answer `iq` when the roster store replies: a result with `payload(value)`, or the error.
+    fn answer<T: 'static>(
+        &mut self,
+        iq: Element,
+        fut: impl std::future::Future<Output = Result<Result<T, StanzaError>, MailboxError>> + 'static,
+        payload: impl FnOnce(T) -> Option<Element> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(v)) => act.send(&iq_result(&iq, payload(v)), ctx),
+            Ok(Err(e)) => act.reply(&iq, e, ctx),
+            Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
+        }));
+    }
+
+    fn roster_get(&mut self, iq: Element, ver: Option<String>, ctx: &mut Context<Self>) {
+        self.roster_wanted = true;
+        let fut = self.router.roster.get.send(RosterGet {
+            user: self.bare.clone(),
+            ver,
+        });
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Ok(RosterReply::Full { items, ver })) => {
+                let mut q = Element::new("query", roster::NS).attr("ver", ver);
+                q.children
+                    .extend(items.into_iter().map(crate::xml::Node::Element));
+                act.send(&iq_result(&iq, Some(q)), ctx);
+            }
+            Ok(Ok(RosterReply::Delta { pushes, ver })) => {
+                // XEP-0237 §2.3: an empty result, then the changes as pushes.
+                act.send(&iq_result(&iq, None), ctx);
+                for item in pushes {
+                    act.push_item(item, ver.clone(), ctx);
+                }
+            }
+            Ok(Err(e)) => act.reply(&iq, e, ctx),
+            Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
+        }));
+    }
+
+    fn push_item(&mut self, item: Element, ver: String, ctx: &mut Context<Self>) {
+        let Some(full) = &self.jid else { return };
+        let push = Element::new("iq", ns::CLIENT)
+            .attr("type", "set")
+            .attr("id", format!("push-{}", random_id(6)))
+            .attr("to", full.as_str())
+            .child(
+                Element::new("query", roster::NS)
+                    .attr("ver", ver)
+                    .child(item),
+            );
+        self.send(&push, ctx);
+    }
+
+    /// A roster push from the store: keep our view of the subscriptions, tell the client.
+    pub(super) fn roster_push(&mut self, item: Element, ver: String, ctx: &mut Context<Self>) {
+        if let Some(jid) = item.get_attr("jid") {
+            match item.get_attr("subscription") {
+                Some("to" | "both") => {
+                    self.subscriptions.insert(jid.to_owned());
+                }
+                _ => {
+                    self.subscriptions.remove(jid);
+                }
+            }
+        }
+        if self.roster_wanted {
+            self.push_item(item, ver, ctx);
+        }
+    }
+
+    /// A block-list change: keep our copy, tell the client if it asked for the list.
+    pub(super) fn block_push(&mut self, jids: Vec<String>, blocked: bool, ctx: &mut Context<Self>) {
+        for j in &jids {
+            if blocked {
+                self.blocked.insert(j.clone());
+            } else {
+                self.blocked.remove(j);
+            }
+        }
+        if !self.blocklist_wanted {
+            return;
+        }
+        let Some(full) = &self.jid else { return };
+        let name = if blocked { "block" } else { "unblock" };
+        let push = Element::new("iq", ns::CLIENT)
+            .attr("type", "set")
+            .attr("id", format!("push-{}", random_id(6)))
+            .attr("to", full.as_str())
+            .child(items(Element::new(name, BLOCKING), &jids));
+        self.send(&push, ctx);
+    }
+
+    /// RFC 6121 §3: a subscription stanza from the user, to the roster store.
+    pub(super) fn outbound_subscription(
+        &mut self,
+        kind: SubKind,
+        mut el: Element,
+        contact: BareJid,
+    ) {
+        el.set_attr("from", self.bare.as_str());
+        el.set_attr("to", contact.as_str());
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let sent = self.router.roster.outbound.try_send(Outbound {
+            user: self.bare.clone(),
+            contact,
+            kind,
+            stanza: el,
+            inflight: Some(self.inflight.clone()),
+        });
+        if sent.is_err() {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A stanza for the client: anything from a blocked JID stops here (XEP-0191 §3.4).
+    pub(super) fn inbound(&mut self, el: Element, ctx: &mut Context<Self>) {
+        let from = el.get_attr("from").unwrap_or_default();
+        if !self.blocked.is_empty() && blocks(&self.blocked, from) {
+            let answer = match (el.name.as_str(), el.get_attr("type")) {
+                ("message", t) => t != Some("error"),
+                ("iq", Some("get" | "set")) => true,
+                _ => false,
+            };
+            if answer {
+                if let Some(reply) =
+                    error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable))
+                {
+                    if let (Ok(from), Ok(to)) = (
+                        Jid::new(reply.get_attr("from").unwrap_or_default()),
+                        Jid::new(reply.get_attr("to").unwrap_or_default()),
+                    ) {
+                        let _ = self.router.route.try_send(Route {
+                            stanza: reply,
+                            from,
+                            to,
+                            inflight: None,
+                        });
+                    }
+                }
+            }
+            return;
+        }
+        self.send(&el, ctx);
+    }
+}
+
+/// `parent` with one `<item jid='...'/>` per JID.
+fn items(mut parent: Element, jids: &[String]) -> Element {
+    let ns = parent.ns.clone();
+    for j in jids {
+        parent = parent.child(Element::new("item", &ns).attr("jid", j.clone()));
+    }
+    parent
+}
