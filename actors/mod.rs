@@ -77,6 +77,11 @@ impl Running {
         }
     }
 
+    /// The worker, router and storage threads, to stop and join once the system is down.
+    pub fn into_arbiters(self) -> Vec<Arbiter> {
+        self._arbiters
+    }
+
     /// Number of bound sessions.
     pub async fn session_count(&self) -> usize {
         self.router.send(SessionCount).await.unwrap_or(0)

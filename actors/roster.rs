@@ -358,9 +358,18 @@ impl Handler<Inbound> for RosterStore {
             stanza.set_attr("from", contact.as_str());
             stanza.set_attr("to", msg.user.as_str());
             self.router.deliver.do_send(DeliverAvailable {
-                to: msg.user,
+                to: msg.user.clone(),
                 stanza,
             });
+        }
+        if msg.kind == SubKind::Subscribed && outcome.changed && item.to {
+            // §3.1.5: now the user may see the contact: ask for its current presence, after
+            // the `subscribed` itself has been delivered.
+            let probe = Element::new("presence", ns::CLIENT)
+                .attr("from", msg.user.as_str())
+                .attr("to", contact.as_str())
+                .attr("type", "probe");
+            self.route(probe, &msg.user, &contact, None);
         }
     }
 }

@@ -645,13 +645,9 @@ impl Handler<SubscriptionChanged> for Router {
             })
             .collect();
         if msg.subscriber {
+            // The new subscriber's server probes for the current presence (roster store,
+            // inbound `subscribed`), so it arrives after the `subscribed` itself.
             state.subscribers.insert(msg.contact.clone());
-            // §3.1.5: the new subscriber gets the user's current presence.
-            for (full, p) in sessions {
-                if let Some(p) = p {
-                    self.send_presence(p, &full, &msg.contact);
-                }
-            }
         } else {
             state.subscribers.remove(&msg.contact);
             // §3.2.2 / §3.3.3: the former subscriber sees the user go unavailable.

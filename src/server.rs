@@ -46,19 +46,26 @@ impl ServerThread {
             .name("kleiber-main".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                system.block_on(async move {
+                let arbiters = system.block_on(async move {
                     let running = match actors::start(s.clone()).await {
                         Ok(r) => r,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
-                            return;
+                            return Vec::new();
                         }
                     };
                     let _ = ready_tx.send(Ok(running.listeners.clone()));
                     let _ = stop_rx.await;
                     running.shutdown(&s).await;
                     actix_rt::System::current().stop();
+                    running.into_arbiters()
                 });
+                // Every actor (and its handle on the database) is gone when stop() returns,
+                // so the data directory can be opened again at once.
+                for a in arbiters {
+                    a.stop();
+                    let _ = a.join();
+                }
             })
             .map_err(|e| StartError(format!("cannot start thread: {e}")))?;
         let listeners = ready_rx

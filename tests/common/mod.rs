@@ -63,6 +63,8 @@ impl TestServer {
     }
 
     pub fn start_in(dir: tempfile::TempDir, cfg: Config) -> TestServer {
+        // RUST_LOG=debug shows the server's log in failing tests.
+        let _ = env_logger::builder().is_test(true).try_init();
         let server = ServerThread::start(cfg).expect("server starts");
         TestServer {
             starttls: server.addr(ListenerKind::StartTls).unwrap(),
