@@ -43,10 +43,6 @@ fn is_presence(e: &Element) -> bool {
     e.name == "presence"
 }
 
-fn any(_: &Element) -> bool {
-    true
-}
-
 async fn roster_get(c: &mut Client, ver: Option<&str>) -> Element {
     let v = ver.map(|v| format!(" ver='{v}'")).unwrap_or_default();
     c.send(&format!(
