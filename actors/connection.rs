@@ -305,6 +305,15 @@ impl Connection {
                         self.inflight.fetch_sub(1, Ordering::AcqRel);
                     }
                     if initial {
+                        // XEP-0160: messages that arrived while the user was away.
+                        let take = self.router.take_offline.send(TakeOffline {
+                            user: self.bare.clone(),
+                        });
+                        ctx.spawn(take.into_actor(self).map(|res, act, ctx| {
+                            for m in res.unwrap_or_default() {
+                                act.inbound(m, ctx);
+                            }
+                        }));
                         // RFC 6121 §3.1.3: requests that arrived while the user was away.
                         for contact in std::mem::take(&mut self.pending_in) {
                             let p = Element::new("presence", ns::CLIENT)

@@ -116,6 +116,14 @@ pub struct Offline {
     pub to: BareJid,
 }
 
+/// Connection -> Spool: hand over (and delete) the user's offline messages, oldest first,
+/// each with its XEP-0203 `<delay/>`.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<Element>")]
+pub struct TakeOffline {
+    pub user: BareJid,
+}
+
 /// Anyone -> Scheduler: record a failed delivery (who -> whom, why; never content).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -270,4 +278,6 @@ pub struct RouterHandle {
     pub directory: super::router::SessionDirectory,
     /// The roster store (rosters, subscriptions, block lists).
     pub roster: RosterHandle,
+    /// The offline spool, to collect messages at initial presence.
+    pub take_offline: Recipient<TakeOffline>,
 }

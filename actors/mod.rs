@@ -142,11 +142,11 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
             };
             let router = Router::new(
                 shared.config.hosts.keys().cloned(),
-                spool.recipient(),
+                spool.clone().recipient(),
                 scheduler.recipient(),
                 roster.recipient(),
             );
-            let handle = router.handle(&addr, roster_handle);
+            let handle = router.handle(&addr, roster_handle, spool.clone().recipient());
             let addr = ctx.run(router);
             let _ = tx.send((addr, handle));
         });

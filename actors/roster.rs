@@ -74,16 +74,22 @@ impl RosterStore {
     }
 
     /// Store `item` for `contact`; when it is (or was) on the roster, version it and push it.
+    /// `before` is the item as the client last saw it (None: not on the roster); a change the
+    /// client cannot see (a pending inbound request) is stored without a push (§3.1.3).
     fn save(
         &self,
         user: &BareJid,
         contact: &str,
         mut item: Item,
-        was_in_roster: bool,
+        before: Option<&Item>,
     ) -> Result<(), StoreError> {
         let (d, u) = parts(user);
-        let removal = was_in_roster && !item.in_roster;
-        if item.in_roster || removal {
+        let removal = before.is_some() && !item.in_roster;
+        let visible_change = match before {
+            Some(b) => b.to_element(contact) != item.to_element(contact),
+            None => item.in_roster,
+        };
+        if (item.in_roster && visible_change) || removal {
             item.ver = self.bump(user, removal)?;
             let mut el = item.to_element(contact);
             if removal {
@@ -200,6 +206,7 @@ impl Handler<RosterSet> for RosterStore {
                     .get(d, u, &jid)
                     .map_err(internal)?
                     .unwrap_or_default();
+                let before = item.in_roster.then(|| item.clone());
                 let was = item.in_roster;
                 if !was && self.roster_full(&user).map_err(internal)? {
                     return Err(
@@ -209,10 +216,11 @@ impl Handler<RosterSet> for RosterStore {
                 item.in_roster = true;
                 item.name = name;
                 item.groups = groups;
-                self.save(&user, &jid, item, was).map_err(internal)
+                self.save(&user, &jid, item, before.as_ref())
+                    .map_err(internal)
             }
             SetRequest::Remove { jid } => {
-                let Some(mut item) = self
+                let Some(item) = self
                     .rosters()
                     .get(d, u, &jid)
                     .map_err(internal)?
@@ -244,11 +252,12 @@ impl Handler<RosterSet> for RosterStore {
                         subscriber: false,
                     });
                 }
-                item = Item {
+                let removed = Item {
                     ver: item.ver,
                     ..Item::default()
                 };
-                self.save(&user, &jid, item, true).map_err(internal)
+                self.save(&user, &jid, removed, Some(&item))
+                    .map_err(internal)
             }
         }
     }
@@ -263,9 +272,9 @@ impl Handler<Outbound> for RosterStore {
             Ok(i) => i.unwrap_or_default(),
             Err(e) => return log::error!("roster storage failure: {e}"),
         };
-        let was = item.in_roster;
+        let before = item.in_roster.then(|| item.clone());
         let was_from = item.from;
-        if !was && matches!(msg.kind, SubKind::Subscribe | SubKind::Subscribed) {
+        if before.is_none() && matches!(msg.kind, SubKind::Subscribe | SubKind::Subscribed) {
             match self.roster_full(&msg.user) {
                 Ok(false) => {}
                 _ => {
@@ -287,7 +296,7 @@ impl Handler<Outbound> for RosterStore {
         }
         let outcome = roster::outbound(&mut item, msg.kind);
         if outcome.changed {
-            if let Err(e) = self.save(&msg.user, &contact, item.clone(), was) {
+            if let Err(e) = self.save(&msg.user, &contact, item.clone(), before.as_ref()) {
                 return log::error!("roster storage failure: {e}");
             }
         }
@@ -329,11 +338,11 @@ impl Handler<Inbound> for RosterStore {
                 return;
             }
         }
-        let was = item.in_roster;
+        let before = item.in_roster.then(|| item.clone());
         let was_from = item.from;
         let outcome = roster::inbound(&mut item, msg.kind);
         if outcome.changed {
-            if let Err(e) = self.save(&msg.user, &contact, item.clone(), was) {
+            if let Err(e) = self.save(&msg.user, &contact, item.clone(), before.as_ref()) {
                 return log::error!("roster storage failure: {e}");
             }
         }

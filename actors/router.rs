@@ -162,12 +162,11 @@ impl SessionDirectory {
             return Err(stanza);
         };
         match map.get(full) {
-            Some((_, r)) => r.try_send(ToSession::Stanza(stanza)).map_err(|e| match e {
-                SendError::Full(ToSession::Stanza(el))
-                | SendError::Closed(ToSession::Stanza(el)) => el,
-                _ => unreachable!("we sent a stanza"),
-            }),
-            None => Err(stanza),
+            Some((_, r)) if r.connected() => {
+                r.do_send(ToSession::Stanza(stanza));
+                Ok(())
+            }
+            _ => Err(stanza),
         }
     }
 
@@ -229,8 +228,14 @@ impl Router {
     }
 
     /// The handle connections use.
-    pub fn handle(&self, addr: &Addr<Router>, roster: RosterHandle) -> RouterHandle {
+    pub fn handle(
+        &self,
+        addr: &Addr<Router>,
+        roster: RosterHandle,
+        take_offline: Recipient<TakeOffline>,
+    ) -> RouterHandle {
         RouterHandle {
+            take_offline,
             directory: self.directory.clone(),
             roster,
             route: addr.clone().recipient(),
@@ -271,7 +276,7 @@ impl Router {
             .iter()
             .find(|s| s.resource == to.resource().as_str())
         {
-            let _ = s.recipient.try_send(ToSession::Stanza(stanza));
+            s.recipient.do_send(ToSession::Stanza(stanza));
         }
     }
 
@@ -320,7 +325,7 @@ impl Router {
             return;
         };
         for s in state.sessions.iter().filter(|s| s.priority.is_some()) {
-            let _ = s.recipient.try_send(ToSession::Stanza(stanza.clone()));
+            s.recipient.do_send(ToSession::Stanza(stanza.clone()));
         }
     }
 
@@ -420,11 +425,18 @@ impl Router {
                         .and_then(|st| st.sessions.iter().find(|s| &s.resource == r))
                         .map(|s| s.recipient.clone());
                     if let Some(rcpt) = target {
-                        if let Err(SendError::Full(ToSession::Stanza(el)))
-                        | Err(SendError::Closed(ToSession::Stanza(el))) =
-                            rcpt.try_send(ToSession::Stanza(copy))
-                        {
-                            self.bounce(&el, Condition::ResourceConstraint, "recipient queue full");
+                        // do_send: a session's backlog is bounded in bytes by the connection
+                        // itself (limits.max_outbound_queue_bytes), which drops a client that
+                        // does not read; refusing here would lose stanzas of healthy sessions
+                        // that are merely busy.
+                        if rcpt.connected() {
+                            rcpt.do_send(ToSession::Stanza(copy));
+                        } else if copy.name == "message" {
+                            // The session is closing: as if it were gone (row 5).
+                            self.spool.do_send(Offline {
+                                stanza: copy,
+                                to: bare.clone(),
+                            });
                         }
                     }
                 }
@@ -476,7 +488,7 @@ impl Router {
                     for o in state.sessions.iter().filter(|o| o.priority.is_some()) {
                         let mut c = own.clone();
                         c.set_attr("to", format!("{bare}/{}", o.resource));
-                        let _ = o.recipient.try_send(ToSession::Stanza(c));
+                        o.recipient.do_send(ToSession::Stanza(c));
                     }
                 }
             } else {
@@ -594,7 +606,7 @@ impl Handler<SetPresence> for Router {
         {
             let mut p = msg.stanza.clone();
             p.set_attr("to", format!("{}/{}", bare, s.resource));
-            let _ = s.recipient.try_send(ToSession::Stanza(p));
+            s.recipient.do_send(ToSession::Stanza(p));
         }
         if msg.priority.is_some() || was_available {
             self.broadcast(&msg.jid, &msg.stanza, directed);
@@ -616,9 +628,8 @@ impl Handler<RosterPush> for Router {
             return;
         };
         for s in &state.sessions {
-            let _ = s
-                .recipient
-                .try_send(ToSession::RosterPush(msg.item.clone(), msg.ver.clone()));
+            s.recipient
+                .do_send(ToSession::RosterPush(msg.item.clone(), msg.ver.clone()));
         }
     }
 }
@@ -676,9 +687,8 @@ impl Handler<BlockChanged> for Router {
             }
         }
         for s in &state.sessions {
-            let _ = s
-                .recipient
-                .try_send(ToSession::BlockPush(msg.jids.clone(), msg.blocked));
+            s.recipient
+                .do_send(ToSession::BlockPush(msg.jids.clone(), msg.blocked));
             if msg.blocked && s.presence.is_some() {
                 if let Ok(full) = msg.user.with_resource_str(&s.resource) {
                     newly_blocked_seen.push(full);

@@ -1,9 +1,12 @@
-//! The offline spool: stanzas for local users who have no available session.
+//! The offline spool (XEP-0160): messages for local users who have no available session.
 //!
-//! Today it answers for the router what needs the disk: whether the account exists. Every
-//! stanza it receives is bounced with `service-unavailable` and logged as `recipient offline`
-//! or `no such user`. Storing `chat`/`normal` messages for delivery at the next login
-//! (XEP-0160) plugs in here (issue #4) without changing the router.
+//! The router hands over what it could not deliver; the spool, the only writer of the
+//! `offline` trees, finds out whether the account exists (the router never touches disk),
+//! keeps `normal` and `chat` messages within the per-user quota, and bounces everything else
+//! with `service-unavailable` and a delivery-error log line (no content). At the user's next
+//! initial presence the connection takes the messages, oldest first, and they are deleted.
+//! Durability comes from the store's flush window (`storage.flush_window_ms`): sled commits
+//! all writes of a window with one fsync, and shutdown flushes.
 
 use std::sync::Arc;
 
@@ -11,13 +14,20 @@ use actix::prelude::*;
 
 use super::messages::*;
 use crate::shared::Shared;
-use crate::xmpp::{error_reply, Condition, Jid, StanzaError};
+use crate::xml::{parse_element, Element};
+use crate::xmpp::{error_reply, ns, BareJid, Condition, Jid, StanzaError};
 
 /// The spool actor.
 pub struct Spool {
     shared: Arc<Shared>,
     router: Recipient<Route>,
     scheduler: Recipient<LogDeliveryError>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Spool {
@@ -32,38 +42,16 @@ impl Spool {
             scheduler,
         }
     }
-}
 
-impl Actor for Spool {
-    type Context = Context<Self>;
-}
-
-impl Handler<Offline> for Spool {
-    type Result = ();
-    fn handle(&mut self, msg: Offline, _: &mut Context<Self>) {
-        let user = msg.to.node().map(|n| n.as_str()).unwrap_or_default();
-        let exists = self
-            .shared
-            .store
-            .accounts
-            .exists(msg.to.domain().as_str(), user)
-            .unwrap_or(false);
-        let reason = if exists {
-            "recipient offline"
-        } else {
-            "no such user"
-        };
-        let from = msg.stanza.get_attr("from").unwrap_or_default().to_owned();
-        let Some(reply) = error_reply(
-            &msg.stanza,
-            &StanzaError::new(Condition::ServiceUnavailable),
-        ) else {
+    fn bounce(&self, stanza: &Element, to: &BareJid, cond: Condition, reason: &str) {
+        let from = stanza.get_attr("from").unwrap_or_default().to_owned();
+        let Some(reply) = error_reply(stanza, &StanzaError::new(cond)) else {
             return;
         };
         self.scheduler.do_send(LogDeliveryError {
             from: from.clone(),
-            to: msg.to.to_string(),
-            reason: format!("service-unavailable: {reason}"),
+            to: to.to_string(),
+            reason: format!("{cond}: {reason}"),
         });
         let (Ok(from_jid), Ok(to_jid)) = (
             Jid::new(&from),
@@ -77,5 +65,88 @@ impl Handler<Offline> for Spool {
             to: from_jid,
             inflight: None,
         });
+    }
+
+    /// Keep the message if the account exists, the type qualifies and the quota allows.
+    fn store(&self, stanza: &Element, to: &BareJid) -> Result<(), (Condition, &'static str)> {
+        let (domain, user) = (
+            to.domain().as_str(),
+            to.node().map(|n| n.as_str()).unwrap_or_default(),
+        );
+        let store = &self.shared.store;
+        if !store.accounts.exists(domain, user).unwrap_or(false) {
+            return Err((Condition::ServiceUnavailable, "no such user"));
+        }
+        // XEP-0160 §3: only normal and chat messages are stored.
+        let storable = stanza.name == "message"
+            && matches!(stanza.get_attr("type"), None | Some("normal" | "chat"));
+        let cfg = &self.shared.config.offline;
+        if !storable || cfg.max_messages_per_user == 0 {
+            return Err((Condition::ServiceUnavailable, "recipient offline"));
+        }
+        let xml = stanza.to_xml(ns::CLIENT);
+        let usage = store.offline.usage(domain, user).map_err(|e| {
+            log::error!("offline storage failure: {e}");
+            (Condition::InternalServerError, "storage failure")
+        })?;
+        if usage.count + 1 > cfg.max_messages_per_user
+            || usage.bytes + xml.len() as u64 > cfg.max_bytes_per_user
+        {
+            return Err((Condition::ServiceUnavailable, "offline storage full"));
+        }
+        store
+            .offline
+            .push(domain, user, now_ms(), xml)
+            .map_err(|e| {
+                log::error!("offline storage failure: {e}");
+                (Condition::InternalServerError, "storage failure")
+            })
+    }
+}
+
+impl Actor for Spool {
+    type Context = Context<Self>;
+}
+
+impl Handler<Offline> for Spool {
+    type Result = ();
+    fn handle(&mut self, msg: Offline, _: &mut Context<Self>) {
+        if let Err((cond, reason)) = self.store(&msg.stanza, &msg.to) {
+            self.bounce(&msg.stanza, &msg.to, cond, reason);
+        }
+    }
+}
+
+impl Handler<TakeOffline> for Spool {
+    type Result = Vec<Element>;
+    fn handle(&mut self, msg: TakeOffline, _: &mut Context<Self>) -> Vec<Element> {
+        let (domain, user) = (
+            msg.user.domain().as_str(),
+            msg.user.node().map(|n| n.as_str()).unwrap_or_default(),
+        );
+        let stored = match self.shared.store.offline.take_all(domain, user) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("offline storage failure: {e}");
+                return Vec::new();
+            }
+        };
+        stored
+            .into_iter()
+            .filter_map(|rec| {
+                let mut el = parse_element(&rec.xml).ok()?;
+                // XEP-0203: when the server received it.
+                let stamp = chrono::DateTime::from_timestamp_millis(rec.ts_ms as i64)?
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string();
+                el.children.push(crate::xml::Node::Element(
+                    Element::new("delay", "urn:xmpp:delay")
+                        .attr("from", domain)
+                        .attr("stamp", stamp)
+                        .text("Offline Storage"),
+                ));
+                Some(el)
+            })
+            .collect()
     }
 }

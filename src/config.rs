@@ -26,6 +26,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub delivery_errors: DeliveryErrorsConfig,
+    pub storage: StorageConfig,
+    pub offline: OfflineConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
 }
@@ -95,6 +97,41 @@ pub struct DeliveryErrorsConfig {
     pub retention_days: u64,
 }
 
+/// The database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Milliseconds within which an accepted write reaches the disk (one fsync per window).
+    pub flush_window_ms: u64,
+}
+
+/// Messages kept for offline users (XEP-0160).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Most messages kept per user.
+    pub max_messages_per_user: u64,
+    /// Most bytes kept per user.
+    pub max_bytes_per_user: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            flush_window_ms: 200,
+        }
+    }
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig {
+            max_messages_per_user: 500,
+            max_bytes_per_user: 2 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let mut hosts = BTreeMap::new();
@@ -107,6 +144,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             delivery_errors: DeliveryErrorsConfig::default(),
+            storage: StorageConfig::default(),
+            offline: OfflineConfig::default(),
             workers: 0,
         }
     }
@@ -261,6 +300,20 @@ impl Config {
         }
         if l.max_roster_items == 0 {
             return Err(err("limits.max_roster_items", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.storage.flush_window_ms) {
+            return Err(err(
+                "storage.flush_window_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.offline.max_bytes_per_user < l.max_stanza_bytes as u64
+            && self.offline.max_messages_per_user > 0
+        {
+            return Err(err(
+                "offline.max_bytes_per_user",
+                "must be at least limits.max_stanza_bytes (or set offline.max_messages_per_user = 0)",
+            ));
         }
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));

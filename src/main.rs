@@ -215,7 +215,7 @@ fn atty_stdin() -> bool {
 }
 
 fn open_store(config: &Config) -> Result<Store, String> {
-    Store::open(&config.data_dir).map_err(|e| e.to_string())
+    Store::open_with(&config.data_dir, config.storage.flush_window_ms).map_err(|e| e.to_string())
 }
 
 fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {

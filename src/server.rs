@@ -36,7 +36,8 @@ impl std::error::Error for StartError {}
 impl ServerThread {
     /// Open the store, build TLS and start everything; returns once the listeners are bound.
     pub fn start(config: Config) -> Result<ServerThread, StartError> {
-        let store = Store::open(&config.data_dir).map_err(|e| StartError(e.to_string()))?;
+        let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
+            .map_err(|e| StartError(e.to_string()))?;
         let tls = TlsAcceptor::from_config(&config).map_err(|e| StartError(e.to_string()))?;
         let shared = Shared::new(config, store, tls);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -521,3 +521,42 @@ async fn deleting_an_account_unsubscribes_its_contacts() {
     );
     let _ = r;
 }
+
+/// A burst of subscription requests (as a client adding a whole address book does) loses
+/// nothing: every contact ends up with the pending request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_subscriptions_loses_nothing() {
+    let s = TestServer::start();
+    s.add_user("romeo", "pw");
+    for i in 0..60 {
+        s.add_user(&format!("c{i}"), "pw");
+    }
+    let mut r = s.online("romeo", "orchard").await;
+    let batch: String = (0..60)
+        .map(|i| format!("<presence to='c{i}@localhost' type='subscribe'/>"))
+        .collect();
+    r.send(&batch).await;
+    let got = items(&roster_get(&mut r, None).await);
+    // The roster get is answered after the store handled every earlier request.
+    assert_eq!(got.len(), 60);
+    assert!(got
+        .iter()
+        .all(|(_, sub, ask)| sub == "none" && ask.as_deref() == Some("subscribe")));
+    for _ in 0..200 {
+        let pending = (0..60)
+            .filter(|i| {
+                s.shared()
+                    .store
+                    .rosters
+                    .get("localhost", &format!("c{i}"), "romeo@localhost")
+                    .unwrap()
+                    .is_some_and(|it| it.pending_in)
+            })
+            .count();
+        if pending == 60 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("not every contact got the request");
+}

@@ -206,16 +206,13 @@ impl Connection {
         el.set_attr("from", self.bare.as_str());
         el.set_attr("to", contact.as_str());
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        let sent = self.router.roster.outbound.try_send(Outbound {
+        self.router.roster.outbound.do_send(Outbound {
             user: self.bare.clone(),
             contact,
             kind,
             stanza: el,
             inflight: Some(self.inflight.clone()),
         });
-        if sent.is_err() {
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 
     /// A stanza for the client: anything from a blocked JID stops here (XEP-0191 §3.4).

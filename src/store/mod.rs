@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod delivery_errors;
+pub mod offline;
 pub mod roster;
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use accounts::{AccountRecord, Accounts, Credential};
 pub use delivery_errors::{DeliveryError, DeliveryErrors};
+pub use offline::Offline;
 pub use roster::{RosterMeta, Rosters};
 
 /// The schema version written into the `meta` tree.
@@ -56,18 +58,25 @@ pub struct Store {
     pub accounts: Accounts,
     pub delivery_errors: DeliveryErrors,
     pub rosters: Rosters,
+    pub offline: Offline,
 }
 
 impl Store {
-    /// Open (or create) the database in `dir/db`.
+    /// Open (or create) the database in `dir/db`, flushing to disk every 200 ms.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(dir, 200)
+    }
+
+    /// Open with a flush window: writes are durable at most `flush_ms` after they were made
+    /// (sled's background group commit: one fsync per window, not one per write).
+    pub fn open_with(dir: &Path, flush_ms: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("db");
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(Some(500))
+            .flush_every_ms(Some(flush_ms.max(1)))
             .open()
             .map_err(|e| {
                 if e.to_string().contains("could not acquire lock") {
@@ -100,6 +109,11 @@ impl Store {
         Ok(Store {
             accounts: Accounts::new(db.open_tree("accounts")?),
             delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
+            offline: Offline::new(
+                db.clone(),
+                db.open_tree("offline")?,
+                db.open_tree("offline_meta")?,
+            ),
             rosters: Rosters::new(
                 db.open_tree("roster")?,
                 db.open_tree("roster_meta")?,
@@ -119,6 +133,7 @@ impl Store {
     pub fn delete_account(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
         let existed = self.accounts.remove(domain, user)?;
         self.rosters.remove_account(domain, user)?;
+        self.offline.remove_account(domain, user)?;
         self.flush()?;
         Ok(existed)
     }

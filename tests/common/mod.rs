@@ -744,3 +744,91 @@ pub async fn try_tls_connect(tcp: TcpStream, alpn: Option<&[u8]>) -> Result<Tls,
         Err(_) => Err("TLS handshake timed out".into()),
     }
 }
+
+/// The real `kleiber` binary, started on random loopback ports with `extra` appended to its
+/// config, its log lines collected.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub starttls: SocketAddr,
+    pub direct: SocketAddr,
+    pub log: std::sync::mpsc::Receiver<String>,
+    pub lines: Vec<String>,
+}
+
+impl Binary {
+    pub fn start(data: &std::path::Path, extra: &str, rust_log: &str) -> Binary {
+        use std::io::BufRead;
+        let cfg = data.with_extension("toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n{extra}\n",
+                data
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", rust_log)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut ports = Vec::new();
+        let mut lines = Vec::new();
+        while ports.len() < 2 {
+            let line = rx.recv_timeout(WAIT).expect("server starts");
+            if let Some(rest) = line.split("listening for clients on ").nth(1) {
+                ports.push(rest.split(' ').next().unwrap().parse().unwrap());
+            }
+            lines.push(line);
+        }
+        Binary {
+            child,
+            starttls: ports[0],
+            direct: ports[1],
+            log: rx,
+            lines,
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Binary {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Binary {
+    /// SIGTERM and wait; returns every log line.
+    pub fn stop(mut self) -> Vec<String> {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(2)) {
+            self.lines.push(line);
+        }
+        std::mem::take(&mut self.lines)
+    }
+}
