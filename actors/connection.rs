@@ -209,6 +209,13 @@ impl Connection {
         {
             return;
         }
+        if kind == StanzaKind::Iq {
+            if let Some(reply) =
+                services::client_data_iq(&self.shared, &self.bare, to.as_ref(), &el)
+            {
+                return self.send(&reply, ctx);
+            }
+        }
         match &to {
             None => self.for_server(kind, el, &self.host.clone(), ctx),
             Some(t)
@@ -509,6 +516,15 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // XEP-0012: the last-activity time is one of the few things kept per account.
+        let (shared, host, user) = (self.shared.clone(), self.host.clone(), self.user.clone());
+        tokio::task::spawn_blocking(move || {
+            let now = crate::store::now_secs();
+            let _ = shared
+                .store
+                .accounts
+                .update(&host, &user, |r| r.last_logout = now);
+        });
         if let Some(jid) = self.jid.take() {
             self.router.unbind.do_send(Unbind {
                 jid: jid.clone(),

@@ -87,6 +87,10 @@ pub struct LimitsConfig {
     pub max_outbound_queue_bytes: usize,
     /// Most contacts on one roster.
     pub max_roster_items: usize,
+    /// Largest vCard (XEP-0054), in bytes.
+    pub max_vcard_bytes: usize,
+    /// Most bytes of private XML storage (XEP-0049) per account.
+    pub max_private_bytes: usize,
 }
 
 /// The delivery-error log (who -> whom, why; never content).
@@ -184,6 +188,8 @@ impl Default for LimitsConfig {
             handshake_timeout_secs: 60,
             max_outbound_queue_bytes: 1024 * 1024,
             max_roster_items: 1000,
+            max_vcard_bytes: 128 * 1024,
+            max_private_bytes: 1024 * 1024,
         }
     }
 }

@@ -6,16 +6,63 @@
 //! [`server_iq`].
 
 pub mod disco;
+pub mod last;
 pub mod ping;
+pub mod private;
 pub mod register;
 pub mod time;
+pub mod vcard;
 pub mod version;
 
+use crate::shared::Shared;
 use crate::xml::Element;
-use crate::xmpp::{error_reply, iq_payload, iq_result, ns, Condition, StanzaError};
+use crate::xmpp::{error_reply, iq_payload, iq_result, ns, BareJid, Condition, Jid, StanzaError};
+
+/// IQs about stored client data (vCard, private storage, last activity) that the server
+/// answers itself: `to` absent (the sender's own account), a local bare JID, or (last
+/// activity) a local domain. `None` when the IQ is something else.
+pub fn client_data_iq(
+    shared: &Shared,
+    requester: &BareJid,
+    to: Option<&Jid>,
+    iq: &Element,
+) -> Option<Element> {
+    let Ok(Some(payload)) = iq_payload(iq) else {
+        return None;
+    };
+    let get = iq.get_attr("type") == Some("get");
+    let target = match to {
+        None => Some(requester.clone()),
+        Some(t) if t.resource().is_some() => return None,
+        Some(t) if t.node().is_none() => None,
+        Some(t) => Some(t.to_bare()),
+    };
+    if let Some(t) = &target {
+        if !shared.is_local(t.domain().as_str()) {
+            return None;
+        }
+    } else if !to.is_some_and(|t| shared.is_local(t.domain().as_str())) {
+        return None;
+    }
+    let answer = match (payload.ns.as_str(), payload.name.as_str(), &target) {
+        (vcard::NS, "vCard", Some(t)) => vcard::handle(shared, requester, t, get, payload),
+        (private::NS, "query", Some(t)) => private::handle(shared, requester, t, get, payload),
+        (last::NS, "query", None) if get => Ok(Some(last::server(shared))),
+        (last::NS, "query", Some(t)) if get => last::account(shared, requester, t),
+        (last::NS, "query", _) => Err(Condition::BadRequest.into()),
+        _ => return None,
+    };
+    Some(match answer {
+        Ok(p) => iq_result(iq, p),
+        Err(e) => error_reply(iq, &e)?,
+    })
+}
 
 /// Features the server advertises in disco#info.
 pub const SERVER_FEATURES: &[&str] = &[
+    last::NS,
+    private::NS,
+    vcard::NS,
     ns::BLOCKING,
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,

@@ -68,6 +68,9 @@ pub struct AccountRecord {
     pub created: u64,
     /// Last successful login, seconds since the epoch (for inactive-account deletion).
     pub last_login: u64,
+    /// Last logout, seconds since the epoch (XEP-0012 last activity); 0 = never.
+    #[serde(default)]
+    pub last_logout: u64,
     /// Password verifiers; never the password.
     pub credentials: Vec<Credential>,
 }
@@ -79,6 +82,7 @@ impl AccountRecord {
             v: RECORD_VERSION,
             created: now,
             last_login: now,
+            last_logout: 0,
             credentials,
         }
     }
@@ -278,7 +282,7 @@ mod tests {
         let s = String::from_utf8(encode(&rec)).unwrap();
         assert_eq!(
             s,
-            r#"{"v":1,"created":5,"last_login":5,"credentials":[{"alg":"bcrypt","hash":"h"}]}"#
+            r#"{"v":1,"created":5,"last_login":5,"last_logout":0,"credentials":[{"alg":"bcrypt","hash":"h"}]}"#
         );
     }
 }

@@ -7,6 +7,7 @@
 //! (which the privacy policy names).
 
 pub mod accounts;
+pub mod client_data;
 pub mod delivery_errors;
 pub mod offline;
 pub mod roster;
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use accounts::{AccountRecord, Accounts, Credential};
+pub use client_data::ClientData;
 pub use delivery_errors::{DeliveryError, DeliveryErrors};
 pub use offline::Offline;
 pub use roster::{RosterMeta, Rosters};
@@ -59,6 +61,7 @@ pub struct Store {
     pub delivery_errors: DeliveryErrors,
     pub rosters: Rosters,
     pub offline: Offline,
+    pub client_data: ClientData,
 }
 
 impl Store {
@@ -109,6 +112,7 @@ impl Store {
         Ok(Store {
             accounts: Accounts::new(db.open_tree("accounts")?),
             delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
+            client_data: ClientData::new(db.open_tree("vcard")?, db.open_tree("private")?),
             offline: Offline::new(
                 db.clone(),
                 db.open_tree("offline")?,
@@ -134,6 +138,7 @@ impl Store {
         let existed = self.accounts.remove(domain, user)?;
         self.rosters.remove_account(domain, user)?;
         self.offline.remove_account(domain, user)?;
+        self.client_data.remove_account(domain, user)?;
         self.flush()?;
         Ok(existed)
     }
