@@ -134,6 +134,14 @@ pub struct LogDeliveryError {
     pub reason: String,
 }
 
+/// Start-up -> Scheduler: the inboxes its jobs need, once they exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WireScheduler {
+    pub delete_roster: Recipient<DeleteRoster>,
+    pub close_account: Recipient<CloseAccount>,
+}
+
 /// Anyone -> Router: how many sessions are bound (for status and tests).
 #[derive(Message, Debug)]
 #[rtype(result = "usize")]

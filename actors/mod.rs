@@ -96,9 +96,8 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     let workers: Vec<Arbiter> = (0..cfg.worker_count()).map(|_| Arbiter::new()).collect();
 
     let scheduler = Scheduler::start_in_arbiter(&store_arbiter.handle(), {
-        let log = shared.store.delivery_errors.clone();
-        let retention = Duration::from_secs(cfg.delivery_errors.retention_days * 86_400);
-        move |_| Scheduler::new(log, retention)
+        let shared = shared.clone();
+        move |_| Scheduler::new(shared)
     });
 
     // The router and the spool know each other: create the router's context first so its
@@ -154,6 +153,10 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     let (router, handle) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
+    scheduler.do_send(messages::WireScheduler {
+        delete_roster: handle.roster.delete.clone(),
+        close_account: handle.close_account.clone(),
+    });
 
     let mut listeners = Vec::new();
     let kinds = cfg

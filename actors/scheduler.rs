@@ -1,46 +1,38 @@
-//! The scheduler: periodic jobs and the delivery-error log.
+//! The scheduler: the delivery-error log and the periodic jobs that keep the privacy policy.
 //!
-//! It is the only writer of the `delivery_errors` tree: each failed delivery becomes one entry
-//! (time, from, to, reason; never content, never an address) and one `info` log line, and
-//! entries older than the retention period are pruned hourly. Inactive-account deletion and
-//! snapshots join here with issue #4.
+//! - The delivery-error log: the only writer of the `delivery_errors` tree; each failed
+//!   delivery becomes one entry (time, from, to, reason; never content, never an address)
+//!   and one `info` log line; entries older than `delivery_errors.retention_days` are pruned
+//!   hourly.
+//! - Inactive accounts: every `accounts.cleanup_interval_hours`, accounts not seen for
+//!   `accounts.delete_inactive_after_days` are deleted with everything stored for them, after
+//!   their contacts were unsubscribed (count at `info`, each JID at `debug`); expired name
+//!   blocks are forgotten.
+//! - Snapshots: every `snapshots.interval_hours` a snapshot of all data is written to the
+//!   snapshot directory (on the blocking pool), and snapshots older than `snapshots.keep_days`
+//!   are deleted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::messages::LogDeliveryError;
-use crate::store::{DeliveryError, DeliveryErrors};
+use super::messages::{CloseAccount, DeleteRoster, LogDeliveryError, WireScheduler};
+use crate::shared::Shared;
+use crate::store::{now_secs, DeliveryError};
+use crate::xmpp::BareJid;
 
 /// How often old delivery-error entries are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The scheduler actor.
 pub struct Scheduler {
-    log: DeliveryErrors,
-    retention: Duration,
+    shared: Arc<Shared>,
     /// Disambiguates entries within one millisecond.
     seq: u32,
-}
-
-impl Scheduler {
-    pub fn new(log: DeliveryErrors, retention: Duration) -> Scheduler {
-        Scheduler {
-            log,
-            retention,
-            seq: 0,
-        }
-    }
-
-    fn prune(&mut self) {
-        let now = now_ms();
-        let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
-        match self.log.prune(cutoff) {
-            Ok(0) => {}
-            Ok(n) => log::info!("scheduler: pruned {n} delivery-error entries"),
-            Err(e) => log::error!("scheduler: pruning the delivery-error log failed: {e}"),
-        }
-    }
+    /// Set by [`WireScheduler`] once the roster store and router exist.
+    delete_roster: Option<Recipient<DeleteRoster>>,
+    close_account: Option<Recipient<CloseAccount>>,
 }
 
 fn now_ms() -> u64 {
@@ -49,12 +41,154 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+impl Scheduler {
+    pub fn new(shared: Arc<Shared>) -> Scheduler {
+        Scheduler {
+            shared,
+            seq: 0,
+            delete_roster: None,
+            close_account: None,
+        }
+    }
+
+    fn prune(&mut self) {
+        let retention = self.shared.config.delivery_errors.retention_days * 86_400_000;
+        let cutoff = now_ms().saturating_sub(retention);
+        match self.shared.store.delivery_errors.prune(cutoff) {
+            Ok(0) => {}
+            Ok(n) => log::info!("scheduler: pruned {n} delivery-error entries"),
+            Err(e) => log::error!("scheduler: pruning the delivery-error log failed: {e}"),
+        }
+    }
+
+    /// Delete accounts unused for longer than the configured age.
+    fn delete_inactive(&mut self, ctx: &mut Context<Self>) {
+        match self.shared.store.prune_tombstones() {
+            Ok(0) | Err(_) => {}
+            Ok(n) => log::debug!("scheduler: {n} name blocks expired"),
+        }
+        let days = self.shared.config.accounts.delete_inactive_after_days;
+        if days == 0 {
+            return;
+        }
+        let cutoff = now_secs().saturating_sub(days * 86_400);
+        let accounts = match self.shared.store.accounts.all() {
+            Ok(a) => a,
+            Err(e) => return log::error!("scheduler: cannot list accounts: {e}"),
+        };
+        let stale: Vec<BareJid> = accounts
+            .into_iter()
+            .filter(|(_, _, r)| r.last_login.max(r.last_logout) < cutoff)
+            .filter_map(|(d, u, _)| BareJid::new(&format!("{u}@{d}")).ok())
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let (shared, delete, close) = (
+            self.shared.clone(),
+            self.delete_roster.clone(),
+            self.close_account.clone(),
+        );
+        let job = async move {
+            let n = stale.len();
+            for jid in stale {
+                // Contacts learn the account is gone (RFC 6121 unsubscribe/unsubscribed)
+                // before its roster goes with it.
+                if let Some(d) = &delete {
+                    let _ = d.send(DeleteRoster { user: jid.clone() }).await;
+                }
+                if let Some(c) = &close {
+                    c.do_send(CloseAccount { jid: jid.clone() });
+                }
+                let (domain, user) = (
+                    jid.domain().as_str().to_owned(),
+                    jid.node()
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default(),
+                );
+                let s = shared.clone();
+                match crate::shared::blocking(move || s.store.delete_account(&domain, &user)).await
+                {
+                    Ok(_) => log::debug!("scheduler: deleted inactive account {jid}"),
+                    Err(e) => log::error!("scheduler: deleting {jid} failed: {e}"),
+                }
+            }
+            log::info!("scheduler: deleted {n} accounts inactive for more than {days} days");
+        };
+        ctx.spawn(job.into_actor(self));
+    }
+
+    /// Write a snapshot and delete the expired ones.
+    fn snapshot(&mut self, ctx: &mut Context<Self>) {
+        let shared = self.shared.clone();
+        let job = async move {
+            let dir = shared.config.snapshot_dir();
+            let keep = Duration::from_secs(shared.config.snapshots.keep_days * 86_400);
+            let result = crate::shared::blocking(move || -> Result<std::path::PathBuf, String> {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let name = chrono::Utc::now()
+                    .format("kleiber-%Y%m%d-%H%M%S.snap")
+                    .to_string();
+                let path = dir.join(name);
+                shared.store.snapshot(&path).map_err(|e| e.to_string())?;
+                prune_snapshots(&dir, keep);
+                Ok(path)
+            })
+            .await;
+            match result {
+                Ok(p) => log::info!("scheduler: snapshot written to {}", p.display()),
+                Err(e) => log::error!("scheduler: snapshot failed: {e}"),
+            }
+        };
+        ctx.spawn(job.into_actor(self));
+    }
+}
+
+/// Delete `kleiber-*.snap` files in `dir` older than `keep`.
+pub fn prune_snapshots(dir: &std::path::Path, keep: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("kleiber-") && name.ends_with(".snap")) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > keep);
+        if old && std::fs::remove_file(e.path()).is_ok() {
+            log::info!("scheduler: deleted expired snapshot {name}");
+        }
+    }
+}
+
 impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.prune();
         ctx.run_interval(PRUNE_EVERY, |act, _| act.prune());
+    }
+}
+
+impl Handler<WireScheduler> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: WireScheduler, ctx: &mut Context<Self>) {
+        self.delete_roster = Some(msg.delete_roster);
+        self.close_account = Some(msg.close_account);
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let cleanup = Duration::from_secs(cfg.accounts.cleanup_interval_hours * 3600);
+        self.delete_inactive(ctx);
+        ctx.run_interval(cleanup, |act, ctx| act.delete_inactive(ctx));
+        if cfg.snapshots.interval_hours > 0 {
+            let every = Duration::from_secs(cfg.snapshots.interval_hours * 3600);
+            ctx.run_interval(every, |act, ctx| act.snapshot(ctx));
+        }
     }
 }
 
@@ -74,7 +208,7 @@ impl Handler<LogDeliveryError> for Scheduler {
             to: msg.to,
             reason: msg.reason,
         };
-        if let Err(e) = self.log.append(&entry, self.seq) {
+        if let Err(e) = self.shared.store.delivery_errors.append(&entry, self.seq) {
             log::error!("scheduler: cannot write the delivery-error log: {e}");
         }
     }

@@ -28,6 +28,8 @@ pub struct Config {
     pub delivery_errors: DeliveryErrorsConfig,
     pub storage: StorageConfig,
     pub offline: OfflineConfig,
+    pub accounts: AccountsConfig,
+    pub snapshots: SnapshotsConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
 }
@@ -119,6 +121,50 @@ pub struct OfflineConfig {
     pub max_bytes_per_user: u64,
 }
 
+/// Account retention (the privacy policy's "unused for 12 months").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Delete accounts not logged in for this many days; 0 keeps them forever.
+    pub delete_inactive_after_days: u64,
+    /// Hours between checks for inactive accounts (and expired name blocks).
+    pub cleanup_interval_hours: u64,
+    /// Days a deleted account's name cannot be registered again; 0 allows it at once.
+    pub reregistration_block_days: u64,
+}
+
+/// Periodic snapshots of all data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// Directory of the snapshot files; empty means `<data_dir>/snapshots`.
+    pub dir: PathBuf,
+    /// Hours between snapshots; 0 disables them.
+    pub interval_hours: u64,
+    /// Days a snapshot is kept before it is deleted.
+    pub keep_days: u64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            delete_inactive_after_days: 365,
+            cleanup_interval_hours: 24,
+            reregistration_block_days: 30,
+        }
+    }
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig {
+            dir: PathBuf::new(),
+            interval_hours: 24,
+            keep_days: 30,
+        }
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
@@ -150,6 +196,8 @@ impl Default for Config {
             delivery_errors: DeliveryErrorsConfig::default(),
             storage: StorageConfig::default(),
             offline: OfflineConfig::default(),
+            accounts: AccountsConfig::default(),
+            snapshots: SnapshotsConfig::default(),
             workers: 0,
         }
     }
@@ -321,10 +369,25 @@ impl Config {
                 "must be at least limits.max_stanza_bytes (or set offline.max_messages_per_user = 0)",
             ));
         }
+        if self.accounts.cleanup_interval_hours == 0 {
+            return Err(err("accounts.cleanup_interval_hours", "must be at least 1"));
+        }
+        if self.snapshots.keep_days == 0 {
+            return Err(err("snapshots.keep_days", "must be at least 1"));
+        }
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// Where snapshots go.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        if self.snapshots.dir.as_os_str().is_empty() {
+            self.data_dir.join("snapshots")
+        } else {
+            self.snapshots.dir.clone()
+        }
     }
 
     /// The default host (the first configured).

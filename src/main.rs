@@ -43,6 +43,19 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Write a snapshot of all data to PATH (while the server is stopped; the running server
+    /// writes its own snapshots, see [snapshots] in the config).
+    Backup {
+        path: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Create the data directory from a snapshot (the data directory must not hold a database).
+    Restore {
+        path: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print the delivery-error log (time, from, to, reason).
     Errors {
         #[arg(long, short)]
@@ -82,6 +95,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => check_config(path.as_deref()),
         Command::User { action, config } => user(action, config.as_deref()),
         Command::Errors { config, days } => errors(config.as_deref(), days),
+        Command::Backup { path, config } => backup(&path, config.as_deref()),
+        Command::Restore { path, config } => restore(&path, config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -304,5 +319,27 @@ fn errors(path: Option<&Path>, days: u64) -> Result<(), String> {
             .unwrap_or_default();
         println!("{t}  {} -> {}  {}", e.from, e.to, e.reason);
     }
+    Ok(())
+}
+
+fn backup(path: &Path, config: Option<&Path>) -> Result<(), String> {
+    let config = load_config(config)?;
+    let store = open_store(&config)?;
+    store.snapshot(path).map_err(|e| e.to_string())?;
+    println!("snapshot written to {}", path.display());
+    Ok(())
+}
+
+fn restore(path: &Path, config: Option<&Path>) -> Result<(), String> {
+    let config = load_config(config)?;
+    if config.data_dir.join("db").exists() {
+        return Err(format!(
+            "{} already holds a database; move it away first",
+            config.data_dir.display()
+        ));
+    }
+    let store = open_store(&config)?;
+    let n = store.restore_from(path).map_err(|e| e.to_string())?;
+    println!("restored {n} entries into {}", config.data_dir.display());
     Ok(())
 }

@@ -38,6 +38,7 @@ impl ServerThread {
     pub fn start(config: Config) -> Result<ServerThread, StartError> {
         let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
             .map_err(|e| StartError(e.to_string()))?;
+        store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
         let tls = TlsAcceptor::from_config(&config).map_err(|e| StartError(e.to_string()))?;
         let shared = Shared::new(config, store, tls);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -108,7 +108,7 @@ async fn vcard_private_last_activity() {
     }
     j.send("<presence to='romeo@localhost' type='subscribed'/>")
         .await;
-    let mut n = s.online("nurse", "kitchen").await;
+    let n = s.online("nurse", "kitchen").await;
     drop(n.writer);
     let e = loop {
         let e = ask(

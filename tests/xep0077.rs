@@ -370,10 +370,11 @@ async fn cancellation() {
     b.expect_closed().await;
     assert!(!exists(&s, "juliet"));
     assert_no_login(&s, "juliet", "pw").await;
-    // Other accounts are untouched, and the name is free again.
+    // Other accounts are untouched; the name is blocked for a while (a stranger must not
+    // take it over and receive what was meant for the old owner).
     other.ping("p").await;
-    assert!(is_result(&register(&s, "juliet", "again").await, "reg"));
-    assert_login(&s, "juliet", "again").await;
+    let r = register(&s, "juliet", "again").await;
+    assert_eq!(error_condition(&r).as_deref(), Some("conflict"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

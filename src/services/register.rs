@@ -122,11 +122,13 @@ pub async fn create(
     }
     let user = normalize_username(username)?;
     let password = prepare_password(password)?;
+    // A recently deleted name is not free yet (see accounts.reregistration_block_days).
     if shared
         .store
         .accounts
         .exists(host, &user)
         .map_err(internal)?
+        || shared.store.is_tombstoned(host, &user).map_err(internal)?
     {
         return Err(Condition::Conflict.into());
     }

@@ -234,6 +234,20 @@ impl Accounts {
         Ok(out)
     }
 
+    /// Every account on every host: (domain, user, record).
+    pub fn all(&self) -> Result<Vec<(String, String, AccountRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let Some((domain, user)) = key.split_once('\0') else {
+                continue;
+            };
+            out.push((domain.to_owned(), user.to_owned(), decode(&v)?));
+        }
+        Ok(out)
+    }
+
     /// Number of accounts on all hosts.
     pub fn count(&self) -> usize {
         self.tree.len()

@@ -11,6 +11,7 @@ pub mod client_data;
 pub mod delivery_errors;
 pub mod offline;
 pub mod roster;
+pub mod snapshot;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -57,6 +58,12 @@ impl From<sled::Error> for StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// Keyed hashes of deleted JIDs -> until when they may not be registered again.
+    tombstones: sled::Tree,
+    /// The key of those hashes (random, made on first start, kept in `meta`).
+    tombstone_key: std::sync::Arc<Vec<u8>>,
+    /// How long a deleted name stays blocked, in seconds.
+    tombstone_secs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub accounts: Accounts,
     pub delivery_errors: DeliveryErrors,
     pub rosters: Rosters,
@@ -109,7 +116,18 @@ impl Store {
                 }
             }
         }
+        let tombstone_key = match meta.get("tombstone_key")? {
+            Some(k) => k.to_vec(),
+            None => {
+                let k = crate::sasl::random_bytes(32);
+                meta.insert("tombstone_key", k.clone())?;
+                k
+            }
+        };
         Ok(Store {
+            tombstones: db.open_tree("tombstones")?,
+            tombstone_key: std::sync::Arc::new(tombstone_key),
+            tombstone_secs: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(30 * 86_400)),
             accounts: Accounts::new(db.open_tree("accounts")?),
             delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
             client_data: ClientData::new(db.open_tree("vcard")?, db.open_tree("private")?),
@@ -133,8 +151,56 @@ impl Store {
         Ok(())
     }
 
-    /// Remove an account and everything stored for it.
+    /// How long a deleted user name stays blocked from registration (0: not at all).
+    pub fn set_reregistration_block(&self, secs: u64) {
+        self.tombstone_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn tombstone_id(&self, domain: &str, user: &str) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut m =
+            Hmac::<sha2::Sha256>::new_from_slice(&self.tombstone_key).expect("any key length");
+        m.update(&account_key(domain, user));
+        m.finalize().into_bytes().to_vec()
+    }
+
+    /// Is `user@domain` a recently deleted account whose name may not be taken yet?
+    pub fn is_tombstoned(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(
+            match self.tombstones.get(self.tombstone_id(domain, user))? {
+                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) > now_secs(),
+                None => false,
+            },
+        )
+    }
+
+    /// Forget tombstones whose time is up; returns how many.
+    pub fn prune_tombstones(&self) -> Result<usize, StoreError> {
+        let now = now_secs();
+        let mut n = 0;
+        for kv in self.tombstones.iter() {
+            let (k, v) = kv?;
+            if v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) <= now {
+                self.tombstones.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Remove an account and everything stored for it, and block its name from being
+    /// registered again for a while, so that a stranger cannot take it over and receive what
+    /// was meant for the old owner. The block keeps only a keyed hash of the JID.
     pub fn delete_account(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
+        let block = self
+            .tombstone_secs
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if block > 0 {
+            let until = now_secs() + block;
+            self.tombstones
+                .insert(self.tombstone_id(domain, user), &until.to_be_bytes())?;
+        }
         let existed = self.accounts.remove(domain, user)?;
         self.rosters.remove_account(domain, user)?;
         self.offline.remove_account(domain, user)?;

@@ -1,0 +1,267 @@
+//! The privacy policy's retention promises: inactive accounts are deleted with everything
+//! stored for them (and their contacts are told), a deleted name cannot be taken over at
+//! once, and snapshots round-trip all data through `kleiber backup` / `kleiber restore`.
+
+mod common;
+use common::*;
+
+use kleiber::store::{now_secs, AccountRecord, Store};
+
+/// Every byte of every tree, as one blob (via a snapshot file).
+fn all_bytes(store: &Store, dir: &std::path::Path) -> Vec<u8> {
+    let p = dir.join("scan.snap");
+    store.snapshot(&p).unwrap();
+    std::fs::read(&p).unwrap()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_accounts_are_deleted_completely() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Before the server starts: "oldtimer" last logged in two years ago and is mutually
+        // subscribed with "juliet", with a vCard, private data and an offline message.
+        let store = Store::open(dir.path()).unwrap();
+        let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+        let mut old = AccountRecord::new(creds.clone(), now_secs() - 2 * 365 * 86_400);
+        old.last_logout = old.last_login;
+        store
+            .accounts
+            .create("localhost", "oldtimer", &old)
+            .unwrap();
+        store
+            .accounts
+            .create(
+                "localhost",
+                "juliet",
+                &AccountRecord::new(creds, now_secs()),
+            )
+            .unwrap();
+        let both = kleiber::roster::Item {
+            in_roster: true,
+            to: true,
+            from: true,
+            ..Default::default()
+        };
+        store
+            .rosters
+            .put("localhost", "oldtimer", "juliet@localhost", &both)
+            .unwrap();
+        store
+            .rosters
+            .put("localhost", "juliet", "oldtimer@localhost", &both)
+            .unwrap();
+        store
+            .client_data
+            .set_vcard(
+                "localhost",
+                "oldtimer",
+                "<vCard xmlns='vcard-temp'><FN>Old</FN></vCard>",
+            )
+            .unwrap();
+        store
+            .client_data
+            .set_private(
+                "localhost",
+                "oldtimer",
+                "storage:bookmarks",
+                "<storage xmlns='storage:bookmarks'/>",
+            )
+            .unwrap();
+        store
+            .offline
+            .push(
+                "localhost",
+                "oldtimer",
+                1,
+                "<message><body>for oldtimer</body></message>".into(),
+            )
+            .unwrap();
+        store
+            .rosters
+            .set_blocked("localhost", "oldtimer", "spam.example", true)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let mut cfg = test_config(dir.path());
+    cfg.accounts.delete_inactive_after_days = 365;
+    let scan_dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir, cfg);
+    for _ in 0..200 {
+        if !s
+            .shared()
+            .store
+            .accounts
+            .exists("localhost", "oldtimer")
+            .unwrap()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(!s
+        .shared()
+        .store
+        .accounts
+        .exists("localhost", "oldtimer")
+        .unwrap());
+    assert!(
+        s.shared()
+            .store
+            .accounts
+            .exists("localhost", "juliet")
+            .unwrap(),
+        "active accounts stay"
+    );
+    // The contact was unsubscribed (RFC 6121): juliet's item for the old account is `none`.
+    let mut item = None;
+    for _ in 0..200 {
+        item = s
+            .shared()
+            .store
+            .rosters
+            .get("localhost", "juliet", "oldtimer@localhost")
+            .unwrap();
+        if item.as_ref().is_some_and(|i| !i.to && !i.from) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let item = item.unwrap();
+    assert!(!item.to && !item.from, "{item:?}");
+    // Nothing in any tree names the deleted account except juliet's own roster entry (her
+    // data, which she can remove).
+    s.shared()
+        .store
+        .rosters
+        .put(
+            "localhost",
+            "juliet",
+            "oldtimer@localhost",
+            &Default::default(),
+        )
+        .unwrap();
+    let bytes = all_bytes(&s.shared().store, scan_dir.path());
+    assert!(
+        !contains(&bytes, "oldtimer"),
+        "a tree still names the deleted account"
+    );
+    assert!(!contains(&bytes, "for oldtimer"));
+    // The name cannot be registered again at once.
+    let mut c = Client::starttls(s.starttls, "localhost").await;
+    let r = c.register("oldtimer", "new").await;
+    assert_eq!(error_condition(&r).as_deref(), Some("conflict"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let b = Binary::start(&data, "", "info");
+    let mut a = Client::starttls(b.starttls, "localhost").await;
+    assert_eq!(
+        a.register("alice", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    a.auth_scram("SCRAM-SHA-256", "alice", "pw").await.unwrap();
+    a.bind(Some("r")).await;
+    let mut c = Client::starttls(b.starttls, "localhost").await;
+    assert_eq!(
+        c.register("bob", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    for xml in [
+        "<iq type='set' id='1'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>",
+        "<iq type='set' id='2'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='a@b'/></storage></query></iq>",
+        "<iq type='set' id='3'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob'/></query></iq>",
+    ] {
+        a.send(xml).await;
+    }
+    a.send("<message to='bob@localhost' type='chat'><body>kept</body></message>")
+        .await;
+    a.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    loop {
+        if a.recv().await.get_attr("id") == Some("p") {
+            break;
+        }
+    }
+    drop(a);
+    drop(c);
+    b.stop();
+    let cfg = data.with_extension("toml");
+    let snap = dir.path().join("backup.snap");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["backup"])
+        .arg(&snap)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Restore into a new data directory and run the server on it.
+    let data2 = dir.path().join("data2");
+    let cfg2 = data2.with_extension("toml");
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&format!("{data:?}"), &format!("{data2:?}")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["restore"])
+        .arg(&snap)
+        .arg("--config")
+        .arg(&cfg2)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Restoring over an existing database is refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["restore"])
+        .arg(&snap)
+        .arg("--config")
+        .arg(&cfg2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let b = Binary::start(&data2, "", "info");
+    let mut a = Client::starttls(b.starttls, "localhost").await;
+    a.auth_scram("SCRAM-SHA-256", "alice", "pw").await.unwrap();
+    a.bind(Some("r")).await;
+    a.send("<iq type='get' id='v'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    assert!(a.recv_xml().await.contains("<FN>Alice</FN>"));
+    a.send("<iq type='get' id='pv'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>").await;
+    assert!(a.recv_xml().await.contains("conference jid='a@b'"));
+    a.send("<iq type='get' id='rg'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    assert!(a.recv_xml().await.contains("name='Bob'"));
+    let mut bob = Client::starttls(b.starttls, "localhost").await;
+    bob.auth_plain("", "bob", "pw").await.unwrap();
+    bob.bind(Some("r")).await;
+    bob.send("<presence/>").await;
+    loop {
+        let e = bob.recv().await;
+        if e.name == "message" {
+            assert_eq!(
+                e.get_child("body", "jabber:client").unwrap().text_content(),
+                "kept"
+            );
+            break;
+        }
+    }
+    b.stop();
+}
