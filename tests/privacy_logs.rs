@@ -78,6 +78,27 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
         error_condition(&a.recv().await).as_deref(),
         Some("service-unavailable")
     );
+    // An offline message, delivered at bob's next login: its body touches the disk, and
+    // must be gone from every tree once delivered.
+    let offline = "the-offline-body-42c1";
+    b.send("<presence type='unavailable'/>").await;
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.send(&format!(
+        "<message to='bob@localhost' type='chat'><body>{offline}</body></message>"
+    ))
+    .await;
+    let mut b = Client::direct(direct, "localhost").await;
+    b.auth_plain("", "bob", "pw").await.unwrap();
+    b.bind(Some("b2")).await;
+    b.send("<presence/>").await;
+    loop {
+        let e = b.recv().await;
+        if e.name == "message" {
+            assert!(e.to_xml("jabber:client").contains(offline));
+            break;
+        }
+    }
     let local_ports = [a.local_port(), b.local_port()];
     drop(a);
     drop(b);
@@ -99,8 +120,47 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
         "the log shows session events:\n{text}"
     );
     assert!(text.contains("delivery failed"), "{text}");
+    // Every byte of the data directory: no address, and no body of a message that was
+    // delivered to an online recipient (such a message never touches disk).
+    let data = dir.path().join("data");
+    let mut files = vec![data.clone()];
+    let mut scanned = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        scanned += bytes.len();
+        let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(!has("127.0.0.1"), "an address in {}", p.display());
+        assert!(!has(secret), "an online message body in {}", p.display());
+    }
+    assert!(scanned > 0);
+    // And in a snapshot of every tree: the delivered offline message is gone too.
+    let snap = dir.path().join("all.snap");
+    let out = Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["backup"])
+        .arg(&snap)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&snap).unwrap();
+    for needle in [secret, offline, "127.0.0.1"] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} in a snapshot"
+        );
+    }
     for line in &log {
         assert!(!line.contains(secret), "message body in the log: {line}");
+        assert!(!line.contains(offline), "message body in the log: {line}");
         if !line.contains("listening for clients on") {
             assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
         }
