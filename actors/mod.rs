@@ -18,6 +18,7 @@
 //! RosterStore share a storage arbiter. Every message type is in [`messages`].
 
 pub mod connection;
+pub mod control;
 pub mod messages;
 pub mod roster;
 pub mod router;
@@ -153,6 +154,8 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     let (router, handle) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
+    control::start(shared.clone(), router.clone(), handle.clone())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("control socket: {e}")))?;
     scheduler.do_send(messages::WireScheduler {
         delete_roster: handle.roster.delete.clone(),
         close_account: handle.close_account.clone(),

@@ -36,7 +36,7 @@ enum Command {
         /// Configuration file.
         path: Option<PathBuf>,
     },
-    /// Manage accounts (while the server is stopped).
+    /// Manage accounts (through the running server, or the data directory when it is stopped).
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -53,6 +53,19 @@ enum Command {
     /// Create the data directory from a snapshot (the data directory must not hold a database).
     Restore {
         path: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Open or close in-band registration at once (kept across restarts until the config's
+    /// `registration.open` changes), or show it.
+    Registration {
+        #[arg(value_parser = ["open", "close", "status"])]
+        action: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Uptime, sessions, accounts, queued offline messages and version of the running server.
+    Status {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -95,6 +108,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => check_config(path.as_deref()),
         Command::User { action, config } => user(action, config.as_deref()),
         Command::Errors { config, days } => errors(config.as_deref(), days),
+        Command::Registration { action, config } => registration(&action, config.as_deref()),
+        Command::Status { config } => status(config.as_deref()),
         Command::Backup { path, config } => backup(&path, config.as_deref()),
         Command::Restore { path, config } => restore(&path, config.as_deref()),
     };
@@ -134,15 +149,18 @@ fn serve(path: Option<&Path>) -> Result<(), String> {
             "closed"
         }
     );
-    wait_for_signal();
+    wait_for_signal(|| match server.shared.tls.reload(&server.shared.config) {
+        Ok(()) => log::info!("SIGHUP: certificates reloaded"),
+        Err(e) => log::error!("SIGHUP: certificates not reloaded, the old ones stay in use: {e}"),
+    });
     log::info!("shutting down");
     server.stop();
     log::info!("stopped");
     Ok(())
 }
 
-/// Block until SIGTERM or SIGINT.
-fn wait_for_signal() {
+/// Block until SIGTERM or SIGINT; run `on_hup` for each SIGHUP.
+fn wait_for_signal(on_hup: impl Fn()) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,13 +170,20 @@ fn wait_for_signal() {
         {
             use tokio::signal::unix::{signal, SignalKind};
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+            let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = hup.recv() => on_hup(),
+                }
             }
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        {
+            let _ = &on_hup;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     });
 }
 
@@ -233,8 +258,71 @@ fn open_store(config: &Config) -> Result<Store, String> {
     Store::open_with(&config.data_dir, config.storage.flush_window_ms).map_err(|e| e.to_string())
 }
 
+/// Run a command on the running server; `None` when it is not running.
+fn remote(config: &Config, args: &[&str]) -> Option<Result<(), String>> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    kleiber::actors::control::client(&config.data_dir, &args).map(|r| r.map(|out| print!("{out}")))
+}
+
+fn registration(action: &str, path: Option<&Path>) -> Result<(), String> {
+    let config = load_config(path)?;
+    if let Some(r) = remote(&config, &["registration", action]) {
+        return r;
+    }
+    let store = open_store(&config)?;
+    let current = match store.registration_override().map_err(|e| e.to_string())? {
+        Some((open, cfg)) if cfg == config.registration.open => open,
+        _ => config.registration.open,
+    };
+    match action {
+        "status" => println!(
+            "{} (server not running)",
+            if current { "open" } else { "closed" }
+        ),
+        _ => {
+            let open = action == "open";
+            store
+                .set_registration_override(open, config.registration.open)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "registration {} (from the next start)",
+                if open { "open" } else { "closed" }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn status(path: Option<&Path>) -> Result<(), String> {
+    let config = load_config(path)?;
+    remote(&config, &["status"]).unwrap_or_else(|| Err("the server is not running".into()))
+}
+
 fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
     let config = load_config(path)?;
+    // Through the running server when there is one (it holds the database).
+    if std::os::unix::net::UnixStream::connect(kleiber::actors::control::socket_path(
+        &config.data_dir,
+    ))
+    .is_ok()
+    {
+        let mut args: Vec<String> = match &action {
+            UserAction::Add { jid } => vec!["user".into(), "add".into(), jid.clone()],
+            UserAction::Passwd { jid } => vec!["user".into(), "passwd".into(), jid.clone()],
+            UserAction::Del { jid } => vec!["user".into(), "del".into(), jid.clone()],
+            UserAction::List { host } => ["user".to_owned(), "list".to_owned()]
+                .into_iter()
+                .chain(host.clone())
+                .collect(),
+        };
+        if matches!(action, UserAction::Add { .. } | UserAction::Passwd { .. }) {
+            args.push(read_password()?);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Some(r) = remote(&config, &args) {
+            return r;
+        }
+    }
     let store = open_store(&config)?;
     match action {
         UserAction::Add { jid } => {
@@ -304,6 +392,9 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
 
 fn errors(path: Option<&Path>, days: u64) -> Result<(), String> {
     let config = load_config(path)?;
+    if let Some(r) = remote(&config, &["errors", &days.to_string()]) {
+        return r;
+    }
     let store = open_store(&config)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -324,6 +415,10 @@ fn errors(path: Option<&Path>, days: u64) -> Result<(), String> {
 
 fn backup(path: &Path, config: Option<&Path>) -> Result<(), String> {
     let config = load_config(config)?;
+    let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
+    if let Some(r) = remote(&config, &["backup", &abs.to_string_lossy()]) {
+        return r;
+    }
     let store = open_store(&config)?;
     store.snapshot(path).map_err(|e| e.to_string())?;
     println!("snapshot written to {}", path.display());

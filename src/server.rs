@@ -39,8 +39,18 @@ impl ServerThread {
         let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
             .map_err(|e| StartError(e.to_string()))?;
         store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
+        // `kleiber registration open|close` holds across restarts until the config changes.
+        let mut registration = config.registration.open;
+        match store.registration_override() {
+            Ok(Some((open, cfg))) if cfg == config.registration.open => registration = open,
+            Ok(Some(_)) => {
+                let _ = store.clear_registration_override();
+            }
+            _ => {}
+        }
         let tls = TlsAcceptor::from_config(&config).map_err(|e| StartError(e.to_string()))?;
         let shared = Shared::new(config, store, tls);
+        shared.set_registration_open(registration);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let s = shared.clone();

@@ -46,6 +46,11 @@ impl Shared {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Open or close registration now.
+    pub fn set_registration_open(&self, open: bool) {
+        self.registration_open.store(open, Ordering::Relaxed);
+    }
+
     /// Is registration open right now?
     pub fn registration_open(&self) -> bool {
         self.registration_open.load(Ordering::Relaxed)

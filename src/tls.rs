@@ -150,7 +150,9 @@ impl std::error::Error for TlsError {}
 /// The server's TLS contexts: one per host, selected by SNI; the first host is the default.
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    default: Arc<SslAcceptor>,
+    /// The current contexts; replaced as a whole by [`TlsAcceptor::reload`] (SIGHUP), while
+    /// established sessions keep the context they started with.
+    default: Arc<std::sync::RwLock<Arc<SslAcceptor>>>,
 }
 
 /// Paths of the certificate and key used for a host.
@@ -207,13 +209,34 @@ impl TlsAcceptor {
             Ok(())
         });
         Ok(TlsAcceptor {
-            default: Arc::new(builder.build()),
+            default: Arc::new(std::sync::RwLock::new(Arc::new(builder.build()))),
         })
+    }
+
+    /// Load the certificates again (Let's Encrypt renewed them). On any error the old ones
+    /// stay in use and the error is returned for the log.
+    pub fn reload(&self, cfg: &Config) -> Result<(), TlsError> {
+        let fresh = TlsAcceptor::from_config(cfg)?;
+        let new = fresh
+            .default
+            .read()
+            .map_err(|_| TlsError("certificate state poisoned".into()))?
+            .clone();
+        *self
+            .default
+            .write()
+            .map_err(|_| TlsError("certificate state poisoned".into()))? = new;
+        Ok(())
     }
 
     /// Run the TLS handshake as server on `tcp`.
     pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream> {
-        let ssl = Ssl::new(self.default.context()).map_err(std::io::Error::other)?;
+        let acceptor = self
+            .default
+            .read()
+            .map_err(|_| std::io::Error::other("certificate state poisoned"))?
+            .clone();
+        let ssl = Ssl::new(acceptor.context()).map_err(std::io::Error::other)?;
         let mut stream = SslStream::new(ssl, tcp).map_err(std::io::Error::other)?;
         Pin::new(&mut stream)
             .accept()

@@ -151,6 +151,33 @@ impl Store {
         Ok(())
     }
 
+    /// The operator's `kleiber registration open|close`, with the config value it overrode:
+    /// `Some((open, config_value))`.
+    pub fn registration_override(&self) -> Result<Option<(bool, bool)>, StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        Ok(meta.get("registration")?.and_then(|v| match v.as_ref() {
+            [o, c] => Some((*o == 1, *c == 1)),
+            _ => None,
+        }))
+    }
+
+    /// Remember the operator's choice (kept until the config's value changes).
+    pub fn set_registration_override(
+        &self,
+        open: bool,
+        config_value: bool,
+    ) -> Result<(), StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        meta.insert("registration", &[open as u8, config_value as u8])?;
+        self.flush()
+    }
+
+    /// Forget the operator's choice (the config changed since).
+    pub fn clear_registration_override(&self) -> Result<(), StoreError> {
+        self.db.open_tree("meta")?.remove("registration")?;
+        Ok(())
+    }
+
     /// How long a deleted user name stays blocked from registration (0: not at all).
     pub fn set_reregistration_block(&self, secs: u64) {
         self.tombstone_secs

@@ -1,0 +1,278 @@
+//! The control socket: operator commands while the server runs.
+//!
+//! sled lets one process open a data directory, so the running daemon serves `kleiber user`,
+//! `registration`, `status`, `errors` and `backup` itself, over a Unix socket in the data
+//! directory (`control.sock`, mode 0600: the service user only). One request per connection:
+//! a JSON array of words; the answer is the output, then a last line `OK` or `ERR <reason>`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::messages::{CloseAccount, DeleteRoster, RouterHandle, SessionCount};
+use super::router::Router;
+use crate::services::register;
+use crate::shared::{blocking, Shared};
+use crate::store::{self, now_secs};
+use crate::xmpp::BareJid;
+
+/// The socket's path for a data directory.
+pub fn socket_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Listen on the control socket (on the current arbiter).
+pub fn start(
+    shared: Arc<Shared>,
+    router: Addr<Router>,
+    handle: RouterHandle,
+) -> std::io::Result<()> {
+    let path = socket_path(&shared.config.data_dir);
+    // We hold the database lock, so a socket file left here is stale.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    actix_rt::spawn(async move {
+        let mut shutdown = shared.shutdown_signal();
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                _ = shutdown.wait_for(|d| *d) => break,
+            };
+            if let Ok((stream, _)) = conn {
+                actix_rt::spawn(serve(
+                    stream,
+                    shared.clone(),
+                    router.clone(),
+                    handle.clone(),
+                ));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+async fn serve(
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    router: Addr<Router>,
+    handle: RouterHandle,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    let mut r = BufReader::new(r);
+    if r.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let answer = match serde_json::from_str::<Vec<String>>(&line) {
+        Ok(args) => command(&shared, &router, &handle, &args).await,
+        Err(_) => Err("malformed request".to_owned()),
+    };
+    let out = match answer {
+        Ok(text) => format!(
+            "{text}{}OK\n",
+            if text.is_empty() || text.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            }
+        ),
+        Err(e) => format!("ERR {e}\n"),
+    };
+    let _ = w.write_all(out.as_bytes()).await;
+}
+
+fn split_jid(shared: &Shared, jid: &str) -> Result<(String, String), String> {
+    let (user, host) = jid
+        .split_once('@')
+        .ok_or_else(|| format!("{jid}: expected user@host"))?;
+    if !shared.is_local(host) {
+        return Err(format!("{host}: not a served host"));
+    }
+    let user =
+        register::normalize_username(user).map_err(|_| format!("{user}: invalid user name"))?;
+    Ok((user, host.to_owned()))
+}
+
+async fn command(
+    shared: &Arc<Shared>,
+    router: &Addr<Router>,
+    handle: &RouterHandle,
+    args: &[String],
+) -> Result<String, String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let st = |e: store::StoreError| e.to_string();
+    match words.as_slice() {
+        ["status"] => {
+            let sessions = router.send(SessionCount).await.unwrap_or(0);
+            let up = shared.started.elapsed().as_secs();
+            Ok(format!(
+                "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions}\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}",
+                env!("CARGO_PKG_VERSION"),
+                up / 86_400,
+                up % 86_400 / 3600,
+                up % 3600 / 60,
+                shared.config.hosts.keys().cloned().collect::<Vec<_>>().join(", "),
+                shared.connection_count(),
+                shared.store.accounts.count(),
+                shared.store.offline.total(),
+                if shared.registration_open() { "open" } else { "closed" }
+            ))
+        }
+        ["registration", "status"] => Ok(if shared.registration_open() {
+            "open"
+        } else {
+            "closed"
+        }
+        .into()),
+        ["registration", which @ ("open" | "close")] => {
+            let open = *which == "open";
+            shared.set_registration_open(open);
+            shared
+                .store
+                .set_registration_override(open, shared.config.registration.open)
+                .map_err(st)?;
+            log::info!(
+                "registration {} by the operator",
+                if open { "opened" } else { "closed" }
+            );
+            Ok(format!(
+                "registration {}",
+                if open { "open" } else { "closed" }
+            ))
+        }
+        ["user", "add", jid, password] => {
+            let (user, host) = split_jid(shared, jid)?;
+            let pw =
+                register::prepare_password(password).map_err(|e| e.text.unwrap_or_default())?;
+            let s = shared.clone();
+            let (h, u) = (host.clone(), user.clone());
+            let (cost, iters) = (
+                shared.config.auth.bcrypt_cost,
+                shared.config.auth.scram_iterations,
+            );
+            let created = blocking(move || {
+                let creds = store::accounts::derive_credentials(&pw, cost, iters)?;
+                let ok = s.store.accounts.create(
+                    &h,
+                    &u,
+                    &store::AccountRecord::new(creds, now_secs()),
+                )?;
+                s.store.flush()?;
+                Ok::<_, store::StoreError>(ok)
+            })
+            .await
+            .map_err(st)?;
+            if !created {
+                return Err(format!("{user}@{host} already exists"));
+            }
+            log::info!("operator created {user}@{host}");
+            Ok(format!("created {user}@{host}"))
+        }
+        ["user", "passwd", jid, password] => {
+            let (user, host) = split_jid(shared, jid)?;
+            let pw =
+                register::prepare_password(password).map_err(|e| e.text.unwrap_or_default())?;
+            let s = shared.clone();
+            let (h, u) = (host.clone(), user.clone());
+            let (cost, iters) = (
+                shared.config.auth.bcrypt_cost,
+                shared.config.auth.scram_iterations,
+            );
+            let changed = blocking(move || {
+                let creds = store::accounts::derive_credentials(&pw, cost, iters)?;
+                let ok = s
+                    .store
+                    .accounts
+                    .update(&h, &u, |r| r.credentials = creds.clone())?;
+                s.store.flush()?;
+                Ok::<_, store::StoreError>(ok)
+            })
+            .await
+            .map_err(st)?;
+            if !changed {
+                return Err(format!("{user}@{host} does not exist"));
+            }
+            Ok(format!("password changed for {user}@{host}"))
+        }
+        ["user", "del", jid] => {
+            let (user, host) = split_jid(shared, jid)?;
+            if !shared.store.accounts.exists(&host, &user).map_err(st)? {
+                return Err(format!("{user}@{host} does not exist"));
+            }
+            let bare = BareJid::new(&format!("{user}@{host}")).map_err(|e| e.to_string())?;
+            // As an in-band cancel: contacts unsubscribed, sessions closed, everything removed.
+            let _ = handle
+                .roster
+                .delete
+                .send(DeleteRoster { user: bare.clone() })
+                .await;
+            handle.close_account.do_send(CloseAccount { jid: bare });
+            let s = shared.clone();
+            let (h, u) = (host.clone(), user.clone());
+            blocking(move || s.store.delete_account(&h, &u))
+                .await
+                .map_err(st)?;
+            log::info!("operator deleted {user}@{host}");
+            Ok(format!("deleted {user}@{host}"))
+        }
+        ["user", "list", rest @ ..] => {
+            let hosts: Vec<String> = match rest {
+                [h] if shared.is_local(h) => vec![(*h).to_owned()],
+                [h] => return Err(format!("{h}: not a served host")),
+                _ => shared.config.hosts.keys().cloned().collect(),
+            };
+            let mut out = String::new();
+            for h in hosts {
+                for u in shared.store.accounts.list(&h).map_err(st)? {
+                    out.push_str(&format!("{u}@{h}\n"));
+                }
+            }
+            Ok(out)
+        }
+        ["errors", days] => {
+            let days: u64 = days
+                .parse()
+                .map_err(|_| "days must be a number".to_owned())?;
+            Ok(crate::store::delivery_errors::format_since(&shared.store, days).map_err(st)?)
+        }
+        ["backup", path] => {
+            let s = shared.clone();
+            let p = PathBuf::from(path);
+            blocking(move || s.store.snapshot(&p)).await.map_err(st)?;
+            Ok(format!("snapshot written to {path}"))
+        }
+        _ => Err(format!("unknown command: {}", words.join(" "))),
+    }
+}
+
+/// Send a command to a running server; `None` when none is listening.
+pub fn client(data_dir: &std::path::Path, args: &[String]) -> Option<Result<String, String>> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket_path(data_dir)).ok()?;
+    let req = serde_json::to_string(args).ok()?;
+    if stream.write_all(format!("{req}\n").as_bytes()).is_err() {
+        return Some(Err("the server closed the control socket".into()));
+    }
+    let mut out = String::new();
+    for line in std::io::BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        if line == "OK" {
+            return Some(Ok(out));
+        }
+        if let Some(e) = line.strip_prefix("ERR ") {
+            return Some(Err(e.to_owned()));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Some(Err("no answer from the server".into()))
+}
