@@ -396,20 +396,10 @@ fn errors(path: Option<&Path>, days: u64) -> Result<(), String> {
         return r;
     }
     let store = open_store(&config)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let since = now.saturating_sub(days * 86_400_000);
-    for e in store
-        .delivery_errors
-        .since(since, usize::MAX)
-        .map_err(|e| e.to_string())?
-    {
-        let t = chrono::DateTime::from_timestamp_millis(e.time_ms as i64)
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
-        println!("{t}  {} -> {}  {}", e.from, e.to, e.reason);
-    }
+    print!(
+        "{}",
+        kleiber::store::delivery_errors::format_since(&store, days).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 

@@ -72,6 +72,22 @@ impl DeliveryErrors {
     }
 }
 
+/// The log of the last `days` days as text, one line per entry (for `kleiber errors`).
+pub fn format_since(store: &super::Store, days: u64) -> Result<String, StoreError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let since = now.saturating_sub(days * 86_400_000);
+    let mut out = String::new();
+    for e in store.delivery_errors.since(since, usize::MAX)? {
+        let t = chrono::DateTime::from_timestamp_millis(e.time_ms as i64)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("{t}  {} -> {}  {}\n", e.from, e.to, e.reason));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,20 +111,4 @@ mod tests {
         assert_eq!(log.prune(2500).unwrap(), 2);
         assert_eq!(log.since(0, 10).unwrap().len(), 1);
     }
-}
-
-/// The log of the last `days` days as text, one line per entry (for `kleiber errors`).
-pub fn format_since(store: &super::Store, days: u64) -> Result<String, StoreError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let since = now.saturating_sub(days * 86_400_000);
-    let mut out = String::new();
-    for e in store.delivery_errors.since(since, usize::MAX)? {
-        let t = chrono::DateTime::from_timestamp_millis(e.time_ms as i64)
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
-        out.push_str(&format!("{t}  {} -> {}  {}\n", e.from, e.to, e.reason));
-    }
-    Ok(out)
 }
