@@ -234,6 +234,7 @@ impl Connection {
             }
             Some(t) => {
                 let mut el = el;
+                self.sent_carbons(&mut el);
                 // Fast path to a bound full JID, when no earlier stanza of ours is still with
                 // the router (see router::SessionDirectory for why this keeps the order).
                 if t.resource().is_some() && self.inflight.load(Ordering::Acquire) == 0 {

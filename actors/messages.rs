@@ -142,6 +142,35 @@ pub struct WireScheduler {
     pub close_account: Recipient<CloseAccount>,
 }
 
+/// Connection -> Router: the session enabled or disabled message carbons (XEP-0280).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SetCarbons {
+    pub jid: FullJid,
+    pub conn: ConnId,
+    pub enabled: bool,
+}
+
+/// Which side of a conversation a carbon copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarbonKind {
+    /// The user sent the message from another resource.
+    Sent,
+    /// The user received the message on another resource.
+    Received,
+}
+
+/// Connection or Router -> Router: copy `message` to the user's other carbon-enabled
+/// sessions (all but `except`), wrapped as XEP-0280 requires.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Carbons {
+    pub user: BareJid,
+    pub except: Vec<ConnId>,
+    pub kind: CarbonKind,
+    pub message: Element,
+}
+
 /// Anyone -> Router: how many sessions are bound (for status and tests).
 #[derive(Message, Debug)]
 #[rtype(result = "usize")]
@@ -282,6 +311,8 @@ pub struct RouterHandle {
     pub unbind: Recipient<Unbind>,
     pub presence: Recipient<SetPresence>,
     pub close_account: Recipient<CloseAccount>,
+    pub set_carbons: Recipient<SetCarbons>,
+    pub carbons: Recipient<Carbons>,
     /// Direct delivery to bound full JIDs (written by the router only).
     pub directory: super::router::SessionDirectory,
     /// The roster store (rosters, subscriptions, block lists).

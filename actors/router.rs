@@ -33,6 +33,8 @@ struct Session {
     presence: Option<Element>,
     /// JIDs this session sent directed available presence to (closed on logout, §4.6.3).
     directed: HashSet<String>,
+    /// The session enabled message carbons (XEP-0280).
+    carbons: bool,
 }
 
 /// What the router keeps about an online account.
@@ -149,12 +151,32 @@ fn best(sessions: &[&&SessionView<'_>]) -> Vec<String> {
 /// router delivered for it is then already in the recipient's mailbox, ahead of this one.
 /// Everything else (bare JIDs, unbound resources, full mailboxes) goes through the router.
 #[derive(Clone, Default)]
-pub struct SessionDirectory(Arc<RwLock<HashMap<String, DirectoryEntry>>>);
+pub struct SessionDirectory(
+    Arc<RwLock<HashMap<String, DirectoryEntry>>>,
+    /// Accounts with at least one carbon-enabled session (XEP-0280), so that sessions only
+    /// ask the router for carbons when someone wants them.
+    Arc<RwLock<HashSet<String>>>,
+);
 
 /// A bound session in the directory: its connection and its inbox.
 type DirectoryEntry = (ConnId, Recipient<ToSession>);
 
 impl SessionDirectory {
+    /// Does the account have a session that wants message carbons?
+    pub fn wants_carbons(&self, bare: &str) -> bool {
+        self.1.read().map(|s| s.contains(bare)).unwrap_or(false)
+    }
+
+    fn set_carbons(&self, bare: &str, any: bool) {
+        if let Ok(mut s) = self.1.write() {
+            if any {
+                s.insert(bare.to_owned());
+            } else {
+                s.remove(bare);
+            }
+        }
+    }
+
     /// Try to deliver `stanza` to the bound session `full`; the stanza comes back when there is
     /// no such session or its mailbox is full or closed.
     pub fn try_deliver(&self, full: &str, stanza: Element) -> Result<(), Element> {
@@ -243,7 +265,18 @@ impl Router {
             unbind: addr.clone().recipient(),
             presence: addr.clone().recipient(),
             close_account: addr.clone().recipient(),
+            set_carbons: addr.clone().recipient(),
+            carbons: addr.clone().recipient(),
         }
+    }
+
+    /// Keep the directory's view of who wants carbons in step with the sessions.
+    fn refresh_carbons(&self, bare: &BareJid) {
+        let any = self
+            .users
+            .get(bare)
+            .is_some_and(|st| st.sessions.iter().any(|s| s.carbons));
+        self.directory.set_carbons(bare.as_str(), any);
     }
 
     fn bounce(&mut self, stanza: &Element, cond: Condition, reason: &str) {
@@ -410,6 +443,19 @@ impl Router {
             Decision::Bounce(c, why) => self.bounce(&stanza, c, why),
             Decision::Offline => self.spool.do_send(Offline { stanza, to: bare }),
             Decision::Deliver(resources) => {
+                // XEP-0280: a message to the bare JID is copied to the carbon-enabled sessions
+                // that did not get it (a message to a full JID is copied by its recipient).
+                if resource.is_none() && crate::services::carbons::eligible(&stanza) {
+                    if let Some(st) = self.users.get(&bare) {
+                        let except: Vec<ConnId> = st
+                            .sessions
+                            .iter()
+                            .filter(|s| resources.contains(&s.resource))
+                            .map(|s| s.conn)
+                            .collect();
+                        self.copy_carbons(&bare, &except, CarbonKind::Received, &stanza);
+                    }
+                }
                 let last = resources.len().saturating_sub(1);
                 let mut stanza = Some(stanza);
                 for (i, r) in resources.iter().enumerate() {
@@ -441,6 +487,26 @@ impl Router {
                     }
                 }
             }
+        }
+    }
+
+    /// Send carbons of `message` to the user's carbon-enabled sessions not in `except`.
+    fn copy_carbons(&self, user: &BareJid, except: &[ConnId], kind: CarbonKind, message: &Element) {
+        let Some(st) = self.users.get(user) else {
+            return;
+        };
+        let name = match kind {
+            CarbonKind::Sent => "sent",
+            CarbonKind::Received => "received",
+        };
+        for s in st
+            .sessions
+            .iter()
+            .filter(|s| s.carbons && !except.contains(&s.conn))
+        {
+            let to = format!("{user}/{}", s.resource);
+            let c = crate::services::carbons::wrap(name, user.as_str(), &to, message);
+            s.recipient.do_send(ToSession::Stanza(c));
         }
     }
 
@@ -546,9 +612,11 @@ impl Handler<Bind> for Router {
             priority: None,
             presence: None,
             directed: HashSet::new(),
+            carbons: false,
         });
         if let Some(old) = replaced {
             self.session_gone(&msg.jid, old);
+            self.refresh_carbons(&msg.jid.to_bare());
         }
         Ok(())
     }
@@ -567,6 +635,7 @@ impl Handler<Unbind> for Router {
         };
         let gone = state.sessions.remove(pos);
         self.session_gone(&msg.jid, gone);
+        self.refresh_carbons(&bare);
         if self
             .users
             .get(&bare)
@@ -618,6 +687,28 @@ impl Handler<SetPresence> for Router {
                 self.send_presence(probe.clone(), &msg.jid, &c);
             }
         }
+    }
+}
+
+impl Handler<SetCarbons> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetCarbons, _: &mut Context<Self>) {
+        let bare = msg.jid.to_bare();
+        if let Some(s) = self
+            .users
+            .get_mut(&bare)
+            .and_then(|st| st.sessions.iter_mut().find(|s| s.conn == msg.conn))
+        {
+            s.carbons = msg.enabled;
+        }
+        self.refresh_carbons(&bare);
+    }
+}
+
+impl Handler<Carbons> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: Carbons, _: &mut Context<Self>) {
+        self.copy_carbons(&msg.user, &msg.except, msg.kind, &msg.message);
     }
 }
 
@@ -708,6 +799,7 @@ impl Handler<BlockChanged> for Router {
 impl Handler<CloseAccount> for Router {
     type Result = ();
     fn handle(&mut self, msg: CloseAccount, _: &mut Context<Self>) {
+        self.directory.set_carbons(msg.jid.as_str(), false);
         if let Some(state) = self.users.remove(&msg.jid) {
             for s in state.sessions {
                 self.directory

@@ -10,6 +10,7 @@ use super::Connection;
 use crate::actors::messages::*;
 use crate::actors::router::blocks;
 use crate::roster::{self, SubKind};
+use crate::services::carbons;
 use crate::xml::Element;
 use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, Jid, StanzaError};
 
@@ -97,6 +98,17 @@ impl Connection {
                     block,
                 });
                 self.answer(iq.clone(), fut, |()| None, ctx);
+            }
+            (carbons::NS, "enable" | "disable", false) => {
+                let enabled = payload.name == "enable";
+                if let Some(jid) = self.jid.clone() {
+                    self.router.set_carbons.do_send(SetCarbons {
+                        jid,
+                        conn: self.id,
+                        enabled,
+                    });
+                }
+                self.send(&iq_result(iq, None), ctx);
             }
             _ => return false,
         }
@@ -243,7 +255,41 @@ impl Connection {
             }
             return;
         }
+        // XEP-0280: a message delivered to this resource's full JID is copied to the
+        // account's other carbon-enabled resources.
+        if el.name == "message"
+            && self
+                .jid
+                .as_ref()
+                .is_some_and(|j| el.get_attr("to") == Some(j.as_str()))
+            && carbons::eligible(&el)
+            && self.router.directory.wants_carbons(self.bare.as_str())
+        {
+            self.router.carbons.do_send(Carbons {
+                user: self.bare.clone(),
+                except: vec![self.id],
+                kind: CarbonKind::Received,
+                message: el.clone(),
+            });
+        }
         self.send(&el, ctx);
+    }
+
+    /// XEP-0280: copy a message the user sends to the account's other carbon-enabled
+    /// resources, and strip the `<private/>` opt-out before it leaves.
+    pub(super) fn sent_carbons(&mut self, el: &mut Element) {
+        if el.name != "message" {
+            return;
+        }
+        if carbons::eligible(el) && self.router.directory.wants_carbons(self.bare.as_str()) {
+            self.router.carbons.do_send(Carbons {
+                user: self.bare.clone(),
+                except: vec![self.id],
+                kind: CarbonKind::Sent,
+                message: el.clone(),
+            });
+        }
+        carbons::strip_private(el);
     }
 }
 

@@ -5,6 +5,7 @@
 //! Adding a XEP: add a file, list its features in [`SERVER_FEATURES`], route its namespace in
 //! [`server_iq`].
 
+pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod ping;
@@ -60,6 +61,7 @@ pub fn client_data_iq(
 
 /// Features the server advertises in disco#info.
 pub const SERVER_FEATURES: &[&str] = &[
+    carbons::NS,
     last::NS,
     private::NS,
     vcard::NS,
