@@ -28,6 +28,11 @@ use crate::xmpp::{
 
 mod roster_iq;
 
+/// XEP-0352: Client State Indication.
+const CSI: &str = "urn:xmpp:csi:0";
+/// Most distinct senders whose presence is held for an inactive client.
+const MAX_HELD: usize = 1000;
+
 /// A write that makes no progress for this long ends the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The writer coalesces queued stanzas into one TLS write up to this size.
@@ -68,6 +73,10 @@ pub struct Connection {
     pending_in: Vec<String>,
     /// Initial presence was sent.
     available: bool,
+    /// XEP-0352: the client said it is inactive (screen off).
+    inactive: bool,
+    /// Presence held while inactive, the latest per sender (coalesced).
+    held: Vec<(String, Element)>,
     /// Our place in the connection limit, freed when the actor goes.
     _slot: ConnSlot,
 }
@@ -114,6 +123,8 @@ impl Connection {
                 subscriptions: HashSet::new(),
                 pending_in: Vec::new(),
                 available: false,
+                inactive: false,
+                held: Vec::new(),
                 end_reason: "closed by client",
                 _slot: slot,
             }
@@ -138,6 +149,36 @@ impl Connection {
         self.send_raw(el.to_xml(ns::CLIENT), ctx);
     }
 
+    /// XEP-0352: while the client is inactive, presence updates wait (only the latest per
+    /// sender is kept); anything else goes out at once, after what was held, so the order of
+    /// what the client sees is kept.
+    fn deliver(&mut self, el: Element, ctx: &mut Context<Self>) {
+        if self.inactive {
+            let holdable =
+                el.name == "presence" && matches!(el.get_attr("type"), None | Some("unavailable"));
+            if holdable {
+                let from = el.get_attr("from").unwrap_or_default().to_owned();
+                if let Some(pos) = self.held.iter().position(|(f, _)| *f == from) {
+                    self.held[pos].1 = el;
+                } else {
+                    if self.held.len() >= MAX_HELD {
+                        self.flush_held(ctx);
+                    }
+                    self.held.push((from, el));
+                }
+                return;
+            }
+            self.flush_held(ctx);
+        }
+        self.send(&el, ctx);
+    }
+
+    fn flush_held(&mut self, ctx: &mut Context<Self>) {
+        for (_, p) in std::mem::take(&mut self.held) {
+            self.send(&p, ctx);
+        }
+    }
+
     /// Send a stream error, close the stream and stop.
     fn close(&mut self, err: StreamError, why: &'static str, ctx: &mut Context<Self>) {
         if let Some(out) = self.out.take() {
@@ -155,6 +196,13 @@ impl Connection {
     }
 
     fn on_element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
+        if el.ns == CSI && matches!(el.name.as_str(), "active" | "inactive") {
+            self.inactive = el.name == "inactive";
+            if !self.inactive {
+                self.flush_held(ctx);
+            }
+            return;
+        }
         let Some(kind) = StanzaKind::of(&el).filter(|_| el.ns == ns::CLIENT) else {
             return self.close(StreamError::UnsupportedStanzaType, "not a stanza", ctx);
         };
@@ -275,7 +323,7 @@ impl Connection {
                         return self.register(el, q, ctx);
                     }
                 }
-                if let Some(r) = services::server_iq(&el, host) {
+                if let Some(r) = services::server_iq(&el, host, &self.shared.server_info) {
                     self.send(&r, ctx);
                 }
             }

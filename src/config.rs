@@ -30,6 +30,7 @@ pub struct Config {
     pub offline: OfflineConfig,
     pub accounts: AccountsConfig,
     pub snapshots: SnapshotsConfig,
+    pub contact: ContactConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
 }
@@ -121,6 +122,17 @@ pub struct OfflineConfig {
     pub max_bytes_per_user: u64,
 }
 
+/// XEP-0157 contact addresses shown in the server's disco#info (URIs: `mailto:`, `xmpp:`,
+/// `https:`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactConfig {
+    pub abuse: Vec<String>,
+    pub admin: Vec<String>,
+    pub support: Vec<String>,
+    pub security: Vec<String>,
+}
+
 /// Account retention (the privacy policy's "unused for 12 months").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -198,6 +210,7 @@ impl Default for Config {
             offline: OfflineConfig::default(),
             accounts: AccountsConfig::default(),
             snapshots: SnapshotsConfig::default(),
+            contact: ContactConfig::default(),
             workers: 0,
         }
     }

@@ -295,6 +295,12 @@ pub async fn run(
         "<session xmlns='{}'><optional/></session>",
         ns::SESSION
     ));
+    // XEP-0237: roster versioning.
+    features.push_str("<ver xmlns='urn:xmpp:features:rosterver'/>");
+    // XEP-0352: client state indication.
+    features.push_str("<csi xmlns='urn:xmpp:csi:0'/>");
+    // XEP-0115: the server's capabilities.
+    features.push_str(&shared.server_info.caps().to_xml(ns::CLIENT));
     features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes));
     features.push_str("</stream:features>");
     send(&mut w, &features).await?;

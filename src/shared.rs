@@ -22,6 +22,8 @@ pub struct Shared {
     next_conn: AtomicU64,
     /// Open client connections.
     connections: std::sync::atomic::AtomicUsize,
+    /// What disco#info says about the server (XEP-0157 addresses, XEP-0115 hash).
+    pub server_info: crate::services::disco::ServerInfo,
     /// Flipped to `true` once when the server starts shutting down.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -29,7 +31,15 @@ pub struct Shared {
 impl Shared {
     /// Bundle the pieces.
     pub fn new(config: Config, store: Store, tls: TlsAcceptor) -> Arc<Shared> {
+        let c = &config.contact;
+        let server_info = crate::services::disco::ServerInfo::new(&[
+            ("abuse-addresses", &c.abuse),
+            ("admin-addresses", &c.admin),
+            ("support-addresses", &c.support),
+            ("security-addresses", &c.security),
+        ]);
         Arc::new(Shared {
+            server_info,
             registration_open: AtomicBool::new(config.registration.open),
             config,
             store,

@@ -272,7 +272,7 @@ impl Connection {
                 message: el.clone(),
             });
         }
-        self.send(&el, ctx);
+        self.deliver(el, ctx);
     }
 
     /// XEP-0280: copy a message the user sends to the account's other carbon-enabled

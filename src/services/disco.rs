@@ -18,15 +18,147 @@ fn info(identity: (&str, &str, &str), features: &[&str]) -> Element {
     q
 }
 
-/// disco#info of the server: identity `server/im` and [`super::SERVER_FEATURES`].
-pub fn server_info(query: &Element) -> Result<Option<Element>, StanzaError> {
-    if query.get_attr("node").is_some() {
+/// What the server says about itself in disco#info, computed once at start.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    /// XEP-0157 contact addresses (`abuse-addresses`, ...), as a data form.
+    pub contact_form: Option<Element>,
+    /// XEP-0115 verification string of the server's disco#info.
+    pub caps_ver: String,
+}
+
+/// XEP-0115 node of the server's capabilities.
+pub const CAPS_NODE: &str = "https://github.com/kleiber-xmpp/kleiber";
+
+impl ServerInfo {
+    /// From the configured contact addresses (field name -> URIs).
+    pub fn new(contacts: &[(&str, &[String])]) -> ServerInfo {
+        let fields: Vec<(&str, &[String])> = contacts
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .cloned()
+            .collect();
+        let contact_form = (!fields.is_empty()).then(|| {
+            let mut x = Element::new("x", crate::xmpp::ns::DATA_FORMS)
+                .attr("type", "result")
+                .child(
+                    Element::new("field", crate::xmpp::ns::DATA_FORMS)
+                        .attr("var", "FORM_TYPE")
+                        .attr("type", "hidden")
+                        .child(
+                            Element::new("value", crate::xmpp::ns::DATA_FORMS)
+                                .text("http://jabber.org/network/serverinfo"),
+                        ),
+                );
+            for (var, values) in &fields {
+                let mut f = Element::new("field", crate::xmpp::ns::DATA_FORMS).attr("var", *var);
+                for v in values.iter() {
+                    f = f.child(Element::new("value", crate::xmpp::ns::DATA_FORMS).text(v.clone()));
+                }
+                x = x.child(f);
+            }
+            x
+        });
+        let mut info = ServerInfo {
+            contact_form,
+            caps_ver: String::new(),
+        };
+        info.caps_ver = caps_ver(&info.disco_info());
+        info
+    }
+
+    /// The server's disco#info `<query/>`.
+    pub fn disco_info(&self) -> Element {
+        let mut q = info(("server", "im", "kleiber"), super::SERVER_FEATURES);
+        if let Some(f) = &self.contact_form {
+            q = q.child(f.clone());
+        }
+        q
+    }
+
+    /// The XEP-0115 `<c/>` for the stream features.
+    pub fn caps(&self) -> Element {
+        Element::new("c", "http://jabber.org/protocol/caps")
+            .attr("hash", "sha-1")
+            .attr("node", CAPS_NODE)
+            .attr("ver", self.caps_ver.clone())
+    }
+}
+
+/// XEP-0115 §5.1 verification string of a disco#info `<query/>`.
+pub fn caps_ver(query: &Element) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let mut ids: Vec<String> = query
+        .elements()
+        .filter(|e| e.name == "identity")
+        .map(|e| {
+            format!(
+                "{}/{}/{}/{}<",
+                e.get_attr("category").unwrap_or_default(),
+                e.get_attr("type").unwrap_or_default(),
+                e.get_attr("xml:lang").unwrap_or_default(),
+                e.get_attr("name").unwrap_or_default()
+            )
+        })
+        .collect();
+    ids.sort();
+    let mut feats: Vec<&str> = query
+        .elements()
+        .filter(|e| e.name == "feature")
+        .filter_map(|e| e.get_attr("var"))
+        .collect();
+    feats.sort_unstable();
+    let mut s: String = ids.concat();
+    for f in feats {
+        s.push_str(f);
+        s.push('<');
+    }
+    for form in query.elements().filter(|e| e.name == "x") {
+        let fields: Vec<&Element> = form.elements().filter(|e| e.name == "field").collect();
+        let value = |f: &Element| f.elements().map(Element::text_content).collect::<Vec<_>>();
+        if let Some(ft) = fields
+            .iter()
+            .find(|f| f.get_attr("var") == Some("FORM_TYPE"))
+        {
+            for v in value(ft) {
+                s.push_str(&v);
+                s.push('<');
+            }
+        }
+        let mut rest: Vec<&&Element> = fields
+            .iter()
+            .filter(|f| f.get_attr("var") != Some("FORM_TYPE"))
+            .collect();
+        rest.sort_by_key(|f| f.get_attr("var").unwrap_or_default().to_owned());
+        for f in rest {
+            s.push_str(f.get_attr("var").unwrap_or_default());
+            s.push('<');
+            let mut vals = value(f);
+            vals.sort();
+            for v in vals {
+                s.push_str(&v);
+                s.push('<');
+            }
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+}
+
+/// disco#info of the server: identity `server/im`, [`super::SERVER_FEATURES`] and the
+/// XEP-0157 contact addresses.
+pub fn server_info(query: &Element, server: &ServerInfo) -> Result<Option<Element>, StanzaError> {
+    if query
+        .get_attr("node")
+        .is_some_and(|n| n != format!("{CAPS_NODE}#{}", server.caps_ver))
+    {
         return Err(Condition::ItemNotFound.into());
     }
-    Ok(Some(info(
-        ("server", "im", "kleiber"),
-        super::SERVER_FEATURES,
-    )))
+    let mut q = server.disco_info();
+    if let Some(n) = query.get_attr("node") {
+        q.set_attr("node", n);
+    }
+    Ok(Some(q))
 }
 
 /// disco#items of the server: no components or services yet.
@@ -46,4 +178,39 @@ pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
         ("account", "registered", ""),
         &[ns::DISCO_INFO, ns::DISCO_ITEMS],
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse_element;
+
+    #[test]
+    fn xep0115_example_ver() {
+        // XEP-0115 §5.2 simple example.
+        let q = parse_element(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='client' name='Exodus 0.9.1' type='pc'/>\
+             <feature var='http://jabber.org/protocol/caps'/>\
+             <feature var='http://jabber.org/protocol/disco#info'/>\
+             <feature var='http://jabber.org/protocol/disco#items'/>\
+             <feature var='http://jabber.org/protocol/muc'/></query>",
+        )
+        .unwrap();
+        assert_eq!(caps_ver(&q), "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    }
+
+    #[test]
+    fn contact_addresses_form() {
+        let abuse = vec!["mailto:abuse@example.org".to_owned()];
+        let info = ServerInfo::new(&[("abuse-addresses", &abuse), ("admin-addresses", &[])]);
+        let x = info.disco_info().to_xml(crate::xmpp::ns::CLIENT);
+        assert!(
+            x.contains(
+                "<field var='abuse-addresses'><value>mailto:abuse@example.org</value></field>"
+            ),
+            "{x}"
+        );
+        assert!(!x.contains("admin-addresses"));
+    }
 }

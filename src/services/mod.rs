@@ -61,6 +61,7 @@ pub fn client_data_iq(
 
 /// Features the server advertises in disco#info.
 pub const SERVER_FEATURES: &[&str] = &[
+    "urn:xmpp:csi:0",
     carbons::NS,
     last::NS,
     private::NS,
@@ -76,7 +77,7 @@ pub const SERVER_FEATURES: &[&str] = &[
 
 /// Answer an IQ addressed to the server `host` (its `to` is the host or absent). Returns the
 /// reply (result or error), or `None` for results and errors, which are not answered.
-pub fn server_iq(iq: &Element, host: &str) -> Option<Element> {
+pub fn server_iq(iq: &Element, host: &str, server: &disco::ServerInfo) -> Option<Element> {
     let payload = match iq_payload(iq) {
         Ok(Some(p)) => p,
         Ok(None) => return None,
@@ -84,7 +85,7 @@ pub fn server_iq(iq: &Element, host: &str) -> Option<Element> {
     };
     let get = iq.get_attr("type") == Some("get");
     let answer: Result<Option<Element>, StanzaError> = match (payload.ns.as_str(), get) {
-        (ns::DISCO_INFO, true) if payload.name == "query" => disco::server_info(payload),
+        (ns::DISCO_INFO, true) if payload.name == "query" => disco::server_info(payload, server),
         (ns::DISCO_ITEMS, true) if payload.name == "query" => disco::server_items(payload, host),
         (ns::PING, true) if payload.name == "ping" => Ok(None),
         // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
@@ -140,7 +141,12 @@ mod tests {
 
     #[test]
     fn ping_is_answered_with_an_empty_result() {
-        let r = server_iq(&iq("get", Element::new("ping", ns::PING)), "x").unwrap();
+        let r = server_iq(
+            &iq("get", Element::new("ping", ns::PING)),
+            "x",
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(
             r.to_xml(ns::CLIENT),
             "<iq type='result' id='q1' from='x' to='a@x/r'/>"
@@ -149,7 +155,12 @@ mod tests {
 
     #[test]
     fn unknown_namespace_is_service_unavailable() {
-        let r = server_iq(&iq("get", Element::new("query", "urn:example:nope")), "x").unwrap();
+        let r = server_iq(
+            &iq("get", Element::new("query", "urn:example:nope")),
+            "x",
+            &Default::default(),
+        )
+        .unwrap();
         assert!(r.to_xml(ns::CLIENT).contains("<service-unavailable"));
         assert_eq!(r.get_attr("type"), Some("error"));
     }
@@ -159,7 +170,7 @@ mod tests {
         let bare = Element::new("iq", ns::CLIENT)
             .attr("type", "get")
             .attr("id", "1");
-        let r = server_iq(&bare, "x").unwrap();
+        let r = server_iq(&bare, "x", &Default::default()).unwrap();
         assert!(r.to_xml(ns::CLIENT).contains("<bad-request"));
     }
 
@@ -168,18 +179,28 @@ mod tests {
         let r = Element::new("iq", ns::CLIENT)
             .attr("type", "result")
             .attr("id", "1");
-        assert!(server_iq(&r, "x").is_none());
+        assert!(server_iq(&r, "x", &Default::default()).is_none());
     }
 
     #[test]
     fn version_and_time() {
-        let r = server_iq(&iq("get", Element::new("query", ns::VERSION)), "x").unwrap();
+        let r = server_iq(
+            &iq("get", Element::new("query", ns::VERSION)),
+            "x",
+            &Default::default(),
+        )
+        .unwrap();
         let q = r.get_child("query", ns::VERSION).unwrap();
         assert_eq!(
             q.get_child("name", ns::VERSION).unwrap().text_content(),
             "kleiber"
         );
-        let r = server_iq(&iq("get", Element::new("time", ns::TIME)), "x").unwrap();
+        let r = server_iq(
+            &iq("get", Element::new("time", ns::TIME)),
+            "x",
+            &Default::default(),
+        )
+        .unwrap();
         let t = r.get_child("time", ns::TIME).unwrap();
         assert!(t
             .get_child("utc", ns::TIME)
