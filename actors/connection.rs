@@ -27,6 +27,7 @@ use crate::xmpp::{
 };
 
 mod roster_iq;
+mod sm;
 
 /// XEP-0352: Client State Indication.
 const CSI: &str = "urn:xmpp:csi:0";
@@ -73,6 +74,8 @@ pub struct Connection {
     pending_in: Vec<String>,
     /// Initial presence was sent.
     available: bool,
+    /// XEP-0198 stream management, once enabled.
+    sm: Option<sm::State>,
     /// XEP-0352: the client said it is inactive (screen off).
     inactive: bool,
     /// Presence held while inactive, the latest per sender (coalesced).
@@ -125,6 +128,7 @@ impl Connection {
                 available: false,
                 inactive: false,
                 held: Vec::new(),
+                sm: None,
                 end_reason: "closed by client",
                 _slot: slot,
             }
@@ -147,6 +151,7 @@ impl Connection {
 
     fn send(&mut self, el: &Element, ctx: &mut Context<Self>) {
         self.send_raw(el.to_xml(ns::CLIENT), ctx);
+        self.sm_sent(el, ctx);
     }
 
     /// XEP-0352: while the client is inactive, presence updates wait (only the latest per
@@ -196,6 +201,9 @@ impl Connection {
     }
 
     fn on_element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
+        if self.sm_nonza(&el, ctx) {
+            return;
+        }
         if el.ns == CSI && matches!(el.name.as_str(), "active" | "inactive") {
             self.inactive = el.name == "inactive";
             if !self.inactive {
@@ -206,6 +214,9 @@ impl Connection {
         let Some(kind) = StanzaKind::of(&el).filter(|_| el.ns == ns::CLIENT) else {
             return self.close(StreamError::UnsupportedStanzaType, "not a stanza", ctx);
         };
+        // Everything below handles the stanza (answers it, or hands it to an actor that
+        // never loses it), so it counts as handled for stream management.
+        self.sm_handled();
         let Some(full) = self.jid.clone() else {
             return self.before_bind(kind, el, ctx);
         };
@@ -579,6 +590,7 @@ impl Actor for Connection {
                 jid: jid.clone(),
                 conn: self.id,
             });
+            self.sm_reroute();
             log::info!("{}: {} logged out ({})", self.id, jid, self.end_reason);
         } else {
             log::info!(

@@ -299,6 +299,8 @@ pub async fn run(
     features.push_str("<ver xmlns='urn:xmpp:features:rosterver'/>");
     // XEP-0352: client state indication.
     features.push_str("<csi xmlns='urn:xmpp:csi:0'/>");
+    // XEP-0198: stream management (acks; no resumption).
+    features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
     // XEP-0115: the server's capabilities.
     features.push_str(&shared.server_info.caps().to_xml(ns::CLIENT));
     features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes));
