@@ -74,6 +74,10 @@ pub struct Connection {
     pending_in: Vec<String>,
     /// Initial presence was sent.
     available: bool,
+    /// When the client last sent anything (XEP-0199 idle pings).
+    last_heard: std::time::Instant,
+    /// A ping was sent at this time and not yet answered by any traffic.
+    pinged: Option<std::time::Instant>,
     /// XEP-0198 stream management, once enabled.
     sm: Option<sm::State>,
     /// XEP-0352: the client said it is inactive (screen off).
@@ -129,6 +133,8 @@ impl Connection {
                 inactive: false,
                 held: Vec::new(),
                 sm: None,
+                last_heard: std::time::Instant::now(),
+                pinged: None,
                 end_reason: "closed by client",
                 _slot: slot,
             }
@@ -201,6 +207,8 @@ impl Connection {
     }
 
     fn on_element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
+        self.last_heard = std::time::Instant::now();
+        self.pinged = None;
         if self.sm_nonza(&el, ctx) {
             return;
         }
@@ -566,6 +574,32 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        // XEP-0199: a silent session is pinged; one that stays silent is closed.
+        let limits = &self.shared.config.limits;
+        let (idle, timeout) = (
+            std::time::Duration::from_secs(limits.idle_ping_secs),
+            std::time::Duration::from_secs(limits.ping_timeout_secs),
+        );
+        let tick = (idle.min(timeout) / 2).max(std::time::Duration::from_millis(200));
+        ctx.run_interval(tick, move |act, ctx| match act.pinged {
+            Some(at) if at.elapsed() >= timeout => {
+                act.close(StreamError::ConnectionTimeout, "no answer to ping", ctx)
+            }
+            Some(_) => {}
+            None if act.last_heard.elapsed() >= idle => {
+                act.pinged = Some(std::time::Instant::now());
+                let mut ping = Element::new("iq", ns::CLIENT)
+                    .attr("type", "get")
+                    .attr("id", format!("idle-{}", random_id(6)))
+                    .attr("from", act.host.clone())
+                    .child(Element::new("ping", ns::PING));
+                if let Some(j) = &act.jid {
+                    ping.set_attr("to", j.as_str());
+                }
+                act.send(&ping, ctx);
+            }
+            None => {}
+        });
         let mut shutdown = self.shared.shutdown_signal();
         let wait = async move {
             let _ = shutdown.wait_for(|down| *down).await;

@@ -88,6 +88,10 @@ pub struct LimitsConfig {
     pub handshake_timeout_secs: u64,
     /// Bytes that may wait to be written to one client before it is disconnected.
     pub max_outbound_queue_bytes: usize,
+    /// Seconds a session may be silent before the server pings it (XEP-0199).
+    pub idle_ping_secs: u64,
+    /// Seconds a pinged session has to show a sign of life before it is closed.
+    pub ping_timeout_secs: u64,
     /// Most contacts on one roster.
     pub max_roster_items: usize,
     /// Largest vCard (XEP-0054), in bytes.
@@ -248,6 +252,8 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             handshake_timeout_secs: 60,
             max_outbound_queue_bytes: 1024 * 1024,
+            idle_ping_secs: 300,
+            ping_timeout_secs: 60,
             max_roster_items: 1000,
             max_vcard_bytes: 128 * 1024,
             max_private_bytes: 1024 * 1024,
@@ -363,6 +369,12 @@ impl Config {
             return Err(err(
                 "limits.max_outbound_queue_bytes",
                 "must be at least limits.max_stanza_bytes",
+            ));
+        }
+        if l.idle_ping_secs == 0 || l.ping_timeout_secs == 0 {
+            return Err(err(
+                "limits.idle_ping_secs",
+                "idle_ping_secs and ping_timeout_secs must be at least 1",
             ));
         }
         if l.max_roster_items == 0 {
