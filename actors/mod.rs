@@ -213,9 +213,10 @@ async fn accept_loop(
             a = listener.accept() => a,
             _ = shutdown.wait_for(|down| *down) => return,
         };
-        let tcp = match accepted {
-            // The peer address is deliberately dropped here: it never reaches a log or store.
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            // The address only becomes a PeerAddr (no Display/Debug) for the rate limits: it
+            // never reaches a log or the store.
+            Ok((tcp, addr)) => (tcp, crate::limits::PeerAddr::new(addr.ip())),
             Err(e) => {
                 log::warn!("accept failed: {e}");
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
@@ -238,7 +239,7 @@ async fn accept_loop(
                 let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else {
                     return;
                 };
-                client(tcp, kind, shared, router, slot).await;
+                client(tcp, peer, kind, shared, router, slot).await;
             });
         });
     }
@@ -247,6 +248,7 @@ async fn accept_loop(
 /// One client connection on a worker arbiter: TLS, login, then the Connection actor.
 async fn client(
     tcp: tokio::net::TcpStream,
+    peer: crate::limits::PeerAddr,
     kind: ListenerKind,
     shared: Arc<Shared>,
     router: RouterHandle,
@@ -282,7 +284,7 @@ async fn client(
             return;
         }
     };
-    match crate::login::run(&shared, id, tls, deadline).await {
+    match crate::login::run(&shared, id, tls, deadline, Some(peer)).await {
         Ok(logged_in) => {
             Connection::start(id, shared, router, logged_in, slot);
         }

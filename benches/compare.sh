@@ -99,6 +99,9 @@ c2s_direct_tls = []
 open = true
 [auth]
 scram_iterations = 4096
+[limits]
+registrations_per_address_per_hour = 0
+registrations_per_hour = 0
 EOF
 }
 

@@ -92,6 +92,12 @@ pub struct LimitsConfig {
     pub idle_ping_secs: u64,
     /// Seconds a pinged session has to show a sign of life before it is closed.
     pub ping_timeout_secs: u64,
+    /// In-band registrations allowed per client address (IPv6: per /64) per hour; 0 = no limit.
+    pub registrations_per_address_per_hour: u32,
+    /// In-band registrations allowed per hour in all; 0 = no limit.
+    pub registrations_per_hour: u32,
+    /// Longest delay, in seconds, before answering a login after repeated failures.
+    pub max_login_delay_secs: u64,
     /// Most contacts on one roster.
     pub max_roster_items: usize,
     /// Largest vCard (XEP-0054), in bytes.
@@ -252,6 +258,9 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             handshake_timeout_secs: 60,
             max_outbound_queue_bytes: 1024 * 1024,
+            registrations_per_address_per_hour: 5,
+            registrations_per_hour: 100,
+            max_login_delay_secs: 8,
             idle_ping_secs: 300,
             ping_timeout_secs: 60,
             max_roster_items: 1000,

@@ -20,6 +20,7 @@
 //! - [`server`]: running a whole server in a thread (the daemon and the tests use it).
 
 pub mod config;
+pub mod limits;
 pub mod login;
 pub mod roster;
 pub mod sasl;

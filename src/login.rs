@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
+use crate::limits::PeerAddr;
 use crate::sasl::{self, ChannelBinding, Failure, Mechanism, ScramPending};
 use crate::services::register;
 use crate::shared::{blocking, ConnId, Shared};
@@ -187,6 +188,7 @@ pub async fn run(
     conn: ConnId,
     stream: TlsStream,
     deadline: Instant,
+    peer: Option<PeerAddr>,
 ) -> Result<LoggedIn, LoginEnd> {
     let cb = crate::tls::channel_binding(stream.ssl());
     let (rd, mut w) = tokio::io::split(stream);
@@ -212,7 +214,8 @@ pub async fn run(
             _ => return Err(stream_error(&mut w, true, &host, StreamError::NotWellFormed).await),
         };
         if el.ns == ns::SASL {
-            match sasl_step(shared, &host, &cb, &el, &mut state).await {
+            let mut attempted = None;
+            match sasl_step(shared, &host, &cb, &el, &mut state, &mut attempted).await {
                 Step::Challenge(data) => {
                     send(
                         &mut w,
@@ -225,6 +228,7 @@ pub async fn run(
                     .await?;
                 }
                 Step::Success(user, mech, data) => {
+                    shared.limiter.login_succeeded(&user);
                     let payload = match data {
                         Some(d) => sasl::encode_payload(d.as_bytes()),
                         None => String::new(),
@@ -241,6 +245,16 @@ pub async fn run(
                     break (user, mech);
                 }
                 Step::Failure(f) => {
+                    if f == Failure::NotAuthorized {
+                        // Growing delays against password guessing (addresses in memory only).
+                        let account = attempted.unwrap_or_default();
+                        let max = std::time::Duration::from_secs(
+                            shared.config.limits.max_login_delay_secs,
+                        );
+                        let delay = shared.limiter.login_delay(peer, &account, max);
+                        shared.limiter.login_failed(peer, &account);
+                        tokio::time::sleep(delay).await;
+                    }
                     failures += 1;
                     log::debug!("{conn}: SASL failure {} ({failures})", f.as_str());
                     send(&mut w, &f.to_element().to_xml(ns::CLIENT)).await?;
@@ -256,7 +270,7 @@ pub async fn run(
                 }
             }
         } else if el.is("iq", ns::CLIENT) {
-            let reply = preauth_iq(shared, conn, &host, &el).await;
+            let reply = preauth_iq(shared, conn, &host, &el, peer).await;
             match reply {
                 Some(r) => send(&mut w, &r.to_xml(ns::CLIENT)).await?,
                 None => {
@@ -338,6 +352,7 @@ async fn sasl_step(
     cb: &ChannelBinding,
     el: &Element,
     state: &mut Sasl,
+    attempted: &mut Option<String>,
 ) -> Step {
     match (el.name.as_str(), std::mem::replace(state, Sasl::Idle)) {
         ("auth", Sasl::Idle) => {
@@ -356,7 +371,7 @@ async fn sasl_step(
                     *state = Sasl::PlainWaiting;
                     Step::Challenge(Vec::new())
                 }
-                Mechanism::Plain => plain(shared, host, &data).await,
+                Mechanism::Plain => plain(shared, host, &data, attempted).await,
                 _ => {
                     let first = match sasl::parse_client_first(mech, &data, cb) {
                         Ok(f) => f,
@@ -383,7 +398,7 @@ async fn sasl_step(
         }
         ("auth", _) => Step::Failure(Failure::MalformedRequest),
         ("response", Sasl::PlainWaiting) => match sasl::decode_payload(&el.text_content()) {
-            Ok(d) => plain(shared, host, &d).await,
+            Ok(d) => plain(shared, host, &d, attempted).await,
             Err(f) => Step::Failure(f),
         },
         ("response", Sasl::Scram(pending)) => {
@@ -392,6 +407,7 @@ async fn sasl_step(
                 Err(f) => return Step::Failure(f),
             };
             let username = pending.username().to_owned();
+            *attempted = register::normalize_username(&username).ok();
             let authzid = pending.authzid().map(str::to_owned);
             let mech = pending.mechanism();
             match pending.finish(&data, cb) {
@@ -414,11 +430,17 @@ async fn sasl_step(
 }
 
 /// SASL PLAIN: bcrypt verification on the blocking pool.
-async fn plain(shared: &Arc<Shared>, host: &str, data: &[u8]) -> Step {
+async fn plain(
+    shared: &Arc<Shared>,
+    host: &str,
+    data: &[u8],
+    attempted: &mut Option<String>,
+) -> Step {
     let msg = match sasl::parse_plain(data) {
         Ok(m) => m,
         Err(f) => return Step::Failure(f),
     };
+    *attempted = register::normalize_username(&msg.authcid).ok();
     let (Ok(user), Some(password)) = (
         register::normalize_username(&msg.authcid),
         sasl::prep_password(&msg.password),
@@ -461,6 +483,7 @@ async fn preauth_iq(
     conn: ConnId,
     host: &str,
     iq: &Element,
+    peer: Option<PeerAddr>,
 ) -> Option<Element> {
     let query = iq.get_child("query", ns::REGISTER)?;
     if iq.get_attr("id").is_none() {
@@ -472,6 +495,17 @@ async fn preauth_iq(
         Ok(_) if !open => Err(StanzaError::new(crate::xmpp::Condition::NotAllowed)
             .with_text("registration is closed")),
         Ok(register::Request::Form) => Ok(Some(register::form(None))),
+        Ok(register::Request::Set { .. })
+            if !shared.limiter.allow_registration(
+                peer,
+                shared.config.limits.registrations_per_address_per_hour,
+                shared.config.limits.registrations_per_hour,
+            ) =>
+        {
+            log::info!("{conn}: registration refused: rate limit");
+            Err(StanzaError::new(crate::xmpp::Condition::PolicyViolation)
+                .with_text("too many registrations, try again later"))
+        }
         Ok(register::Request::Set { username, password }) => {
             match register::create(shared, host, &username, &password).await {
                 Ok(user) => {

@@ -24,6 +24,8 @@ pub struct Shared {
     connections: std::sync::atomic::AtomicUsize,
     /// What disco#info says about the server (XEP-0157 addresses, XEP-0115 hash).
     pub server_info: crate::services::disco::ServerInfo,
+    /// Registration and login rate limits (addresses in memory only).
+    pub limiter: crate::limits::Limiter,
     /// Flipped to `true` once when the server starts shutting down.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -39,6 +41,7 @@ impl Shared {
             ("security-addresses", &c.security),
         ]);
         Arc::new(Shared {
+            limiter: crate::limits::Limiter::default(),
             server_info,
             registration_open: AtomicBool::new(config.registration.open),
             config,

@@ -42,6 +42,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         [auth]
         bcrypt_cost = 4
         scram_iterations = 4096
+        [limits]
+        registrations_per_address_per_hour = 0
+        registrations_per_hour = 0
         "#,
     )
     .unwrap();

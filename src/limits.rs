@@ -1,0 +1,169 @@
+//! Abuse limits that need to know who is asking: registrations per address and per hour, and
+//! growing delays after failed logins (per address and per account).
+//!
+//! Addresses are held in memory only, for the hour a limit needs, as [`PeerAddr`], which has
+//! no `Display` or `Debug`: it cannot end up in a log line or on disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A client's address, usable only as a key for the limits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(IpAddr);
+
+impl PeerAddr {
+    /// Wrap an address (IPv6 addresses are limited per /64, as one host usually owns one).
+    pub fn new(ip: IpAddr) -> PeerAddr {
+        match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                PeerAddr(IpAddr::V6(std::net::Ipv6Addr::new(
+                    s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                )))
+            }
+            v4 => PeerAddr(v4),
+        }
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+/// Failures are forgotten after this long.
+const FAILURE_MEMORY: Duration = Duration::from_secs(900);
+
+/// The limits' memory.
+#[derive(Default)]
+pub struct Limiter {
+    registrations: Mutex<(VecDeque<Instant>, HashMap<PeerAddr, VecDeque<Instant>>)>,
+    failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+enum FailureKey {
+    Addr(PeerAddr),
+    Account(String),
+}
+
+fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+    while q.front().is_some_and(|t| now.duration_since(*t) > HOUR) {
+        q.pop_front();
+    }
+}
+
+impl Limiter {
+    /// May `addr` register now? Counts the registration if so. `0` disables a limit.
+    pub fn allow_registration(&self, addr: Option<PeerAddr>, per_addr: u32, global: u32) -> bool {
+        let now = Instant::now();
+        let Ok(mut g) = self.registrations.lock() else {
+            return true;
+        };
+        let (all, by_addr) = &mut *g;
+        prune(all, now);
+        if global > 0 && all.len() >= global as usize {
+            return false;
+        }
+        if let (Some(a), true) = (addr, per_addr > 0) {
+            let q = by_addr.entry(a).or_default();
+            prune(q, now);
+            if q.len() >= per_addr as usize {
+                return false;
+            }
+            q.push_back(now);
+        }
+        by_addr.retain(|_, q| !q.is_empty());
+        all.push_back(now);
+        true
+    }
+
+    /// How long to wait before answering a login attempt from `addr` for `account`:
+    /// 0 at first, then doubling with each recent failure, up to `max`.
+    pub fn login_delay(&self, addr: Option<PeerAddr>, account: &str, max: Duration) -> Duration {
+        let Ok(mut f) = self.failures.lock() else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        f.retain(|_, (_, t)| now.duration_since(*t) < FAILURE_MEMORY);
+        let n = [
+            addr.map(FailureKey::Addr),
+            Some(FailureKey::Account(account.to_owned())),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|k| f.get(&k).map(|(n, _)| *n))
+        .max()
+        .unwrap_or(0);
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        (Duration::from_millis(250) * 2u32.saturating_pow(n.min(16) - 1)).min(max)
+    }
+
+    /// Remember a failed login.
+    pub fn login_failed(&self, addr: Option<PeerAddr>, account: &str) {
+        let Ok(mut f) = self.failures.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        for k in [
+            addr.map(FailureKey::Addr),
+            Some(FailureKey::Account(account.to_owned())),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let e = f.entry(k).or_insert((0, now));
+            e.0 = e.0.saturating_add(1);
+            e.1 = now;
+        }
+    }
+
+    /// A successful login clears the account's failures (not the address's).
+    pub fn login_succeeded(&self, account: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(&FailureKey::Account(account.to_owned()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_per_address_and_global() {
+        let l = Limiter::default();
+        let a = Some(PeerAddr::new("192.0.2.1".parse().unwrap()));
+        let b = Some(PeerAddr::new("192.0.2.2".parse().unwrap()));
+        assert!(l.allow_registration(a, 2, 3));
+        assert!(l.allow_registration(a, 2, 3));
+        assert!(!l.allow_registration(a, 2, 3), "per address");
+        assert!(l.allow_registration(b, 2, 3));
+        assert!(!l.allow_registration(b, 2, 3), "global");
+        let v6a = PeerAddr::new("2001:db8::1".parse().unwrap());
+        let v6b = PeerAddr::new("2001:db8::ffff".parse().unwrap());
+        assert!(v6a == v6b, "one /64");
+    }
+
+    #[test]
+    fn growing_login_delays() {
+        let l = Limiter::default();
+        let a = Some(PeerAddr::new("192.0.2.1".parse().unwrap()));
+        let max = Duration::from_secs(5);
+        assert_eq!(l.login_delay(a, "juliet", max), Duration::ZERO);
+        l.login_failed(a, "juliet");
+        assert_eq!(l.login_delay(a, "juliet", max), Duration::from_millis(250));
+        l.login_failed(a, "juliet");
+        assert_eq!(
+            l.login_delay(None, "juliet", max),
+            Duration::from_millis(500),
+            "per account"
+        );
+        for _ in 0..10 {
+            l.login_failed(a, "juliet");
+        }
+        assert_eq!(l.login_delay(a, "romeo", max), max, "per address, capped");
+        l.login_succeeded("juliet");
+        assert_eq!(l.login_delay(None, "juliet", max), Duration::ZERO);
+    }
+}
