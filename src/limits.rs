@@ -35,9 +35,12 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(900);
 /// The limits' memory.
 #[derive(Default)]
 pub struct Limiter {
-    registrations: Mutex<(VecDeque<Instant>, HashMap<PeerAddr, VecDeque<Instant>>)>,
+    registrations: Mutex<Registrations>,
     failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
 }
+
+/// Times of the last hour's registrations: all, and per address.
+type Registrations = (VecDeque<Instant>, HashMap<PeerAddr, VecDeque<Instant>>);
 
 #[derive(PartialEq, Eq, Hash)]
 enum FailureKey {
