@@ -149,59 +149,31 @@ async fn command(
                 if open { "open" } else { "closed" }
             ))
         }
-        ["user", "add", jid, password] => {
+        ["user", action @ ("add" | "passwd"), jid, password] => {
             let (user, host) = split_jid(shared, jid)?;
-            let pw =
-                register::prepare_password(password).map_err(|e| e.text.unwrap_or_default())?;
-            let s = shared.clone();
-            let (h, u) = (host.clone(), user.clone());
-            let (cost, iters) = (
-                shared.config.auth.bcrypt_cost,
-                shared.config.auth.scram_iterations,
-            );
-            let created = blocking(move || {
-                let creds = store::accounts::derive_credentials(&pw, cost, iters)?;
-                let ok = s.store.accounts.create(
-                    &h,
-                    &u,
-                    &store::AccountRecord::new(creds, now_secs()),
-                )?;
-                s.store.flush()?;
-                Ok::<_, store::StoreError>(ok)
-            })
-            .await
-            .map_err(st)?;
-            if !created {
-                return Err(format!("{user}@{host} already exists"));
+            let create = *action == "add";
+            if set_password(shared, &host, &user, password, create).await? {
+                log::info!(
+                    "operator {} {user}@{host}",
+                    if create {
+                        "created"
+                    } else {
+                        "changed the password of"
+                    }
+                );
+                Ok(format!(
+                    "{} {user}@{host}",
+                    if create {
+                        "created"
+                    } else {
+                        "password changed for"
+                    }
+                ))
+            } else if create {
+                Err(format!("{user}@{host} already exists"))
+            } else {
+                Err(format!("{user}@{host} does not exist"))
             }
-            log::info!("operator created {user}@{host}");
-            Ok(format!("created {user}@{host}"))
-        }
-        ["user", "passwd", jid, password] => {
-            let (user, host) = split_jid(shared, jid)?;
-            let pw =
-                register::prepare_password(password).map_err(|e| e.text.unwrap_or_default())?;
-            let s = shared.clone();
-            let (h, u) = (host.clone(), user.clone());
-            let (cost, iters) = (
-                shared.config.auth.bcrypt_cost,
-                shared.config.auth.scram_iterations,
-            );
-            let changed = blocking(move || {
-                let creds = store::accounts::derive_credentials(&pw, cost, iters)?;
-                let ok = s
-                    .store
-                    .accounts
-                    .update(&h, &u, |r| r.credentials = creds.clone())?;
-                s.store.flush()?;
-                Ok::<_, store::StoreError>(ok)
-            })
-            .await
-            .map_err(st)?;
-            if !changed {
-                return Err(format!("{user}@{host} does not exist"));
-            }
-            Ok(format!("password changed for {user}@{host}"))
         }
         ["user", "del", jid] => {
             let (user, host) = split_jid(shared, jid)?;
@@ -252,6 +224,40 @@ async fn command(
         }
         _ => Err(format!("unknown command: {}", words.join(" "))),
     }
+}
+
+/// Create the account with `password` (`create`), or change its password; `Ok(false)` when
+/// it already exists (create) or does not exist (change). Hashing on the blocking pool.
+async fn set_password(
+    shared: &Arc<Shared>,
+    host: &str,
+    user: &str,
+    password: &str,
+    create: bool,
+) -> Result<bool, String> {
+    let pw = register::prepare_password(password).map_err(|e| e.text.unwrap_or_default())?;
+    let s = shared.clone();
+    let (h, u) = (host.to_owned(), user.to_owned());
+    let (cost, iters) = (
+        shared.config.auth.bcrypt_cost,
+        shared.config.auth.scram_iterations,
+    );
+    blocking(move || {
+        let creds = store::accounts::derive_credentials(&pw, cost, iters)?;
+        let done = if create {
+            s.store
+                .accounts
+                .create(&h, &u, &store::AccountRecord::new(creds, now_secs()))?
+        } else {
+            s.store
+                .accounts
+                .update(&h, &u, |r| r.credentials = creds.clone())?
+        };
+        s.store.flush()?;
+        Ok::<_, store::StoreError>(done)
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Send a command to a running server; `None` when none is listening.

@@ -12,25 +12,6 @@ use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = std::env::var_os("KLEIBER_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([root.join("target/interop-venv/bin/python")]);
-    for p in candidates {
-        let ok = Command::new(&p)
-            .args(["-c", "import slixmpp"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return Some(p);
-        }
-    }
-    None
-}
-
 fn run_client(py: &PathBuf, port: u16, mode: &str, prefix: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/slixmpp_chat.py");
     let out = Command::new(py)
@@ -60,7 +41,7 @@ fn run_client(py: &PathBuf, port: u16, mode: &str, prefix: &str) {
 
 #[test]
 fn slixmpp_registers_logs_in_and_chats() {
-    let Some(py) = python() else {
+    let Some(py) = interop_python() else {
         if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("slixmpp is not installed (KLEIBER_PYTHON / target/interop-venv)");
         }

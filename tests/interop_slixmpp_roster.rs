@@ -8,24 +8,9 @@ use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("KLEIBER_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([root.join("target/interop-venv/bin/python")])
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import slixmpp"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-        })
-}
-
 #[test]
 fn slixmpp_clients_subscribe_to_each_other() {
-    let Some(py) = python() else {
+    let Some(py) = interop_python() else {
         if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("slixmpp is not installed (KLEIBER_PYTHON / target/interop-venv)");
         }

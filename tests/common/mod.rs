@@ -835,3 +835,19 @@ impl Binary {
         std::mem::take(&mut self.lines)
     }
 }
+
+/// A Python with slixmpp for the interop tests: `KLEIBER_PYTHON`, or the venv `.ci/run` makes.
+pub fn interop_python() -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("KLEIBER_PYTHON")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([root.join("target/interop-venv/bin/python")])
+        .find(|p| {
+            std::process::Command::new(p)
+                .args(["-c", "import slixmpp"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+}
