@@ -184,6 +184,39 @@ impl Connection {
         self.send(&el, ctx);
     }
 
+    /// Deliver the offline messages in chunks the writer can take: the next chunk is only
+    /// fetched once the output queue has drained, so a long backlog never trips the
+    /// slow-reader limit (and a client that stops reading stops the hand-over).
+    fn fetch_offline(&mut self, ctx: &mut Context<Self>) {
+        let chunk = (self.shared.config.limits.max_outbound_queue_bytes / 4).max(64 * 1024);
+        let take = self.router.take_offline.send(TakeOffline {
+            user: self.bare.clone(),
+            max_bytes: chunk,
+        });
+        ctx.spawn(take.into_actor(self).map(move |res, act, ctx| {
+            let Ok((messages, more)) = res else { return };
+            for m in messages {
+                act.inbound(m, ctx);
+            }
+            if more {
+                act.fetch_offline_when_drained(chunk, ctx);
+            }
+        }));
+    }
+
+    fn fetch_offline_when_drained(&mut self, chunk: usize, ctx: &mut Context<Self>) {
+        if self.out.is_none() {
+            return;
+        }
+        if self.queued.load(Ordering::Relaxed) <= chunk {
+            self.fetch_offline(ctx);
+        } else {
+            ctx.run_later(Duration::from_millis(20), move |act, ctx| {
+                act.fetch_offline_when_drained(chunk, ctx)
+            });
+        }
+    }
+
     fn flush_held(&mut self, ctx: &mut Context<Self>) {
         for (_, p) in std::mem::take(&mut self.held) {
             self.send(&p, ctx);
@@ -381,14 +414,7 @@ impl Connection {
                     }
                     if initial {
                         // XEP-0160: messages that arrived while the user was away.
-                        let take = self.router.take_offline.send(TakeOffline {
-                            user: self.bare.clone(),
-                        });
-                        ctx.spawn(take.into_actor(self).map(|res, act, ctx| {
-                            for m in res.unwrap_or_default() {
-                                act.inbound(m, ctx);
-                            }
-                        }));
+                        self.fetch_offline(ctx);
                         // RFC 6121 §3.1.3: requests that arrived while the user was away.
                         for contact in std::mem::take(&mut self.pending_in) {
                             let p = Element::new("presence", ns::CLIENT)

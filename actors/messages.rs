@@ -116,12 +116,13 @@ pub struct Offline {
     pub to: BareJid,
 }
 
-/// Connection -> Spool: hand over (and delete) the user's offline messages, oldest first,
-/// each with its XEP-0203 `<delay/>`.
+/// Connection -> Spool: hand over (and delete) the user's oldest offline messages, about
+/// `max_bytes` of them, each with its XEP-0203 `<delay/>`; `true` when more are left.
 #[derive(Message, Debug)]
-#[rtype(result = "Vec<Element>")]
+#[rtype(result = "(Vec<Element>, bool)")]
 pub struct TakeOffline {
     pub user: BareJid,
+    pub max_bytes: usize,
 }
 
 /// Anyone -> Scheduler: record a failed delivery (who -> whom, why; never content).
@@ -170,6 +171,11 @@ pub struct Carbons {
     pub kind: CarbonKind,
     pub message: Element,
 }
+
+/// Shutdown -> any actor: answered once everything queued before it has been handled.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Barrier;
 
 /// Anyone -> Router: how many sessions are bound (for status and tests).
 #[derive(Message, Debug)]

@@ -53,6 +53,9 @@ pub enum ListenerKind {
 /// A running server: actor addresses and bound ports.
 pub struct Running {
     pub router: Addr<Router>,
+    /// The actors that write to the store, drained in this order at shutdown (the router
+    /// forwards to the others).
+    writers: Vec<Recipient<messages::Barrier>>,
     /// The bound listeners (with the real port when the config said port 0).
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     /// Keep the arbiters alive.
@@ -69,6 +72,13 @@ impl Running {
                 break;
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Everything accepted is handled before the last flush: the router forwards to the
+        // roster store and the spool, which may route again; two rounds settle it.
+        for _ in 0..2 {
+            for w in &self.writers {
+                let _ = w.send(messages::Barrier).await;
+            }
         }
         if let Err(e) = shared.store.flush() {
             log::error!("final flush failed: {e}");
@@ -144,14 +154,19 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 shared.config.hosts.keys().cloned(),
                 spool.clone().recipient(),
                 scheduler.recipient(),
-                roster.recipient(),
+                roster.clone().recipient(),
             );
             let handle = router.handle(&addr, roster_handle, spool.clone().recipient());
             let addr = ctx.run(router);
-            let _ = tx.send((addr, handle));
+            let writers: Vec<Recipient<messages::Barrier>> = vec![
+                addr.clone().recipient(),
+                roster.clone().recipient(),
+                spool.clone().recipient(),
+            ];
+            let _ = tx.send((addr, handle, writers));
         });
     }
-    let (router, handle) = rx
+    let (router, handle, mut writers) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
     control::start(shared.clone(), router.clone(), handle.clone())
@@ -192,8 +207,10 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     }
     let mut arbiters = vec![store_arbiter, router_arbiter];
     arbiters.extend(workers);
+    writers.push(scheduler.clone().recipient());
     Ok(Running {
         router,
+        writers,
         listeners,
         _arbiters: arbiters,
     })
@@ -255,6 +272,13 @@ async fn client(
     slot: crate::shared::ConnSlot,
 ) {
     let id = shared.next_conn_id();
+    let Some(pending) = shared
+        .limiter
+        .unauthenticated_slot(peer, shared.config.limits.max_unauthenticated_per_address)
+    else {
+        log::debug!("{id}: refused: too many unauthenticated connections from one address");
+        return;
+    };
     let _ = tcp.set_nodelay(true);
     log::debug!("{id}: connected ({kind:?})");
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
@@ -284,7 +308,9 @@ async fn client(
             return;
         }
     };
-    match crate::login::run(&shared, id, tls, deadline, Some(peer)).await {
+    let login = crate::login::run(&shared, id, tls, deadline, Some(peer)).await;
+    drop(pending);
+    match login {
         Ok(logged_in) => {
             Connection::start(id, shared, router, logged_in, slot);
         }

@@ -448,3 +448,8 @@ impl Handler<DeleteRoster> for RosterStore {
         }
     }
 }
+
+impl Handler<Barrier> for RosterStore {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
+}

@@ -820,6 +820,11 @@ impl Handler<SessionCount> for Router {
     }
 }
 
+impl Handler<Barrier> for Router {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

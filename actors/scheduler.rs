@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::messages::{CloseAccount, DeleteRoster, LogDeliveryError, WireScheduler};
+use super::messages::{Barrier, CloseAccount, DeleteRoster, LogDeliveryError, WireScheduler};
 use crate::shared::Shared;
 use crate::store::{now_secs, DeliveryError};
 use crate::xmpp::BareJid;
@@ -212,4 +212,9 @@ impl Handler<LogDeliveryError> for Scheduler {
             log::error!("scheduler: cannot write the delivery-error log: {e}");
         }
     }
+}
+
+impl Handler<Barrier> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }

@@ -118,20 +118,25 @@ impl Handler<Offline> for Spool {
 }
 
 impl Handler<TakeOffline> for Spool {
-    type Result = Vec<Element>;
-    fn handle(&mut self, msg: TakeOffline, _: &mut Context<Self>) -> Vec<Element> {
+    type Result = MessageResult<TakeOffline>;
+    fn handle(&mut self, msg: TakeOffline, _: &mut Context<Self>) -> Self::Result {
         let (domain, user) = (
             msg.user.domain().as_str(),
             msg.user.node().map(|n| n.as_str()).unwrap_or_default(),
         );
-        let stored = match self.shared.store.offline.take_all(domain, user) {
+        let (stored, more) = match self
+            .shared
+            .store
+            .offline
+            .take_chunk(domain, user, msg.max_bytes)
+        {
             Ok(s) => s,
             Err(e) => {
                 log::error!("offline storage failure: {e}");
-                return Vec::new();
+                return MessageResult((Vec::new(), false));
             }
         };
-        stored
+        let messages = stored
             .into_iter()
             .filter_map(|rec| {
                 let mut el = parse_element(&rec.xml).ok()?;
@@ -147,6 +152,12 @@ impl Handler<TakeOffline> for Spool {
                 ));
                 Some(el)
             })
-            .collect()
+            .collect();
+        MessageResult((messages, more))
     }
+}
+
+impl Handler<Barrier> for Spool {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }

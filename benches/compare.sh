@@ -102,6 +102,7 @@ scram_iterations = 4096
 [limits]
 registrations_per_address_per_hour = 0
 registrations_per_hour = 0
+max_unauthenticated_per_address = 0
 EOF
 }
 

@@ -92,6 +92,8 @@ pub struct LimitsConfig {
     pub idle_ping_secs: u64,
     /// Seconds a pinged session has to show a sign of life before it is closed.
     pub ping_timeout_secs: u64,
+    /// Connections per client address still in TLS or authentication (slowloris); 0 = no limit.
+    pub max_unauthenticated_per_address: usize,
     /// In-band registrations allowed per client address (IPv6: per /64) per hour; 0 = no limit.
     pub registrations_per_address_per_hour: u32,
     /// In-band registrations allowed per hour in all; 0 = no limit.
@@ -258,6 +260,7 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             handshake_timeout_secs: 60,
             max_outbound_queue_bytes: 1024 * 1024,
+            max_unauthenticated_per_address: 20,
             registrations_per_address_per_hour: 5,
             registrations_per_hour: 100,
             max_login_delay_secs: 8,

@@ -35,6 +35,8 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(900);
 /// The limits' memory.
 #[derive(Default)]
 pub struct Limiter {
+    /// Connections per address that have not authenticated yet (slowloris).
+    unauthenticated: Mutex<HashMap<PeerAddr, usize>>,
     registrations: Mutex<Registrations>,
     failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
 }
@@ -54,7 +56,41 @@ fn prune(q: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
+/// A place among an address's unauthenticated connections; freed on drop.
+pub struct PendingSlot<'a> {
+    limiter: &'a Limiter,
+    addr: PeerAddr,
+}
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.limiter.unauthenticated.lock() {
+            if let Some(n) = m.get_mut(&self.addr) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.addr);
+                }
+            }
+        }
+    }
+}
+
 impl Limiter {
+    /// Take a place among `addr`'s connections still in TLS or login, or `None` when it has
+    /// `max` of them already (0 = no limit).
+    pub fn unauthenticated_slot(&self, addr: PeerAddr, max: usize) -> Option<PendingSlot<'_>> {
+        let mut m = self.unauthenticated.lock().ok()?;
+        let n = m.entry(addr).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot {
+            limiter: self,
+            addr,
+        })
+    }
+
     /// May `addr` register now? Counts the registration if so. `0` disables a limit.
     pub fn allow_registration(&self, addr: Option<PeerAddr>, per_addr: u32, global: u32) -> bool {
         let now = Instant::now();
@@ -146,6 +182,17 @@ mod tests {
         let v6a = PeerAddr::new("2001:db8::1".parse().unwrap());
         let v6b = PeerAddr::new("2001:db8::ffff".parse().unwrap());
         assert!(v6a == v6b, "one /64");
+    }
+
+    #[test]
+    fn unauthenticated_connections_per_address() {
+        let l = Limiter::default();
+        let a = PeerAddr::new("192.0.2.1".parse().unwrap());
+        let s1 = l.unauthenticated_slot(a, 2).unwrap();
+        let _s2 = l.unauthenticated_slot(a, 2).unwrap();
+        assert!(l.unauthenticated_slot(a, 2).is_none());
+        drop(s1);
+        assert!(l.unauthenticated_slot(a, 2).is_some());
     }
 
     #[test]

@@ -113,3 +113,50 @@ async fn clean_shutdown_keeps_everything_and_quota_bounces() {
     assert_eq!(collect(&mut juliet, 3).await, ["q0", "q1", "q2"]);
     b.stop();
 }
+
+/// A backlog larger than the output queue limit is handed over in chunks as the client reads,
+/// not all at once (which would trip the slow-reader limit and lose messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_is_delivered_completely() {
+    let s = TestServer::start_with(|c| {
+        c.offline.max_messages_per_user = 5000;
+        c.offline.max_bytes_per_user = 8 * 1024 * 1024;
+    });
+    s.add_user("romeo", "pw");
+    s.add_user("juliet", "pw");
+    let mut r = s.online("romeo", "orchard").await;
+    let filler = "x".repeat(1000);
+    let n = 1500;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let batch: String = chunk
+            .iter()
+            .map(|i| format!("<message to='juliet@localhost' type='chat'><body>{i} {filler}</body></message>"))
+            .collect();
+        r.send(&batch).await;
+    }
+    r.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(r.recv().await.get_attr("id"), Some("p"));
+    for _ in 0..200 {
+        if s.shared()
+            .store
+            .offline
+            .usage("localhost", "juliet")
+            .unwrap()
+            .count
+            == n
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut j = login(s.starttls, "juliet").await;
+    let bodies = collect(&mut j, n as usize).await;
+    for (i, b) in bodies.iter().enumerate() {
+        assert!(
+            b.starts_with(&format!("{i} ")),
+            "message {i} out of order or missing"
+        );
+    }
+    assert_eq!(s.shared().store.offline.total(), 0);
+}

@@ -90,18 +90,46 @@ impl Offline {
 
     /// Every stored message of the user, oldest first, removed from the store.
     pub fn take_all(&self, domain: &str, user: &str) -> Result<Vec<Stored>, StoreError> {
+        Ok(self.take_chunk(domain, user, usize::MAX)?.0)
+    }
+
+    /// The oldest stored messages, about `max_bytes` of them (at least one), removed from the
+    /// store; `true` when more are left.
+    pub fn take_chunk(
+        &self,
+        domain: &str,
+        user: &str,
+        max_bytes: usize,
+    ) -> Result<(Vec<Stored>, bool), StoreError> {
         let p = prefix(domain, user);
         let mut out = Vec::new();
+        let (mut bytes, mut count) = (0usize, 0u64);
+        let mut more = false;
         for kv in self.items.scan_prefix(&p) {
             let (k, v) = kv?;
+            if !out.is_empty() && bytes + v.len() > max_bytes {
+                more = true;
+                break;
+            }
+            bytes += v.len();
+            count += 1;
             match serde_json::from_slice::<Stored>(&v) {
                 Ok(rec) => out.push(rec),
                 Err(e) => log::error!("dropping a corrupt offline record: {e}"),
             }
             self.items.remove(k)?;
         }
-        self.set_usage(domain, user, Usage::default())?;
-        Ok(out)
+        let mut u = self.usage(domain, user)?;
+        if more {
+            u.count = u.count.saturating_sub(count);
+            u.bytes = u
+                .bytes
+                .saturating_sub(out.iter().map(|r| r.xml.len() as u64).sum());
+        } else {
+            u = Usage::default();
+        }
+        self.set_usage(domain, user, u)?;
+        Ok((out, more))
     }
 
     /// Remove everything of an account.

@@ -1,0 +1,51 @@
+//! Abuse limits that need no timing: unauthenticated connections per address (slowloris).
+
+mod common;
+use common::*;
+
+use tokio::io::AsyncReadExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_per_address_are_capped() {
+    let s = TestServer::start_with(|c| c.limits.max_unauthenticated_per_address = 2);
+    // Two connections that stop before TLS hold the address's places (each has had its
+    // features, so the server surely counts it)...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut t = tokio::net::TcpStream::connect(s.starttls).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut t, header("localhost").as_bytes())
+            .await
+            .unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 1024];
+        while !got.contains("</stream:features>") {
+            let n = t.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        held.push(t);
+    }
+    // ... so a third is closed at once, without a byte.
+    let mut c = tokio::net::TcpStream::connect(s.starttls).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // When they go, logins work again.
+    drop(held);
+    s.add_user("juliet", "pw");
+    let mut ok = false;
+    for _ in 0..100 {
+        let tcp = tokio::net::TcpStream::connect(s.direct).await.unwrap();
+        if let Ok(tls) = try_tls_connect(tcp, None).await {
+            let mut cl = Client::over_tls(tls, "localhost").await;
+            cl.auth_plain("", "juliet", "pw").await.unwrap();
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok);
+}
