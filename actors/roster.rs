@@ -108,6 +108,33 @@ impl RosterStore {
         self.rosters().put(d, u, contact, &item)
     }
 
+    /// After a subscription stanza changed `item`: store it (pushing what the client sees),
+    /// and tell the router when `contact` gained or lost the right to see the user's presence.
+    fn apply(
+        &self,
+        user: &BareJid,
+        contact: &str,
+        item: &Item,
+        before: Option<&Item>,
+        was_from: bool,
+        outcome: roster::Outcome,
+    ) -> Result<(), ()> {
+        if outcome.changed {
+            if let Err(e) = self.save(user, contact, item.clone(), before) {
+                log::error!("roster storage failure: {e}");
+                return Err(());
+            }
+        }
+        if was_from != item.from {
+            self.router.changed.do_send(SubscriptionChanged {
+                user: user.clone(),
+                contact: contact.to_owned(),
+                subscriber: item.from,
+            });
+        }
+        Ok(())
+    }
+
     fn route(&self, stanza: Element, from: &BareJid, to: &str, inflight: Option<InFlight>) {
         let (Ok(to), from) = (Jid::new(to), Jid::from(from.clone())) else {
             return;
@@ -295,17 +322,18 @@ impl Handler<Outbound> for RosterStore {
             }
         }
         let outcome = roster::outbound(&mut item, msg.kind);
-        if outcome.changed {
-            if let Err(e) = self.save(&msg.user, &contact, item.clone(), before.as_ref()) {
-                return log::error!("roster storage failure: {e}");
-            }
-        }
-        if was_from != item.from {
-            self.router.changed.do_send(SubscriptionChanged {
-                user: msg.user.clone(),
-                contact: contact.clone(),
-                subscriber: item.from,
-            });
+        if self
+            .apply(
+                &msg.user,
+                &contact,
+                &item,
+                before.as_ref(),
+                was_from,
+                outcome,
+            )
+            .is_err()
+        {
+            return;
         }
         if outcome.pass_on {
             self.route(msg.stanza, &msg.user, &contact, msg.inflight);
@@ -341,17 +369,18 @@ impl Handler<Inbound> for RosterStore {
         let before = item.in_roster.then(|| item.clone());
         let was_from = item.from;
         let outcome = roster::inbound(&mut item, msg.kind);
-        if outcome.changed {
-            if let Err(e) = self.save(&msg.user, &contact, item.clone(), before.as_ref()) {
-                return log::error!("roster storage failure: {e}");
-            }
-        }
-        if was_from != item.from {
-            self.router.changed.do_send(SubscriptionChanged {
-                user: msg.user.clone(),
-                contact: contact.clone(),
-                subscriber: item.from,
-            });
+        if self
+            .apply(
+                &msg.user,
+                &contact,
+                &item,
+                before.as_ref(),
+                was_from,
+                outcome,
+            )
+            .is_err()
+        {
+            return;
         }
         if let Some(reply) = outcome.auto_reply {
             self.route(
