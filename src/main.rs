@@ -347,6 +347,13 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         }
         UserAction::Del { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
+            // The server is stopped, so no unsubscribe can be sent: update the local
+            // contacts' rosters as those stanzas would have.
+            store
+                .rosters
+                .unsubscribe_local_contacts(&host, &user, |d| config.hosts.contains_key(d))
+                .map_err(|e| e.to_string())?;
+            store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
             if !store
                 .delete_account(&host, &user)
                 .map_err(|e| e.to_string())?

@@ -147,6 +147,51 @@ impl Rosters {
         })
     }
 
+    /// For an account about to be deleted while the server is stopped: apply to each local
+    /// contact's roster what the `unsubscribe`/`unsubscribed` the account would send does
+    /// (RFC 6121 §3.2-3.3), so that no contact keeps seeing a subscription to a deleted
+    /// account. `is_local` tells which domains are served here. Returns how many contacts
+    /// changed.
+    pub fn unsubscribe_local_contacts(
+        &self,
+        domain: &str,
+        user: &str,
+        is_local: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        use crate::roster::{inbound, SubKind};
+        let me = format!("{user}@{domain}");
+        let mut changed = 0;
+        for (contact, item) in self.items(domain, user)? {
+            let Some((c_user, c_domain)) = contact.split_once('@') else {
+                continue;
+            };
+            if !is_local(c_domain) {
+                continue;
+            }
+            let Some(mut theirs) = self.get(c_domain, c_user, &me)? else {
+                continue;
+            };
+            let mut any = false;
+            if item.to || item.pending_out {
+                any |= inbound(&mut theirs, SubKind::Unsubscribe).changed;
+            }
+            if item.from || item.pending_in {
+                any |= inbound(&mut theirs, SubKind::Unsubscribed).changed;
+            }
+            if any {
+                if theirs.in_roster {
+                    let mut m = self.meta(c_domain, c_user)?;
+                    m.ver += 1;
+                    theirs.ver = m.ver;
+                    self.set_meta(c_domain, c_user, &m)?;
+                }
+                self.put(c_domain, c_user, &me, &theirs)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Remove everything of an account.
     pub fn remove_account(&self, domain: &str, user: &str) -> Result<(), StoreError> {
         let p = prefix(domain, user);
@@ -164,6 +209,34 @@ impl Rosters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offline_deletion_unsubscribes_local_contacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let r = &store.rosters;
+        let both = Item {
+            in_roster: true,
+            to: true,
+            from: true,
+            ..Item::default()
+        };
+        r.put("x", "old", "juliet@x", &both).unwrap();
+        r.put("x", "juliet", "old@x", &both).unwrap();
+        r.put("x", "old", "far@remote.example", &both).unwrap();
+        assert_eq!(
+            r.unsubscribe_local_contacts("x", "old", |d| d == "x")
+                .unwrap(),
+            1
+        );
+        let theirs = r.get("x", "juliet", "old@x").unwrap().unwrap();
+        assert!(!theirs.to && !theirs.from && theirs.in_roster, "{theirs:?}");
+        assert_eq!(
+            r.meta("x", "juliet").unwrap().ver,
+            1,
+            "versioned for the next roster get"
+        );
+    }
 
     #[test]
     fn items_meta_blocks_and_removal() {
