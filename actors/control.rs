@@ -12,7 +12,7 @@ use actix::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::messages::{CloseAccount, DeleteRoster, RouterHandle, SessionCount};
+use super::messages::{CloseAccount, DeleteRoster, RouterHandle, SessionCount, SessionsPerHost};
 use super::router::Router;
 use crate::services::register;
 use crate::shared::{blocking, Shared};
@@ -113,14 +113,22 @@ async fn command(
     match words.as_slice() {
         ["status"] => {
             let sessions = router.send(SessionCount).await.unwrap_or(0);
+            let per_host: Vec<String> = router
+                .send(SessionsPerHost)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(h, n)| format!("{h} {n}"))
+                .collect();
             let up = shared.started.elapsed().as_secs();
             Ok(format!(
-                "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions}\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}",
+                "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}",
                 env!("CARGO_PKG_VERSION"),
                 up / 86_400,
                 up % 86_400 / 3600,
                 up % 3600 / 60,
                 shared.config.hosts.keys().cloned().collect::<Vec<_>>().join(", "),
+                per_host.join(", "),
                 shared.connection_count(),
                 shared.store.accounts.count(),
                 shared.store.offline.total(),

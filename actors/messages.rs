@@ -177,6 +177,11 @@ pub struct Carbons {
 #[rtype(result = "()")]
 pub struct Barrier;
 
+/// Anyone -> Router: bound sessions per served host (for `kleiber status`).
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<(String, usize)>")]
+pub struct SessionsPerHost;
+
 /// Anyone -> Router: how many sessions are bound (for status and tests).
 #[derive(Message, Debug)]
 #[rtype(result = "usize")]

@@ -820,6 +820,19 @@ impl Handler<SessionCount> for Router {
     }
 }
 
+impl Handler<SessionsPerHost> for Router {
+    type Result = MessageResult<SessionsPerHost>;
+    fn handle(&mut self, _: SessionsPerHost, _: &mut Context<Self>) -> Self::Result {
+        let mut per: HashMap<String, usize> = self.hosts.iter().map(|h| (h.clone(), 0)).collect();
+        for (jid, st) in &self.users {
+            *per.entry(jid.domain().as_str().to_owned()).or_default() += st.sessions.len();
+        }
+        let mut v: Vec<(String, usize)> = per.into_iter().collect();
+        v.sort();
+        MessageResult(v)
+    }
+}
+
 impl Handler<Barrier> for Router {
     type Result = ();
     fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
