@@ -80,6 +80,17 @@ impl Spool {
         // XEP-0160 §3: only normal and chat messages are stored.
         let storable = stanza.name == "message"
             && matches!(stanza.get_attr("type"), None | Some("normal" | "chat"));
+        // XEP-0191: nothing from a blocked JID is kept for the user either.
+        let from = stanza.get_attr("from").unwrap_or_default();
+        let blocked: std::collections::HashSet<String> = store
+            .rosters
+            .blocked(domain, user)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if crate::actors::router::blocks(&blocked, from) {
+            return Err((Condition::ServiceUnavailable, "blocked by the recipient"));
+        }
         let cfg = &self.shared.config.offline;
         if !storable || cfg.max_messages_per_user == 0 {
             return Err((Condition::ServiceUnavailable, "recipient offline"));

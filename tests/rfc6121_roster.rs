@@ -560,3 +560,26 @@ async fn burst_of_subscriptions_loses_nothing() {
     }
     panic!("not every contact got the request");
 }
+
+/// A blocked sender's messages are not kept for the user while offline either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_senders_get_nothing_stored_offline() {
+    let s = TestServer::start();
+    for u in ["romeo", "juliet"] {
+        s.add_user(u, "pw");
+    }
+    s.shared()
+        .store
+        .rosters
+        .set_blocked("localhost", "juliet", "romeo@localhost", true)
+        .unwrap();
+    let mut r = s.online("romeo", "orchard").await;
+    r.send("<message to='juliet@localhost' type='chat' id='x'><body>let me in</body></message>")
+        .await;
+    let e = r.recv().await;
+    assert_eq!(
+        (e.get_attr("id"), error_condition(&e).as_deref()),
+        (Some("x"), Some("service-unavailable"))
+    );
+    assert_eq!(s.shared().store.offline.total(), 0);
+}
