@@ -30,6 +30,9 @@ pub struct RouterInbox {
 pub struct RosterStore {
     shared: Arc<Shared>,
     router: RouterInbox,
+    /// Recent subscription requests from strangers, per account (abuse limit).
+    stranger_requests:
+        std::collections::HashMap<BareJid, std::collections::VecDeque<std::time::Instant>>,
 }
 
 fn parts(j: &BareJid) -> (&str, &str) {
@@ -54,7 +57,11 @@ fn sub_presence(from: &BareJid, to: &str, kind: SubKind) -> Element {
 
 impl RosterStore {
     pub fn new(shared: Arc<Shared>, router: RouterInbox) -> RosterStore {
-        RosterStore { shared, router }
+        RosterStore {
+            shared,
+            router,
+            stranger_requests: Default::default(),
+        }
     }
 
     fn rosters(&self) -> &crate::store::Rosters {
@@ -364,6 +371,30 @@ impl Handler<Inbound> for RosterStore {
                 .unwrap_or(usize::MAX);
             if pending >= 2 * self.shared.config.limits.max_roster_items {
                 return;
+            }
+            // ... nor may strangers flood the user with requests: at most
+            // `limits.stranger_subscriptions_per_hour` per account (kept in memory only).
+            let limit = self.shared.config.limits.stranger_subscriptions_per_hour;
+            if limit > 0 {
+                let now = std::time::Instant::now();
+                let q = self.stranger_requests.entry(msg.user.clone()).or_default();
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t).as_secs() >= 3600)
+                {
+                    q.pop_front();
+                }
+                if q.len() >= limit as usize {
+                    log::debug!(
+                        "subscription request for {} dropped: stranger limit",
+                        msg.user
+                    );
+                    return;
+                }
+                q.push_back(now);
+                let cutoff = now - std::time::Duration::from_secs(3600);
+                self.stranger_requests
+                    .retain(|_, q| q.back().is_some_and(|t| *t > cutoff));
             }
         }
         let before = item.in_roster.then(|| item.clone());

@@ -98,6 +98,8 @@ pub struct LimitsConfig {
     pub registrations_per_address_per_hour: u32,
     /// In-band registrations allowed per hour in all; 0 = no limit.
     pub registrations_per_hour: u32,
+    /// Subscription requests from people not on the roster, per account per hour; 0 = no limit.
+    pub stranger_subscriptions_per_hour: u32,
     /// Longest delay, in seconds, before answering a login after repeated failures.
     pub max_login_delay_secs: u64,
     /// Most contacts on one roster.
@@ -263,6 +265,7 @@ impl Default for LimitsConfig {
             max_unauthenticated_per_address: 20,
             registrations_per_address_per_hour: 5,
             registrations_per_hour: 100,
+            stranger_subscriptions_per_hour: 20,
             max_login_delay_secs: 8,
             idle_ping_secs: 300,
             ping_timeout_secs: 60,

@@ -583,3 +583,49 @@ async fn blocked_senders_get_nothing_stored_offline() {
     );
     assert_eq!(s.shared().store.offline.total(), 0);
 }
+
+/// Spam: subscription requests from strangers are limited per account and hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stranger_requests_are_limited() {
+    let s = TestServer::start_with(|c| c.limits.stranger_subscriptions_per_hour = 2);
+    s.add_user("juliet", "pw");
+    for i in 0..3 {
+        s.add_user(&format!("s{i}"), "pw");
+    }
+    for i in 0..3 {
+        let mut c = s.online(&format!("s{i}"), "r").await;
+        c.send("<presence to='juliet@localhost' type='subscribe'/>")
+            .await;
+        roster_get(&mut c, None).await;
+    }
+    let mut pending = 0;
+    for _ in 0..100 {
+        pending = (0..3)
+            .filter(|i| {
+                s.shared()
+                    .store
+                    .rosters
+                    .get("localhost", "juliet", &format!("s{i}@localhost"))
+                    .unwrap()
+                    .is_some_and(|it| it.pending_in)
+            })
+            .count();
+        if pending >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Give a third request the same chance to land before checking it did not.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let pending_now = (0..3)
+        .filter(|i| {
+            s.shared()
+                .store
+                .rosters
+                .get("localhost", "juliet", &format!("s{i}@localhost"))
+                .unwrap()
+                .is_some_and(|it| it.pending_in)
+        })
+        .count();
+    assert_eq!((pending, pending_now), (2, 2));
+}
