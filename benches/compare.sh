@@ -103,6 +103,7 @@ scram_iterations = 4096
 registrations_per_address_per_hour = 0
 registrations_per_hour = 0
 max_unauthenticated_per_address = 0
+max_bytes_per_second = 0
 EOF
 }
 

@@ -193,6 +193,8 @@ pub async fn run(
     let cb = crate::tls::channel_binding(stream.ssl());
     let (rd, mut w) = tokio::io::split(stream);
     let mut reader = XmlReader::new(rd, preauth_limits(shared));
+    let l = &shared.config.limits;
+    reader.set_rate(l.max_bytes_per_second, l.max_stanza_bytes as u64);
     let (host, _id) = open_stream(shared, &mut reader, &mut w, None, deadline).await?;
 
     let mut features = String::from("<stream:features>");

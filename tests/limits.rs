@@ -49,3 +49,24 @@ async fn unauthenticated_connections_per_address_are_capped() {
     }
     assert!(ok);
 }
+
+/// The traffic shaper slows a client down but loses nothing: everything it sends arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shaped_clients_are_slowed_not_cut() {
+    // Burst = the stanza limit (10 kB here), so the 16 kB sent below must wait for tokens.
+    let s = TestServer::start_with(|c| {
+        c.limits.max_bytes_per_second = 4000;
+        c.limits.max_stanza_bytes = 10_000;
+    });
+    s.add_user("juliet", "pw");
+    let mut j = s.online("juliet", "a").await;
+    let filler = "y".repeat(500);
+    let batch: String = (0..30)
+        .map(|i| format!("<message to='juliet@localhost/a' type='chat' id='m{i}'><body>{filler}</body></message>"))
+        .collect();
+    j.send(&batch).await;
+    for i in 0..30 {
+        let e = j.recv().await;
+        assert_eq!(e.get_attr("id"), Some(format!("m{i}").as_str()));
+    }
+}

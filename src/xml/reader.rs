@@ -81,6 +81,46 @@ struct Budget {
 pub struct Limited<R> {
     inner: R,
     budget: Arc<Budget>,
+    /// Optional traffic shaper (bytes per second), as Prosody and ejabberd have.
+    shaper: Option<Shaper>,
+}
+
+/// A token bucket: `rate` bytes per second, at most `burst` at once.
+struct Shaper {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Shaper {
+    fn refill(&mut self) {
+        let now = tokio::time::Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+    }
+
+    /// Bytes that may be read now, or Pending (with a wake-up) when none.
+    fn poll_allowance(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
+        loop {
+            self.refill();
+            if self.tokens >= 1.0 {
+                self.wait = None;
+                return Poll::Ready(self.tokens as usize);
+            }
+            let secs = (1.0 - self.tokens) / self.rate;
+            let at = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+            let sleep = self
+                .wait
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            sleep.as_mut().reset(at);
+            if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Limited<R> {
@@ -95,7 +135,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Limited<R> {
             self.budget.exceeded.store(true, Ordering::Relaxed);
             return Poll::Ready(Err(io::Error::other("stanza too large")));
         }
-        let room = (allowed - read).min(buf.remaining() as u64) as usize;
+        let mut room = (allowed - read).min(buf.remaining() as u64) as usize;
+        if let Some(shaper) = &mut self.shaper {
+            match shaper.poll_allowance(cx) {
+                Poll::Ready(n) => room = room.min(n),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let mut sub = buf.take(room);
         let before = sub.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, &mut sub) {
@@ -106,6 +152,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Limited<R> {
                 unsafe { buf.assume_init(n) };
                 buf.advance(n);
                 self.budget.read.fetch_add(n as u64, Ordering::Relaxed);
+                if let Some(shaper) = &mut self.shaper {
+                    shaper.tokens -= n as f64;
+                }
                 Poll::Ready(Ok(()))
             }
             other => other,
@@ -139,6 +188,10 @@ impl<R> LazyBufReader<R> {
 
     fn into_inner(self) -> R {
         self.inner
+    }
+
+    fn get_mut_inner(&mut self) -> &mut R {
+        &mut self.inner
     }
 }
 
@@ -225,6 +278,7 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
         let limited = Limited {
             inner,
             budget: budget.clone(),
+            shaper: None,
         };
         let mut r = XmlReader {
             reader: Some(new_ns_reader(LazyBufReader::new(limited))),
@@ -237,6 +291,22 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
         };
         r.renew_budget();
         r
+    }
+
+    /// Shape the peer's traffic to `rate` bytes per second, `burst` at once (0 = unlimited).
+    /// Needs a tokio runtime with timers.
+    pub fn set_rate(&mut self, rate: u64, burst: u64) {
+        let Some(r) = self.reader.as_mut() else {
+            return;
+        };
+        let limited = r.get_mut().get_mut_inner();
+        limited.shaper = (rate > 0).then(|| Shaper {
+            rate: rate as f64,
+            burst: burst.max(rate).max(1) as f64,
+            tokens: burst.max(rate) as f64,
+            last: tokio::time::Instant::now(),
+            wait: None,
+        });
     }
 
     /// Change the limits (e.g. the larger stanza limit after authentication).
