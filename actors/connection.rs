@@ -70,6 +70,10 @@ pub struct Connection {
     blocked: HashSet<String>,
     /// Contacts whose presence the user receives (probed at initial presence).
     subscriptions: HashSet<String>,
+    /// Everyone on the roster: messages from anyone else count against the stranger limit.
+    contacts: HashSet<String>,
+    /// When messages from strangers arrived in the last hour (abuse limit).
+    stranger_messages: std::collections::VecDeque<std::time::Instant>,
     /// Subscription requests that waited for the user, shown after initial presence.
     pending_in: Vec<String>,
     /// Initial presence was sent.
@@ -128,6 +132,8 @@ impl Connection {
                 blocklist_wanted: false,
                 blocked: HashSet::new(),
                 subscriptions: HashSet::new(),
+                contacts: HashSet::new(),
+                stranger_messages: Default::default(),
                 pending_in: Vec::new(),
                 available: false,
                 inactive: false,
@@ -575,6 +581,7 @@ impl Connection {
                     log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
                     act.blocked = roster.blocked.into_iter().collect();
                     act.subscriptions = roster.subscriptions.into_iter().collect();
+                    act.contacts = roster.contacts.into_iter().collect();
                     act.pending_in = roster.pending_in;
                     let payload = Element::new("bind", ns::BIND)
                         .child(Element::new("jid", ns::BIND).text(full.as_str()));

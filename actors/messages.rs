@@ -74,6 +74,8 @@ pub struct SessionRoster {
     pub pending_in: Vec<String>,
     /// The block list (XEP-0191).
     pub blocked: Vec<String>,
+    /// Everyone on the roster (whatever the subscription): not strangers.
+    pub contacts: Vec<String>,
 }
 
 /// Connection -> Router: the session ended.

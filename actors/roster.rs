@@ -178,6 +178,9 @@ impl Handler<LoadSessionRoster> for RosterStore {
         let (d, u) = parts(&msg.user);
         let mut r = SessionRoster::default();
         for (contact, item) in self.rosters().items(d, u).map_err(internal)? {
+            if item.in_roster {
+                r.contacts.push(contact.clone());
+            }
             if item.from {
                 r.subscribers.push(contact.clone());
             }

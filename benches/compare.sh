@@ -104,6 +104,7 @@ registrations_per_address_per_hour = 0
 registrations_per_hour = 0
 max_unauthenticated_per_address = 0
 max_bytes_per_second = 0
+stranger_messages_per_hour = 0
 EOF
 }
 

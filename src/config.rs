@@ -98,6 +98,8 @@ pub struct LimitsConfig {
     pub registrations_per_address_per_hour: u32,
     /// In-band registrations allowed per hour in all; 0 = no limit.
     pub registrations_per_hour: u32,
+    /// Messages from people not on the roster, per session per hour; 0 = no limit.
+    pub stranger_messages_per_hour: u32,
     /// Bytes per second a client may send (a token bucket with `max_stanza_bytes` of burst);
     /// 0 = unlimited.
     pub max_bytes_per_second: u64,
@@ -268,6 +270,7 @@ impl Default for LimitsConfig {
             max_unauthenticated_per_address: 20,
             registrations_per_address_per_hour: 5,
             registrations_per_hour: 100,
+            stranger_messages_per_hour: 500,
             max_bytes_per_second: 100_000,
             stranger_subscriptions_per_hour: 20,
             max_login_delay_secs: 8,

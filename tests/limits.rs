@@ -70,3 +70,53 @@ async fn shaped_clients_are_slowed_not_cut() {
         assert_eq!(e.get_attr("id"), Some(format!("m{i}").as_str()));
     }
 }
+
+/// Spam from strangers: messages from people not on the roster are limited per session and
+/// hour; contacts are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_strangers_are_limited() {
+    let s = TestServer::start_with(|c| c.limits.stranger_messages_per_hour = 2);
+    for u in ["juliet", "spammer", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    let both = kleiber::roster::Item {
+        in_roster: true,
+        to: true,
+        from: true,
+        ..Default::default()
+    };
+    s.shared()
+        .store
+        .rosters
+        .put("localhost", "juliet", "romeo@localhost", &both)
+        .unwrap();
+    let mut j = s.online("juliet", "a").await;
+    let mut sp = s.online("spammer", "x").await;
+    let mut r = s.online("romeo", "y").await;
+    for i in 0..3 {
+        sp.send(&format!(
+            "<message to='juliet@localhost/a' type='chat' id='s{i}'><body>buy</body></message>"
+        ))
+        .await;
+    }
+    for i in 0..2 {
+        let e = j.recv().await;
+        assert_eq!(e.get_attr("id"), Some(format!("s{i}").as_str()));
+    }
+    let e = sp.recv().await;
+    assert_eq!(
+        (e.get_attr("id"), error_condition(&e).as_deref()),
+        (Some("s2"), Some("policy-violation"))
+    );
+    // A contact is not limited.
+    for i in 0..3 {
+        r.send(&format!(
+            "<message to='juliet@localhost/a' type='chat' id='r{i}'><body>hi</body></message>"
+        ))
+        .await;
+        assert_eq!(
+            j.recv().await.get_attr("id"),
+            Some(format!("r{i}").as_str())
+        );
+    }
+}

@@ -172,6 +172,11 @@ impl Connection {
     /// A roster push from the store: keep our view of the subscriptions, tell the client.
     pub(super) fn roster_push(&mut self, item: Element, ver: String, ctx: &mut Context<Self>) {
         if let Some(jid) = item.get_attr("jid") {
+            if item.get_attr("subscription") == Some("remove") {
+                self.contacts.remove(jid);
+            } else {
+                self.contacts.insert(jid.to_owned());
+            }
             match item.get_attr("subscription") {
                 Some("to" | "both") => {
                     self.subscriptions.insert(jid.to_owned());
@@ -255,6 +260,32 @@ impl Connection {
             }
             return;
         }
+        // Spam: messages from strangers (not on the roster) are limited per hour.
+        if el.name == "message"
+            && el.get_child("body", ns::CLIENT).is_some()
+            && el.get_attr("type") != Some("error")
+            && el.get_child("delay", "urn:xmpp:delay").is_none()
+            && self.stranger_limited(from_of(&el))
+        {
+            if let Some(reply) = error_reply(
+                &el,
+                &StanzaError::new(Condition::PolicyViolation)
+                    .with_text("too many messages from strangers"),
+            ) {
+                if let (Ok(from), Ok(to)) = (
+                    Jid::new(reply.get_attr("from").unwrap_or_default()),
+                    Jid::new(reply.get_attr("to").unwrap_or_default()),
+                ) {
+                    self.router.route.do_send(Route {
+                        stanza: reply,
+                        from,
+                        to,
+                        inflight: None,
+                    });
+                }
+            }
+            return;
+        }
         // XEP-0280: a message delivered to this resource's full JID is copied to the
         // account's other carbon-enabled resources.
         if el.name == "message"
@@ -290,6 +321,41 @@ impl Connection {
             });
         }
         carbons::strip_private(el);
+    }
+}
+
+/// The bare JID of a stanza's sender.
+fn from_of(el: &Element) -> &str {
+    let f = el.get_attr("from").unwrap_or_default();
+    f.split('/').next().unwrap_or(f)
+}
+
+impl Connection {
+    /// Is this message from a stranger over `limits.stranger_messages_per_hour`? Counts it.
+    /// Contacts, the user's own other resources, servers and error/groupchat traffic are not
+    /// limited.
+    fn stranger_limited(&mut self, from_bare: &str) -> bool {
+        let limit = self.shared.config.limits.stranger_messages_per_hour;
+        if limit == 0
+            || from_bare == self.bare.as_str()
+            || !from_bare.contains('@')
+            || self.contacts.contains(from_bare)
+        {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        while self
+            .stranger_messages
+            .front()
+            .is_some_and(|t| now.duration_since(*t).as_secs() >= 3600)
+        {
+            self.stranger_messages.pop_front();
+        }
+        if self.stranger_messages.len() >= limit as usize {
+            return true;
+        }
+        self.stranger_messages.push_back(now);
+        false
     }
 }
 

@@ -46,6 +46,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         registrations_per_address_per_hour = 0
         registrations_per_hour = 0
         max_bytes_per_second = 0
+        stranger_messages_per_hour = 0
         "#,
     )
     .unwrap();
