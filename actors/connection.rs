@@ -72,6 +72,8 @@ pub struct Connection {
     subscriptions: HashSet<String>,
     /// Everyone on the roster: messages from anyone else count against the stranger limit.
     contacts: HashSet<String>,
+    /// The per-session abuse limits apply (not an exempt loopback client).
+    limited: bool,
     /// When messages from strangers arrived in the last hour (abuse limit).
     stranger_messages: std::collections::VecDeque<std::time::Instant>,
     /// Subscription requests that waited for the user, shown after initial presence.
@@ -107,6 +109,7 @@ impl Connection {
             user,
             host,
             mechanism,
+            limited,
         } = login;
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -133,6 +136,7 @@ impl Connection {
                 blocked: HashSet::new(),
                 subscriptions: HashSet::new(),
                 contacts: HashSet::new(),
+                limited,
                 stranger_messages: Default::default(),
                 pending_in: Vec::new(),
                 available: false,

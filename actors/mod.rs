@@ -272,10 +272,13 @@ async fn client(
     slot: crate::shared::ConnSlot,
 ) {
     let id = shared.next_conn_id();
-    let Some(pending) = shared
-        .limiter
-        .unauthenticated_slot(peer, shared.config.limits.max_unauthenticated_per_address)
-    else {
+    let exempt = shared.config.limits.exempt_loopback && peer.is_loopback();
+    let per_address = if exempt {
+        0
+    } else {
+        shared.config.limits.max_unauthenticated_per_address
+    };
+    let Some(pending) = shared.limiter.unauthenticated_slot(peer, per_address) else {
         log::debug!("{id}: refused: too many unauthenticated connections from one address");
         return;
     };
@@ -308,7 +311,7 @@ async fn client(
             return;
         }
     };
-    let login = crate::login::run(&shared, id, tls, deadline, Some(peer)).await;
+    let login = crate::login::run(&shared, id, tls, deadline, (!exempt).then_some(peer)).await;
     drop(pending);
     match login {
         Ok(logged_in) => {

@@ -92,6 +92,8 @@ pub struct LimitsConfig {
     pub idle_ping_secs: u64,
     /// Seconds a pinged session has to show a sign of life before it is closed.
     pub ping_timeout_secs: u64,
+    /// Clients on the machine itself (127.0.0.0/8, ::1) are exempt from the abuse limits below.
+    pub exempt_loopback: bool,
     /// Connections per client address still in TLS or authentication (slowloris); 0 = no limit.
     pub max_unauthenticated_per_address: usize,
     /// In-band registrations allowed per client address (IPv6: per /64) per hour; 0 = no limit.
@@ -267,6 +269,7 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             handshake_timeout_secs: 60,
             max_outbound_queue_bytes: 1024 * 1024,
+            exempt_loopback: true,
             max_unauthenticated_per_address: 20,
             registrations_per_address_per_hour: 5,
             registrations_per_hour: 100,

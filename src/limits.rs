@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 pub struct PeerAddr(IpAddr);
 
 impl PeerAddr {
+    /// Is this the machine itself (127.0.0.0/8, ::1)? Such clients are exempt from the abuse
+    /// limits when `limits.exempt_loopback` is set, as Prosody does: local tools and load
+    /// generators, not strangers.
+    pub fn is_loopback(&self) -> bool {
+        self.0.is_loopback()
+    }
+
     /// Wrap an address (IPv6 addresses are limited per /64, as one host usually owns one).
     pub fn new(ip: IpAddr) -> PeerAddr {
         match ip {

@@ -40,6 +40,8 @@ pub struct LoggedIn {
     pub host: String,
     /// The mechanism used (for the log).
     pub mechanism: Mechanism,
+    /// The per-session abuse limits apply (not an exempt loopback client).
+    pub limited: bool,
 }
 
 /// How a connection ended before authentication.
@@ -193,8 +195,11 @@ pub async fn run(
     let cb = crate::tls::channel_binding(stream.ssl());
     let (rd, mut w) = tokio::io::split(stream);
     let mut reader = XmlReader::new(rd, preauth_limits(shared));
+    // `peer` is None for clients exempt from the abuse limits.
     let l = &shared.config.limits;
-    reader.set_rate(l.max_bytes_per_second, l.max_stanza_bytes as u64);
+    if peer.is_some() {
+        reader.set_rate(l.max_bytes_per_second, l.max_stanza_bytes as u64);
+    }
     let (host, _id) = open_stream(shared, &mut reader, &mut w, None, deadline).await?;
 
     let mut features = String::from("<stream:features>");
@@ -323,6 +328,7 @@ pub async fn run(
     features.push_str("</stream:features>");
     send(&mut w, &features).await?;
     Ok(LoggedIn {
+        limited: peer.is_some(),
         reader,
         writer: w,
         user,

@@ -7,7 +7,10 @@ use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_connections_per_address_are_capped() {
-    let s = TestServer::start_with(|c| c.limits.max_unauthenticated_per_address = 2);
+    let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.max_unauthenticated_per_address = 2;
+    });
     // Two connections that stop before TLS hold the address's places (each has had its
     // features, so the server surely counts it)...
     let mut held = Vec::new();
@@ -55,6 +58,7 @@ async fn unauthenticated_connections_per_address_are_capped() {
 async fn shaped_clients_are_slowed_not_cut() {
     // Burst = the stanza limit (10 kB here), so the 16 kB sent below must wait for tokens.
     let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
         c.limits.max_bytes_per_second = 4000;
         c.limits.max_stanza_bytes = 10_000;
     });
@@ -75,7 +79,10 @@ async fn shaped_clients_are_slowed_not_cut() {
 /// hour; contacts are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_from_strangers_are_limited() {
-    let s = TestServer::start_with(|c| c.limits.stranger_messages_per_hour = 2);
+    let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.stranger_messages_per_hour = 2;
+    });
     for u in ["juliet", "spammer", "romeo"] {
         s.add_user(u, "pw");
     }
@@ -117,6 +124,35 @@ async fn messages_from_strangers_are_limited() {
         assert_eq!(
             j.recv().await.get_attr("id"),
             Some(format!("r{i}").as_str())
+        );
+    }
+}
+
+/// Clients on the machine itself (a local load generator) are exempt by default, as in Prosody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_clients_are_exempt_by_default() {
+    let s = TestServer::start_with(|c| {
+        c.limits.registrations_per_address_per_hour = 1;
+        c.limits.stranger_messages_per_hour = 1;
+    });
+    for u in ["a", "b", "c"] {
+        let mut cl = Client::starttls(s.starttls, "localhost").await;
+        assert_eq!(
+            cl.register(u, "pw").await.get_attr("type"),
+            Some("result"),
+            "{u}"
+        );
+    }
+    let mut a = s.online("a", "r").await;
+    let mut b = s.online("b", "r").await;
+    for i in 0..3 {
+        b.send(&format!(
+            "<message to='a@localhost/r' type='chat' id='m{i}'><body>x</body></message>"
+        ))
+        .await;
+        assert_eq!(
+            a.recv().await.get_attr("id"),
+            Some(format!("m{i}").as_str())
         );
     }
 }

@@ -337,6 +337,7 @@ impl Connection {
     fn stranger_limited(&mut self, from_bare: &str) -> bool {
         let limit = self.shared.config.limits.stranger_messages_per_hour;
         if limit == 0
+            || !self.limited
             || from_bare == self.bare.as_str()
             || !from_bare.contains('@')
             || self.contacts.contains(from_bare)
