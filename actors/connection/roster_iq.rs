@@ -242,21 +242,7 @@ impl Connection {
                 _ => false,
             };
             if answer {
-                if let Some(reply) =
-                    error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable))
-                {
-                    if let (Ok(from), Ok(to)) = (
-                        Jid::new(reply.get_attr("from").unwrap_or_default()),
-                        Jid::new(reply.get_attr("to").unwrap_or_default()),
-                    ) {
-                        let _ = self.router.route.try_send(Route {
-                            stanza: reply,
-                            from,
-                            to,
-                            inflight: None,
-                        });
-                    }
-                }
+                self.refuse_inbound(&el, StanzaError::new(Condition::ServiceUnavailable));
             }
             return;
         }
@@ -267,23 +253,11 @@ impl Connection {
             && el.get_child("delay", "urn:xmpp:delay").is_none()
             && self.stranger_limited(from_of(&el))
         {
-            if let Some(reply) = error_reply(
+            self.refuse_inbound(
                 &el,
-                &StanzaError::new(Condition::PolicyViolation)
+                StanzaError::new(Condition::PolicyViolation)
                     .with_text("too many messages from strangers"),
-            ) {
-                if let (Ok(from), Ok(to)) = (
-                    Jid::new(reply.get_attr("from").unwrap_or_default()),
-                    Jid::new(reply.get_attr("to").unwrap_or_default()),
-                ) {
-                    self.router.route.do_send(Route {
-                        stanza: reply,
-                        from,
-                        to,
-                        inflight: None,
-                    });
-                }
-            }
+            );
             return;
         }
         // XEP-0280: a message delivered to this resource's full JID is copied to the
@@ -321,6 +295,27 @@ impl Connection {
             });
         }
         carbons::strip_private(el);
+    }
+}
+
+impl Connection {
+    /// Refuse a stanza that reached this session: its error reply goes back to the sender
+    /// through the router (errors are never answered).
+    fn refuse_inbound(&self, el: &Element, err: StanzaError) {
+        let Some(reply) = error_reply(el, &err) else {
+            return;
+        };
+        if let (Ok(from), Ok(to)) = (
+            Jid::new(reply.get_attr("from").unwrap_or_default()),
+            Jid::new(reply.get_attr("to").unwrap_or_default()),
+        ) {
+            self.router.route.do_send(Route {
+                stanza: reply,
+                from,
+                to,
+                inflight: None,
+            });
+        }
     }
 }
 

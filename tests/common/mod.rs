@@ -853,3 +853,50 @@ pub fn interop_python() -> Option<std::path::PathBuf> {
                 .unwrap_or(false)
         })
 }
+
+/// The interop Python, or `None` (test skipped) when slixmpp is missing, unless
+/// `KLEIBER_REQUIRE_INTEROP=1` (set by `.ci/run`) makes that a failure.
+pub fn interop_python_or_skip() -> Option<std::path::PathBuf> {
+    let py = interop_python();
+    if py.is_none() {
+        if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("slixmpp is not installed (KLEIBER_PYTHON / target/interop-venv)");
+        }
+        eprintln!("SKIPPED: no Python with slixmpp; run .ci/run or set KLEIBER_PYTHON");
+    }
+    py
+}
+
+/// Run `tests/interop/<script>` against the server on `port` and assert it succeeded;
+/// returns its standard output.
+pub fn run_interop(
+    py: &std::path::Path,
+    script: &str,
+    port: u16,
+    mode: &str,
+    prefix: &str,
+) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let out = std::process::Command::new(py)
+        .arg(path)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--domain",
+            "localhost",
+        ])
+        .args(["--mode", mode, "--prefix", prefix])
+        .output()
+        .expect("run the slixmpp client");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} {mode} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
