@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::messages::*;
-use crate::login::{ClientReader, ClientWriter, LoggedIn};
+use crate::login::LoggedIn;
 use crate::services::{self, register};
 use crate::shared::{ConnId, ConnSlot, Shared};
 use crate::xml::{Element, ParseError, StreamEvent};
@@ -719,8 +719,8 @@ impl Handler<ToSession> for Connection {
 }
 
 /// The reader as a stream of events that ends after the stream's end or an error.
-fn events(
-    reader: ClientReader,
+pub(crate) fn events<R: tokio::io::AsyncRead + Unpin + 'static>(
+    reader: crate::xml::XmlReader<R>,
 ) -> impl futures_util::Stream<Item = Result<StreamEvent, ParseError>> {
     futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
@@ -732,8 +732,8 @@ fn events(
 
 /// The writer task: coalesce queued output into large TLS writes; end with close_notify when
 /// the actor drops its sender. No buffer is kept between writes, so an idle session holds none.
-async fn write_loop(
-    mut w: ClientWriter,
+pub(crate) async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    mut w: W,
     mut rx: mpsc::UnboundedReceiver<String>,
     queued: Arc<AtomicUsize>,
     abort: Arc<tokio::sync::Notify>,

@@ -333,3 +333,29 @@ pub struct RouterHandle {
     /// The offline spool, to collect messages at initial presence.
     pub take_offline: Recipient<TakeOffline>,
 }
+
+/// Router -> S2s: a stanza for another server (`from` local, `to` remote, in
+/// `jabber:client` like every stanza inside kleiber).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ToRemote {
+    pub stanza: Element,
+    pub from: Jid,
+    pub to: Jid,
+}
+
+/// Anyone -> S2s: the server-to-server links now up (for `kleiber status` and tests).
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<LinkInfo>")]
+pub struct S2sLinks;
+
+/// One server-to-server link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub local: String,
+    pub remote: String,
+    /// `true` for links we opened (our stanzas go out), `false` for the peer's.
+    pub outgoing: bool,
+    /// How the remote domain was authenticated (`SASL EXTERNAL`, `dialback`, ...).
+    pub method: String,
+}

@@ -12,16 +12,21 @@
 //!     Router --Inbound (subscription stanzas)--> RosterStore
 //!     RosterStore --RosterPush/DeliverAvailable/SubscriptionChanged/BlockChanged/Route--> Router
 //!     Router, Spool --LogDeliveryError--> Scheduler
+//!     Router --ToRemote--> S2s --> S2sOut (one per local host and remote domain)
+//!     S2sIn (one per incoming server stream, on the workers) --Route--> Router
 //! ```
 //!
 //! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler and
-//! RosterStore share a storage arbiter. Every message type is in [`messages`].
+//! RosterStore share a storage arbiter; S2s and its links have a federation arbiter. Every
+//! message type is in [`messages`].
 
 pub mod connection;
 pub mod control;
 pub mod messages;
 pub mod roster;
 pub mod router;
+pub mod s2s;
+pub mod s2s_in;
 pub mod scheduler;
 pub mod spool;
 
@@ -41,18 +46,24 @@ use router::Router;
 use scheduler::Scheduler;
 use spool::Spool;
 
-/// Which kind of client port a listener serves.
+/// Which kind of port a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
-    /// RFC 6120 STARTTLS.
+    /// Clients, RFC 6120 STARTTLS.
     StartTls,
-    /// XEP-0368 direct TLS.
+    /// Clients, XEP-0368 direct TLS.
     DirectTls,
+    /// Servers, RFC 6120 STARTTLS.
+    S2s,
+    /// Servers, XEP-0368 direct TLS.
+    S2sDirectTls,
 }
 
 /// A running server: actor addresses and bound ports.
 pub struct Running {
     pub router: Addr<Router>,
+    /// The federation manager (`None` when `s2s.enabled = false`).
+    pub s2s: Option<Addr<s2s::S2s>>,
     /// The actors that write to the store, drained in this order at shutdown (the router
     /// forwards to the others).
     writers: Vec<Recipient<messages::Barrier>>,
@@ -104,6 +115,14 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     let cfg = &shared.config;
     let store_arbiter = Arbiter::new();
     let router_arbiter = Arbiter::new();
+    let s2s_arbiter = Arbiter::new();
+    let s2s_cx = if cfg.s2s.enabled {
+        Some(Arc::new(
+            crate::s2s::S2sContext::new(&shared).map_err(std::io::Error::other)?,
+        ))
+    } else {
+        None
+    };
     let workers: Vec<Arbiter> = (0..cfg.worker_count()).map(|_| Arbiter::new()).collect();
 
     let scheduler = Scheduler::start_in_arbiter(&store_arbiter.handle(), {
@@ -117,10 +136,18 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     {
         let shared = shared.clone();
         let store_handle = store_arbiter.handle();
+        let s2s_handle = s2s_arbiter.handle();
         let scheduler = scheduler.clone();
+        let s2s_cx = s2s_cx.clone();
         router_arbiter.spawn_fn(move || {
             let ctx: Context<Router> = Context::new();
             let addr = ctx.address();
+            let s2s = s2s_cx.map(|cx| {
+                let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
+                s2s::S2s::start_in_arbiter(&s2s_handle, move |_| {
+                    s2s::S2s::new(shared, cx, router.recipient(), sched.recipient())
+                })
+            });
             let spool = Spool::start_in_arbiter(&store_handle, {
                 let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
                 move |_| Spool::new(shared, router.recipient(), sched.recipient())
@@ -155,6 +182,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 spool.clone().recipient(),
                 scheduler.recipient(),
                 roster.clone().recipient(),
+                s2s.clone().map(Addr::recipient),
             );
             let handle = router.handle(&addr, roster_handle, spool.clone().recipient());
             let addr = ctx.run(router);
@@ -163,10 +191,10 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 roster.clone().recipient(),
                 spool.clone().recipient(),
             ];
-            let _ = tx.send((addr, handle, writers));
+            let _ = tx.send((addr, handle, writers, s2s));
         });
     }
-    let (router, handle, mut writers) = rx
+    let (router, handle, mut writers, s2s) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
     control::start(shared.clone(), router.clone(), handle.clone())
@@ -190,6 +218,19 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
         );
     let worker_handles: Arc<Vec<ArbiterHandle>> =
         Arc::new(workers.iter().map(Arbiter::handle).collect());
+    let s2s_kinds = cfg
+        .listen
+        .s2s
+        .iter()
+        .map(|a| (ListenerKind::S2s, *a))
+        .chain(
+            cfg.listen
+                .s2s_direct_tls
+                .iter()
+                .map(|a| (ListenerKind::S2sDirectTls, *a)),
+        )
+        .filter(|_| s2s.is_some());
+    let kinds = kinds.chain(s2s_kinds);
     for (kind, addr) in kinds {
         let std_listener = std::net::TcpListener::bind(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
@@ -197,19 +238,25 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
         let local = std_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         listeners.push((kind, local));
+        let federation = match (&s2s, &s2s_cx) {
+            (Some(m), Some(cx)) => Some((m.clone(), cx.clone())),
+            _ => None,
+        };
         actix_rt::spawn(accept_loop(
             listener,
             kind,
             shared.clone(),
             handle.clone(),
+            federation,
             worker_handles.clone(),
         ));
     }
-    let mut arbiters = vec![store_arbiter, router_arbiter];
+    let mut arbiters = vec![store_arbiter, router_arbiter, s2s_arbiter];
     arbiters.extend(workers);
     writers.push(scheduler.clone().recipient());
     Ok(Running {
         router,
+        s2s,
         writers,
         listeners,
         _arbiters: arbiters,
@@ -221,6 +268,7 @@ async fn accept_loop(
     kind: ListenerKind,
     shared: Arc<Shared>,
     router: RouterHandle,
+    federation: Option<(Addr<s2s::S2s>, Arc<crate::s2s::S2sContext>)>,
     workers: Arc<Vec<ArbiterHandle>>,
 ) {
     let mut next = 0usize;
@@ -250,15 +298,45 @@ async fn accept_loop(
         };
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);
-        let (shared, router) = (shared.clone(), router.clone());
+        let (shared, router, federation) = (shared.clone(), router.clone(), federation.clone());
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
                 let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else {
                     return;
                 };
-                client(tcp, peer, kind, shared, router, slot).await;
+                match (kind, federation) {
+                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, Some((manager, cx))) => {
+                        server(tcp, kind, shared, cx, router, manager, slot).await
+                    }
+                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, None) => {}
+                    _ => client(tcp, peer, kind, shared, router, slot).await,
+                }
             });
         });
+    }
+}
+
+/// One incoming server-to-server connection on a worker arbiter: TLS and negotiation
+/// (`src/s2s/incoming.rs`), then the S2sIn actor.
+async fn server(
+    tcp: tokio::net::TcpStream,
+    kind: ListenerKind,
+    shared: Arc<Shared>,
+    cx: Arc<crate::s2s::S2sContext>,
+    router: RouterHandle,
+    manager: Addr<s2s::S2s>,
+    slot: crate::shared::ConnSlot,
+) {
+    let id = shared.next_conn_id();
+    let _ = tcp.set_nodelay(true);
+    log::debug!("s2s#{}: connected ({kind:?})", id.0);
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let direct = kind == ListenerKind::S2sDirectTls;
+    match crate::s2s::incoming::negotiate(&shared, &cx, tcp, direct, deadline).await {
+        Ok(accepted) => {
+            s2s_in::S2sIn::start(id, shared, cx, router.route, manager, accepted, slot);
+        }
+        Err(e) => log::debug!("s2s#{}: closed before authentication: {e:?}", id.0),
     }
 }
 
@@ -290,7 +368,7 @@ async fn client(
             .await
             .map_err(|_| NegotiateError::Io(std::io::ErrorKind::TimedOut.into()))
             .and_then(|r| r.map_err(NegotiateError::Io)),
-        ListenerKind::StartTls => {
+        ListenerKind::StartTls | ListenerKind::S2s | ListenerKind::S2sDirectTls => {
             // negotiate_starttls answers a missed deadline itself with connection-timeout;
             // this outer bound only covers the TLS handshake after <proceed/>.
             match tokio::time::timeout_at(

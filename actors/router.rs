@@ -227,17 +227,21 @@ pub struct Router {
     spool: Recipient<Offline>,
     scheduler: Recipient<LogDeliveryError>,
     roster: Recipient<Inbound>,
+    /// Outgoing federation (`None` when `s2s.enabled = false`).
+    remote: Option<Recipient<ToRemote>>,
     directory: SessionDirectory,
 }
 
 impl Router {
-    /// A router for `hosts`, handing offline stanzas to `spool`, failures to `scheduler` and
-    /// inbound subscription stanzas to the roster store.
+    /// A router for `hosts`, handing offline stanzas to `spool`, failures to `scheduler`,
+    /// inbound subscription stanzas to the roster store and stanzas for other domains to
+    /// `remote` (federation, when enabled).
     pub fn new(
         hosts: impl IntoIterator<Item = String>,
         spool: Recipient<Offline>,
         scheduler: Recipient<LogDeliveryError>,
         roster: Recipient<Inbound>,
+        remote: Option<Recipient<ToRemote>>,
     ) -> Router {
         Router {
             hosts: hosts.into_iter().collect(),
@@ -245,7 +249,32 @@ impl Router {
             spool,
             scheduler,
             roster,
+            remote,
             directory: SessionDirectory::default(),
+        }
+    }
+
+    fn is_local_jid(&self, jid: &Jid) -> bool {
+        self.hosts.contains(jid.domain().as_str())
+    }
+
+    /// Send a stanza (`from` and `to` set) wherever its `to` is: a local session or, through
+    /// federation, another server.
+    fn send_to(&mut self, stanza: Element) {
+        let from = stanza.get_attr("from").and_then(|f| Jid::new(f).ok());
+        let to = stanza.get_attr("to").and_then(|t| Jid::new(t).ok());
+        let (Some(from), Some(to)) = (from, to) else {
+            return;
+        };
+        if !self.is_local_jid(&to) {
+            if let Some(r) = &self.remote {
+                r.do_send(ToRemote { stanza, from, to });
+            }
+            return;
+        }
+        match to.try_into_full() {
+            Ok(full) => self.deliver_full(&full, stanza),
+            Err(bare) => self.deliver_available(&bare, stanza),
         }
     }
 
@@ -290,13 +319,8 @@ impl Router {
             to,
             reason: format!("{cond}: {reason}"),
         });
-        // The reply goes back to the sender, a local session (stanzas from remote senders
-        // arrive with federation).
-        if let Ok(jid) = Jid::new(&from) {
-            if let Ok(full) = jid.try_into_full() {
-                self.deliver_full(&full, reply);
-            }
-        }
+        // The reply goes back to the sender: a local session or another server.
+        self.send_to(reply);
     }
 
     /// Deliver to one full JID if bound; what cannot be delivered is dropped.
@@ -346,10 +370,7 @@ impl Router {
             .collect();
         for mut p in answers {
             p.set_attr("to", prober.as_str());
-            match prober.clone().try_into_full() {
-                Ok(full) => self.deliver_full(&full, p),
-                Err(bare) => self.deliver_available(&bare, p),
-            }
+            self.send_to(p);
         }
     }
 
@@ -393,9 +414,13 @@ impl Router {
         };
         let domain = to.domain().as_str();
         if !self.hosts.contains(domain) {
+            if let Some(r) = &self.remote {
+                r.do_send(ToRemote { stanza, from, to });
+                return;
+            }
             match kind {
                 StanzaKind::Presence => {}
-                _ => self.bounce(&stanza, Condition::RemoteServerNotFound, "no federation"),
+                _ => self.bounce(&stanza, Condition::RemoteServerNotFound, "federation disabled"),
             }
             return;
         }
@@ -747,9 +772,18 @@ impl Handler<SubscriptionChanged> for Router {
             })
             .collect();
         if msg.subscriber {
-            // The new subscriber's server probes for the current presence (roster store,
-            // inbound `subscribed`), so it arrives after the `subscribed` itself.
+            // A local subscriber's roster store probes for the current presence on inbound
+            // `subscribed`, so it arrives after the `subscribed` itself. Another server may
+            // not probe: RFC 6121 §3.1.5 has the user's server send the presence.
             state.subscribers.insert(msg.contact.clone());
+            let remote = !self.hosts.contains(crate::s2s::domain_of(&msg.contact));
+            if remote {
+                for (full, p) in sessions {
+                    if let Some(p) = p {
+                        self.send_presence(p, &full, &msg.contact);
+                    }
+                }
+            }
         } else {
             state.subscribers.remove(&msg.contact);
             // §3.2.2 / §3.3.3: the former subscriber sees the user go unavailable.

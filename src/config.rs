@@ -31,6 +31,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub snapshots: SnapshotsConfig,
     pub contact: ContactConfig,
+    pub s2s: S2sConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
 }
@@ -54,6 +55,83 @@ pub struct ListenConfig {
     pub c2s_starttls: Vec<SocketAddr>,
     /// Client ports with direct TLS (XEP-0368), usually 5223.
     pub c2s_direct_tls: Vec<SocketAddr>,
+    /// Server-to-server ports with STARTTLS (RFC 6120), usually 5269.
+    pub s2s: Vec<SocketAddr>,
+    /// Server-to-server ports with direct TLS (XEP-0368), usually 5270.
+    pub s2s_direct_tls: Vec<SocketAddr>,
+}
+
+/// Federation with other servers (RFC 6120 server-to-server streams).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sConfig {
+    /// Whether stanzas go to and come from other servers at all.
+    pub enabled: bool,
+    /// Refuse server-to-server streams without TLS.
+    pub require_encryption: bool,
+    /// Accept only peers whose certificate validates for their domain (no dialback).
+    pub require_valid_certificates: bool,
+    /// PEM file of the certificate authorities trusted for peers; unset = the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds without traffic after which a server-to-server stream is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds to resolve, connect and authenticate to another server.
+    pub connect_timeout_secs: u64,
+    /// Stanzas kept per remote domain while its connection is being set up.
+    pub max_queued_stanzas: usize,
+    /// Static routes: domain -> `host:port` (STARTTLS) or `tls://host:port` (direct TLS),
+    /// used instead of DNS.
+    pub routes: BTreeMap<String, String>,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        S2sConfig {
+            enabled: true,
+            require_encryption: true,
+            require_valid_certificates: false,
+            ca_file: None,
+            idle_timeout_secs: 600,
+            connect_timeout_secs: 30,
+            max_queued_stanzas: 1000,
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+/// A static server-to-server route (`s2s.routes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub host: String,
+    pub port: u16,
+    /// XEP-0368 direct TLS instead of STARTTLS.
+    pub direct_tls: bool,
+}
+
+impl StaticRoute {
+    /// Parse `host:port`, `tcp://host:port` or `tls://host:port` (IPv6 in brackets).
+    pub fn parse(s: &str) -> Result<StaticRoute, String> {
+        let (direct_tls, rest) = if let Some(r) = s.strip_prefix("tls://") {
+            (true, r)
+        } else {
+            (false, s.strip_prefix("tcp://").unwrap_or(s))
+        };
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: invalid port {port:?}"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(format!("{s:?}: expected host:port"));
+        }
+        Ok(StaticRoute {
+            host: host.to_owned(),
+            port,
+            direct_tls,
+        })
+    }
 }
 
 /// In-band registration (XEP-0077).
@@ -232,6 +310,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             snapshots: SnapshotsConfig::default(),
             contact: ContactConfig::default(),
+            s2s: S2sConfig::default(),
             workers: 0,
         }
     }
@@ -242,6 +321,8 @@ impl Default for ListenConfig {
         ListenConfig {
             c2s_starttls: vec![SocketAddr::from(([127, 0, 0, 1], 5222))],
             c2s_direct_tls: vec![SocketAddr::from(([127, 0, 0, 1], 5223))],
+            s2s: vec![SocketAddr::from(([127, 0, 0, 1], 5269))],
+            s2s_direct_tls: Vec::new(),
         }
     }
 }
@@ -424,6 +505,25 @@ impl Config {
         }
         if self.snapshots.keep_days == 0 {
             return Err(err("snapshots.keep_days", "must be at least 1"));
+        }
+        let s = &self.s2s;
+        if s.idle_timeout_secs == 0 {
+            return Err(err("s2s.idle_timeout_secs", "must be at least 1"));
+        }
+        if s.connect_timeout_secs == 0 {
+            return Err(err("s2s.connect_timeout_secs", "must be at least 1"));
+        }
+        for (domain, route) in &s.routes {
+            let key = format!("s2s.routes.{domain}");
+            let jid = jid::BareJid::new(domain)
+                .map_err(|e| err(&key, format!("invalid domain: {e}")))?;
+            if jid.node().is_some() || jid.as_str() != domain {
+                return Err(err(&key, "not a normalised domain name (use lower case)"));
+            }
+            if self.hosts.contains_key(domain) {
+                return Err(err(&key, "is a local host"));
+            }
+            StaticRoute::parse(route).map_err(|p| err(&key, p))?;
         }
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));

@@ -23,6 +23,7 @@ pub mod config;
 pub mod limits;
 pub mod login;
 pub mod roster;
+pub mod s2s;
 pub mod sasl;
 pub mod server;
 pub mod services;

@@ -127,10 +127,14 @@ fn serve(path: Option<&Path>) -> Result<(), String> {
     let server = ServerThread::start(config).map_err(|e| e.to_string())?;
     for (kind, addr) in &server.listeners {
         let what = match kind {
-            ListenerKind::StartTls => "STARTTLS",
-            ListenerKind::DirectTls => "direct TLS",
+            ListenerKind::StartTls | ListenerKind::S2s => "STARTTLS",
+            ListenerKind::DirectTls | ListenerKind::S2sDirectTls => "direct TLS",
         };
-        log::info!("listening for clients on {addr} ({what})");
+        let who = match kind {
+            ListenerKind::S2s | ListenerKind::S2sDirectTls => "servers",
+            _ => "clients",
+        };
+        log::info!("listening for {who} on {addr} ({what})");
     }
     log::info!(
         "kleiber {} serving {} (registration {})",

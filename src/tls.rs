@@ -18,8 +18,8 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
-    AlpnError, NameType, SniError, Ssl, SslAcceptor, SslContext, SslMethod, SslOptions, SslRef,
-    SslVersion,
+    AlpnError, NameType, SniError, Ssl, SslAcceptor, SslConnector, SslContext, SslMethod,
+    SslOptions, SslRef, SslVerifyMode, SslVersion,
 };
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509NameBuilder, X509};
@@ -58,7 +58,7 @@ extern "C" {
 }
 
 impl TlsStream {
-    fn new(inner: SslStream<TcpStream>) -> Self {
+    pub(crate) fn new(inner: SslStream<TcpStream>) -> Self {
         TlsStream {
             inner,
             idle: None,
@@ -231,12 +231,26 @@ impl TlsAcceptor {
 
     /// Run the TLS handshake as server on `tcp`.
     pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream> {
+        self.accept_with(tcp, false).await
+    }
+
+    /// Run the TLS handshake as server for another server: its certificate is asked for (and
+    /// checked afterwards by `s2s::pki`, so that one that does not validate can still use
+    /// dialback).
+    pub async fn accept_server(&self, tcp: TcpStream) -> std::io::Result<TlsStream> {
+        self.accept_with(tcp, true).await
+    }
+
+    async fn accept_with(&self, tcp: TcpStream, peer_cert: bool) -> std::io::Result<TlsStream> {
         let acceptor = self
             .default
             .read()
             .map_err(|_| std::io::Error::other("certificate state poisoned"))?
             .clone();
-        let ssl = Ssl::new(acceptor.context()).map_err(std::io::Error::other)?;
+        let mut ssl = Ssl::new(acceptor.context()).map_err(std::io::Error::other)?;
+        if peer_cert {
+            ssl.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+        }
         let mut stream = SslStream::new(ssl, tcp).map_err(std::io::Error::other)?;
         Pin::new(&mut stream)
             .accept()
@@ -244,6 +258,38 @@ impl TlsAcceptor {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(TlsStream::new(stream))
     }
+}
+
+/// Run the TLS handshake as client to the server of `remote`, presenting the certificate of
+/// our host `local` (for SASL EXTERNAL). The peer's certificate is not checked here (that is
+/// `s2s::pki`'s job, after the handshake) so that dialback remains possible.
+pub async fn connect_server(
+    cfg: &Config,
+    local: &str,
+    remote: &str,
+    tcp: TcpStream,
+) -> std::io::Result<TlsStream> {
+    let io = |e: openssl::error::ErrorStack| std::io::Error::other(reason(&e));
+    let (cert, key) = cert_paths(cfg, local);
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(io)?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(io)?;
+    b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_certificate_chain_file(&cert).map_err(io)?;
+    b.set_private_key_file(&key, openssl::ssl::SslFiletype::PEM)
+        .map_err(io)?;
+    b.set_alpn_protos(b"\x0bxmpp-server").map_err(io)?;
+    let connector = b.build();
+    let mut conf = connector.configure().map_err(io)?;
+    conf.set_verify_hostname(false);
+    let ssl = conf.into_ssl(remote).map_err(io)?;
+    let mut stream = SslStream::new(ssl, tcp).map_err(io)?;
+    Pin::new(&mut stream)
+        .connect()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(TlsStream::new(stream))
 }
 
 /// The reason of the first OpenSSL error, without file and line noise.
@@ -289,7 +335,7 @@ fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptor
         ))
     })?;
     b.set_alpn_select_callback(|_, client| {
-        openssl::ssl::select_next_proto(b"\x0bxmpp-client", client).ok_or(AlpnError::NOACK)
+        openssl::ssl::select_next_proto(b"\x0bxmpp-client\x0bxmpp-server", client).ok_or(AlpnError::NOACK)
     });
     Ok(b)
 }

@@ -151,6 +151,17 @@ impl Store {
         Ok(())
     }
 
+    /// The server's dialback secret (XEP-0220 keys), made at random on first use.
+    pub fn dialback_secret(&self) -> Result<Vec<u8>, StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        let fresh = crate::sasl::random_bytes(32);
+        // Compare-and-swap, so two callers cannot end up with different secrets.
+        let _ = meta.compare_and_swap("dialback_secret", None::<&[u8]>, Some(fresh))?;
+        meta.get("dialback_secret")?
+            .map(|v| v.to_vec())
+            .ok_or_else(|| StoreError::Corrupt("meta.dialback_secret".into()))
+    }
+
     /// The operator's `kleiber registration open|close`, with the config value it overrode:
     /// `Some((open, config_value))`.
     pub fn registration_override(&self) -> Result<Option<(bool, bool)>, StoreError> {

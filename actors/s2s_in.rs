@@ -1,0 +1,430 @@
+//! One actor per incoming server-to-server stream, after `src/s2s/incoming.rs` negotiated
+//! TLS (and maybe SASL EXTERNAL): dialback for the domains the peer claims (XEP-0220, with
+//! the XEP-0344 shortcut when its certificate is valid for the domain), answers to dialback
+//! verification requests, and the peer's stanzas.
+//!
+//! A stanza must come `from` a domain this stream authenticated (else `invalid-from`; before
+//! any, `not-authorized`) and go `to` a local host (else `host-unknown`). IQs for the server
+//! or for an account's stored data are answered here; everything else goes to the router
+//! exactly like a local user's stanza. Answers to the peer go out through our own outgoing
+//! link ([`ToRemote`]), as server-to-server streams carry stanzas one way only.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use super::connection::{events, write_loop};
+use super::messages::*;
+use super::s2s::{IncomingLink, S2s};
+use crate::s2s::incoming::Accepted;
+use crate::s2s::pki::PeerCert;
+use crate::s2s::{dialback, outgoing, set_ns, AuthMethod, S2sContext, DIALBACK};
+use crate::services;
+use crate::shared::{ConnId, ConnSlot, Shared};
+use crate::xml::{escape, Element, ParseError, StreamEvent};
+use crate::xmpp::{error_reply, ns, Condition, Jid, StanzaError, StanzaKind, StreamError};
+
+/// Dialback verifications one stream may have running at once.
+const MAX_PENDING_VERIFY: usize = 8;
+
+/// The incoming link actor.
+pub struct S2sIn {
+    id: ConnId,
+    /// `s2s#N`, for the log.
+    tag: String,
+    shared: Arc<Shared>,
+    cx: Arc<S2sContext>,
+    router: Recipient<Route>,
+    manager: Addr<S2s>,
+    local: String,
+    stream_id: String,
+    peer_cert: Option<PeerCert>,
+    /// Domains the peer proved it holds on this stream, with the local host each is for.
+    authenticated: HashMap<String, AuthMethod>,
+    pending_verify: usize,
+    out: Option<mpsc::UnboundedSender<String>>,
+    last_activity: Instant,
+    end_reason: &'static str,
+    _slot: ConnSlot,
+}
+
+impl S2sIn {
+    /// Start the actor for a negotiated stream, on the current arbiter.
+    pub fn start(
+        id: ConnId,
+        shared: Arc<Shared>,
+        cx: Arc<S2sContext>,
+        router: Recipient<Route>,
+        manager: Addr<S2s>,
+        accepted: Accepted,
+        slot: ConnSlot,
+    ) -> Addr<S2sIn> {
+        let Accepted {
+            reader,
+            writer,
+            stream_id,
+            local,
+            authenticated,
+            peer_cert,
+            first,
+        } = accepted;
+        let (tx, rx) = mpsc::unbounded_channel();
+        actix_rt::spawn(write_loop(
+            writer,
+            rx,
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        S2sIn::create(move |ctx| {
+            ctx.add_stream(events(reader));
+            let mut act = S2sIn {
+                id,
+                tag: format!("s2s#{}", id.0),
+                shared,
+                cx,
+                router,
+                manager,
+                local,
+                stream_id,
+                peer_cert,
+                authenticated: HashMap::new(),
+                pending_verify: 0,
+                out: Some(tx),
+                last_activity: Instant::now(),
+                end_reason: "closed by peer",
+                _slot: slot,
+            };
+            if let Some((domain, method)) = authenticated {
+                act.link_up(domain, method);
+            }
+            if let Some(el) = first {
+                act.on_element(el, ctx);
+            }
+            act
+        })
+    }
+
+    fn send_raw(&mut self, s: String) {
+        if let Some(out) = &self.out {
+            let _ = out.send(s);
+        }
+    }
+
+    fn close(&mut self, err: StreamError, why: &'static str, ctx: &mut Context<Self>) {
+        self.send_raw(err.to_xml(None));
+        self.end_reason = why;
+        log::info!("{}: stream error {err} ({why})", self.tag);
+        ctx.stop();
+    }
+
+    fn link_up(&mut self, domain: String, method: AuthMethod) {
+        log::info!(
+            "{}: link up {} <- {} ({method})",
+            self.tag,
+            self.local,
+            domain
+        );
+        self.authenticated.insert(domain, method);
+        self.report();
+    }
+
+    fn report(&self) {
+        let links = self
+            .authenticated
+            .iter()
+            .map(|(d, m)| LinkInfo {
+                local: self.local.clone(),
+                remote: d.clone(),
+                outgoing: false,
+                method: m.to_string(),
+            })
+            .collect();
+        self.manager.do_send(IncomingLink {
+            id: self.id.0,
+            links,
+        });
+    }
+
+    fn cert_valid_for(&self, domain: &str) -> bool {
+        self.peer_cert
+            .as_ref()
+            .is_some_and(|c| self.cx.pki.valid_for(c, domain))
+    }
+
+    fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {
+        self.last_activity = Instant::now();
+        if el.ns == DIALBACK {
+            match el.name.as_str() {
+                "result" => self.db_result(el, ctx),
+                "verify" => self.db_verify(el),
+                _ => self.close(StreamError::UnsupportedStanzaType, "unknown dialback element", ctx),
+            }
+            return;
+        }
+        let Some(kind) = StanzaKind::of(&el).filter(|_| el.ns == ns::SERVER) else {
+            return self.close(StreamError::UnsupportedStanzaType, "not a stanza", ctx);
+        };
+        if self.authenticated.is_empty() {
+            return self.close(StreamError::NotAuthorized, "stanza before authentication", ctx);
+        }
+        let from = match el.get_attr("from").map(Jid::new) {
+            Some(Ok(j)) if self.authenticated.contains_key(j.domain().as_str()) => j,
+            Some(Ok(_)) => return self.close(StreamError::InvalidFrom, "unauthenticated from", ctx),
+            Some(Err(_)) => return self.close(StreamError::InvalidFrom, "malformed from", ctx),
+            None => return self.close(StreamError::ImproperAddressing, "no from", ctx),
+        };
+        let mut el = el;
+        set_ns(&mut el, ns::SERVER, ns::CLIENT);
+        el.set_attr("from", from.as_str());
+        let to = match el.get_attr("to").map(Jid::new) {
+            Some(Ok(j)) => j,
+            Some(Err(_)) => {
+                el.remove_attr("to");
+                if let Some(r) = error_reply(&el, &StanzaError::new(Condition::JidMalformed)) {
+                    self.to_remote(r);
+                }
+                return;
+            }
+            None => return self.close(StreamError::ImproperAddressing, "no to", ctx),
+        };
+        if !self.shared.is_local(to.domain().as_str()) {
+            return self.close(StreamError::HostUnknown, "to is not served here", ctx);
+        }
+        el.set_attr("to", to.as_str());
+        if kind == StanzaKind::Iq && to.resource().is_none() {
+            return self.iq_for_server(el, &from, &to);
+        }
+        if to.node().is_none() {
+            // Messages and presence to the server itself: nothing to deliver.
+            if kind == StanzaKind::Message
+                && matches!(el.get_attr("type"), None | Some("normal" | "chat"))
+            {
+                if let Some(r) = error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable)) {
+                    self.to_remote(r);
+                }
+            }
+            return;
+        }
+        self.router.do_send(Route {
+            stanza: el,
+            from,
+            to,
+            inflight: None,
+        });
+    }
+
+    /// IQs to a local domain or a local bare JID: answered by the server (RFC 6121 §8.5.1,
+    /// §8.5.3.2.1: vCards and the like on the account's behalf).
+    fn iq_for_server(&mut self, iq: Element, from: &Jid, to: &Jid) {
+        let reply = services::client_data_iq(&self.shared, &from.to_bare(), Some(to), &iq)
+            .or_else(|| {
+                if to.node().is_none() {
+                    services::server_iq(&iq, to.domain().as_str(), &self.shared.server_info)
+                } else if self.account_exists(to) {
+                    services::account_iq(&iq)
+                } else {
+                    error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
+                }
+            });
+        if let Some(r) = reply {
+            self.to_remote(r);
+        }
+    }
+
+    fn account_exists(&self, jid: &Jid) -> bool {
+        jid.node().is_some_and(|n| {
+            self.shared
+                .store
+                .accounts
+                .exists(jid.domain().as_str(), n.as_str())
+                .unwrap_or(false)
+        })
+    }
+
+    /// Send one of our answers to the peer's domain (through our outgoing link).
+    fn to_remote(&self, stanza: Element) {
+        let from = stanza.get_attr("from").and_then(|f| Jid::new(f).ok());
+        let to = stanza.get_attr("to").and_then(|t| Jid::new(t).ok());
+        if let (Some(from), Some(to)) = (from, to) {
+            self.router.do_send(Route {
+                stanza,
+                from,
+                to,
+                inflight: None,
+            });
+        }
+    }
+
+    /// XEP-0220 §2.1.2: the peer claims the domain `from` for stanzas to our host `to`.
+    fn db_result(&mut self, el: Element, ctx: &mut Context<Self>) {
+        let (Some(from), Some(to)) = (el.get_attr("from"), el.get_attr("to")) else {
+            return self.close(StreamError::ImproperAddressing, "dialback without from/to", ctx);
+        };
+        let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        let answer = |kind: &str, extra: &str| result_answer(&to, &from, kind, extra);
+        if !self.shared.is_local(&to) || crate::xmpp::BareJid::new(&from).is_err() {
+            let e = format!(
+                "<error type='cancel'><item-not-found xmlns='{}'/></error>",
+                ns::STANZAS
+            );
+            return self.send_raw(answer("error", &e));
+        }
+        if self.authenticated.contains_key(&from) {
+            return self.send_raw(answer("valid", ""));
+        }
+        if self.cert_valid_for(&from) {
+            let valid = answer("valid", "");
+            self.link_up(from, AuthMethod::DialbackCertificate);
+            return self.send_raw(valid);
+        }
+        if self.shared.config.s2s.require_valid_certificates {
+            log::info!(
+                "{}: dialback for {from} refused: its certificate does not validate",
+                self.tag
+            );
+            return self.send_raw(answer("invalid", ""));
+        }
+        if self.pending_verify >= MAX_PENDING_VERIFY {
+            return self.close(StreamError::PolicyViolation, "too many dialback requests", ctx);
+        }
+        self.pending_verify += 1;
+        let key = el.text_content().trim().to_owned();
+        let (shared, cx, id) = (self.shared.clone(), self.cx.clone(), self.stream_id.clone());
+        let (receiving, originating) = (to.clone(), from.clone());
+        let fut = async move {
+            outgoing::verify(&shared, &cx, &receiving, &originating, &id, &key).await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+            let answer = |kind: &str, extra: &str| result_answer(&to, &from, kind, extra);
+            act.pending_verify -= 1;
+            match res {
+                Ok(true) => {
+                    act.link_up(from.clone(), AuthMethod::Dialback);
+                    act.send_raw(answer("valid", ""));
+                }
+                Ok(false) => {
+                    log::info!("{}: dialback key for {from} is not valid", act.tag);
+                    act.send_raw(answer("invalid", ""));
+                }
+                Err(e) => {
+                    log::info!("{}: cannot verify dialback for {from}: {e}", act.tag);
+                    let cond = match e {
+                        outgoing::OutError::Timeout => "remote-server-timeout",
+                        outgoing::OutError::NotFound(_) => "remote-server-not-found",
+                    };
+                    let e = format!(
+                        "<error type='cancel'><{cond} xmlns='{}'/></error>",
+                        ns::STANZAS
+                    );
+                    act.send_raw(answer("error", &e));
+                }
+            }
+        }));
+    }
+
+    /// XEP-0220 §2.3: a receiving server asks whether a key we (`to`) sent it is ours.
+    fn db_verify(&mut self, el: Element) {
+        let (Some(from), Some(to), Some(id)) =
+            (el.get_attr("from"), el.get_attr("to"), el.get_attr("id"))
+        else {
+            return;
+        };
+        let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        let head = format!(
+            "<db:verify from='{}' to='{}' id='{}'",
+            escape(&to),
+            escape(&from),
+            escape(id)
+        );
+        if !self.shared.is_local(&to) {
+            let e = format!(
+                "{head} type='error'><error type='cancel'><item-not-found xmlns='{}'/></error></db:verify>",
+                ns::STANZAS
+            );
+            return self.send_raw(e);
+        }
+        let ok = dialback::check(&self.cx.secret, &from, &to, id, &el.text_content());
+        let kind = if ok { "valid" } else { "invalid" };
+        self.send_raw(format!("{head} type='{kind}'/>"));
+    }
+}
+
+/// Our `<db:result/>` answer from our host `local` to the domain `peer`.
+fn result_answer(local: &str, peer: &str, kind: &str, extra: &str) -> String {
+    format!(
+        "<db:result from='{}' to='{}' type='{kind}'>{extra}</db:result>",
+        escape(local),
+        escape(peer)
+    )
+}
+
+impl Actor for S2sIn {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        let idle = Duration::from_secs(self.shared.config.s2s.idle_timeout_secs);
+        let tick = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        ctx.run_interval(tick, move |act, ctx| {
+            if act.last_activity.elapsed() >= idle && act.pending_verify == 0 {
+                act.end_reason = "idle";
+                act.send_raw("</stream:stream>".to_owned());
+                ctx.stop();
+            }
+        });
+        let mut shutdown = self.shared.shutdown_signal();
+        let wait = async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
+            act.close(StreamError::SystemShutdown, "server shutting down", ctx)
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for d in self.authenticated.keys() {
+            log::info!(
+                "{}: link down {} <- {} ({})",
+                self.tag,
+                self.local,
+                d,
+                self.end_reason
+            );
+        }
+        self.manager.do_send(IncomingLink {
+            id: self.id.0,
+            links: Vec::new(),
+        });
+        if let Some(out) = self.out.take() {
+            let _ = out.send("</stream:stream>".to_owned());
+        }
+    }
+}
+
+impl StreamHandler<Result<StreamEvent, ParseError>> for S2sIn {
+    fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(StreamEvent::Element(el)) => self.on_element(el, ctx),
+            Ok(StreamEvent::End) => ctx.stop(),
+            Ok(StreamEvent::Header(_)) => {
+                self.close(StreamError::NotWellFormed, "second header", ctx)
+            }
+            Err(e) => match crate::tls::parse_error_condition(&e) {
+                Some(c) => self.close(c, "bad input", ctx),
+                None => {
+                    self.end_reason = "connection lost";
+                    self.out = None;
+                    ctx.stop();
+                }
+            },
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
