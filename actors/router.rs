@@ -374,6 +374,28 @@ impl Router {
         }
     }
 
+    /// Send the current presence of each of `user`'s available sessions to `contact`, if it
+    /// is a subscriber.
+    fn push_presence(&mut self, user: &BareJid, contact: &str) {
+        let Some(state) = self.users.get(user) else {
+            return;
+        };
+        if !state.subscribers.contains(contact) {
+            return;
+        }
+        let current: Vec<(FullJid, Element)> = state
+            .sessions
+            .iter()
+            .filter_map(|s| {
+                let full = user.with_resource_str(&s.resource).ok()?;
+                Some((full, s.presence.clone()?))
+            })
+            .collect();
+        for (full, p) in current {
+            self.send_presence(p, &full, contact);
+        }
+    }
+
     fn deliver_available(&mut self, to: &BareJid, stanza: Element) {
         let Some(state) = self.users.get(to) else {
             return;
@@ -415,12 +437,30 @@ impl Router {
         let domain = to.domain().as_str();
         if !self.hosts.contains(domain) {
             if let Some(r) = &self.remote {
-                r.do_send(ToRemote { stanza, from, to });
+                // RFC 6121 §3.1.5: after approving a subscription, the user's server sends
+                // the user's current presence to the new subscriber (whose server may not
+                // probe for it).
+                let approved = kind == StanzaKind::Presence
+                    && stanza.get_attr("type") == Some("subscribed")
+                    && self.is_local_jid(&from);
+                let contact = to.to_bare();
+                r.do_send(ToRemote {
+                    stanza,
+                    from: from.clone(),
+                    to,
+                });
+                if approved {
+                    self.push_presence(&from.to_bare(), contact.as_str());
+                }
                 return;
             }
             match kind {
                 StanzaKind::Presence => {}
-                _ => self.bounce(&stanza, Condition::RemoteServerNotFound, "federation disabled"),
+                _ => self.bounce(
+                    &stanza,
+                    Condition::RemoteServerNotFound,
+                    "federation disabled",
+                ),
             }
             return;
         }
@@ -773,17 +813,9 @@ impl Handler<SubscriptionChanged> for Router {
             .collect();
         if msg.subscriber {
             // A local subscriber's roster store probes for the current presence on inbound
-            // `subscribed`, so it arrives after the `subscribed` itself. Another server may
-            // not probe: RFC 6121 §3.1.5 has the user's server send the presence.
+            // `subscribed`, so it arrives after the `subscribed` itself; a remote one gets it
+            // pushed right after the `subscribed` (see `route`).
             state.subscribers.insert(msg.contact.clone());
-            let remote = !self.hosts.contains(crate::s2s::domain_of(&msg.contact));
-            if remote {
-                for (full, p) in sessions {
-                    if let Some(p) = p {
-                        self.send_presence(p, &full, &msg.contact);
-                    }
-                }
-            }
         } else {
             state.subscribers.remove(&msg.contact);
             // §3.2.2 / §3.3.3: the former subscriber sees the user go unavailable.

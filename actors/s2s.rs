@@ -109,7 +109,11 @@ impl Handler<Retire> for S2s {
     type Result = ();
     fn handle(&mut self, msg: Retire, _: &mut Context<Self>) {
         let key = (msg.local, msg.remote);
-        if self.links.get(&key).is_some_and(|(_, sent, _)| *sent == msg.seen) {
+        if self
+            .links
+            .get(&key)
+            .is_some_and(|(_, sent, _)| *sent == msg.seen)
+        {
             if let Some((link, _, _)) = self.links.remove(&key) {
                 link.do_send(CloseLink("idle"));
             }
@@ -152,7 +156,9 @@ impl Handler<S2sLinks> for S2s {
             }
         }
         out.extend(self.incoming.values().flatten().cloned());
-        out.sort_by(|a, b| (&a.remote, &a.local, a.outgoing).cmp(&(&b.remote, &b.local, b.outgoing)));
+        out.sort_by(|a, b| {
+            (&a.remote, &a.local, a.outgoing).cmp(&(&b.remote, &b.local, b.outgoing))
+        });
         MessageResult(out)
     }
 }
@@ -227,7 +233,10 @@ impl S2sOut {
         let (shared, cx) = (self.shared.clone(), self.cx.clone());
         let (local, remote) = (self.local.clone(), self.remote.clone());
         let fut = async move { outgoing::connect(&shared, &cx, &local, &remote).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| act.connected(res, ctx)));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|res, act, ctx| act.connected(res, ctx)),
+        );
     }
 
     fn connected(&mut self, res: Result<Link, OutError>, ctx: &mut Context<Self>) {
@@ -249,22 +258,14 @@ impl S2sOut {
                 let abort = Arc::new(tokio::sync::Notify::new());
                 actix_rt::spawn(write_loop(link.writer, rx, queued.clone(), abort.clone()));
                 ctx.add_stream(events(link.reader));
-                self.state = OutState::Up {
-                    tx,
-                    queued,
-                    abort,
-                };
+                self.state = OutState::Up { tx, queued, abort };
                 self.report(Some(link.method.to_string()));
                 for st in queue {
                     self.write(st, ctx);
                 }
             }
             Err(e) => {
-                log::info!(
-                    "s2s: cannot reach {} from {}: {e}",
-                    self.remote,
-                    self.local
-                );
+                log::info!("s2s: cannot reach {} from {}: {e}", self.remote, self.local);
                 let cond = match e {
                     OutError::Timeout => Condition::RemoteServerTimeout,
                     OutError::NotFound(_) => Condition::RemoteServerNotFound,
@@ -386,7 +387,11 @@ impl Handler<Send> for S2sOut {
             OutState::Up { .. } => self.write(msg.0, ctx),
             OutState::Connecting(q) => {
                 if q.len() >= self.shared.config.s2s.max_queued_stanzas {
-                    self.bounce(msg.0, Condition::ResourceConstraint, "too many stanzas queued");
+                    self.bounce(
+                        msg.0,
+                        Condition::ResourceConstraint,
+                        "too many stanzas queued",
+                    );
                 } else {
                     q.push(msg.0);
                 }

@@ -161,7 +161,11 @@ impl S2sIn {
             match el.name.as_str() {
                 "result" => self.db_result(el, ctx),
                 "verify" => self.db_verify(el),
-                _ => self.close(StreamError::UnsupportedStanzaType, "unknown dialback element", ctx),
+                _ => self.close(
+                    StreamError::UnsupportedStanzaType,
+                    "unknown dialback element",
+                    ctx,
+                ),
             }
             return;
         }
@@ -169,11 +173,17 @@ impl S2sIn {
             return self.close(StreamError::UnsupportedStanzaType, "not a stanza", ctx);
         };
         if self.authenticated.is_empty() {
-            return self.close(StreamError::NotAuthorized, "stanza before authentication", ctx);
+            return self.close(
+                StreamError::NotAuthorized,
+                "stanza before authentication",
+                ctx,
+            );
         }
         let from = match el.get_attr("from").map(Jid::new) {
             Some(Ok(j)) if self.authenticated.contains_key(j.domain().as_str()) => j,
-            Some(Ok(_)) => return self.close(StreamError::InvalidFrom, "unauthenticated from", ctx),
+            Some(Ok(_)) => {
+                return self.close(StreamError::InvalidFrom, "unauthenticated from", ctx)
+            }
             Some(Err(_)) => return self.close(StreamError::InvalidFrom, "malformed from", ctx),
             None => return self.close(StreamError::ImproperAddressing, "no from", ctx),
         };
@@ -203,7 +213,8 @@ impl S2sIn {
             if kind == StanzaKind::Message
                 && matches!(el.get_attr("type"), None | Some("normal" | "chat"))
             {
-                if let Some(r) = error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable)) {
+                if let Some(r) = error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable))
+                {
                     self.to_remote(r);
                 }
             }
@@ -220,8 +231,8 @@ impl S2sIn {
     /// IQs to a local domain or a local bare JID: answered by the server (RFC 6121 §8.5.1,
     /// §8.5.3.2.1: vCards and the like on the account's behalf).
     fn iq_for_server(&mut self, iq: Element, from: &Jid, to: &Jid) {
-        let reply = services::client_data_iq(&self.shared, &from.to_bare(), Some(to), &iq)
-            .or_else(|| {
+        let reply =
+            services::client_data_iq(&self.shared, &from.to_bare(), Some(to), &iq).or_else(|| {
                 if to.node().is_none() {
                     services::server_iq(&iq, to.domain().as_str(), &self.shared.server_info)
                 } else if self.account_exists(to) {
@@ -262,7 +273,11 @@ impl S2sIn {
     /// XEP-0220 §2.1.2: the peer claims the domain `from` for stanzas to our host `to`.
     fn db_result(&mut self, el: Element, ctx: &mut Context<Self>) {
         let (Some(from), Some(to)) = (el.get_attr("from"), el.get_attr("to")) else {
-            return self.close(StreamError::ImproperAddressing, "dialback without from/to", ctx);
+            return self.close(
+                StreamError::ImproperAddressing,
+                "dialback without from/to",
+                ctx,
+            );
         };
         let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
         let answer = |kind: &str, extra: &str| result_answer(&to, &from, kind, extra);
@@ -289,7 +304,11 @@ impl S2sIn {
             return self.send_raw(answer("invalid", ""));
         }
         if self.pending_verify >= MAX_PENDING_VERIFY {
-            return self.close(StreamError::PolicyViolation, "too many dialback requests", ctx);
+            return self.close(
+                StreamError::PolicyViolation,
+                "too many dialback requests",
+                ctx,
+            );
         }
         self.pending_verify += 1;
         let key = el.text_content().trim().to_owned();

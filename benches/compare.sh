@@ -95,6 +95,7 @@ data_dir = "$KLEIBER_RUN/data"
 [listen]
 c2s_starttls = ["$KLEIBER_HOST:$KLEIBER_PORT"]
 c2s_direct_tls = []
+s2s = []
 [registration]
 open = true
 [auth]

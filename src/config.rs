@@ -515,8 +515,8 @@ impl Config {
         }
         for (domain, route) in &s.routes {
             let key = format!("s2s.routes.{domain}");
-            let jid = jid::BareJid::new(domain)
-                .map_err(|e| err(&key, format!("invalid domain: {e}")))?;
+            let jid =
+                jid::BareJid::new(domain).map_err(|e| err(&key, format!("invalid domain: {e}")))?;
             if jid.node().is_some() || jid.as_str() != domain {
                 return Err(err(&key, "not a normalised domain name (use lower case)"));
             }

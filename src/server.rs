@@ -17,6 +17,8 @@ pub struct ServerThread {
     /// Bound listeners, with real ports.
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     pub shared: Arc<Shared>,
+    /// The federation manager (ask it for [`actors::messages::S2sLinks`]).
+    pub s2s: Option<actix::Addr<actors::s2s::S2s>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -66,7 +68,7 @@ impl ServerThread {
                             return Vec::new();
                         }
                     };
-                    let _ = ready_tx.send(Ok(running.listeners.clone()));
+                    let _ = ready_tx.send(Ok((running.listeners.clone(), running.s2s.clone())));
                     let _ = stop_rx.await;
                     running.shutdown(&s).await;
                     actix_rt::System::current().stop();
@@ -80,12 +82,13 @@ impl ServerThread {
                 }
             })
             .map_err(|e| StartError(format!("cannot start thread: {e}")))?;
-        let listeners = ready_rx
+        let (listeners, s2s) = ready_rx
             .recv()
             .map_err(|_| StartError("server thread died".into()))?
             .map_err(StartError)?;
         Ok(ServerThread {
             listeners,
+            s2s,
             shared,
             stop: Some(stop_tx),
             thread: Some(thread),

@@ -335,7 +335,8 @@ fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptor
         ))
     })?;
     b.set_alpn_select_callback(|_, client| {
-        openssl::ssl::select_next_proto(b"\x0bxmpp-client\x0bxmpp-server", client).ok_or(AlpnError::NOACK)
+        openssl::ssl::select_next_proto(b"\x0bxmpp-client\x0bxmpp-server", client)
+            .ok_or(AlpnError::NOACK)
     });
     Ok(b)
 }

@@ -50,7 +50,12 @@ mod tests {
     #[test]
     fn xep0185_example() {
         assert_eq!(
-            key(b"s3cr3tf0rd14lb4ck", "example.net", "example.com", "D60000229F"),
+            key(
+                b"s3cr3tf0rd14lb4ck",
+                "example.net",
+                "example.com",
+                "D60000229F"
+            ),
             "37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643"
         );
     }

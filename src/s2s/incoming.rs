@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::pki::PeerCert;
 use super::{
-    check_header, header, reader_limits, AuthMethod, S2sContext, S2sReader, S2sStream,
-    S2sWriter, DIALBACK_FEATURE,
+    check_header, header, reader_limits, AuthMethod, S2sContext, S2sReader, S2sStream, S2sWriter,
+    DIALBACK_FEATURE,
 };
 use crate::shared::Shared;
 use crate::tls::{next_bounded, parse_error_condition};
@@ -196,10 +196,7 @@ pub async fn negotiate(
                 None => {
                     send(
                         &mut w,
-                        &format!(
-                            "<failure xmlns='{}'><not-authorized/></failure>",
-                            ns::SASL
-                        ),
+                        &format!("<failure xmlns='{}'><not-authorized/></failure>", ns::SASL),
                     )
                     .await?;
                 }

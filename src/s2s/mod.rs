@@ -126,10 +126,7 @@ impl AsyncWrite for S2sStream {
         }
     }
 
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             S2sStream::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
             S2sStream::Plain(t) => Pin::new(t).poll_shutdown(cx),

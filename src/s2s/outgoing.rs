@@ -176,7 +176,9 @@ async fn authenticate(
                     AuthMethod::Dialback
                 },
             }),
-            _ => Err(OutError::NotFound(format!("{remote} refused our dialback key"))),
+            _ => Err(OutError::NotFound(format!(
+                "{remote} refused our dialback key"
+            ))),
         };
     }
 }

@@ -79,15 +79,13 @@ impl Resolver {
         // RFC 2782: a single record with target "." says the service is not offered.
         records.retain(|r| !r.3.is_empty());
         if records.is_empty() {
-            return Err(NoServer(format!("{domain} offers no server-to-server service")));
+            return Err(NoServer(format!(
+                "{domain} offers no server-to-server service"
+            )));
         }
         // Lowest priority first; direct TLS first among equals (XEP-0368 §3); then heavier
         // weights first (a deterministic stand-in for RFC 2782's weighted random order).
-        records.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.2.cmp(&a.2))
-                .then(b.1.cmp(&a.1))
-        });
+        records.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then(b.1.cmp(&a.1)));
         Ok(records
             .into_iter()
             .map(|(_, _, direct_tls, host, port)| Target {

@@ -30,6 +30,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub starttls: SocketAddr,
     pub direct: SocketAddr,
+    /// The server-to-server port (STARTTLS), when federation is on.
+    pub s2s: Option<SocketAddr>,
 }
 
 /// The test configuration: localhost, ports 0, cheap hashing.
@@ -39,6 +41,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         [listen]
         c2s_starttls = ["127.0.0.1:0"]
         c2s_direct_tls = ["127.0.0.1:0"]
+        s2s = ["127.0.0.1:0"]
         [auth]
         bcrypt_cost = 4
         scram_iterations = 4096
@@ -74,6 +77,7 @@ impl TestServer {
         TestServer {
             starttls: server.addr(ListenerKind::StartTls).unwrap(),
             direct: server.addr(ListenerKind::DirectTls).unwrap(),
+            s2s: server.addr(ListenerKind::S2s),
             server: Some(server),
             dir,
         }
@@ -133,6 +137,8 @@ pub struct Client {
     pub writer: WriteHalf<Tls>,
     pub features: Element,
     pub jid: String,
+    /// The domain the stream is for (opened again after authentication).
+    pub domain: String,
     /// Channel-binding data as the client sees it.
     pub exporter: Option<Vec<u8>>,
     pub end_point: Option<Vec<u8>>,
@@ -257,6 +263,7 @@ impl Client {
             writer: w,
             features: Element::default(),
             jid: String::new(),
+            domain: domain.to_owned(),
             exporter,
             end_point,
         };
@@ -357,7 +364,8 @@ impl Client {
         match r.name.as_str() {
             "success" => {
                 self.reader.reset();
-                self.open("localhost").await;
+                let domain = self.domain.clone();
+                self.open(&domain).await;
                 self.jid = format!("{user}@localhost");
                 Ok(())
             }
@@ -467,7 +475,8 @@ impl Client {
                 };
                 assert_eq!(v, format!("v={}", B64.encode(expect)), "server signature");
                 self.reader.reset();
-                self.open("localhost").await;
+                let domain = self.domain.clone();
+                self.open(&domain).await;
                 self.jid = format!("{user}@localhost");
                 Ok(())
             }
@@ -767,7 +776,7 @@ impl Binary {
         std::fs::write(
             &cfg,
             format!(
-                "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n{extra}\n",
+                "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n{extra}\n",
                 data
             ),
         )

@@ -1,0 +1,689 @@
+//! Federation (RFC 6120 server-to-server, XEP-0220 dialback, XEP-0178 SASL EXTERNAL) between
+//! two real kleiber instances on loopback, `a.test` and `b.test`, with static routes:
+//! subscriptions, presence, messages online and offline, vCard and IQ routing, bounces for
+//! unreachable domains, and a hostile peer (unauthenticated stanzas, spoofed `from`, dialback
+//! for a domain it does not hold, `to` for a host not served).
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
+use openssl::x509::{X509NameBuilder, X509};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use kleiber::actors::messages::S2sLinks;
+use kleiber::config::{Config, HostConfig};
+use kleiber::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
+
+const CLIENT: &str = "jabber:client";
+
+/// A certificate authority for the test, and certificates it issues.
+struct TestCa {
+    dir: tempfile::TempDir,
+    cert: X509,
+    key: PKey<Private>,
+}
+
+fn ec_key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+fn builder(cn: &str, key: &PKey<Private>) -> openssl::x509::X509Builder {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = ec_key();
+        let mut b = builder("kleiber test CA", &key);
+        let mut issuer = X509NameBuilder::new().unwrap();
+        issuer
+            .append_entry_by_nid(Nid::COMMONNAME, "kleiber test CA")
+            .unwrap();
+        b.set_issuer_name(&issuer.build()).unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.to_pem().unwrap()).unwrap();
+        TestCa { dir, cert, key }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A certificate for `domain` signed by the CA: (certificate, key) paths.
+    fn issue(&self, domain: &str) -> (PathBuf, PathBuf) {
+        let key = ec_key();
+        let mut b = builder(domain, &key);
+        b.set_issuer_name(self.cert.subject_name()).unwrap();
+        b.append_extension(BasicConstraints::new().build().unwrap())
+            .unwrap();
+        b.append_extension(
+            ExtendedKeyUsage::new()
+                .server_auth()
+                .client_auth()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let san = SubjectAlternativeName::new()
+            .dns(domain)
+            .build(&b.x509v3_context(Some(&self.cert), None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&self.key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let (c, k) = (
+            self.dir.path().join(format!("{domain}.crt")),
+            self.dir.path().join(format!("{domain}.key")),
+        );
+        std::fs::write(&c, cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&k, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        (c, k)
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A kleiber serving `domain` on server-to-server port `port`, routing `others` statically.
+fn start_domain(
+    domain: &str,
+    port: u16,
+    others: &[(&str, String)],
+    ca: Option<&TestCa>,
+    tweak: &dyn Fn(&mut Config),
+) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let host = match ca {
+        Some(ca) => {
+            let (c, k) = ca.issue(domain);
+            HostConfig {
+                certificate: Some(c),
+                key: Some(k),
+            }
+        }
+        None => HostConfig::default(),
+    };
+    cfg.hosts = BTreeMap::from([(domain.to_owned(), host)]);
+    cfg.listen.s2s = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    for (d, r) in others {
+        cfg.s2s.routes.insert((*d).to_owned(), r.clone());
+    }
+    // A CA that signed nothing of the peers' when testing dialback, so that the machine's
+    // own trust store plays no part.
+    let unrelated;
+    cfg.s2s.ca_file = Some(match ca {
+        Some(ca) => ca.ca_file(),
+        None => {
+            unrelated = TestCa::new();
+            let f = dir.path().join("unrelated-ca.pem");
+            std::fs::copy(unrelated.ca_file(), &f).unwrap();
+            f
+        }
+    });
+    tweak(&mut cfg);
+    TestServer::start_in(dir, cfg)
+}
+
+/// `a.test` and `b.test`, routed to each other.
+fn pair(ca: Option<&TestCa>) -> (TestServer, TestServer) {
+    let (pa, pb) = (free_port(), free_port());
+    let a = start_domain(
+        "a.test",
+        pa,
+        &[("b.test", format!("127.0.0.1:{pb}"))],
+        ca,
+        &|_| {},
+    );
+    let b = start_domain(
+        "b.test",
+        pb,
+        &[("a.test", format!("127.0.0.1:{pa}"))],
+        ca,
+        &|_| {},
+    );
+    (a, b)
+}
+
+fn add_user(s: &TestServer, domain: &str, user: &str) {
+    let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+    let rec = kleiber::store::AccountRecord::new(creds, kleiber::store::now_secs());
+    assert!(s
+        .shared()
+        .store
+        .accounts
+        .create(domain, user, &rec)
+        .unwrap());
+}
+
+/// Log in as `user@domain/r` with initial presence (own presence consumed).
+async fn login(s: &TestServer, domain: &str, user: &str) -> Client {
+    let mut c = Client::starttls(s.starttls, domain).await;
+    c.auth_scram("SCRAM-SHA-256", user, "pw").await.unwrap();
+    c.bind(Some("r")).await;
+    c.send("<presence/>").await;
+    wait_for(&mut c, |e| {
+        e.name == "presence" && e.get_attr("from") == Some(&format!("{user}@{domain}/r"))
+    })
+    .await;
+    c
+}
+
+/// Skip everything until an element matching `pred` arrives.
+async fn wait_for(c: &mut Client, pred: impl Fn(&Element) -> bool) -> Element {
+    loop {
+        let e = c.recv().await;
+        if pred(&e) {
+            return e;
+        }
+    }
+}
+
+fn presence_from(e: &Element, from: &str, kind: Option<&str>) -> bool {
+    e.name == "presence" && e.get_attr("from") == Some(from) && e.get_attr("type") == kind
+}
+
+fn body(e: &Element) -> Option<String> {
+    e.get_child("body", CLIENT).map(Element::text_content)
+}
+
+async fn links(s: &TestServer) -> Vec<(String, bool, String)> {
+    let addr = s.server.as_ref().unwrap().s2s.clone().unwrap();
+    addr.send(S2sLinks)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.remote, l.outgoing, l.method))
+        .collect()
+}
+
+/// Mutual subscription, presence both ways, chat both ways, roster state, IQs across.
+async fn full_conversation(a: &TestServer, b: &TestServer) {
+    add_user(a, "a.test", "alice");
+    add_user(b, "b.test", "bob");
+    let mut alice = login(a, "a.test", "alice").await;
+    let mut bob = login(b, "b.test", "bob").await;
+
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await;
+    wait_for(&mut bob, |e| {
+        presence_from(e, "alice@a.test", Some("subscribe"))
+    })
+    .await;
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        .await;
+    bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        .await;
+    wait_for(&mut alice, |e| {
+        presence_from(e, "bob@b.test", Some("subscribed"))
+    })
+    .await;
+    // Now alice sees bob's presence (sent by b.test or probed by a.test).
+    wait_for(&mut alice, |e| presence_from(e, "bob@b.test/r", None)).await;
+    wait_for(&mut alice, |e| {
+        presence_from(e, "bob@b.test", Some("subscribe"))
+    })
+    .await;
+    alice
+        .send("<presence to='bob@b.test' type='subscribed'/>")
+        .await;
+    wait_for(&mut bob, |e| presence_from(e, "alice@a.test/r", None)).await;
+
+    // The rosters on both servers say `both`.
+    for (c, contact) in [(&mut alice, "bob@b.test"), (&mut bob, "alice@a.test")] {
+        c.send("<iq type='get' id='rg'><query xmlns='jabber:iq:roster'/></iq>")
+            .await;
+        let r = wait_for(c, |e| e.get_attr("id") == Some("rg")).await;
+        let item = r
+            .get_child("query", "jabber:iq:roster")
+            .unwrap()
+            .elements()
+            .find(|i| i.get_attr("jid") == Some(contact))
+            .cloned()
+            .unwrap_or_else(|| panic!("{contact} on the roster: {}", r.to_xml(CLIENT)));
+        assert_eq!(item.get_attr("subscription"), Some("both"));
+    }
+
+    // Chat both ways.
+    alice
+        .send("<message to='bob@b.test' type='chat' id='m1'><body>hello bob</body></message>")
+        .await;
+    let m = wait_for(&mut bob, |e| e.name == "message").await;
+    assert_eq!(m.get_attr("from"), Some("alice@a.test/r"));
+    assert_eq!(m.get_attr("to"), Some("bob@b.test"));
+    assert_eq!(body(&m).as_deref(), Some("hello bob"));
+    bob.send("<message to='alice@a.test/r' type='chat'><body>hi alice</body></message>")
+        .await;
+    let m = wait_for(&mut alice, |e| e.name == "message").await;
+    assert_eq!(m.get_attr("from"), Some("bob@b.test/r"));
+    assert_eq!(body(&m).as_deref(), Some("hi alice"));
+
+    // An IQ to a full JID is routed to the client, and its answer back.
+    alice
+        .send("<iq to='bob@b.test/r' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let iq = wait_for(&mut bob, |e| e.name == "iq").await;
+    assert_eq!(iq.get_attr("from"), Some("alice@a.test/r"));
+    bob.send(&format!(
+        "<iq to='alice@a.test/r' type='result' id='{}'><query xmlns='jabber:iq:version'><name>test</name></query></iq>",
+        iq.get_attr("id").unwrap()
+    ))
+    .await;
+    let r = wait_for(&mut alice, |e| e.get_attr("id") == Some("v1")).await;
+    assert_eq!(r.get_attr("type"), Some("result"));
+    assert_eq!(r.get_attr("from"), Some("bob@b.test/r"));
+
+    // The other server answers IQs to itself.
+    alice
+        .send("<iq to='b.test' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let r = wait_for(&mut alice, |e| e.get_attr("id") == Some("p1")).await;
+    assert_eq!(r.get_attr("type"), Some("result"));
+    assert_eq!(r.get_attr("from"), Some("b.test"));
+
+    // Bob going offline is seen across.
+    bob.send("</stream:stream>").await;
+    wait_for(&mut alice, |e| {
+        presence_from(e, "bob@b.test/r", Some("unavailable"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_with_valid_certificates_uses_sasl_external() {
+    let ca = TestCa::new();
+    let (a, b) = pair(Some(&ca));
+    full_conversation(&a, &b).await;
+    let la = links(&a).await;
+    assert!(
+        la.contains(&("b.test".into(), true, "SASL EXTERNAL".into())),
+        "{la:?}"
+    );
+    assert!(
+        la.contains(&("b.test".into(), false, "SASL EXTERNAL".into())),
+        "{la:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_with_self_signed_certificates_uses_dialback() {
+    let (a, b) = pair(None);
+    full_conversation(&a, &b).await;
+    let lb = links(&b).await;
+    assert!(
+        lb.contains(&("a.test".into(), true, "dialback".into())),
+        "{lb:?}"
+    );
+    assert!(
+        lb.contains(&("a.test".into(), false, "dialback".into())),
+        "{lb:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_message_and_vcard_across_servers() {
+    let (a, b) = pair(None);
+    add_user(&a, "a.test", "alice");
+    add_user(&b, "b.test", "bob");
+    let mut alice = login(&a, "a.test", "alice").await;
+
+    // Bob is offline: the message waits on b.test and comes with its delay at login.
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>while you were away</body></message>")
+        .await;
+    let mut kept = false;
+    for _ in 0..400 {
+        if b.shared()
+            .store
+            .offline
+            .usage("b.test", "bob")
+            .map(|u| u.count)
+            .unwrap_or(0)
+            > 0
+        {
+            kept = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(kept, "the message was stored on b.test");
+    let mut bob = Client::starttls(b.starttls, "b.test").await;
+    bob.auth_scram("SCRAM-SHA-256", "bob", "pw").await.unwrap();
+    bob.bind(Some("r")).await;
+    bob.send("<presence/>").await;
+    let m = wait_for(&mut bob, |e| e.name == "message").await;
+    assert_eq!(body(&m).as_deref(), Some("while you were away"));
+    assert_eq!(m.get_attr("from"), Some("alice@a.test/r"));
+    assert!(m.get_child("delay", "urn:xmpp:delay").is_some());
+
+    // vCards are fetched from the other server.
+    bob.send("<iq type='set' id='vs'><vCard xmlns='vcard-temp'><FN>Bob B.</FN></vCard></iq>")
+        .await;
+    let r = wait_for(&mut bob, |e| e.get_attr("id") == Some("vs")).await;
+    assert_eq!(r.get_attr("type"), Some("result"));
+    alice
+        .send("<iq to='bob@b.test' type='get' id='vg'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    let r = wait_for(&mut alice, |e| e.get_attr("id") == Some("vg")).await;
+    assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml(CLIENT));
+    assert_eq!(r.get_attr("from"), Some("bob@b.test"));
+    let fn_ = r
+        .get_child("vCard", "vcard-temp")
+        .and_then(|v| v.get_child("FN", "vcard-temp"))
+        .map(Element::text_content);
+    assert_eq!(fn_.as_deref(), Some("Bob B."));
+
+    // A user that does not exist over there: service-unavailable, from the other server.
+    alice
+        .send("<message to='nobody@b.test' type='chat' id='nb'><body>x</body></message>")
+        .await;
+    let e = wait_for(&mut alice, |e| e.get_attr("id") == Some("nb")).await;
+    assert_eq!(e.get_attr("type"), Some("error"));
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+}
+
+async fn logged(s: &TestServer, to: &str) -> String {
+    for _ in 0..400 {
+        let entries = s.shared().store.delivery_errors.since(0, 1000).unwrap();
+        if let Some(e) = entries.iter().find(|e| e.to == to) {
+            return e.reason.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no delivery-error entry for {to}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_bounce_and_are_logged() {
+    // c.test: nothing listens; d.test: accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let a = start_domain(
+        "a.test",
+        free_port(),
+        &[
+            ("c.test", format!("127.0.0.1:{}", free_port())),
+            ("d.test", format!("127.0.0.1:{silent_port}")),
+        ],
+        None,
+        &|c| c.s2s.connect_timeout_secs = 1,
+    );
+    add_user(&a, "a.test", "alice");
+    let mut alice = login(&a, "a.test", "alice").await;
+    alice
+        .send("<message to='x@c.test' type='chat' id='c1'><body>1</body></message>")
+        .await;
+    alice
+        .send("<iq to='c.test' type='get' id='c2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    for id in ["c1", "c2"] {
+        let e = wait_for(&mut alice, |e| e.get_attr("id") == Some(id)).await;
+        assert_eq!(e.get_attr("type"), Some("error"));
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("remote-server-not-found")
+        );
+    }
+    assert!(logged(&a, "x@c.test")
+        .await
+        .starts_with("remote-server-not-found"));
+
+    alice
+        .send("<message to='y@d.test' type='chat' id='d1'><body>2</body></message>")
+        .await;
+    let e = wait_for(&mut alice, |e| e.get_attr("id") == Some("d1")).await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-timeout")
+    );
+    let reason = logged(&a, "y@d.test").await;
+    assert!(reason.starts_with("remote-server-timeout"), "{reason}");
+    // Neither the body nor an address is in the log.
+    for e in a.shared().store.delivery_errors.since(0, 100).unwrap() {
+        assert!(!e.reason.contains("127.0.0.1"), "{}", e.reason);
+    }
+    drop(silent);
+}
+
+/// A raw server-to-server peer over STARTTLS, optionally presenting a certificate.
+struct Peer {
+    reader: XmlReader<tokio::io::ReadHalf<Tls>>,
+    writer: tokio::io::WriteHalf<Tls>,
+    features: Element,
+    stream_id: String,
+}
+
+fn s2s_header(from: &str, to: &str) -> String {
+    format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{from}' to='{to}' version='1.0'>")
+}
+
+impl Peer {
+    async fn connect(
+        addr: std::net::SocketAddr,
+        from: &str,
+        to: &str,
+        cert: Option<(&Path, &Path)>,
+    ) -> Peer {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(s2s_header(from, to).as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut tcp, &mut got, "</stream:features>").await;
+        let text = String::from_utf8_lossy(&got).to_string();
+        assert!(text.contains("<starttls"), "{text}");
+        tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut tcp, &mut got, "<proceed").await;
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        b.set_verify(SslVerifyMode::NONE);
+        if let Some((c, k)) = cert {
+            b.set_certificate_chain_file(c).unwrap();
+            b.set_private_key_file(k, openssl::ssl::SslFiletype::PEM)
+                .unwrap();
+        }
+        let mut conf = b.build().configure().unwrap();
+        conf.set_verify_hostname(false);
+        let ssl = conf.into_ssl(to).unwrap();
+        let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        std::pin::Pin::new(&mut s).connect().await.unwrap();
+        let (r, w) = tokio::io::split(s);
+        let mut p = Peer {
+            reader: XmlReader::new(r, ReaderLimits::default()),
+            writer: w,
+            features: Element::default(),
+            stream_id: String::new(),
+        };
+        p.open(from, to).await;
+        p
+    }
+
+    async fn open(&mut self, from: &str, to: &str) {
+        self.send(&s2s_header(from, to)).await;
+        match self.next().await {
+            StreamEvent::Header(h) => self.stream_id = h.attrs.get("id").cloned().unwrap(),
+            other => panic!("expected a header, got {other:?}"),
+        }
+        self.features = self.recv().await;
+        assert_eq!(self.features.name, "features");
+    }
+
+    async fn send(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).await.unwrap();
+    }
+
+    async fn next(&mut self) -> StreamEvent {
+        tokio::time::timeout(WAIT, self.reader.next())
+            .await
+            .expect("answer in time")
+            .expect("well-formed")
+    }
+
+    async fn recv(&mut self) -> Element {
+        match self.next().await {
+            StreamEvent::Element(e) => e,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    async fn expect_stream_error(&mut self, condition: &str) {
+        let e = self.recv().await;
+        assert_eq!(
+            stream_error_condition(&e).as_deref(),
+            Some(condition),
+            "{}",
+            e.to_xml("jabber:server")
+        );
+        match tokio::time::timeout(WAIT, self.reader.next())
+            .await
+            .expect("closed in time")
+        {
+            Ok(StreamEvent::End) | Err(_) => {}
+            Ok(other) => panic!("expected the end of the stream, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanza_before_authentication_is_refused() {
+    let (_a, b) = pair(None);
+    let mut p = Peer::connect(b.s2s.unwrap(), "a.test", "b.test", None).await;
+    assert!(p
+        .features
+        .get_child("dialback", "urn:xmpp:features:dialback")
+        .is_some());
+    // Without a valid certificate there is no SASL EXTERNAL on offer.
+    assert!(p
+        .features
+        .get_child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_none());
+    p.send("<message from='alice@a.test/r' to='bob@b.test'><body>x</body></message>")
+        .await;
+    p.expect_stream_error("not-authorized").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialback_for_a_domain_the_peer_does_not_hold_is_invalid() {
+    let (_a, b) = pair(None);
+    let mut p = Peer::connect(b.s2s.unwrap(), "a.test", "b.test", None).await;
+    // We are not a.test's server: the real one denies the key when b.test asks it.
+    p.send("<db:result from='a.test' to='b.test'>0123456789abcdef</db:result>")
+        .await;
+    let r = p.recv().await;
+    assert!(
+        r.name == "result" && r.ns == "jabber:server:dialback",
+        "{}",
+        r.to_xml("jabber:server")
+    );
+    assert_eq!(r.get_attr("type"), Some("invalid"));
+    assert_eq!(r.get_attr("from"), Some("b.test"));
+    assert_eq!(r.get_attr("to"), Some("a.test"));
+    // ... and stanzas from a.test are still refused on this stream.
+    p.send("<message from='alice@a.test/r' to='bob@b.test'><body>x</body></message>")
+        .await;
+    p.expect_stream_error("not-authorized").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_from_and_foreign_to_close_the_stream() {
+    let ca = TestCa::new();
+    let (_a, b) = pair(Some(&ca));
+    // evil.test holds a valid certificate for itself, and authenticates with it.
+    let (c, k) = ca.issue("evil.test");
+    let connect = || Peer::connect(b.s2s.unwrap(), "evil.test", "b.test", Some((&c, &k)));
+    let mut p = connect().await;
+    assert!(p
+        .features
+        .get_child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_some());
+    p.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .await;
+    assert_eq!(p.recv().await.name, "success");
+    p.reader.reset();
+    p.open("evil.test", "b.test").await;
+    // Claiming to speak for a.test is refused.
+    p.send("<message from='alice@a.test/r' to='bob@b.test'><body>x</body></message>")
+        .await;
+    p.expect_stream_error("invalid-from").await;
+
+    let mut p = connect().await;
+    // SASL EXTERNAL for a domain the certificate does not name fails.
+    p.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>")
+        .await;
+    assert_eq!(p.recv().await.name, "failure");
+    // Dialback with the valid certificate (XEP-0344) authenticates evil.test at once.
+    p.send("<db:result from='evil.test' to='b.test'>k</db:result>")
+        .await;
+    let r = p.recv().await;
+    assert_eq!(r.get_attr("type"), Some("valid"));
+    // A stanza for a host not served here.
+    p.send(
+        "<message from='mallory@evil.test/r' to='someone@elsewhere.test'><body>x</body></message>",
+    )
+    .await;
+    p.expect_stream_error("host-unknown").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialback_verify_answers_only_for_our_own_keys() {
+    let (a, _b) = pair(None);
+    let mut p = Peer::connect(a.s2s.unwrap(), "b.test", "a.test", None).await;
+    let secret = a.shared().store.dialback_secret().unwrap();
+    let good = kleiber::s2s::dialback::key(&secret, "b.test", "a.test", "S1");
+    p.send(&format!(
+        "<db:verify from='b.test' to='a.test' id='S1'>{good}</db:verify>"
+    ))
+    .await;
+    let r = p.recv().await;
+    assert_eq!(r.get_attr("type"), Some("valid"));
+    assert_eq!(r.get_attr("id"), Some("S1"));
+    p.send("<db:verify from='b.test' to='a.test' id='S2'>00ff</db:verify>")
+        .await;
+    assert_eq!(p.recv().await.get_attr("type"), Some("invalid"));
+    p.send(&format!(
+        "<db:verify from='b.test' to='nothere.test' id='S1'>{good}</db:verify>"
+    ))
+    .await;
+    assert_eq!(p.recv().await.get_attr("type"), Some("error"));
+}
