@@ -243,6 +243,15 @@ pub struct Inbound {
     pub stanza: Element,
 }
 
+/// RosterStore -> Router: an [`Inbound`] has been handled (everything it delivered is
+/// queued), so stanzas from the same contact held behind it may go on.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct InboundDone {
+    pub user: BareJid,
+    pub contact: BareJid,
+}
+
 /// Connection -> RosterStore: XEP-0191 block list.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Vec<String>, StanzaError>")]

@@ -162,7 +162,8 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                             push: router.clone().recipient(),
                             deliver: router.clone().recipient(),
                             changed: router.clone().recipient(),
-                            blocks: router.recipient(),
+                            blocks: router.clone().recipient(),
+                            inbound_done: router.recipient(),
                         },
                     )
                 }

@@ -24,6 +24,18 @@ pub struct RouterInbox {
     pub deliver: Recipient<DeliverAvailable>,
     pub changed: Recipient<SubscriptionChanged>,
     pub blocks: Recipient<BlockChanged>,
+    pub inbound_done: Recipient<InboundDone>,
+}
+
+/// Tells the router an inbound subscription stanza is handled, however the handler returns.
+struct DoneGuard(Recipient<InboundDone>, Option<(BareJid, BareJid)>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        if let Some((user, contact)) = self.1.take() {
+            self.0.do_send(InboundDone { user, contact });
+        }
+    }
 }
 
 /// The roster store actor.
@@ -354,6 +366,10 @@ impl Handler<Outbound> for RosterStore {
 impl Handler<Inbound> for RosterStore {
     type Result = ();
     fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
+        let _done = DoneGuard(
+            self.router.inbound_done.clone(),
+            Some((msg.user.clone(), msg.contact.clone())),
+        );
         let (d, u) = parts(&msg.user);
         let contact = msg.contact.to_string();
         if !self.shared.store.accounts.exists(d, u).unwrap_or(false)

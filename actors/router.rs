@@ -229,6 +229,10 @@ pub struct Router {
     roster: Recipient<Inbound>,
     /// Outgoing federation (`None` when `s2s.enabled = false`).
     remote: Option<Recipient<ToRemote>>,
+    /// Subscription stanzas with the roster store, per (user, contact), and the contact's
+    /// later stanzas to the user held until they are done, so that e.g. a contact's presence
+    /// cannot overtake its `subscribed` (RFC 6120 §10.1 order).
+    held: HashMap<(BareJid, BareJid), (usize, Vec<Route>)>,
     directory: SessionDirectory,
 }
 
@@ -250,6 +254,7 @@ impl Router {
             scheduler,
             roster,
             remote,
+            held: HashMap::new(),
             directory: SessionDirectory::default(),
         }
     }
@@ -471,8 +476,28 @@ impl Router {
         }
         let bare = to.to_bare();
         let msg_type = stanza.get_attr("type").unwrap_or("normal").to_owned();
+        let sub = (kind == StanzaKind::Presence)
+            .then(|| SubKind::from_type(&msg_type))
+            .flatten();
+        if !self.held.is_empty() {
+            if let Some(h) = self.held.get_mut(&(bare.clone(), from.to_bare())) {
+                if sub.is_none() || !h.1.is_empty() {
+                    h.1.push(Route {
+                        stanza,
+                        from,
+                        to,
+                        inflight: None,
+                    });
+                    return;
+                }
+            }
+        }
         if kind == StanzaKind::Presence {
-            if let Some(sub) = SubKind::from_type(&msg_type) {
+            if let Some(sub) = sub {
+                self.held
+                    .entry((bare.clone(), from.to_bare()))
+                    .or_insert((0, Vec::new()))
+                    .0 += 1;
                 self.roster.do_send(Inbound {
                     user: bare,
                     contact: from.to_bare(),
@@ -750,6 +775,25 @@ impl Handler<SetPresence> for Router {
             let probe = Element::new("presence", crate::xmpp::ns::CLIENT).attr("type", "probe");
             for c in msg.probes {
                 self.send_presence(probe.clone(), &msg.jid, &c);
+            }
+        }
+    }
+}
+
+impl Handler<InboundDone> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: InboundDone, _: &mut Context<Self>) {
+        let key = (msg.user, msg.contact);
+        let Some(h) = self.held.get_mut(&key) else {
+            return;
+        };
+        h.0 = h.0.saturating_sub(1);
+        if h.0 > 0 {
+            return;
+        }
+        if let Some((_, waiting)) = self.held.remove(&key) {
+            for r in waiting {
+                self.route(r);
             }
         }
     }

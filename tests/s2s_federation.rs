@@ -5,6 +5,7 @@
 //! for a domain it does not hold, `to` for a host not served).
 
 mod common;
+use common::fed::*;
 use common::*;
 
 use std::collections::BTreeMap;
@@ -183,48 +184,6 @@ fn pair(ca: Option<&TestCa>) -> (TestServer, TestServer) {
     (a, b)
 }
 
-fn add_user(s: &TestServer, domain: &str, user: &str) {
-    let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
-    let rec = kleiber::store::AccountRecord::new(creds, kleiber::store::now_secs());
-    assert!(s
-        .shared()
-        .store
-        .accounts
-        .create(domain, user, &rec)
-        .unwrap());
-}
-
-/// Log in as `user@domain/r` with initial presence (own presence consumed).
-async fn login(s: &TestServer, domain: &str, user: &str) -> Client {
-    let mut c = Client::starttls(s.starttls, domain).await;
-    c.auth_scram("SCRAM-SHA-256", user, "pw").await.unwrap();
-    c.bind(Some("r")).await;
-    c.send("<presence/>").await;
-    wait_for(&mut c, |e| {
-        e.name == "presence" && e.get_attr("from") == Some(&format!("{user}@{domain}/r"))
-    })
-    .await;
-    c
-}
-
-/// Skip everything until an element matching `pred` arrives.
-async fn wait_for(c: &mut Client, pred: impl Fn(&Element) -> bool) -> Element {
-    loop {
-        let e = c.recv().await;
-        if pred(&e) {
-            return e;
-        }
-    }
-}
-
-fn presence_from(e: &Element, from: &str, kind: Option<&str>) -> bool {
-    e.name == "presence" && e.get_attr("from") == Some(from) && e.get_attr("type") == kind
-}
-
-fn body(e: &Element) -> Option<String> {
-    e.get_child("body", CLIENT).map(Element::text_content)
-}
-
 async fn links(s: &TestServer) -> Vec<(String, bool, String)> {
     let addr = s.server.as_ref().unwrap().s2s.clone().unwrap();
     addr.send(S2sLinks)
@@ -235,97 +194,13 @@ async fn links(s: &TestServer) -> Vec<(String, bool, String)> {
         .collect()
 }
 
-/// Mutual subscription, presence both ways, chat both ways, roster state, IQs across.
+/// The whole conversation between alice@a.test and bob@b.test.
 async fn full_conversation(a: &TestServer, b: &TestServer) {
     add_user(a, "a.test", "alice");
     add_user(b, "b.test", "bob");
     let mut alice = login(a, "a.test", "alice").await;
     let mut bob = login(b, "b.test", "bob").await;
-
-    alice
-        .send("<presence to='bob@b.test' type='subscribe'/>")
-        .await;
-    wait_for(&mut bob, |e| {
-        presence_from(e, "alice@a.test", Some("subscribe"))
-    })
-    .await;
-    bob.send("<presence to='alice@a.test' type='subscribed'/>")
-        .await;
-    bob.send("<presence to='alice@a.test' type='subscribe'/>")
-        .await;
-    wait_for(&mut alice, |e| {
-        presence_from(e, "bob@b.test", Some("subscribed"))
-    })
-    .await;
-    // Now alice sees bob's presence (sent by b.test or probed by a.test).
-    wait_for(&mut alice, |e| presence_from(e, "bob@b.test/r", None)).await;
-    wait_for(&mut alice, |e| {
-        presence_from(e, "bob@b.test", Some("subscribe"))
-    })
-    .await;
-    alice
-        .send("<presence to='bob@b.test' type='subscribed'/>")
-        .await;
-    wait_for(&mut bob, |e| presence_from(e, "alice@a.test/r", None)).await;
-
-    // The rosters on both servers say `both`.
-    for (c, contact) in [(&mut alice, "bob@b.test"), (&mut bob, "alice@a.test")] {
-        c.send("<iq type='get' id='rg'><query xmlns='jabber:iq:roster'/></iq>")
-            .await;
-        let r = wait_for(c, |e| e.get_attr("id") == Some("rg")).await;
-        let item = r
-            .get_child("query", "jabber:iq:roster")
-            .unwrap()
-            .elements()
-            .find(|i| i.get_attr("jid") == Some(contact))
-            .cloned()
-            .unwrap_or_else(|| panic!("{contact} on the roster: {}", r.to_xml(CLIENT)));
-        assert_eq!(item.get_attr("subscription"), Some("both"));
-    }
-
-    // Chat both ways.
-    alice
-        .send("<message to='bob@b.test' type='chat' id='m1'><body>hello bob</body></message>")
-        .await;
-    let m = wait_for(&mut bob, |e| e.name == "message").await;
-    assert_eq!(m.get_attr("from"), Some("alice@a.test/r"));
-    assert_eq!(m.get_attr("to"), Some("bob@b.test"));
-    assert_eq!(body(&m).as_deref(), Some("hello bob"));
-    bob.send("<message to='alice@a.test/r' type='chat'><body>hi alice</body></message>")
-        .await;
-    let m = wait_for(&mut alice, |e| e.name == "message").await;
-    assert_eq!(m.get_attr("from"), Some("bob@b.test/r"));
-    assert_eq!(body(&m).as_deref(), Some("hi alice"));
-
-    // An IQ to a full JID is routed to the client, and its answer back.
-    alice
-        .send("<iq to='bob@b.test/r' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
-        .await;
-    let iq = wait_for(&mut bob, |e| e.name == "iq").await;
-    assert_eq!(iq.get_attr("from"), Some("alice@a.test/r"));
-    bob.send(&format!(
-        "<iq to='alice@a.test/r' type='result' id='{}'><query xmlns='jabber:iq:version'><name>test</name></query></iq>",
-        iq.get_attr("id").unwrap()
-    ))
-    .await;
-    let r = wait_for(&mut alice, |e| e.get_attr("id") == Some("v1")).await;
-    assert_eq!(r.get_attr("type"), Some("result"));
-    assert_eq!(r.get_attr("from"), Some("bob@b.test/r"));
-
-    // The other server answers IQs to itself.
-    alice
-        .send("<iq to='b.test' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let r = wait_for(&mut alice, |e| e.get_attr("id") == Some("p1")).await;
-    assert_eq!(r.get_attr("type"), Some("result"));
-    assert_eq!(r.get_attr("from"), Some("b.test"));
-
-    // Bob going offline is seen across.
-    bob.send("</stream:stream>").await;
-    wait_for(&mut alice, |e| {
-        presence_from(e, "bob@b.test/r", Some("unavailable"))
-    })
-    .await;
+    conversation(&mut alice, "alice@a.test", &mut bob, "bob@b.test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,18 +46,25 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// The example of XEP-0185 §3.
     #[test]
-    fn xep0185_example() {
+    fn keys_are_hex_sha256_and_bound_to_every_input() {
+        let k = key(b"s3cr3t", "example.net", "example.com", "D60000229F");
+        assert_eq!(k.len(), 64);
+        assert!(k
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_eq!(
-            key(
-                b"s3cr3tf0rd14lb4ck",
-                "example.net",
-                "example.com",
-                "D60000229F"
-            ),
-            "37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643"
+            k,
+            key(b"s3cr3t", "example.net", "example.com", "D60000229F")
         );
+        for other in [
+            key(b"s3cr3u", "example.net", "example.com", "D60000229F"),
+            key(b"s3cr3t", "example.org", "example.com", "D60000229F"),
+            key(b"s3cr3t", "example.net", "example.org", "D60000229F"),
+            key(b"s3cr3t", "example.net", "example.com", "D60000229G"),
+        ] {
+            assert_ne!(k, other);
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! XMPP client that speaks raw XML over TLS so tests can assert exact stanzas.
 #![allow(dead_code)]
 
+pub mod fed;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
