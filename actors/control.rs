@@ -29,6 +29,7 @@ pub fn start(
     shared: Arc<Shared>,
     router: Addr<Router>,
     handle: RouterHandle,
+    s2s: Option<Addr<super::s2s::S2s>>,
 ) -> std::io::Result<()> {
     let path = socket_path(&shared.config.data_dir);
     // We hold the database lock, so a socket file left here is stale.
@@ -52,6 +53,7 @@ pub fn start(
                     shared.clone(),
                     router.clone(),
                     handle.clone(),
+                    s2s.clone(),
                 ));
             }
         }
@@ -65,6 +67,7 @@ async fn serve(
     shared: Arc<Shared>,
     router: Addr<Router>,
     handle: RouterHandle,
+    s2s: Option<Addr<super::s2s::S2s>>,
 ) {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
@@ -73,7 +76,7 @@ async fn serve(
         return;
     }
     let answer = match serde_json::from_str::<Vec<String>>(&line) {
-        Ok(args) => command(&shared, &router, &handle, &args).await,
+        Ok(args) => command(&shared, &router, &handle, s2s.as_ref(), &args).await,
         Err(_) => Err("malformed request".to_owned()),
     };
     let out = match answer {
@@ -106,6 +109,7 @@ async fn command(
     shared: &Arc<Shared>,
     router: &Addr<Router>,
     handle: &RouterHandle,
+    s2s: Option<&Addr<super::s2s::S2s>>,
     args: &[String],
 ) -> Result<String, String> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -121,8 +125,27 @@ async fn command(
                 .map(|(h, n)| format!("{h} {n}"))
                 .collect();
             let up = shared.started.elapsed().as_secs();
+            let federation = match s2s {
+                None => "off".to_owned(),
+                Some(m) => {
+                    let links = m.send(super::messages::S2sLinks).await.unwrap_or_default();
+                    let list: Vec<String> = links
+                        .iter()
+                        .map(|l| {
+                            let arrow = if l.outgoing { "->" } else { "<-" };
+                            format!("{} {arrow} {} ({})", l.local, l.remote, l.method)
+                        })
+                        .collect();
+                    format!(
+                        "{} links{}{}",
+                        links.len(),
+                        if list.is_empty() { "" } else { ": " },
+                        list.join(", ")
+                    )
+                }
+            };
             Ok(format!(
-                "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}",
+                "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}\nfederation: {federation}",
                 env!("CARGO_PKG_VERSION"),
                 up / 86_400,
                 up % 86_400 / 3600,

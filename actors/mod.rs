@@ -198,7 +198,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     let (router, handle, mut writers, s2s) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
-    control::start(shared.clone(), router.clone(), handle.clone())
+    control::start(shared.clone(), router.clone(), handle.clone(), s2s.clone())
         .map_err(|e| std::io::Error::new(e.kind(), format!("control socket: {e}")))?;
     scheduler.do_send(messages::WireScheduler {
         delete_roster: handle.roster.delete.clone(),

@@ -584,6 +584,27 @@ mod tests {
     }
 
     #[test]
+    fn s2s_routes_are_checked() {
+        let c = Config::parse("[s2s.routes]\n\"b.test\" = \"tls://[::1]:5270\"\n").unwrap();
+        assert_eq!(
+            StaticRoute::parse(&c.s2s.routes["b.test"]).unwrap(),
+            StaticRoute {
+                host: "::1".into(),
+                port: 5270,
+                direct_tls: true
+            }
+        );
+        let e = Config::parse("[s2s.routes]\n\"b.test\" = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.key, "s2s.routes.b.test");
+        let e = Config::parse("[s2s.routes]\n\"B.test\" = \"h:1\"\n").unwrap_err();
+        assert_eq!(e.key, "s2s.routes.B.test");
+        let e = Config::parse("[s2s.routes]\n\"localhost\" = \"h:1\"\n").unwrap_err();
+        assert!(e.problem.contains("local host"), "{e}");
+        let e = Config::parse("[s2s]\nidle_timeout_secs = 0\n").unwrap_err();
+        assert_eq!(e.key, "s2s.idle_timeout_secs");
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let e = Config::parse("[limits]\nmax_stanza_bytes = \"big\"\n").unwrap_err();
         assert_eq!(e.key, "limits.max_stanza_bytes");

@@ -562,3 +562,55 @@ async fn dialback_verify_answers_only_for_our_own_keys() {
     .await;
     assert_eq!(p.recv().await.get_attr("type"), Some("error"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tls_links_close_when_idle_and_reopen() {
+    // b.test takes servers on direct TLS (XEP-0368); a.test routes there with tls://.
+    let (pa, pb_direct) = (free_port(), free_port());
+    let idle = |c: &mut kleiber::config::Config| c.s2s.idle_timeout_secs = 1;
+    let a = start_domain(
+        "a.test",
+        pa,
+        &[("b.test", format!("tls://127.0.0.1:{pb_direct}"))],
+        None,
+        &idle,
+    );
+    let b = start_domain(
+        "b.test",
+        free_port(),
+        &[("a.test", format!("127.0.0.1:{pa}"))],
+        None,
+        &move |c| {
+            idle(c);
+            c.listen.s2s_direct_tls = vec![format!("127.0.0.1:{pb_direct}").parse().unwrap()];
+        },
+    );
+    add_user(&a, "a.test", "alice");
+    add_user(&b, "b.test", "bob");
+    let mut alice = login(&a, "a.test", "alice").await;
+    let mut bob = login(&b, "b.test", "bob").await;
+    for round in ["first", "second"] {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test/r' type='chat'><body>{round}</body></message>"
+            ))
+            .await;
+        let m = wait_for(&mut bob, |e| e.name == "message").await;
+        assert_eq!(body(&m).as_deref(), Some(round));
+        assert!(links(&a)
+            .await
+            .iter()
+            .any(|l| l.0 == "b.test" && l.1 && l.2 == "dialback"));
+        // Idle for a second: both ends close the link ...
+        let mut closed = false;
+        for _ in 0..200 {
+            if links(&a).await.is_empty() && links(&b).await.is_empty() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(closed, "idle links closed: {:?}", links(&a).await);
+        // ... and the next message opens a new one.
+    }
+}
