@@ -255,6 +255,10 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
     let mut arbiters = vec![store_arbiter, router_arbiter, s2s_arbiter];
     arbiters.extend(workers);
     writers.push(scheduler.clone().recipient());
+    if let Some(s) = &s2s {
+        // After the router: the last presence of closing sessions goes out first.
+        writers.insert(1, s.clone().recipient());
+    }
     Ok(Running {
         router,
         s2s,

@@ -36,6 +36,8 @@ pub struct S2s {
     links: HashMap<Key, (Addr<S2sOut>, u64, Option<String>)>,
     /// Incoming links that authenticated a domain (reported by the `S2sIn` actors).
     incoming: HashMap<u64, Vec<LinkInfo>>,
+    /// The server is stopping and the links are closed: no new ones.
+    closed: bool,
 }
 
 impl S2s {
@@ -52,6 +54,7 @@ impl S2s {
             scheduler,
             links: HashMap::new(),
             incoming: HashMap::new(),
+            closed: false,
         }
     }
 }
@@ -61,21 +64,31 @@ impl Actor for S2s {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 20);
-        let mut shutdown = self.shared.shutdown_signal();
-        let wait = async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        };
-        ctx.spawn(wait.into_actor(self).map(|_, act, _| {
-            for (_, (link, _, _)) in act.links.drain() {
-                link.do_send(CloseLink("server shutting down"));
-            }
-        }));
+    }
+}
+
+/// At shutdown the links stay up while sessions close (their `unavailable` presence still
+/// reaches contacts on other servers); the shutdown's barrier, sent once the sessions are
+/// gone, closes them.
+impl Handler<Barrier> for S2s {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {
+        if !*self.shared.shutdown_signal().borrow() {
+            return;
+        }
+        self.closed = true;
+        for (_, (link, _, _)) in self.links.drain() {
+            link.do_send(CloseLink("server shutting down"));
+        }
     }
 }
 
 impl Handler<ToRemote> for S2s {
     type Result = ();
     fn handle(&mut self, msg: ToRemote, ctx: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
         let key = (
             msg.from.domain().as_str().to_owned(),
             msg.to.domain().as_str().to_owned(),

@@ -435,7 +435,8 @@ async fn row6_unknown_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row7_remote_domains_and_malformed_jids() {
-    let s = TestServer::start();
+    // With federation switched off (with it on, see tests/s2s_federation.rs).
+    let s = TestServer::start_with(|c| c.s2s.enabled = false);
     s.add_user("romeo", "pw");
     let mut r = s.online("romeo", "orchard").await;
     r.send("<message to='juliet@capulet.example' type='chat' id='m'><body>x</body></message>")
@@ -450,7 +451,7 @@ async fn row7_remote_domains_and_malformed_jids() {
     );
     assert_eq!(
         logged_error(&s, "juliet@capulet.example").await,
-        "romeo@localhost/orchard -> juliet@capulet.example: remote-server-not-found: no federation"
+        "romeo@localhost/orchard -> juliet@capulet.example: remote-server-not-found: federation disabled"
     );
     r.send("<iq type='get' id='i' to='capulet.example'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
