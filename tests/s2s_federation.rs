@@ -614,3 +614,36 @@ async fn direct_tls_links_close_when_idle_and_reopen() {
         // ... and the next message opens a new one.
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_valid_certificates_refuses_dialback() {
+    // b.test accepts only peers with valid certificates; a.test's is self-signed.
+    let (pa, pb) = (free_port(), free_port());
+    let a = start_domain(
+        "a.test",
+        pa,
+        &[("b.test", format!("127.0.0.1:{pb}"))],
+        None,
+        &|_| {},
+    );
+    let _b = start_domain(
+        "b.test",
+        pb,
+        &[("a.test", format!("127.0.0.1:{pa}"))],
+        None,
+        &|c| c.s2s.require_valid_certificates = true,
+    );
+    add_user(&a, "a.test", "alice");
+    let mut alice = login(&a, "a.test", "alice").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='x'><body>x</body></message>")
+        .await;
+    let e = wait_for(&mut alice, |e| e.get_attr("id") == Some("x")).await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    assert!(logged(&a, "bob@b.test")
+        .await
+        .contains("refused our dialback key"));
+}
