@@ -82,6 +82,8 @@ pub struct S2sConfig {
     /// Static routes: domain -> `host:port` (STARTTLS) or `tls://host:port` (direct TLS),
     /// used instead of DNS.
     pub routes: BTreeMap<String, String>,
+    /// DNS servers (`ip:port`) asked for SRV records; empty = the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for S2sConfig {
@@ -95,6 +97,7 @@ impl Default for S2sConfig {
             connect_timeout_secs: 30,
             max_queued_stanzas: 1000,
             routes: BTreeMap::new(),
+            dns_servers: Vec::new(),
         }
     }
 }

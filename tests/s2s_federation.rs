@@ -647,3 +647,78 @@ async fn require_valid_certificates_refuses_dialback() {
         .await
         .contains("refused our dialback key"));
 }
+
+/// A DNS server on loopback (UDP) answering SRV queries from `table`: (name, priority, port,
+/// target); other queries get an empty answer.
+async fn fake_dns(table: Vec<(String, u16, u16, &'static str)>) -> std::net::SocketAddr {
+    use hickory_resolver::proto::op::Message;
+    use hickory_resolver::proto::rr::rdata::SRV;
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            r.metadata.authoritative = true;
+            r.add_queries(q.queries.clone());
+            for query in &q.queries {
+                if query.query_type() != RecordType::SRV {
+                    continue;
+                }
+                let asked = query.name().to_ascii().to_ascii_lowercase();
+                for (name, prio, port, target) in &table {
+                    if asked.trim_end_matches('.') == name.trim_end_matches('.') {
+                        let srv = SRV::new(*prio, 0, *port, Name::from_ascii(target).unwrap());
+                        r.add_answer(Record::from_rdata(
+                            query.name().clone(),
+                            60,
+                            RData::SRV(srv),
+                        ));
+                    }
+                }
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_found_through_srv_records() {
+    // No static routes: both servers ask a DNS server for each other's SRV records. b.test's
+    // preferred record (direct TLS, priority 0) points at a dead port, so its second one
+    // (STARTTLS, priority 10) is used.
+    let (pa, pb) = (free_port(), free_port());
+    let dead = free_port();
+    let dns = fake_dns(vec![
+        ("_xmpp-server._tcp.a.test.".into(), 5, pa, "localhost."),
+        ("_xmpps-server._tcp.b.test.".into(), 0, dead, "localhost."),
+        ("_xmpp-server._tcp.b.test.".into(), 10, pb, "localhost."),
+    ])
+    .await;
+    let with_dns = move |c: &mut kleiber::config::Config| c.s2s.dns_servers = vec![dns];
+    let a = start_domain("a.test", pa, &[], None, &with_dns);
+    let b = start_domain("b.test", pb, &[], None, &with_dns);
+    add_user(&a, "a.test", "alice");
+    add_user(&b, "b.test", "bob");
+    let mut alice = login(&a, "a.test", "alice").await;
+    let mut bob = login(&b, "b.test", "bob").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>via SRV</body></message>")
+        .await;
+    let m = wait_for(&mut bob, |e| e.name == "message").await;
+    assert_eq!(body(&m).as_deref(), Some("via SRV"));
+    bob.send("<message to='alice@a.test/r' type='chat'><body>back</body></message>")
+        .await;
+    let m = wait_for(&mut alice, |e| e.name == "message").await;
+    assert_eq!(body(&m).as_deref(), Some("back"));
+}

@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 
+use std::net::SocketAddr;
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 
@@ -22,6 +26,8 @@ pub struct NoServer(pub String);
 /// Resolves remote domains to connection targets.
 pub struct Resolver {
     routes: HashMap<String, Target>,
+    /// `s2s.dns_servers`; empty = the system's.
+    dns_servers: Vec<SocketAddr>,
 }
 
 impl Resolver {
@@ -32,7 +38,32 @@ impl Resolver {
             .iter()
             .filter_map(|(d, r)| Some((d.clone(), StaticRoute::parse(r).ok()?)))
             .collect();
-        Resolver { routes }
+        Resolver {
+            routes,
+            dns_servers: cfg.dns_servers.clone(),
+        }
+    }
+
+    fn dns(&self) -> Result<TokioResolver, String> {
+        if self.dns_servers.is_empty() {
+            return TokioResolver::builder_tokio()
+                .and_then(|b| b.build())
+                .map_err(|e| e.to_string());
+        }
+        let servers = self
+            .dns_servers
+            .iter()
+            .map(|a| {
+                let (mut udp, mut tcp) = (ConnectionConfig::udp(), ConnectionConfig::tcp());
+                udp.port = a.port();
+                tcp.port = a.port();
+                NameServerConfig::new(a.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let cfg = ResolverConfig::from_parts(None, Vec::new(), servers);
+        TokioResolver::builder_with_config(cfg, TokioRuntimeProvider::default())
+            .build()
+            .map_err(|e| e.to_string())
     }
 
     /// The targets for `domain`, best first.
@@ -45,7 +76,7 @@ impl Resolver {
         }
         // A resolver per lookup: links are set up rarely, and this keeps its background tasks
         // on the thread that asks.
-        let dns = match TokioResolver::builder_tokio().and_then(|b| b.build()) {
+        let dns = match self.dns() {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("s2s: no DNS resolver ({e}); trying {domain} on port {DEFAULT_PORT}");
