@@ -27,7 +27,7 @@ use crate::xmpp::{
 };
 
 mod roster_iq;
-mod sm;
+pub mod sm;
 
 /// XEP-0352: Client State Indication.
 const CSI: &str = "urn:xmpp:csi:0";
@@ -90,18 +90,22 @@ pub struct Connection {
     inactive: bool,
     /// Presence held while inactive, the latest per sender (coalesced).
     held: Vec<(String, Element)>,
+    /// The stream reader in the actor's context (replaced when a session is resumed).
+    reader: Option<SpawnHandle>,
     /// Our place in the connection limit, freed when the actor goes.
     _slot: ConnSlot,
 }
 
 impl Connection {
     /// Start the actor for an authenticated stream, on the current arbiter.
+    /// `first` is the client's first element after authentication, already read.
     pub fn start(
         id: ConnId,
         shared: Arc<Shared>,
         router: RouterHandle,
         login: LoggedIn,
         slot: ConnSlot,
+        first: Option<Element>,
     ) -> Addr<Connection> {
         let LoggedIn {
             reader,
@@ -117,8 +121,9 @@ impl Connection {
         actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
         let bare = BareJid::new(&format!("{user}@{host}")).expect("authenticated JID is valid");
         Connection::create(move |ctx| {
-            ctx.add_stream(events(reader));
-            Connection {
+            let reader = Some(ctx.add_stream(events(reader)));
+            let mut act = Connection {
+                reader,
                 id,
                 shared,
                 router,
@@ -147,7 +152,11 @@ impl Connection {
                 pinged: None,
                 end_reason: "closed by client",
                 _slot: slot,
+            };
+            if let Some(el) = first {
+                act.on_element(el, ctx);
             }
+            act
         })
     }
 
@@ -619,6 +628,8 @@ impl Actor for Connection {
         );
         let tick = (idle.min(timeout) / 2).max(std::time::Duration::from_millis(200));
         ctx.run_interval(tick, move |act, ctx| match act.pinged {
+            // A hibernating session (XEP-0198) has no connection to ping.
+            _ if act.out.is_none() => {}
             Some(at) if at.elapsed() >= timeout => {
                 act.close(StreamError::ConnectionTimeout, "no answer to ping", ctx)
             }
@@ -692,15 +703,21 @@ impl StreamHandler<Result<StreamEvent, ParseError>> for Connection {
                 Some(c) => self.close(c, "bad input", ctx),
                 None => {
                     self.end_reason = "connection lost";
-                    self.out = None;
-                    ctx.stop();
+                    if !self.sm_hibernate(ctx) {
+                        self.out = None;
+                        ctx.stop();
+                    }
                 }
             },
         }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+        // The transport ended without </stream:stream>: a resumable session waits for its
+        // client; a closed stream has already stopped the actor.
+        if !self.sm_hibernate(ctx) {
+            ctx.stop();
+        }
     }
 }
 

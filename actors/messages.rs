@@ -341,6 +341,8 @@ pub struct RouterHandle {
     pub roster: RosterHandle,
     /// The offline spool, to collect messages at initial presence.
     pub take_offline: Recipient<TakeOffline>,
+    /// Sessions that can be resumed (XEP-0198), by resumption id.
+    pub resumable: super::connection::sm::Resumable,
 }
 
 /// Router -> S2s: a stanza for another server (`from` local, `to` remote, in

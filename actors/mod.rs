@@ -396,10 +396,47 @@ async fn client(
     };
     let login = crate::login::run(&shared, id, tls, deadline, (!exempt).then_some(peer)).await;
     drop(pending);
-    match login {
-        Ok(logged_in) => {
-            Connection::start(id, shared, router, logged_in, slot);
+    let mut login = match login {
+        Ok(l) => l,
+        Err(e) => return log::debug!("{id}: closed before authentication: {e:?}"),
+    };
+    // The first element after authentication: a XEP-0198 <resume/> takes the transport to
+    // the session it names; anything else starts a new session.
+    let first_deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let first = match crate::login::first_element(&shared, &mut login, first_deadline).await {
+        Ok(el) => el,
+        Err(e) => return log::debug!("{id}: closed after authentication: {e:?}"),
+    };
+    let mut slot = slot;
+    let mut first = Some(first);
+    if let Some(resume) = first
+        .as_ref()
+        .filter(|e| e.is("resume", connection::sm::NS))
+    {
+        let h = resume.get_attr("h").and_then(|h| h.parse::<u32>().ok());
+        let previd = resume.get_attr("previd").unwrap_or_default().to_owned();
+        let bare = crate::xmpp::BareJid::new(&format!("{}@{}", login.user, login.host));
+        let session = match (&bare, h) {
+            (Ok(b), Some(_)) => router.resumable.get(&previd, b),
+            _ => None,
+        };
+        if let (Some(addr), Some(h)) = (session, h) {
+            match addr.send(connection::sm::Resume { login, h, slot }).await {
+                Ok(Ok(())) => return log::debug!("{id}: transport handed to the resumed session"),
+                Ok(Err(back)) => (login, slot) = *back,
+                Err(_) => return,
+            }
         }
-        Err(e) => log::debug!("{id}: closed before authentication: {e:?}"),
+        use tokio::io::AsyncWriteExt;
+        if login
+            .writer
+            .write_all(connection::sm::resume_failed().as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        first = None;
     }
+    Connection::start(id, shared, router, login, slot, first);
 }

@@ -292,6 +292,7 @@ impl Router {
     ) -> RouterHandle {
         RouterHandle {
             take_offline,
+            resumable: Default::default(),
             directory: self.directory.clone(),
             roster,
             route: addr.clone().recipient(),

@@ -196,6 +196,8 @@ pub struct LimitsConfig {
     pub max_vcard_bytes: usize,
     /// Most bytes of private XML storage (XEP-0049) per account.
     pub max_private_bytes: usize,
+    /// Seconds a dropped session with XEP-0198 resumption waits for its client (0: none).
+    pub sm_resume_timeout_secs: u64,
 }
 
 /// The delivery-error log (who -> whom, why; never content).
@@ -366,6 +368,7 @@ impl Default for LimitsConfig {
             max_roster_items: 1000,
             max_vcard_bytes: 128 * 1024,
             max_private_bytes: 1024 * 1024,
+            sm_resume_timeout_secs: 300,
         }
     }
 }

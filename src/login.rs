@@ -92,6 +92,29 @@ pub async fn stream_error<W: AsyncWrite + Unpin>(
     LoginEnd::StreamError(err)
 }
 
+/// The client's first element after authentication (bind, or a XEP-0198 `<resume/>`), read
+/// before `deadline`; failures are answered with the stream error they call for.
+pub async fn first_element(
+    shared: &Shared,
+    login: &mut LoggedIn,
+    deadline: Instant,
+) -> Result<Element, LoginEnd> {
+    let host = login.host.clone();
+    match next_event(
+        shared,
+        &mut login.reader,
+        &mut login.writer,
+        true,
+        &host,
+        deadline,
+    )
+    .await?
+    {
+        StreamEvent::Element(el) => Ok(el),
+        _ => Err(stream_error(&mut login.writer, true, &host, StreamError::NotWellFormed).await),
+    }
+}
+
 /// Read the next event before `deadline`; parse failures become stream errors, a missed
 /// deadline `connection-timeout`, closed streams `Closed`.
 async fn next_event<W: AsyncWrite + Unpin>(
@@ -320,7 +343,7 @@ pub async fn run(
     features.push_str("<ver xmlns='urn:xmpp:features:rosterver'/>");
     // XEP-0352: client state indication.
     features.push_str("<csi xmlns='urn:xmpp:csi:0'/>");
-    // XEP-0198: stream management (acks; no resumption).
+    // XEP-0198: stream management (acks and resumption).
     features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
     // XEP-0115: the server's capabilities.
     features.push_str(&shared.server_info.caps().to_xml(ns::CLIENT));

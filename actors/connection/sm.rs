@@ -1,18 +1,30 @@
-//! XEP-0198 Stream Management, without resumption: acks both ways, and messages the client
-//! had not acknowledged when the session ends are routed again (to another resource, or to
-//! the offline spool), so a dropped mobile connection loses nothing.
+//! XEP-0198 Stream Management: acks both ways, and resumption.
 //!
 //! `h` counts stanzas: the server acks an incoming stanza once it has been handled (answered,
 //! or handed to the router, which never loses it: delivered, spooled or bounced).
+//!
+//! With `<enable resume='true'/>` a session whose connection drops without a closing
+//! `</stream:stream>` hibernates: the actor stays bound (the user stays available to
+//! contacts, as in Prosody), keeps every stanza for it in its unacknowledged queue, and waits
+//! `limits.sm_resume_timeout_secs` for the client to come back with `<resume/>` on a new
+//! authenticated stream (`actors/mod.rs` hands the new transport to this actor). The client
+//! then gets everything it had not acknowledged again, in order. If it does not come back,
+//! the session ends, and the messages it had not acknowledged are routed again (to another
+//! resource, or to the offline spool): nothing is lost.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::Connection;
+use super::{events, write_loop, Connection};
 use crate::actors::messages::Route;
+use crate::login::LoggedIn;
+use crate::shared::ConnSlot;
 use crate::xml::Element;
-use crate::xmpp::{Jid, StreamError};
+use crate::xmpp::{ns, random_id, BareJid, Jid, StreamError};
 
 pub const NS: &str = "urn:xmpp:sm:3";
 /// Ask the client for an ack after this many unacknowledged stanzas.
@@ -28,9 +40,60 @@ pub struct State {
     pub handled: u32,
     /// Stanzas sent to the client.
     sent: u32,
-    /// Sent and not yet acknowledged, oldest first; `Some` for messages (kept to route
-    /// again), `None` for other stanzas (only counted).
+    /// Sent and not yet acknowledged, oldest first. Messages are always kept (to route again
+    /// if the session ends); other stanzas only when the session can be resumed (to send
+    /// again), else `None` (only counted).
     unacked: VecDeque<Option<Element>>,
+    /// The resumption id, when the client asked for resumption.
+    resume_id: Option<String>,
+    /// The connection is gone and the session waits for `<resume/>`; the number tells timers
+    /// of an earlier hibernation that they are stale.
+    pub hibernating: Option<u64>,
+    hibernations: u64,
+}
+
+/// A resumable session: its owner and its actor.
+type ResumableSession = (BareJid, Addr<Connection>);
+
+/// Sessions that can be resumed, by resumption id.
+#[derive(Clone, Default)]
+pub struct Resumable(Arc<Mutex<HashMap<String, ResumableSession>>>);
+
+impl Resumable {
+    /// The session `id` of `user`, if it exists.
+    pub fn get(&self, id: &str, user: &BareJid) -> Option<Addr<Connection>> {
+        let map = self.0.lock().ok()?;
+        map.get(id)
+            .filter(|(owner, addr)| owner == user && addr.connected())
+            .map(|(_, a)| a.clone())
+    }
+
+    fn insert(&self, id: String, user: BareJid, addr: Addr<Connection>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id, (user, addr));
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(id);
+        }
+    }
+}
+
+/// A new authenticated stream asks to resume the session: its transport, the client's `h`,
+/// and its place in the connection limit. The transport comes back if resumption fails.
+#[derive(Message)]
+#[rtype(result = "Result<(), Box<(LoggedIn, ConnSlot)>>")]
+pub struct Resume {
+    pub login: LoggedIn,
+    pub h: u32,
+    pub slot: ConnSlot,
+}
+
+/// `<failed/>` for a `<resume/>` that cannot be honoured.
+pub fn resume_failed() -> String {
+    format!("<failed xmlns='{NS}'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>")
 }
 
 impl Connection {
@@ -44,10 +107,25 @@ impl Connection {
                 if self.jid.is_none() || self.sm.is_some() {
                     self.send_raw(format!("<failed xmlns='{NS}'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"), ctx);
                 } else {
-                    self.sm = Some(State::default());
-                    // No `resume`: a dropped session is not resumed; its unacknowledged
-                    // messages are routed again instead.
-                    self.send_raw(format!("<enabled xmlns='{NS}'/>"), ctx);
+                    let timeout = self.shared.config.limits.sm_resume_timeout_secs;
+                    let wants = matches!(el.get_attr("resume"), Some("true" | "1"));
+                    let mut state = State::default();
+                    if wants && timeout > 0 {
+                        let id = random_id(24);
+                        self.router
+                            .resumable
+                            .insert(id.clone(), self.bare.clone(), ctx.address());
+                        self.send_raw(
+                            format!(
+                                "<enabled xmlns='{NS}' id='{id}' resume='true' max='{timeout}'/>"
+                            ),
+                            ctx,
+                        );
+                        state.resume_id = Some(id);
+                    } else {
+                        self.send_raw(format!("<enabled xmlns='{NS}'/>"), ctx);
+                    }
+                    self.sm = Some(state);
                 }
             }
             "r" => {
@@ -61,19 +139,18 @@ impl Connection {
                     self.close(StreamError::UndefinedCondition, "malformed ack", ctx);
                     return true;
                 };
-                if let Some(sm) = &mut self.sm {
-                    let acked = sm.sent.wrapping_sub(sm.unacked.len() as u32);
-                    let newly = h.wrapping_sub(acked) as usize;
-                    if newly > sm.unacked.len() {
-                        self.close(
-                            StreamError::UndefinedCondition,
-                            "handled-count-too-high",
-                            ctx,
-                        );
-                        return true;
-                    }
-                    sm.unacked.drain(..newly);
+                if !self.sm_ack(h) {
+                    self.close(
+                        StreamError::UndefinedCondition,
+                        "handled-count-too-high",
+                        ctx,
+                    );
                 }
+            }
+            "resume" => {
+                // Only valid as the first element of a new stream, which `actors/mod.rs`
+                // handles; here the session is already bound.
+                self.send_raw(resume_failed(), ctx);
             }
             _ => self.close(
                 StreamError::UnsupportedStanzaType,
@@ -81,6 +158,18 @@ impl Connection {
                 ctx,
             ),
         }
+        true
+    }
+
+    /// The client acknowledged `h` stanzas in all; `false` if it claims more than were sent.
+    fn sm_ack(&mut self, h: u32) -> bool {
+        let Some(sm) = &mut self.sm else { return true };
+        let acked = sm.sent.wrapping_sub(sm.unacked.len() as u32);
+        let newly = h.wrapping_sub(acked) as usize;
+        if newly > sm.unacked.len() {
+            return false;
+        }
+        sm.unacked.drain(..newly);
         true
     }
 
@@ -95,8 +184,8 @@ impl Connection {
     pub(super) fn sm_sent(&mut self, el: &Element, ctx: &mut Context<Self>) {
         let Some(sm) = &mut self.sm else { return };
         sm.sent = sm.sent.wrapping_add(1);
-        sm.unacked
-            .push_back((el.name == "message").then(|| el.clone()));
+        let keep = sm.resume_id.is_some() || el.name == "message";
+        sm.unacked.push_back(keep.then(|| el.clone()));
         let n = sm.unacked.len();
         if n >= MAX_UNACKED {
             self.close(
@@ -109,12 +198,52 @@ impl Connection {
         }
     }
 
-    /// The session ended: route unacknowledged messages again (after the router has
-    /// forgotten this session, so they go to another resource or the offline spool).
+    /// The connection is gone. A resumable session hibernates (`true`); any other ends.
+    pub(super) fn sm_hibernate(&mut self, ctx: &mut Context<Self>) -> bool {
+        // Not after a stream error or a closed stream (the actor is stopping then).
+        if ctx.state() != ActorState::Running {
+            return false;
+        }
+        let Some(sm) = &mut self.sm else { return false };
+        if sm.resume_id.is_none() || self.jid.is_none() {
+            return false;
+        }
+        if sm.hibernating.is_some() {
+            return true;
+        }
+        sm.hibernations += 1;
+        let epoch = sm.hibernations;
+        sm.hibernating = Some(epoch);
+        self.out = None;
+        self.reader = None;
+        let timeout = self.shared.config.limits.sm_resume_timeout_secs;
+        log::info!(
+            "{}: {} connection lost, resumable for {timeout} s",
+            self.id,
+            self.jid.as_ref().map(|j| j.as_str()).unwrap_or_default()
+        );
+        ctx.run_later(Duration::from_secs(timeout), move |act, ctx| {
+            if act.sm.as_ref().and_then(|s| s.hibernating) == Some(epoch) {
+                act.end_reason = "not resumed in time";
+                ctx.stop();
+            }
+        });
+        true
+    }
+
+    /// The session ended: forget its resumption id, and route unacknowledged messages again
+    /// (after the router has forgotten this session, so they go to another resource or the
+    /// offline spool).
     pub(super) fn sm_reroute(&mut self) {
         let Some(sm) = self.sm.take() else { return };
+        if let Some(id) = &sm.resume_id {
+            self.router.resumable.remove(id);
+        }
         let mut n = 0;
         for msg in sm.unacked.into_iter().flatten() {
+            if msg.name != "message" {
+                continue;
+            }
             let (Some(from), Some(to)) = (msg.get_attr("from"), msg.get_attr("to")) else {
                 continue;
             };
@@ -132,5 +261,66 @@ impl Connection {
         if n > 0 {
             log::info!("{}: {n} unacknowledged messages routed again", self.id);
         }
+    }
+}
+
+impl Handler<Resume> for Connection {
+    type Result = Result<(), Box<(LoggedIn, ConnSlot)>>;
+
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
+        let Resume { login, h, slot } = msg;
+        let resumable = self.sm.as_ref().is_some_and(|s| s.resume_id.is_some())
+            && self.jid.is_some()
+            && login.user == self.user
+            && login.host == self.host;
+        if !resumable || !self.sm_ack(h) {
+            return Err(Box::new((login, slot)));
+        }
+        // The old connection may not have been noticed dead yet: drop it.
+        if let Some(r) = self.reader.take() {
+            ctx.cancel_future(r);
+        }
+        if self.out.take().is_some() {
+            self.abort.notify_one();
+        }
+        let LoggedIn {
+            reader,
+            writer,
+            limited,
+            ..
+        } = login;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let abort = Arc::new(tokio::sync::Notify::new());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
+        self.out = Some(tx);
+        self.queued = queued;
+        self.abort = abort;
+        self.reader = Some(ctx.add_stream(events(reader)));
+        self.limited = limited;
+        self._slot = slot;
+        self.last_heard = std::time::Instant::now();
+        self.pinged = None;
+        let Some(sm) = &mut self.sm else {
+            return Ok(());
+        };
+        sm.hibernating = None;
+        let id = sm.resume_id.clone().unwrap_or_default();
+        let again: Vec<Element> = sm.unacked.iter().flatten().cloned().collect();
+        let handled = sm.handled;
+        self.send_raw(
+            format!("<resumed xmlns='{NS}' h='{handled}' previd='{id}'/>"),
+            ctx,
+        );
+        for el in &again {
+            self.send_raw(el.to_xml(ns::CLIENT), ctx);
+        }
+        log::info!(
+            "{}: {} resumed ({} stanzas sent again)",
+            self.id,
+            self.jid.as_ref().map(|j| j.as_str()).unwrap_or_default(),
+            again.len()
+        );
+        Ok(())
     }
 }
