@@ -3,7 +3,7 @@
 //! Run with `cargo bench --bench load -- --help`. It is a standalone client: it does not use the
 //! kleiber library, only tokio, OpenSSL and the hashing crates.
 //!
-//! Four modes:
+//! Five modes:
 //!
 //! * throughput (default): `2 * --pairs` clients log in (STARTTLS or direct TLS, SASL PLAIN or
 //!   SCRAM-SHA-1/256, resource binding, initial presence); then client `i` and client
@@ -11,6 +11,16 @@
 //!   exactly one message in flight. Reports messages/s, latency percentiles, errors, logins/s
 //!   and, with `--server-pid`, server RSS per connection and server CPU seconds per 1000
 //!   messages.
+//! * federation throughput (`--peer-port P --peer-domain B`): the same ping-pong across two
+//!   servers. Clients `0..pairs` log in on the first server (`--host`/`--port`/`--domain`),
+//!   clients `pairs..2*pairs` on the second one (`--peer-host` (default `--host`)/`--peer-port`/
+//!   `--peer-domain`), so every message goes client → server A → s2s → server B → client (or
+//!   back); each client writes to its partner's full JID as bound on the other server.
+//!   `--register`/`--register-only` register each user on its own server. `--server-pid` takes
+//!   the pids of both servers (CPU and RSS summed; also printed per pid, `*_by_pid`, and the
+//!   total RSS after the run, `rss_kib`). `--warmup S` (advisable here: the first messages
+//!   wait for the server-to-server links to be set up) lets the pairs ping-pong S seconds
+//!   before the measured `--duration` starts. The RESULT line says `mode=federation`.
 //! * idle memory (`--idle N`): N clients log in and stay idle; reports server RSS per session.
 //! * large-roster login (`--roster-login N`): user `PREFIX-owner` has N contacts
 //!   `PREFIX-c0..c{N-1}`, all subscribed both ways (set up through the protocol, RFC 6121
@@ -166,6 +176,21 @@ struct Args {
     /// Roster-login and offline modes: print every stanza received (debugging a server).
     #[arg(long, hide = true)]
     trace: bool,
+    /// Federation throughput: c2s port of a second server, where clients `pairs..2*pairs` log in
+    /// (with --peer-domain); messages then cross from one server to the other.
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// Federation throughput: address of the second server (default: --host).
+    #[arg(long)]
+    peer_host: Option<String>,
+    /// Federation throughput: XMPP domain of the second server's users (required with
+    /// --peer-port).
+    #[arg(long)]
+    peer_domain: Option<String>,
+    /// Throughput modes: seconds of unmeasured ping-pong before the measured --duration (lets
+    /// server-to-server links come up in the federation mode).
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -208,8 +233,10 @@ impl Stats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
     Login,
-    /// Ping-pong until the deadline (microseconds since START).
+    /// Ping-pong until the deadline; messages received from `start_us` on are measured
+    /// (microseconds since START; `start_us` is later than the phase change with --warmup).
     Run {
+        start_us: u64,
         deadline_us: u64,
     },
     /// Stop sending; keep reading so messages in flight are not stored offline.
@@ -525,16 +552,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A server clients log in to: c2s address and the users' domain (also the TLS SNI).
+#[derive(Clone, Copy, Debug)]
+struct Server<'a> {
+    host: &'a str,
+    port: u16,
+    domain: &'a str,
+}
+
+/// The server of --host/--port/--domain.
+fn main_server(a: &Args) -> Server<'_> {
+    Server {
+        host: &a.host,
+        port: a.port,
+        domain: &a.domain,
+    }
+}
+
+/// The second server of the federation mode (--peer-port), if any.
+fn peer_server(a: &Args) -> Option<Server<'_>> {
+    Some(Server {
+        host: a.peer_host.as_deref().unwrap_or(&a.host),
+        port: a.peer_port?,
+        domain: a.peer_domain.as_deref().unwrap_or(&a.domain),
+    })
+}
+
+/// Where client `i` of the throughput mode logs in: clients `pairs..` on the peer server in
+/// the federation mode, all on the main server otherwise.
+fn server_of(a: &Args, i: usize) -> Server<'_> {
+    match peer_server(a) {
+        Some(p) if a.idle.is_none() && i >= a.pairs => p,
+        _ => main_server(a),
+    }
+}
+
 /// TCP connect, TLS (direct or STARTTLS); returns the TLS stream and its stream features.
-async fn connect(sh: &Shared) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
+async fn connect(sh: &Shared, srv: Server<'_>) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
     let a = &sh.args;
-    let tcp = TcpStream::connect((a.host.as_str(), a.port)).await?;
+    let tcp = TcpStream::connect((srv.host, srv.port)).await?;
     tcp.set_nodelay(true)?;
     let tcp = if a.direct_tls {
         tcp
     } else {
         let mut x = Xmpp::new(tcp);
-        let features = x.open_stream(&a.domain).await?;
+        let features = x.open_stream(srv.domain).await?;
         if !features.contains("urn:ietf:params:xml:ns:xmpp-tls") {
             return Err("server does not offer STARTTLS".into());
         }
@@ -552,11 +614,11 @@ async fn connect(sh: &Shared) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
     let mut cfg = sh.tls.configure()?;
     cfg.set_verify_hostname(false);
     cfg.set_verify(SslVerifyMode::NONE);
-    let ssl = cfg.into_ssl(&a.domain)?;
+    let ssl = cfg.into_ssl(srv.domain)?;
     let mut tls = SslStream::new(ssl, tcp)?;
     Pin::new(&mut tls).connect().await?;
     let mut x = Xmpp::new(tls);
-    let features = x.open_stream(&a.domain).await?;
+    let features = x.open_stream(srv.domain).await?;
     Ok((x, features))
 }
 
@@ -777,16 +839,16 @@ async fn register<S: Io>(x: &mut Xmpp<S>, features: &str, user: &str, pw: &str) 
     }
 }
 
-/// Logs client `i` in; returns the stream and its bound full JID.
+/// Logs client `i` in (on its own server: see `server_of`); returns the stream and its bound
+/// full JID.
 async fn login(sh: &Shared, i: usize) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
     let a = &sh.args;
     let register_first = a.register || a.register_only;
-    login_as(sh, &user_name(a, i), &a.resource, register_first, true).await
+    let srv = server_of(a, i);
+    login_on(sh, srv, &user_name(a, i), &a.resource, register_first, true).await
 }
 
-/// Logs `user` in (registering it first on the same stream if `register_first`; with
-/// --register-only, returns right after that) and binds `resource`; sends initial presence if
-/// `presence`. Returns the stream and its bound full JID.
+/// `login_on` the main server (--host/--port/--domain).
 async fn login_as(
     sh: &Shared,
     user: &str,
@@ -794,8 +856,23 @@ async fn login_as(
     register_first: bool,
     presence: bool,
 ) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
+    let srv = main_server(&sh.args);
+    login_on(sh, srv, user, resource, register_first, presence).await
+}
+
+/// Logs `user` in on `srv` (registering it first on the same stream if `register_first`; with
+/// --register-only, returns right after that) and binds `resource`; sends initial presence if
+/// `presence`. Returns the stream and its bound full JID.
+async fn login_on(
+    sh: &Shared,
+    srv: Server<'_>,
+    user: &str,
+    resource: &str,
+    register_first: bool,
+    presence: bool,
+) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
     let a = &sh.args;
-    let (mut x, features) = connect(sh).await?;
+    let (mut x, features) = connect(sh, srv).await?;
     if register_first {
         register(&mut x, &features, user, &a.password).await?;
         if a.register_only {
@@ -804,7 +881,7 @@ async fn login_as(
         }
     }
     sasl(&mut x, &features, a.mech, user, &a.password).await?;
-    let features = x.open_stream(&a.domain).await?;
+    let features = x.open_stream(srv.domain).await?;
     if !features.contains("urn:ietf:params:xml:ns:xmpp-bind") {
         return Err("server does not offer resource binding".into());
     }
@@ -984,13 +1061,15 @@ async fn session<S: Io>(
                         }
                         sh.stats.inflight.fetch_sub(1, Ordering::Relaxed);
                         let now = now_us();
-                        let Phase::Run { deadline_us } = phase else {
+                        let Phase::Run { start_us, deadline_us } = phase else {
                             continue;
                         };
                         if now > deadline_us {
                             continue;
                         }
-                        lat.push(now.saturating_sub(ts).min(u32::MAX as u64) as u32);
+                        if now >= start_us {
+                            lat.push(now.saturating_sub(ts).min(u32::MAX as u64) as u32);
+                        }
                         if let Some(to) = &partner_jid {
                             sh.stats.inflight.fetch_add(1, Ordering::Relaxed);
                             x.send(&message(sh, to, seq + 1, &filler)).await?;
@@ -2636,6 +2715,15 @@ async fn wait_logins(sh: &Shared, total: usize) -> bool {
 
 async fn run(args: Args) -> Res<()> {
     START.get_or_init(Instant::now);
+    let federation = args.peer_port.is_some();
+    if federation {
+        if args.roster_login.is_some() || args.offline.is_some() || args.idle.is_some() {
+            return Err("--peer-port: only with the throughput mode (and --register-only)".into());
+        }
+        if args.peer_domain.is_none() {
+            return Err("--peer-port needs --peer-domain".into());
+        }
+    }
     if let Some(n) = args.roster_login {
         return roster_login(args, n).await;
     }
@@ -2668,6 +2756,8 @@ async fn run(args: Args) -> Res<()> {
         "register"
     } else if idle.is_some() {
         "idle"
+    } else if federation {
+        "federation"
     } else {
         "throughput"
     };
@@ -2679,6 +2769,12 @@ async fn run(args: Args) -> Res<()> {
         args.mech.name(),
         if args.direct_tls { " direct-tls" } else { "" }
     );
+    if let Some(p) = peer_server(&args).filter(|_| federation) {
+        eprintln!(
+            "  clients {}..{} to {}:{} domain {} (messages cross between the servers)",
+            args.pairs, total, p.host, p.port, p.domain
+        );
+    }
 
     let rss_before = server_rss(pids);
     let login_cpu0 = (server_cpu(pids), cpu_ticks("self"));
@@ -2764,13 +2860,22 @@ async fn run(args: Args) -> Res<()> {
         return Ok(());
     }
 
-    // Throughput run.
+    // Throughput run (after --warmup seconds of unmeasured ping-pong).
+    let start_us = now_us() + args.warmup * 1_000_000;
+    let deadline_us = start_us + args.duration * 1_000_000;
+    let _ = phase_tx.send(Phase::Run {
+        start_us,
+        deadline_us,
+    });
+    if args.warmup > 0 {
+        eprintln!("  warm-up, {} s", args.warmup);
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    }
     let cpu0 = server_cpu(pids);
+    let cpu0_by_pid: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(&p.to_string())).collect();
     let self0 = cpu_ticks("self");
     let busy0 = machine_busy_ticks();
     let t0 = Instant::now();
-    let deadline_us = now_us() + args.duration * 1_000_000;
-    let _ = phase_tx.send(Phase::Run { deadline_us });
     let mut progress = tokio::time::interval(Duration::from_secs(5));
     progress.tick().await;
     let end = tokio::time::Instant::from_std(t0 + Duration::from_secs(args.duration));
@@ -2788,6 +2893,8 @@ async fn run(args: Args) -> Res<()> {
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu1 = server_cpu(pids);
+    let cpu1_by_pid: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(&p.to_string())).collect();
+    let rss_by_pid: Vec<Option<u64>> = pids.iter().map(|p| rss_kib(&p.to_string())).collect();
     let self1 = cpu_ticks("self");
     let busy1 = machine_busy_ticks();
     let _ = phase_tx.send(Phase::Drain);
@@ -2849,6 +2956,41 @@ async fn run(args: Args) -> Res<()> {
         fmt_opt(other_cpu_pct, 0),
         fmt_opt(rss_per_conn, 1),
     );
+    if federation {
+        // Per server (pid): CPU seconds per 1000 messages and RSS at the end of the run.
+        let by_pid = |f: &dyn Fn(usize) -> String| {
+            let v: Vec<String> = pids
+                .iter()
+                .enumerate()
+                .map(|(k, p)| format!("{p}:{}", f(k)))
+                .collect();
+            if v.is_empty() {
+                "na".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        let cpu_k = |k: usize| match (cpu0_by_pid[k], cpu1_by_pid[k]) {
+            (Some(a), Some(b)) if msgs > 0 => {
+                Some(b.saturating_sub(a) as f64 / ticks / msgs as f64 * 1000.0)
+            }
+            _ => None,
+        };
+        let _ = write!(
+            line,
+            " warmup_s={} rss_kib={} cpu_s_per_1k_by_pid={} rss_kib_by_pid={}",
+            args.warmup,
+            rss_s(
+                rss_by_pid
+                    .iter()
+                    .copied()
+                    .sum::<Option<u64>>()
+                    .filter(|_| !pids.is_empty())
+            ),
+            by_pid(&|k| fmt_opt(cpu_k(k), 3)),
+            by_pid(&|k| rss_s(rss_by_pid[k])),
+        );
+    }
     println!("{line}");
     Ok(())
 }
