@@ -335,6 +335,19 @@ impl Connection {
                 return self.send(&reply, ctx);
             }
         }
+        // XEP-0163: pubsub requests to the user's own account (no `to`) or to another local
+        // account go to the PEP service.
+        if kind == StanzaKind::Iq
+            && matches!(el.get_attr("type"), Some("get" | "set"))
+            && services::pep::is_pubsub(&el)
+            && to.as_ref().is_none_or(|t| {
+                t.node().is_some()
+                    && t.resource().is_none()
+                    && self.shared.is_local(t.domain().as_str())
+            })
+        {
+            return self.pep_iq(el, ctx);
+        }
         match &to {
             None => self.for_server(kind, el, &self.host.clone(), ctx),
             Some(t)
@@ -382,9 +395,35 @@ impl Connection {
         }
     }
 
+    /// A pubsub request for a PEP service: asked of the PEP actor, answered when it replies.
+    fn pep_iq(&mut self, iq: Element, ctx: &mut Context<Self>) {
+        let ask = self
+            .router
+            .pep
+            .iq
+            .send(super::pep::PepIq { iq: iq.clone() });
+        ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Some(reply)) => act.send(&reply, ctx),
+            Ok(None) => {}
+            Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
+        }));
+    }
+
     /// Rows 1 of `doc/routing.md`: stanzas for the server itself.
     fn for_server(&mut self, kind: StanzaKind, el: Element, host: &str, ctx: &mut Context<Self>) {
         match kind {
+            StanzaKind::Iq
+                if matches!(el.get_attr("type"), Some("result" | "error"))
+                    && el
+                        .get_attr("id")
+                        .is_some_and(|i| i.starts_with(super::pep::CAPS_QUERY_ID)) =>
+            {
+                // The client's answer to the PEP service's caps query.
+                self.router
+                    .pep
+                    .caps
+                    .do_send(super::pep::CapsAnswer { iq: el });
+            }
             StanzaKind::Iq => {
                 if let Some(q) = el.get_child("query", ns::REGISTER) {
                     if matches!(el.get_attr("type"), Some("get" | "set"))

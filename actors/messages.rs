@@ -343,6 +343,8 @@ pub struct RouterHandle {
     pub take_offline: Recipient<TakeOffline>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
     pub resumable: super::connection::sm::Resumable,
+    /// The PEP service (XEP-0163).
+    pub pep: super::pep::PepHandle,
 }
 
 /// Router -> S2s: a stanza for another server (`from` local, `to` remote, in

@@ -23,6 +23,7 @@
 pub mod connection;
 pub mod control;
 pub mod messages;
+pub mod pep;
 pub mod roster;
 pub mod router;
 pub mod s2s;
@@ -168,6 +169,15 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                     )
                 }
             });
+            let pep = pep::PepService::start_in_arbiter(&store_handle, {
+                let (shared, router) = (shared.clone(), addr.clone());
+                move |_| pep::PepService::new(shared, router.recipient())
+            });
+            let pep_handle = pep::PepHandle {
+                iq: pep.clone().recipient(),
+                presence: pep.clone().recipient(),
+                caps: pep.clone().recipient(),
+            };
             let roster_handle = RosterHandle {
                 load: roster.clone().recipient(),
                 get: roster.clone().recipient(),
@@ -184,13 +194,15 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 scheduler.recipient(),
                 roster.clone().recipient(),
                 s2s.clone().map(Addr::recipient),
+                Some(pep.clone().recipient()),
             );
-            let handle = router.handle(&addr, roster_handle, spool.clone().recipient());
+            let handle = router.handle(&addr, roster_handle, spool.clone().recipient(), pep_handle);
             let addr = ctx.run(router);
             let writers: Vec<Recipient<messages::Barrier>> = vec![
                 addr.clone().recipient(),
                 roster.clone().recipient(),
                 spool.clone().recipient(),
+                pep.recipient(),
             ];
             let _ = tx.send((addr, handle, writers, s2s));
         });
@@ -339,7 +351,7 @@ async fn server(
     let direct = kind == ListenerKind::S2sDirectTls;
     match crate::s2s::incoming::negotiate(&shared, &cx, tcp, direct, deadline).await {
         Ok(accepted) => {
-            s2s_in::S2sIn::start(id, shared, cx, router.route, manager, accepted, slot);
+            s2s_in::S2sIn::start(id, shared, cx, router, manager, accepted, slot);
         }
         Err(e) => log::debug!("s2s#{}: closed before authentication: {e:?}", id.0),
     }

@@ -229,6 +229,8 @@ pub struct Router {
     roster: Recipient<Inbound>,
     /// Outgoing federation (`None` when `s2s.enabled = false`).
     remote: Option<Recipient<ToRemote>>,
+    /// The PEP service, told who is available to whom with which caps.
+    pep: Option<Recipient<super::pep::PepPresence>>,
     /// Subscription stanzas with the roster store, per (user, contact), and the contact's
     /// later stanzas to the user held until they are done, so that e.g. a contact's presence
     /// cannot overtake its `subscribed` (RFC 6120 §10.1 order).
@@ -246,6 +248,7 @@ impl Router {
         scheduler: Recipient<LogDeliveryError>,
         roster: Recipient<Inbound>,
         remote: Option<Recipient<ToRemote>>,
+        pep: Option<Recipient<super::pep::PepPresence>>,
     ) -> Router {
         Router {
             hosts: hosts.into_iter().collect(),
@@ -254,6 +257,7 @@ impl Router {
             scheduler,
             roster,
             remote,
+            pep,
             held: HashMap::new(),
             directory: SessionDirectory::default(),
         }
@@ -261,6 +265,33 @@ impl Router {
 
     fn is_local_jid(&self, jid: &Jid) -> bool {
         self.hosts.contains(jid.domain().as_str())
+    }
+
+    /// Tell the PEP service that `from` is available (with its caps) or unavailable to the
+    /// online account `owner` (XEP-0163 notifications follow presence).
+    fn pep_presence(&self, owner: &BareJid, from: &str, stanza: &Element) {
+        let Some(pep) = &self.pep else { return };
+        if stanza.name != "presence" || !self.users.contains_key(owner) {
+            return;
+        }
+        let caps = match stanza.get_attr("type") {
+            None => stanza
+                .get_child("c", crate::services::pep::NS_CAPS)
+                .and_then(|c| {
+                    Some((
+                        c.get_attr("hash")?.to_owned(),
+                        c.get_attr("node")?.to_owned(),
+                        c.get_attr("ver")?.to_owned(),
+                    ))
+                }),
+            Some("unavailable") => None,
+            _ => return,
+        };
+        pep.do_send(super::pep::PepPresence {
+            owner: owner.clone(),
+            from: from.to_owned(),
+            caps,
+        });
     }
 
     /// Send a stanza (`from` and `to` set) wherever its `to` is: a local session or, through
@@ -277,6 +308,9 @@ impl Router {
             }
             return;
         }
+        if to.node().is_some() {
+            self.pep_presence(&to.to_bare(), from.as_str(), &stanza);
+        }
         match to.try_into_full() {
             Ok(full) => self.deliver_full(&full, stanza),
             Err(bare) => self.deliver_available(&bare, stanza),
@@ -289,9 +323,11 @@ impl Router {
         addr: &Addr<Router>,
         roster: RosterHandle,
         take_offline: Recipient<TakeOffline>,
+        pep: super::pep::PepHandle,
     ) -> RouterHandle {
         RouterHandle {
             take_offline,
+            pep,
             resumable: Default::default(),
             directory: self.directory.clone(),
             roster,
@@ -511,6 +547,7 @@ impl Router {
                 return self.answer_probe(&from, &bare);
             }
             self.track_directed(&from, &to, &msg_type);
+            self.pep_presence(&bare, from.as_str(), &stanza);
         }
         let resource = to.resource().map(|r| r.as_str().to_owned());
         let decision = {
@@ -648,6 +685,7 @@ impl Router {
                         o.recipient.do_send(ToSession::Stanza(c));
                     }
                 }
+                self.pep_presence(&bare, full.as_str(), &own);
             } else {
                 for d in directed {
                     self.send_presence(p.clone(), full, &d);
@@ -733,6 +771,14 @@ impl Handler<Unbind> for Router {
             .is_some_and(|st| st.sessions.is_empty())
         {
             self.users.remove(&bare);
+            // Offline: the PEP service forgets who was there for the account.
+            if let Some(pep) = &self.pep {
+                pep.do_send(super::pep::PepPresence {
+                    owner: bare,
+                    from: String::new(),
+                    caps: None,
+                });
+            }
         }
     }
 }
@@ -768,6 +814,7 @@ impl Handler<SetPresence> for Router {
             p.set_attr("to", format!("{}/{}", bare, s.resource));
             s.recipient.do_send(ToSession::Stanza(p));
         }
+        self.pep_presence(&bare, msg.jid.as_str(), &msg.stanza);
         if msg.priority.is_some() || was_available {
             self.broadcast(&msg.jid, &msg.stanza, directed);
         }

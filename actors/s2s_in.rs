@@ -39,6 +39,7 @@ pub struct S2sIn {
     shared: Arc<Shared>,
     cx: Arc<S2sContext>,
     router: Recipient<Route>,
+    pep: super::pep::PepHandle,
     manager: Addr<S2s>,
     local: String,
     stream_id: String,
@@ -58,7 +59,7 @@ impl S2sIn {
         id: ConnId,
         shared: Arc<Shared>,
         cx: Arc<S2sContext>,
-        router: Recipient<Route>,
+        handle: RouterHandle,
         manager: Addr<S2s>,
         accepted: Accepted,
         slot: ConnSlot,
@@ -86,7 +87,8 @@ impl S2sIn {
                 tag: format!("s2s#{}", id.0),
                 shared,
                 cx,
-                router,
+                router: handle.route,
+                pep: handle.pep,
                 manager,
                 local,
                 stream_id,
@@ -206,7 +208,7 @@ impl S2sIn {
         }
         el.set_attr("to", to.as_str());
         if kind == StanzaKind::Iq && to.resource().is_none() {
-            return self.iq_for_server(el, &from, &to);
+            return self.iq_for_server(el, &from, &to, ctx);
         }
         if to.node().is_none() {
             // Messages and presence to the server itself: nothing to deliver.
@@ -230,7 +232,28 @@ impl S2sIn {
 
     /// IQs to a local domain or a local bare JID: answered by the server (RFC 6121 §8.5.1,
     /// §8.5.3.2.1: vCards and the like on the account's behalf).
-    fn iq_for_server(&mut self, iq: Element, from: &Jid, to: &Jid) {
+    fn iq_for_server(&mut self, iq: Element, from: &Jid, to: &Jid, ctx: &mut Context<Self>) {
+        let kind = iq.get_attr("type").unwrap_or_default();
+        if matches!(kind, "result" | "error") {
+            // Answers to the PEP service's caps queries; others have no one to go to.
+            if to.node().is_none()
+                && iq
+                    .get_attr("id")
+                    .is_some_and(|i| i.starts_with(super::pep::CAPS_QUERY_ID))
+            {
+                self.pep.caps.do_send(super::pep::CapsAnswer { iq });
+            }
+            return;
+        }
+        if to.node().is_some() && services::pep::is_pubsub(&iq) {
+            let ask = self.pep.iq.send(super::pep::PepIq { iq });
+            ctx.spawn(ask.into_actor(self).map(|res, act, _| {
+                if let Ok(Some(reply)) = res {
+                    act.to_remote(reply);
+                }
+            }));
+            return;
+        }
         let reply =
             services::client_data_iq(&self.shared, &from.to_bare(), Some(to), &iq).or_else(|| {
                 if to.node().is_none() {

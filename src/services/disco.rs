@@ -174,10 +174,16 @@ pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
     if query.get_attr("node").is_some() {
         return Err(Condition::ItemNotFound.into());
     }
-    Ok(Some(info(
-        ("account", "registered", ""),
-        &[ns::DISCO_INFO, ns::DISCO_ITEMS],
-    )))
+    let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
+    features.extend_from_slice(super::pep::FEATURES);
+    features.push(super::pep::NS);
+    let mut q = info(("account", "registered", ""), &features);
+    // XEP-0163: the account is a PEP service.
+    let pep = Element::new("identity", ns::DISCO_INFO)
+        .attr("category", "pubsub")
+        .attr("type", "pep");
+    q.children.insert(1, crate::xml::Node::Element(pep));
+    Ok(Some(q))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod carbons;
 pub mod disco;
 pub mod last;
+pub mod pep;
 pub mod ping;
 pub mod private;
 pub mod register;

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod client_data;
 pub mod delivery_errors;
 pub mod offline;
+pub mod pep;
 pub mod roster;
 pub mod snapshot;
 
@@ -20,6 +21,7 @@ pub use accounts::{AccountRecord, Accounts, Credential};
 pub use client_data::ClientData;
 pub use delivery_errors::{DeliveryError, DeliveryErrors};
 pub use offline::Offline;
+pub use pep::Pep;
 pub use roster::{RosterMeta, Rosters};
 
 /// The schema version written into the `meta` tree.
@@ -69,6 +71,7 @@ pub struct Store {
     pub rosters: Rosters,
     pub offline: Offline,
     pub client_data: ClientData,
+    pub pep: Pep,
 }
 
 impl Store {
@@ -131,6 +134,7 @@ impl Store {
             accounts: Accounts::new(db.open_tree("accounts")?),
             delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
             client_data: ClientData::new(db.open_tree("vcard")?, db.open_tree("private")?),
+            pep: Pep::new(db.open_tree("pep")?),
             offline: Offline::new(
                 db.clone(),
                 db.open_tree("offline")?,
@@ -243,6 +247,7 @@ impl Store {
         self.rosters.remove_account(domain, user)?;
         self.offline.remove_account(domain, user)?;
         self.client_data.remove_account(domain, user)?;
+        self.pep.remove_account(domain, user)?;
         self.flush()?;
         Ok(existed)
     }

@@ -159,6 +159,8 @@ pub struct StanzaError {
     pub condition: Condition,
     pub kind: ErrorType,
     pub text: Option<String>,
+    /// An application-specific condition (e.g. XEP-0060's `<precondition-not-met/>`).
+    pub extra: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -168,7 +170,14 @@ impl StanzaError {
             condition,
             kind: condition.default_type(),
             text: None,
+            extra: None,
         }
+    }
+
+    /// Add an application-specific condition element.
+    pub fn with_extra(mut self, extra: Element) -> Self {
+        self.extra = Some(Box::new(extra));
+        self
     }
 
     /// Add a human-readable text.
@@ -191,6 +200,9 @@ impl StanzaError {
             .child(Element::new(self.condition.as_str(), ns::STANZAS));
         if let Some(t) = &self.text {
             e = e.child(Element::new("text", ns::STANZAS).text(t.clone()));
+        }
+        if let Some(x) = &self.extra {
+            e = e.child((**x).clone());
         }
         e
     }

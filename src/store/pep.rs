@@ -1,0 +1,111 @@
+//! The `pep` tree: each account's personal eventing nodes (XEP-0163), data the client chooses
+//! to publish (OMEMO keys, avatar, nickname, bookmarks, ...).
+//!
+//! `domain NUL user NUL node` -> JSON [`Node`]: the node's configuration and its items, oldest
+//! first, each item the server's own serialisation of the payload it parsed.
+
+use serde::{Deserialize, Serialize};
+
+use super::{account_key, StoreError};
+
+/// One node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Node {
+    /// `presence`, `open`, `roster` or `whitelist`.
+    pub access_model: String,
+    /// Most items kept (the oldest go first).
+    pub max_items: usize,
+    /// Items, oldest first: (id, payload XML).
+    pub items: Vec<(String, String)>,
+    /// `on_sub_and_presence` (the last item goes to interested contacts when they come
+    /// online) or `never`.
+    #[serde(default = "default_send_last")]
+    pub send_last_published_item: String,
+}
+
+fn default_send_last() -> String {
+    "on_sub_and_presence".into()
+}
+
+impl Node {
+    /// Bytes the node takes (for the per-account quota).
+    pub fn bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|(i, x)| i.len() + x.len())
+            .sum::<usize>()
+            + 64
+    }
+}
+
+/// Handle on the tree.
+#[derive(Clone)]
+pub struct Pep {
+    tree: sled::Tree,
+}
+
+fn node_key(domain: &str, user: &str, node: &str) -> Vec<u8> {
+    let mut k = account_key(domain, user);
+    k.push(0);
+    k.extend_from_slice(node.as_bytes());
+    k
+}
+
+fn decode(v: &[u8]) -> Result<Node, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("pep node: {e}")))
+}
+
+impl Pep {
+    pub(super) fn new(tree: sled::Tree) -> Self {
+        Pep { tree }
+    }
+
+    pub fn get(&self, domain: &str, user: &str, node: &str) -> Result<Option<Node>, StoreError> {
+        self.tree
+            .get(node_key(domain, user, node))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn put(&self, domain: &str, user: &str, node: &str, n: &Node) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(n).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.tree.insert(node_key(domain, user, node), v)?;
+        Ok(())
+    }
+
+    pub fn delete(&self, domain: &str, user: &str, node: &str) -> Result<bool, StoreError> {
+        Ok(self.tree.remove(node_key(domain, user, node))?.is_some())
+    }
+
+    /// Every node of the account, by name.
+    pub fn nodes(&self, domain: &str, user: &str) -> Result<Vec<(String, Node)>, StoreError> {
+        let mut p = account_key(domain, user);
+        p.push(0);
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&p) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+            out.push((name, decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Bytes the account's nodes take.
+    pub fn bytes(&self, domain: &str, user: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .nodes(domain, user)?
+            .iter()
+            .map(|(n, node)| n.len() + node.bytes())
+            .sum())
+    }
+
+    /// Remove everything of an account.
+    pub fn remove_account(&self, domain: &str, user: &str) -> Result<(), StoreError> {
+        let mut p = account_key(domain, user);
+        p.push(0);
+        for k in self.tree.scan_prefix(&p).keys() {
+            self.tree.remove(k?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,472 @@
+//! XEP-0163 PEP over TLS with real sessions: publish with and without publish-options
+//! (XEP-0223 preconditions), notifications only to resources whose caps (XEP-0115, checked
+//! against their hash) ask for `node+notify`, each access model (presence, open, roster,
+//! whitelist), retrieval, retract, configure and delete by the owner only, the last item sent
+//! when a contact comes online, and PEP data removed with the account.
+
+mod common;
+use common::fed::wait_for;
+use common::*;
+
+use kleiber::xml::Element;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+const AVATAR: &str = "urn:xmpp:avatar:metadata";
+const DEVICES: &str = "eu.siacs.conversations.axolotl.devicelist";
+
+/// The disco#info a test client claims, wanting notifications for `notify`.
+fn client_info(notify: &[&str]) -> Element {
+    let mut q = Element::new("query", "http://jabber.org/protocol/disco#info").child(
+        Element::new("identity", "http://jabber.org/protocol/disco#info")
+            .attr("category", "client")
+            .attr("type", "pc")
+            .attr("name", "kleiber-test"),
+    );
+    let mut features = vec![
+        "http://jabber.org/protocol/caps".to_owned(),
+        "http://jabber.org/protocol/disco#info".to_owned(),
+    ];
+    features.extend(notify.iter().map(|n| format!("{n}+notify")));
+    for f in features {
+        q = q
+            .child(Element::new("feature", "http://jabber.org/protocol/disco#info").attr("var", f));
+    }
+    q
+}
+
+/// Log in with initial presence carrying caps for `notify`, and answer the server's caps query
+/// (if it asks: a known version is not asked again).
+async fn online_with_caps(s: &TestServer, user: &str, resource: &str, notify: &[&str]) -> Client {
+    let info = client_info(notify);
+    let ver = kleiber::services::disco::caps_ver(&info);
+    let mut c = Client::starttls(s.starttls, "localhost").await;
+    c.auth_scram("SCRAM-SHA-256", user, "pw").await.unwrap();
+    c.bind(Some(resource)).await;
+    c.send(&format!(
+        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://kleiber.test' ver='{ver}'/></presence>"
+    ))
+    .await;
+    c
+}
+
+/// Answer the caps query if it comes (skipping other stanzas until then).
+async fn answer_caps(c: &mut Client, notify: &[&str]) {
+    let q = wait_for(c, |e| {
+        e.name == "iq"
+            && e.get_attr("type") == Some("get")
+            && e.get_child("query", "http://jabber.org/protocol/disco#info")
+                .is_some()
+    })
+    .await;
+    let mut info = client_info(notify);
+    if let Some(node) = q
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_attr("node"))
+    {
+        info.set_attr("node", node);
+    }
+    c.send(&format!(
+        "<iq type='result' id='{}' to='{}'>{}</iq>",
+        q.get_attr("id").unwrap(),
+        q.get_attr("from").unwrap(),
+        info.to_xml("jabber:client")
+    ))
+    .await;
+}
+
+async fn iq(c: &mut Client, id: &str, body: &str) -> Element {
+    c.send(&body.replace("ID", id)).await;
+    wait_for(c, |e| e.name == "iq" && e.get_attr("id") == Some(id)).await
+}
+
+fn publish(node: &str, item: &str, payload: &str, options: &str) -> String {
+    let opts = if options.is_empty() {
+        String::new()
+    } else {
+        format!("<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>{options}</x></publish-options>")
+    };
+    format!("<iq type='set' id='ID'><pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{item}'>{payload}</item></publish>{opts}</pubsub></iq>")
+}
+
+fn items(owner: &str, node: &str) -> String {
+    format!("<iq type='get' id='ID' to='{owner}'><pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub></iq>")
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+fn pubsub_error(e: &Element) -> (Option<String>, Option<String>) {
+    let err = e.get_child("error", "jabber:client");
+    let cond = error_condition(e);
+    let specific = err.and_then(|x| {
+        x.elements()
+            .find(|c| c.ns == ERRORS)
+            .map(|c| c.name.clone())
+    });
+    (cond, specific)
+}
+
+fn event_items(e: &Element) -> Option<(String, Vec<String>)> {
+    let items = e.get_child("event", EVENT)?.get_child("items", EVENT)?;
+    Some((
+        items.get_attr("node")?.to_owned(),
+        items
+            .elements()
+            .filter_map(|i| i.get_attr("id").map(str::to_owned))
+            .collect(),
+    ))
+}
+
+/// Mutual presence subscription between two online clients.
+async fn befriend(a: &mut Client, a_jid: &str, b: &mut Client, b_jid: &str) {
+    a.send(&format!("<presence to='{b_jid}' type='subscribe'/>"))
+        .await;
+    wait_for(b, |e| {
+        e.name == "presence" && e.get_attr("type") == Some("subscribe")
+    })
+    .await;
+    b.send(&format!("<presence to='{a_jid}' type='subscribed'/>"))
+        .await;
+    wait_for(a, |e| {
+        e.name == "presence" && e.get_attr("type") == Some("subscribed")
+    })
+    .await;
+    b.send(&format!("<presence to='{a_jid}' type='subscribe'/>"))
+        .await;
+    wait_for(a, |e| {
+        e.name == "presence" && e.get_attr("type") == Some("subscribe")
+    })
+    .await;
+    a.send(&format!("<presence to='{b_jid}' type='subscribed'/>"))
+        .await;
+    wait_for(b, |e| {
+        e.name == "presence" && e.get_attr("type") == Some("subscribed")
+    })
+    .await;
+}
+
+/// Nothing matching `pred` arrives before a round trip to the server.
+async fn nothing_before_ping(c: &mut Client, pred: impl Fn(&Element) -> bool) {
+    c.send("<iq type='get' id='marker' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    loop {
+        let e = c.recv().await;
+        assert!(!pred(&e), "unexpected {}", e.to_xml("jabber:client"));
+        if e.get_attr("id") == Some("marker") {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_notify_and_access_models() {
+    let s = TestServer::start();
+    for u in ["juliet", "romeo", "nurse"] {
+        s.add_user(u, "pw");
+    }
+    let mut j = online_with_caps(&s, "juliet", "balcony", &[AVATAR]).await;
+    answer_caps(&mut j, &[AVATAR]).await;
+    let mut r = online_with_caps(&s, "romeo", "orchard", &[AVATAR]).await;
+    // Same caps as juliet's: known already, not asked again.
+    let mut n = online_with_caps(&s, "nurse", "kitchen", &[]).await;
+    answer_caps(&mut n, &[]).await;
+    befriend(&mut j, "juliet@localhost", &mut r, "romeo@localhost").await;
+
+    // Default access model `presence`: romeo (subscribed, +notify) is told; nurse is not.
+    j.send(&publish(AVATAR, "h1", "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='h1' bytes='10' type='image/png'/></metadata>", "").replace("ID", "p1")).await;
+    // The publisher's own +notify resource is told too (the result and the notification
+    // may come in either order).
+    let (mut res, mut own) = (None, None);
+    while res.is_none() || own.is_none() {
+        let e = j.recv().await;
+        if e.get_attr("id") == Some("p1") {
+            res = Some(e);
+        } else if event_items(&e).is_some() {
+            own = Some(e);
+        }
+    }
+    let (res, own) = (res.unwrap(), own.unwrap());
+    assert_eq!(own.get_attr("to"), Some("juliet@localhost/balcony"));
+    assert_eq!(
+        res.get_attr("type"),
+        Some("result"),
+        "{}",
+        res.to_xml("jabber:client")
+    );
+    let item_id = res
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("publish", PUBSUB))
+        .and_then(|p| p.get_child("item", PUBSUB))
+        .and_then(|i| i.get_attr("id"));
+    assert_eq!(item_id, Some("h1"));
+    let ev = wait_for(&mut r, |e| e.name == "message" && event_items(e).is_some()).await;
+    assert_eq!(ev.get_attr("from"), Some("juliet@localhost"));
+    assert_eq!(
+        event_items(&ev),
+        Some((AVATAR.to_owned(), vec!["h1".to_owned()]))
+    );
+    nothing_before_ping(&mut n, |e| e.name == "message").await;
+
+    // Retrieval: romeo may, nurse may not.
+    let got = iq(&mut r, "g1", &items("juliet@localhost", AVATAR)).await;
+    assert_eq!(got.get_attr("type"), Some("result"));
+    assert!(got.to_xml("jabber:client").contains("<info id='h1'"));
+    let denied = iq(&mut n, "g2", &items("juliet@localhost", AVATAR)).await;
+    assert_eq!(
+        pubsub_error(&denied),
+        (
+            Some("not-authorized".into()),
+            Some("presence-subscription-required".into())
+        )
+    );
+
+    // publish-options: an `open` node anyone may read.
+    let res = iq(
+        &mut j,
+        "p2",
+        &publish(
+            DEVICES,
+            "current",
+            "<list xmlns='eu.siacs.conversations.axolotl'><device id='42'/></list>",
+            &field("pubsub#access_model", "open"),
+        ),
+    )
+    .await;
+    assert_eq!(res.get_attr("type"), Some("result"));
+    let got = iq(&mut n, "g3", &items("juliet@localhost", DEVICES)).await;
+    assert!(got.to_xml("jabber:client").contains("<device id='42'/>"));
+    // ... whose configuration a publish must match (XEP-0223).
+    let res = iq(
+        &mut j,
+        "p3",
+        &publish(
+            DEVICES,
+            "current",
+            "<list xmlns='eu.siacs.conversations.axolotl'/>",
+            &field("pubsub#access_model", "presence"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        pubsub_error(&res),
+        (Some("conflict".into()), Some("precondition-not-met".into()))
+    );
+
+    // `whitelist`: only the owner.
+    let res = iq(
+        &mut j,
+        "p4",
+        &publish(
+            "urn:xmpp:bookmarks:1",
+            "room@chat.example",
+            "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='true'/>",
+            &(field("pubsub#access_model", "whitelist")
+                + &field("pubsub#max_items", "max")
+                + &field("pubsub#send_last_published_item", "never")
+                + &field("pubsub#persist_items", "true")),
+        ),
+    )
+    .await;
+    assert_eq!(
+        res.get_attr("type"),
+        Some("result"),
+        "{}",
+        res.to_xml("jabber:client")
+    );
+    let denied = iq(
+        &mut r,
+        "g4",
+        &items("juliet@localhost", "urn:xmpp:bookmarks:1"),
+    )
+    .await;
+    assert_eq!(
+        pubsub_error(&denied),
+        (Some("not-allowed".into()), Some("closed-node".into()))
+    );
+    let mine = iq(&mut j, "g5", &format!("<iq type='get' id='ID'><pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>")).await;
+    assert!(mine.to_xml("jabber:client").contains("room@chat.example"));
+
+    // `roster`: juliet's contacts only.
+    let res = iq(
+        &mut j,
+        "p5",
+        &publish(
+            "urn:xmpp:nick",
+            "current",
+            "<nick xmlns='http://jabber.org/protocol/nick'>Juliet</nick>",
+            &field("pubsub#access_model", "roster"),
+        ),
+    )
+    .await;
+    assert_eq!(res.get_attr("type"), Some("result"));
+    let ok = iq(&mut r, "g6", &items("juliet@localhost", "urn:xmpp:nick")).await;
+    assert!(ok.to_xml("jabber:client").contains(">Juliet<"));
+    let denied = iq(&mut n, "g7", &items("juliet@localhost", "urn:xmpp:nick")).await;
+    assert_eq!(
+        pubsub_error(&denied),
+        (
+            Some("not-authorized".into()),
+            Some("not-in-roster-group".into())
+        )
+    );
+
+    // Only the owner changes a node.
+    let forbidden = iq(
+        &mut r,
+        "p6",
+        &publish(
+            AVATAR,
+            "x",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+            "",
+        )
+        .replace("<iq type='set'", "<iq type='set' to='juliet@localhost'"),
+    )
+    .await;
+    assert_eq!(error_condition(&forbidden).as_deref(), Some("forbidden"));
+
+    // Configure: the form, and a change (max_items 2 keeps two items).
+    let form = iq(&mut j, "c1", &format!("<iq type='get' id='ID'><pubsub xmlns='{PUBSUB}#owner'><configure node='{AVATAR}'/></pubsub></iq>")).await;
+    let xml = form.to_xml("jabber:client");
+    assert!(
+        xml.contains("pubsub#access_model") && xml.contains("<value>presence</value>"),
+        "{xml}"
+    );
+    let set = iq(&mut j, "c2", &format!("<iq type='set' id='ID'><pubsub xmlns='{PUBSUB}#owner'><configure node='{AVATAR}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>{}</x></configure></pubsub></iq>", field("pubsub#max_items", "2"))).await;
+    assert_eq!(
+        set.get_attr("type"),
+        Some("result"),
+        "{}",
+        set.to_xml("jabber:client")
+    );
+    iq(
+        &mut j,
+        "p7",
+        &publish(
+            AVATAR,
+            "h2",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+            "",
+        ),
+    )
+    .await;
+    iq(
+        &mut j,
+        "p8",
+        &publish(
+            AVATAR,
+            "h3",
+            "<metadata xmlns='urn:xmpp:avatar:metadata'/>",
+            "",
+        ),
+    )
+    .await;
+    let got = iq(&mut r, "g8", &items("juliet@localhost", AVATAR)).await;
+    let ids: Vec<String> = got
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("items", PUBSUB)
+        .unwrap()
+        .elements()
+        .filter_map(|i| i.get_attr("id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["h2", "h3"]);
+
+    // Retract with notify, and delete: romeo hears of both.
+    let res = iq(&mut j, "r1", &format!("<iq type='set' id='ID'><pubsub xmlns='{PUBSUB}'><retract node='{AVATAR}' notify='true'><item id='h3'/></retract></pubsub></iq>")).await;
+    assert_eq!(res.get_attr("type"), Some("result"));
+    wait_for(&mut r, |e| {
+        e.get_child("event", EVENT)
+            .and_then(|ev| ev.get_child("items", EVENT))
+            .and_then(|i| i.get_child("retract", EVENT))
+            .is_some_and(|x| x.get_attr("id") == Some("h3"))
+    })
+    .await;
+    let res = iq(&mut j, "d1", &format!("<iq type='set' id='ID'><pubsub xmlns='{PUBSUB}#owner'><delete node='{AVATAR}'/></pubsub></iq>")).await;
+    assert_eq!(res.get_attr("type"), Some("result"));
+    wait_for(&mut r, |e| {
+        e.get_child("event", EVENT)
+            .and_then(|ev| ev.get_child("delete", EVENT))
+            .is_some()
+    })
+    .await;
+    let gone = iq(&mut r, "g9", &items("juliet@localhost", AVATAR)).await;
+    assert_eq!(error_condition(&gone).as_deref(), Some("item-not-found"));
+
+    // The account advertises PEP.
+    let info = iq(&mut j, "i1", "<iq type='get' id='ID' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let xml = info.to_xml("jabber:client");
+    assert!(xml.contains("category='pubsub' type='pep'"), "{xml}");
+    assert!(xml.contains("pubsub#publish-options"), "{xml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_item_on_presence_only_with_notify_and_data_goes_with_the_account() {
+    let s = TestServer::start();
+    for u in ["juliet", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    let mut j = online_with_caps(&s, "juliet", "balcony", &[]).await;
+    answer_caps(&mut j, &[]).await;
+    let mut r = online_with_caps(&s, "romeo", "orchard", &[DEVICES]).await;
+    answer_caps(&mut r, &[DEVICES]).await;
+    befriend(&mut j, "juliet@localhost", &mut r, "romeo@localhost").await;
+    iq(
+        &mut j,
+        "p1",
+        &publish(
+            DEVICES,
+            "current",
+            "<list xmlns='eu.siacs.conversations.axolotl'><device id='7'/></list>",
+            "",
+        ),
+    )
+    .await;
+    wait_for(&mut r, |e| event_items(e).is_some()).await;
+    // Juliet's own resource did not ask for the node: no notification for it.
+    nothing_before_ping(&mut j, |e| event_items(e).is_some()).await;
+    drop(r);
+
+    // Romeo comes back with another resource: the last item arrives once he is online.
+    let mut r = online_with_caps(&s, "romeo", "phone", &[DEVICES]).await;
+    let ev = wait_for(&mut r, |e| event_items(e).is_some()).await;
+    assert_eq!(
+        event_items(&ev),
+        Some((DEVICES.to_owned(), vec!["current".to_owned()]))
+    );
+    assert_eq!(ev.get_attr("to"), Some("romeo@localhost/phone"));
+
+    // A wrong caps answer is not believed: no notifications for a lying version.
+    let mut liar = Client::starttls(s.starttls, "localhost").await;
+    liar.auth_scram("SCRAM-SHA-256", "romeo", "pw")
+        .await
+        .unwrap();
+    liar.bind(Some("liar")).await;
+    liar.send("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='x' ver='AAAAAAAAAAAAAAAAAAAAAAAAAAA='/></presence>")
+        .await;
+    answer_caps(&mut liar, &[DEVICES]).await;
+    nothing_before_ping(&mut liar, |e| event_items(e).is_some()).await;
+
+    // The data goes with the account.
+    assert!(!s
+        .shared()
+        .store
+        .pep
+        .nodes("localhost", "juliet")
+        .unwrap()
+        .is_empty());
+    s.shared()
+        .store
+        .delete_account("localhost", "juliet")
+        .unwrap();
+    assert!(s
+        .shared()
+        .store
+        .pep
+        .nodes("localhost", "juliet")
+        .unwrap()
+        .is_empty());
+}
