@@ -722,3 +722,60 @@ async fn peers_are_found_through_srv_records() {
     let m = wait_for(&mut alice, |e| e.name == "message").await;
     assert_eq!(body(&m).as_deref(), Some("back"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pep_notifications_and_items_cross_servers() {
+    use common::pep::{answer_caps, login_with_caps};
+    const DEVICES: &str = "eu.siacs.conversations.axolotl.devicelist";
+    let (a, b) = pair(None);
+    add_user(&a, "a.test", "alice");
+    add_user(&b, "b.test", "bob");
+    let mut alice = login(&a, "a.test", "alice").await;
+    // Bob's client wants OMEMO device lists (caps asked across the link and checked).
+    let mut bob = login_with_caps(b.starttls, "b.test", "bob", "r", &[DEVICES]).await;
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await;
+    wait_for(&mut bob, |e| {
+        presence_from(e, "alice@a.test", Some("subscribe"))
+    })
+    .await;
+    bob.send("<presence to='alice@a.test' type='subscribed'/><presence to='alice@a.test' type='subscribe'/>")
+        .await;
+    wait_for(&mut alice, |e| {
+        presence_from(e, "bob@b.test", Some("subscribe"))
+    })
+    .await;
+    alice
+        .send("<presence to='bob@b.test' type='subscribed'/>")
+        .await;
+    // a.test learns bob's caps from his presence and asks his client what they mean.
+    answer_caps(&mut bob, &[DEVICES]).await;
+    // Once alice sees bob online, a.test knows him; whether his caps are resolved before or
+    // after the publish, he gets the item (as a notification, or as the last item).
+    wait_for(&mut alice, |e| presence_from(e, "bob@b.test/r", None)).await;
+    alice
+        .send("<iq type='set' id='pub'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='eu.siacs.conversations.axolotl.devicelist'><item id='current'><list xmlns='eu.siacs.conversations.axolotl'><device id='1234'/></list></item></publish></pubsub></iq>")
+        .await;
+    let r = wait_for(&mut alice, |e| e.get_attr("id") == Some("pub")).await;
+    assert_eq!(r.get_attr("type"), Some("result"));
+    let ev = wait_for(&mut bob, |e| {
+        e.name == "message"
+            && e.get_child("event", "http://jabber.org/protocol/pubsub#event")
+                .is_some()
+    })
+    .await;
+    assert_eq!(ev.get_attr("from"), Some("alice@a.test"));
+    assert!(ev.to_xml("jabber:client").contains("<device id='1234'/>"));
+    // Bob fetches the list (and would fetch bundles the same way) from alice's server.
+    bob.send("<iq type='get' id='get' to='alice@a.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='eu.siacs.conversations.axolotl.devicelist'/></pubsub></iq>")
+        .await;
+    let got = wait_for(&mut bob, |e| e.get_attr("id") == Some("get")).await;
+    assert_eq!(
+        got.get_attr("type"),
+        Some("result"),
+        "{}",
+        got.to_xml("jabber:client")
+    );
+    assert!(got.to_xml("jabber:client").contains("<device id='1234'/>"));
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fed;
+pub mod pep;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
