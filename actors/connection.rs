@@ -329,6 +329,30 @@ impl Connection {
             return;
         }
         if kind == StanzaKind::Iq {
+            // XEP-0411: legacy bookmarks stored privately are kept in PEP; the PEP service
+            // stores both and answers.
+            let own = to.as_ref().is_none_or(|t| t.as_str() == self.bare.as_str());
+            if own
+                && el.get_attr("type") == Some("set")
+                && el
+                    .get_child("query", services::private::NS)
+                    .is_some_and(|q| {
+                        q.get_child("storage", services::bookmarks::LEGACY)
+                            .is_some()
+                    })
+            {
+                let ask = self
+                    .router
+                    .pep
+                    .legacy_bookmarks
+                    .send(super::pep::LegacyBookmarks { iq: el.clone() });
+                ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
+                    Ok(Some(reply)) => act.send(&reply, ctx),
+                    Ok(None) => {}
+                    Err(_) => act.reply(&el, Condition::InternalServerError.into(), ctx),
+                }));
+                return;
+            }
             if let Some(reply) =
                 services::client_data_iq(&self.shared, &self.bare, to.as_ref(), &el)
             {

@@ -50,6 +50,15 @@ pub struct CapsAnswer {
     pub iq: Element,
 }
 
+/// Connection -> Pep: a legacy client stores XEP-0048 bookmarks in private storage (the
+/// IQ, `from` set): store them, keep the XEP-0402 node in step (XEP-0411), tell the account's
+/// other resources, and answer.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Element>")]
+pub struct LegacyBookmarks {
+    pub iq: Element,
+}
+
 /// Prefix of the ids of our caps queries.
 pub const CAPS_QUERY_ID: &str = "pepcaps-";
 
@@ -57,6 +66,7 @@ pub const CAPS_QUERY_ID: &str = "pepcaps-";
 #[derive(Clone)]
 pub struct PepHandle {
     pub iq: Recipient<PepIq>,
+    pub legacy_bookmarks: Recipient<LegacyBookmarks>,
     pub presence: Recipient<PepPresence>,
     pub caps: Recipient<CapsAnswer>,
 }
@@ -494,6 +504,72 @@ impl Handler<CapsAnswer> for PepService {
         for (owner, full) in waiting {
             self.send_last_items(&owner, &full, &wanted);
         }
+    }
+}
+
+impl Handler<LegacyBookmarks> for PepService {
+    type Result = Option<Element>;
+    fn handle(&mut self, msg: LegacyBookmarks, _: &mut Context<Self>) -> Option<Element> {
+        use crate::services::bookmarks::{from_legacy, LEGACY, NODE};
+        let owner = msg
+            .iq
+            .get_attr("from")
+            .and_then(|f| Jid::new(f).ok())?
+            .to_bare();
+        // The private document itself, as any private-storage set (quota included).
+        let reply = crate::services::client_data_iq(&self.shared, &owner, None, &msg.iq)?;
+        if reply.get_attr("type") != Some("result") {
+            return Some(reply);
+        }
+        let storage = msg
+            .iq
+            .get_child("query", crate::services::private::NS)
+            .and_then(|q| q.get_child("storage", LEGACY))?;
+        let (d, u) = parts(&owner);
+        let store = &self.shared.store.pep;
+        let Ok(existing) = store.get(d, u, NODE) else {
+            return Some(reply);
+        };
+        let mut node = existing.unwrap_or_else(|| {
+            new_node(Some(&Options {
+                access_model: Some("whitelist".into()),
+                max_items: Some(MAX_ITEMS),
+                send_last_published_item: Some("never".into()),
+            }))
+        });
+        let wanted = from_legacy(storage);
+        let items: Vec<(String, String)> = wanted
+            .iter()
+            .map(|(id, el)| (id.clone(), el.to_xml(ns::CLIENT)))
+            .collect();
+        let removed: Vec<String> = node
+            .items
+            .iter()
+            .filter(|(id, _)| !items.iter().any(|(i, _)| i == id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let changed: Vec<(String, Element)> = wanted
+            .into_iter()
+            .filter(|(id, el)| {
+                let xml = el.to_xml(ns::CLIENT);
+                !node.items.iter().any(|(i, x)| i == id && *x == xml)
+            })
+            .collect();
+        node.items = items;
+        node.items.truncate(node.max_items.max(1));
+        if let Err(e) = store.put(d, u, NODE, &node) {
+            log::error!("pep storage failure: {e}");
+            return error_reply(&msg.iq, &Condition::InternalServerError.into());
+        }
+        for (id, payload) in changed {
+            let event = proto::item_event(NODE, &id, payload);
+            self.notify(&owner, NODE, &node.access_model, &event);
+        }
+        if !removed.is_empty() {
+            let event = proto::retract_event(NODE, &removed);
+            self.notify(&owner, NODE, &node.access_model, &event);
+        }
+        Some(reply)
     }
 }
 

@@ -66,9 +66,17 @@ async fn vcard_private_last_activity() {
     let e = ask(&mut j, "<iq type='set' id='q'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='tomb@chat.example' name='Tomb'/></storage></query></iq>").await;
     assert_eq!(e.get_attr("type"), Some("result"));
     let e = ask(&mut j, "<iq type='get' id='q'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>").await;
+    // (Bookmarks come back from their XEP-0402 form, XEP-0411: autojoin is explicit.)
     assert_eq!(
         e.get_child("query", "jabber:iq:private").unwrap().to_xml("jabber:client"),
-        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='tomb@chat.example' name='Tomb'/></storage></query>"
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='tomb@chat.example' name='Tomb' autojoin='false'/></storage></query>"
+    );
+    // ... and are in PEP for XEP-0402 clients.
+    let e = ask(&mut j, "<iq type='get' id='q'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>").await;
+    assert!(
+        e.to_xml("jabber:client").contains("<item id='tomb@chat.example'><conference xmlns='urn:xmpp:bookmarks:1' name='Tomb'/></item>"),
+        "{}",
+        e.to_xml("jabber:client")
     );
     let e = ask(&mut j, "<iq type='get' id='q'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:unset'/></query></iq>").await;
     assert!(e

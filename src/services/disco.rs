@@ -177,6 +177,7 @@ pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
     let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
     features.extend_from_slice(super::pep::FEATURES);
     features.push(super::pep::NS);
+    features.push(super::bookmarks::COMPAT_FEATURE);
     let mut q = info(("account", "registered", ""), &features);
     // XEP-0163: the account is a PEP service.
     let pep = Element::new("identity", ns::DISCO_INFO)

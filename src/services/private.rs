@@ -42,6 +42,23 @@ pub fn handle(
     if get {
         let mut out = Element::new("query", NS);
         for want in docs {
+            // XEP-0411: bookmarks kept in PEP (XEP-0402) are what legacy clients see.
+            if want.ns == super::bookmarks::LEGACY {
+                if let Some(node) = shared
+                    .store
+                    .pep
+                    .get(d, u, super::bookmarks::NODE)
+                    .map_err(internal)?
+                {
+                    let items: Vec<(String, Element)> = node
+                        .items
+                        .iter()
+                        .filter_map(|(id, xml)| Some((id.clone(), parse_element(xml).ok()?)))
+                        .collect();
+                    out = out.child(super::bookmarks::to_legacy(&items));
+                    continue;
+                }
+            }
             let doc = store
                 .private(d, u, &want.ns)
                 .map_err(internal)?
