@@ -331,21 +331,21 @@ impl Connection {
         if kind == StanzaKind::Iq {
             // XEP-0411: legacy bookmarks stored privately are kept in PEP; the PEP service
             // stores both and answers.
+            // XEP-0398 likewise for a vCard with a photo.
             let own = to.as_ref().is_none_or(|t| t.as_str() == self.bare.as_str());
-            if own
-                && el.get_attr("type") == Some("set")
-                && el
-                    .get_child("query", services::private::NS)
-                    .is_some_and(|q| {
-                        q.get_child("storage", services::bookmarks::LEGACY)
-                            .is_some()
-                    })
-            {
+            let bookmarks = el
+                .get_child("query", services::private::NS)
+                .is_some_and(|q| {
+                    q.get_child("storage", services::bookmarks::LEGACY)
+                        .is_some()
+                });
+            let vcard = el.get_child("vCard", services::vcard::NS).is_some();
+            if own && el.get_attr("type") == Some("set") && (bookmarks || vcard) {
                 let ask = self
                     .router
                     .pep
-                    .legacy_bookmarks
-                    .send(super::pep::LegacyBookmarks { iq: el.clone() });
+                    .client_data_set
+                    .send(super::pep::ClientDataSet { iq: el.clone() });
                 ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(Some(reply)) => act.send(&reply, ctx),
                     Ok(None) => {}
@@ -419,6 +419,29 @@ impl Connection {
         }
     }
 
+    /// XEP-0398: available presence carries the hash of the account's PEP avatar
+    /// (XEP-0153), whatever the client put there, once the account has an avatar node.
+    fn stamp_avatar(&self, presence: &mut Element) {
+        use crate::services::avatar;
+        let Some(node) = self
+            .shared
+            .store
+            .pep
+            .get(&self.host, &self.user, avatar::METADATA)
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        let hash = node
+            .items
+            .last()
+            .and_then(|(_, xml)| crate::xml::parse_element(xml).ok())
+            .and_then(|m| avatar::announced(&m))
+            .map(|(id, _)| id);
+        avatar::stamp(presence, hash.as_deref());
+    }
+
     /// A pubsub request for a PEP service: asked of the PEP actor, answered when it replies.
     fn pep_iq(&mut self, iq: Element, ctx: &mut Context<Self>) {
         let ask = self
@@ -474,6 +497,10 @@ impl Connection {
                     Some("unavailable") => None,
                     _ => return,
                 };
+                let mut el = el;
+                if priority.is_some() {
+                    self.stamp_avatar(&mut el);
+                }
                 if let Some(jid) = self.jid.clone() {
                     let initial = priority.is_some() && !self.available;
                     self.available = priority.is_some();

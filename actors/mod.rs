@@ -175,7 +175,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
             });
             let pep_handle = pep::PepHandle {
                 iq: pep.clone().recipient(),
-                legacy_bookmarks: pep.clone().recipient(),
+                client_data_set: pep.clone().recipient(),
                 presence: pep.clone().recipient(),
                 caps: pep.clone().recipient(),
             };

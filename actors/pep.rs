@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::messages::Route;
+use crate::services::avatar;
 use crate::services::pep::{self as proto, Options, Request, MAX_ITEMS};
 use crate::shared::Shared;
 use crate::store::pep::Node;
@@ -50,12 +51,12 @@ pub struct CapsAnswer {
     pub iq: Element,
 }
 
-/// Connection -> Pep: a legacy client stores XEP-0048 bookmarks in private storage (the
-/// IQ, `from` set): store them, keep the XEP-0402 node in step (XEP-0411), tell the account's
-/// other resources, and answer.
+/// Connection -> Pep: the user stores XEP-0048 bookmarks in private storage or sets a vCard
+/// (the IQ, `from` set): store it, keep the PEP form in step (XEP-0411 bookmarks, XEP-0398
+/// avatar), tell those who want to know, and answer.
 #[derive(Message, Debug)]
 #[rtype(result = "Option<Element>")]
-pub struct LegacyBookmarks {
+pub struct ClientDataSet {
     pub iq: Element,
 }
 
@@ -66,7 +67,7 @@ pub const CAPS_QUERY_ID: &str = "pepcaps-";
 #[derive(Clone)]
 pub struct PepHandle {
     pub iq: Recipient<PepIq>,
-    pub legacy_bookmarks: Recipient<LegacyBookmarks>,
+    pub client_data_set: Recipient<ClientDataSet>,
     pub presence: Recipient<PepPresence>,
     pub caps: Recipient<CapsAnswer>,
 }
@@ -251,6 +252,9 @@ impl PepService {
                 let excess = n.items.len().saturating_sub(n.max_items);
                 n.items.drain(..excess);
                 store.put(d, u, &node, &n).map_err(internal)?;
+                if node == avatar::METADATA {
+                    self.avatar_to_vcard(&owner, &payload);
+                }
                 let event = proto::item_event(&node, &id, payload);
                 self.notify(&owner, &node, &n.access_model, &event);
                 Ok(Some(
@@ -345,6 +349,83 @@ impl PepService {
                 store.put(d, u, &node, &n).map_err(internal)?;
                 Ok(None)
             }
+        }
+    }
+
+    /// XEP-0398: the avatar announced in PEP becomes the vCard's PHOTO.
+    fn avatar_to_vcard(&self, owner: &BareJid, metadata: &Element) {
+        let (d, u) = parts(owner);
+        let store = &self.shared.store;
+        let photo = match avatar::announced(metadata) {
+            Some((id, kind)) => {
+                let data = store
+                    .pep
+                    .get(d, u, avatar::DATA)
+                    .ok()
+                    .flatten()
+                    .and_then(|n| n.items.into_iter().find(|(i, _)| *i == id))
+                    .and_then(|(_, xml)| parse_element(&xml).ok())
+                    .map(|e| e.text_content());
+                match data {
+                    Some(b64) => Some((kind, b64)),
+                    // The data is not there (published elsewhere, or not yet): keep the vCard.
+                    None => return,
+                }
+            }
+            None => None,
+        };
+        let old = store
+            .client_data
+            .vcard(d, u)
+            .ok()
+            .flatten()
+            .and_then(|x| parse_element(&x).ok());
+        let card = avatar::with_photo(old, photo.as_ref().map(|(k, b)| (k.as_str(), b.as_str())));
+        let xml = card.to_xml(ns::CLIENT);
+        if xml.len() <= self.shared.config.limits.max_vcard_bytes {
+            if let Err(e) = store.client_data.set_vcard(d, u, &xml) {
+                log::error!("vCard storage failure: {e}");
+            }
+        }
+    }
+
+    /// XEP-0398: a vCard PHOTO becomes the PEP avatar (data, then metadata), told to those who
+    /// want it.
+    fn vcard_to_avatar(&mut self, owner: &BareJid, card: &Element) {
+        let Some((id, kind, b64, size)) = avatar::from_vcard(card) else {
+            return;
+        };
+        let (d, u) = parts(owner);
+        let store = &self.shared.store.pep;
+        let current = store
+            .get(d, u, avatar::METADATA)
+            .ok()
+            .flatten()
+            .and_then(|n| n.items.last().cloned())
+            .and_then(|(_, xml)| parse_element(&xml).ok())
+            .and_then(|m| avatar::announced(&m));
+        if current.is_some_and(|(i, _)| i == id) {
+            return;
+        }
+        let (data, metadata) = avatar::pep_payloads(&id, &kind, &b64, size);
+        for (node_name, payload) in [(avatar::DATA, data), (avatar::METADATA, metadata)] {
+            let mut node = match store.get(d, u, node_name) {
+                Ok(Some(n)) => n,
+                Ok(None) => new_node(Some(&Options {
+                    access_model: Some("open".into()),
+                    ..Options::default()
+                })),
+                Err(_) => return,
+            };
+            node.items.retain(|(i, _)| *i != id);
+            node.items.push((id.clone(), payload.to_xml(ns::CLIENT)));
+            let excess = node.items.len().saturating_sub(node.max_items);
+            node.items.drain(..excess);
+            if store.put(d, u, node_name, &node).is_err() {
+                return;
+            }
+            let event = proto::item_event(node_name, &id, payload);
+            self.notify(owner, node_name, &node.access_model, &event);
         }
     }
 
@@ -507,9 +588,9 @@ impl Handler<CapsAnswer> for PepService {
     }
 }
 
-impl Handler<LegacyBookmarks> for PepService {
+impl Handler<ClientDataSet> for PepService {
     type Result = Option<Element>;
-    fn handle(&mut self, msg: LegacyBookmarks, _: &mut Context<Self>) -> Option<Element> {
+    fn handle(&mut self, msg: ClientDataSet, _: &mut Context<Self>) -> Option<Element> {
         use crate::services::bookmarks::{from_legacy, LEGACY, NODE};
         let owner = msg
             .iq
@@ -519,6 +600,10 @@ impl Handler<LegacyBookmarks> for PepService {
         // The private document itself, as any private-storage set (quota included).
         let reply = crate::services::client_data_iq(&self.shared, &owner, None, &msg.iq)?;
         if reply.get_attr("type") != Some("result") {
+            return Some(reply);
+        }
+        if let Some(card) = msg.iq.get_child("vCard", crate::services::vcard::NS) {
+            self.vcard_to_avatar(&owner, card);
             return Some(reply);
         }
         let storage = msg

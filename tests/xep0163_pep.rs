@@ -411,3 +411,75 @@ async fn last_item_on_presence_only_with_notify_and_data_goes_with_the_account()
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatars_convert_between_pep_and_vcard() {
+    const META: &str = "urn:xmpp:avatar:metadata";
+    let s = TestServer::start();
+    for u in ["juliet", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    let mut j = online_with_caps(&s, "juliet", "balcony", &[]).await;
+    answer_caps(&mut j, &[]).await;
+    let mut r = online_with_caps(&s, "romeo", "orchard", &[META]).await;
+    answer_caps(&mut r, &[META]).await;
+    befriend(&mut j, "juliet@localhost", &mut r, "romeo@localhost").await;
+
+    // A legacy client sets a vCard with a photo ("hello"): PEP clients are told of it.
+    let res = iq(&mut j, "v1", "<iq type='set' id='ID'><vCard xmlns='vcard-temp'><FN>Juliet</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>aGVsbG8=</BINVAL></PHOTO></vCard></iq>").await;
+    assert_eq!(res.get_attr("type"), Some("result"));
+    let hello = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+    let ev = wait_for(&mut r, |e| event_items(e).is_some()).await;
+    assert_eq!(
+        event_items(&ev),
+        Some((META.to_owned(), vec![hello.to_owned()]))
+    );
+    let data = iq(&mut r, "d1", &format!("<iq type='get' id='ID' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:avatar:data'/></pubsub></iq>")).await;
+    assert!(
+        data.to_xml("jabber:client").contains(">aGVsbG8=<"),
+        "{}",
+        data.to_xml("jabber:client")
+    );
+    // Her presence now carries the hash (XEP-0153), for legacy clients.
+    j.send("<presence><x xmlns='vcard-temp:x:update'><photo>stale</photo></x></presence>")
+        .await;
+    let p = wait_for(&mut r, |e| {
+        e.name == "presence" && e.get_attr("from") == Some("juliet@localhost/balcony")
+    })
+    .await;
+    let photo = p
+        .get_child("x", "vcard-temp:x:update")
+        .and_then(|x| x.get_child("photo", "vcard-temp:x:update"))
+        .map(Element::text_content);
+    assert_eq!(photo.as_deref(), Some(hello));
+
+    // A PEP client publishes another avatar ("world"): the vCard follows.
+    let world = "7c211433f02071597741e6ff5a8ea34789abbf43";
+    iq(
+        &mut j,
+        "a1",
+        &publish(
+            "urn:xmpp:avatar:data",
+            world,
+            "<data xmlns='urn:xmpp:avatar:data'>d29ybGQ=</data>",
+            "",
+        ),
+    )
+    .await;
+    iq(&mut j, "a2", &publish(META, world, &format!("<metadata xmlns='urn:xmpp:avatar:metadata'><info id='{world}' type='image/jpeg' bytes='5'/></metadata>"), "")).await;
+    let card = iq(
+        &mut r,
+        "v2",
+        "<iq type='get' id='ID' to='juliet@localhost'><vCard xmlns='vcard-temp'/></iq>",
+    )
+    .await;
+    let xml = card.to_xml("jabber:client");
+    assert!(
+        xml.contains("<BINVAL>d29ybGQ=</BINVAL>") && xml.contains("<TYPE>image/jpeg</TYPE>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<FN>Juliet</FN>"),
+        "the rest of the vCard is kept: {xml}"
+    );
+}

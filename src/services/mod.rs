@@ -5,6 +5,7 @@
 //! Adding a XEP: add a file, list its features in [`SERVER_FEATURES`], route its namespace in
 //! [`server_iq`].
 
+pub mod avatar;
 pub mod bookmarks;
 pub mod carbons;
 pub mod disco;
