@@ -341,6 +341,8 @@ pub struct RouterHandle {
     pub roster: RosterHandle,
     /// The offline spool, to collect messages at initial presence.
     pub take_offline: Recipient<TakeOffline>,
+    /// Answered once the router has handled everything sent to it before.
+    pub barrier: Recipient<Barrier>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
     pub resumable: super::connection::sm::Resumable,
     /// The PEP service (XEP-0163).

@@ -328,6 +328,7 @@ impl Router {
         RouterHandle {
             take_offline,
             pep,
+            barrier: addr.clone().recipient(),
             resumable: Default::default(),
             directory: self.directory.clone(),
             roster,

@@ -1,7 +1,10 @@
 //! XEP-0198 Stream Management: acks both ways, and resumption.
 //!
-//! `h` counts stanzas: the server acks an incoming stanza once it has been handled (answered,
-//! or handed to the router, which never loses it: delivered, spooled or bounced).
+//! `h` counts stanzas: the server acks an incoming stanza once it has been handled: answered,
+//! or routed (the answer to `<r/>` waits for a round trip through the router when stanzas of
+//! the session are still with it), so what is acknowledged has been delivered to the
+//! recipient's session, handed to the offline spool (on disk within
+//! `storage.flush_window_ms`) or bounced.
 //!
 //! With `<enable resume='true'/>` a session whose connection drops without a closing
 //! `</stream:stream>` hibernates: the actor stays bound (the user stays available to
@@ -20,7 +23,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::{events, write_loop, Connection};
-use crate::actors::messages::Route;
+use crate::actors::messages::{Barrier, Route};
 use crate::login::LoggedIn;
 use crate::shared::ConnSlot;
 use crate::xml::Element;
@@ -131,7 +134,18 @@ impl Connection {
             "r" => {
                 if let Some(sm) = &self.sm {
                     let h = sm.handled;
-                    self.send_raw(format!("<a xmlns='{NS}' h='{h}'/>"), ctx);
+                    let answer = format!("<a xmlns='{NS}' h='{h}'/>");
+                    if self.inflight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                        self.send_raw(answer, ctx);
+                    } else {
+                        // Acknowledge only what the router has handled (delivered, spooled
+                        // or bounced): a round trip through it first.
+                        let done = self.router.barrier.send(Barrier);
+                        ctx.spawn(
+                            done.into_actor(self)
+                                .map(move |_, act, ctx| act.send_raw(answer, ctx)),
+                        );
+                    }
                 }
             }
             "a" => {
