@@ -176,3 +176,109 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
         }
     }
 }
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Federation too: two real servers at trace level link up (dialback), chat, bounce a stanza
+/// for an unreachable domain and meet a peer that fails; no address and no body in either log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ip_address_or_message_body_in_federation_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, dead) = (free_port(), free_port(), free_port());
+    let config = |domain: &str, own: u16, other: &str, other_port: u16| {
+        let data = dir.path().join(domain);
+        format!(
+            "data_dir = {data:?}\n[hosts.\"{domain}\"]\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:{own}\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[s2s.routes]\n\"{other}\" = \"127.0.0.1:{other_port}\"\n\"dead.test\" = \"127.0.0.1:{dead}\"\n"
+        )
+    };
+    let a = Binary::start_config(
+        &dir.path().join("a.test"),
+        &config("a.test", pa, "b.test", pb),
+        "trace",
+    );
+    let b = Binary::start_config(
+        &dir.path().join("b.test"),
+        &config("b.test", pb, "a.test", pa),
+        "trace",
+    );
+    let secret = "federated-secret-body-91c2";
+    let mut alice = Client::starttls(a.starttls, "a.test").await;
+    assert_eq!(
+        alice.register("alice", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    let mut bob = Client::starttls(b.starttls, "b.test").await;
+    assert_eq!(
+        bob.register("bob", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    let mut alice = Client::starttls(a.starttls, "a.test").await;
+    alice
+        .auth_scram("SCRAM-SHA-256", "alice", "pw")
+        .await
+        .unwrap();
+    alice.bind(Some("r")).await;
+    let mut bob = Client::starttls(b.starttls, "b.test").await;
+    bob.auth_scram("SCRAM-SHA-256", "bob", "pw").await.unwrap();
+    bob.bind(Some("r")).await;
+    bob.send("<presence/>").await;
+    alice
+        .send(&format!(
+            "<message to='bob@b.test/r' type='chat'><body>{secret}</body></message>"
+        ))
+        .await;
+    loop {
+        let e = bob.recv().await;
+        if e.name == "message" {
+            break;
+        }
+    }
+    alice
+        .send(&format!(
+            "<message to='x@dead.test' type='chat' id='d'><body>{secret}</body></message>"
+        ))
+        .await;
+    loop {
+        if alice.recv().await.get_attr("id") == Some("d") {
+            break;
+        }
+    }
+    // A peer that speaks nonsense on the server port.
+    let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", pb))
+        .await
+        .unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"<stream:stream xmlns='jabber:client'>")
+        .await
+        .unwrap();
+    let _ = read_to_close(&mut junk).await;
+    let ports = [alice.local_port(), bob.local_port(), junk_port];
+    drop((alice, bob));
+    let mut lines = a.stop();
+    lines.extend(b.stop());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("link up a.test -> b.test (dialback)")),
+        "the link was logged"
+    );
+    for line in &lines {
+        assert!(!line.contains(secret), "message body in the log: {line}");
+        if !line.contains("listening for") {
+            assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
+        }
+        for p in ports {
+            assert!(
+                !line.contains(&format!(":{p}")),
+                "peer port in the log: {line}"
+            );
+        }
+    }
+}

@@ -774,16 +774,21 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(data: &std::path::Path, extra: &str, rust_log: &str) -> Binary {
-        use std::io::BufRead;
-        let cfg = data.with_extension("toml");
-        std::fs::write(
-            &cfg,
-            format!(
+        Self::start_config(
+            data,
+            &format!(
                 "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n{extra}\n",
                 data
             ),
+            rust_log,
         )
-        .unwrap();
+    }
+
+    /// Start with this whole configuration file (written next to `data`).
+    pub fn start_config(data: &std::path::Path, config: &str, rust_log: &str) -> Binary {
+        use std::io::BufRead;
+        let cfg = data.with_extension("toml");
+        std::fs::write(&cfg, config).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
             .args(["serve", "--config"])
             .arg(&cfg)
