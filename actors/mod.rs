@@ -324,7 +324,7 @@ async fn accept_loop(
                 };
                 match (kind, federation) {
                     (ListenerKind::S2s | ListenerKind::S2sDirectTls, Some((manager, cx))) => {
-                        server(tcp, kind, shared, cx, router, manager, slot).await
+                        server(tcp, peer, kind, shared, cx, router, manager, slot).await
                     }
                     (ListenerKind::S2s | ListenerKind::S2sDirectTls, None) => {}
                     _ => client(tcp, peer, kind, shared, router, slot).await,
@@ -338,6 +338,7 @@ async fn accept_loop(
 /// (`src/s2s/incoming.rs`), then the S2sIn actor.
 async fn server(
     tcp: tokio::net::TcpStream,
+    peer: crate::limits::PeerAddr,
     kind: ListenerKind,
     shared: Arc<Shared>,
     cx: Arc<crate::s2s::S2sContext>,
@@ -346,11 +347,27 @@ async fn server(
     slot: crate::shared::ConnSlot,
 ) {
     let id = shared.next_conn_id();
+    // The same cap on unfinished handshakes per address as for clients (slowloris).
+    let exempt = shared.config.limits.exempt_loopback && peer.is_loopback();
+    let per_address = if exempt {
+        0
+    } else {
+        shared.config.limits.max_unauthenticated_per_address
+    };
+    let Some(pending) = shared.limiter.unauthenticated_slot(peer, per_address) else {
+        log::debug!(
+            "s2s#{}: refused: too many unfinished handshakes from one address",
+            id.0
+        );
+        return;
+    };
     let _ = tcp.set_nodelay(true);
     log::debug!("s2s#{}: connected ({kind:?})", id.0);
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
     let direct = kind == ListenerKind::S2sDirectTls;
-    match crate::s2s::incoming::negotiate(&shared, &cx, tcp, direct, deadline).await {
+    let negotiated = crate::s2s::incoming::negotiate(&shared, &cx, tcp, direct, deadline).await;
+    drop(pending);
+    match negotiated {
         Ok(accepted) => {
             s2s_in::S2sIn::start(id, shared, cx, router, manager, accepted, slot);
         }
