@@ -323,8 +323,8 @@ async fn accept_loop(
                     return;
                 };
                 match (kind, federation) {
-                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, Some((manager, cx))) => {
-                        server(tcp, peer, kind, shared, cx, router, manager, slot).await
+                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, Some(fed)) => {
+                        server(tcp, peer, kind, shared, fed, router, slot).await
                     }
                     (ListenerKind::S2s | ListenerKind::S2sDirectTls, None) => {}
                     _ => client(tcp, peer, kind, shared, router, slot).await,
@@ -341,9 +341,8 @@ async fn server(
     peer: crate::limits::PeerAddr,
     kind: ListenerKind,
     shared: Arc<Shared>,
-    cx: Arc<crate::s2s::S2sContext>,
+    (manager, cx): (Addr<s2s::S2s>, Arc<crate::s2s::S2sContext>),
     router: RouterHandle,
-    manager: Addr<s2s::S2s>,
     slot: crate::shared::ConnSlot,
 ) {
     let id = shared.next_conn_id();
