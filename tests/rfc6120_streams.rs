@@ -489,6 +489,9 @@ async fn stream_header_errors() {
         ("empty-element header", format!("<stream:stream {NS} to='localhost' version='1.0'/>"), "not-well-formed"),
         ("undeclared stream prefix", "<stream:stream xmlns='jabber:client' to='localhost' version='1.0'>".to_owned(), "not-well-formed"),
         ("text before the header", format!("hello{}", header("localhost")), "not-well-formed"),
+        // Refused at once, not after the handshake timeout (no `<` ever comes).
+        ("an HTTP request", "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(), "not-well-formed"),
+        ("binary junk", "\u{1}\u{2}\u{3}\u{4}".to_owned(), "not-well-formed"),
         ("duplicate attribute", stream_open(&format!("{NS} to='localhost' to='localhost' version='1.0'")), "not-well-formed"),
         ("DOCTYPE", format!("<?xml version='1.0'?><!DOCTYPE stream:stream>{}", stream_open(&format!("{NS} to='localhost' version='1.0'"))), "restricted-xml"),
         ("billion laughs", format!("<?xml version='1.0'?>{}", billion_laughs(&format!("<stream:stream {NS} to='localhost' version='1.0'>"))), "restricted-xml"),

@@ -353,6 +353,9 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
 
     /// The next event of the stream.
     pub async fn next(&mut self) -> Result<StreamEvent, ParseError> {
+        if !self.open {
+            self.check_prolog().await?;
+        }
         let mut buf = std::mem::take(&mut self.buf);
         let result = loop {
             buf.clear();
@@ -371,6 +374,28 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
             self.buf = buf;
         }
         result
+    }
+
+    /// Before the stream header only whitespace and markup may come: anything else (an HTTP
+    /// request, a TLS ClientHello on the STARTTLS port, binary junk) is refused at once
+    /// instead of waiting for a `<` that never comes.
+    async fn check_prolog(&mut self) -> Result<(), ParseError> {
+        use tokio::io::AsyncBufReadExt;
+        let inner = self
+            .reader
+            .as_mut()
+            .expect("reader present outside reset")
+            .get_mut();
+        let data = inner.fill_buf().await.map_err(ParseError::Io)?;
+        match data
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            Some(b'<') | None => Ok(()),
+            Some(_) => Err(ParseError::NotWellFormed(
+                "text before the stream header".into(),
+            )),
+        }
     }
 
     fn handle(&mut self, ev: Event<'_>) -> Result<Option<StreamEvent>, ParseError> {

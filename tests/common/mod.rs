@@ -4,6 +4,7 @@
 
 pub mod fed;
 pub mod pep;
+pub mod s2s;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
