@@ -20,6 +20,8 @@
 //! - [`server`]: running a whole server in a thread (the daemon and the tests use it).
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod login;
 pub mod roster;

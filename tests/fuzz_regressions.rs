@@ -1,0 +1,49 @@
+//! The fuzz targets' corpora (`fuzz/corpus/<target>/`, kept after fuzzing) and crash
+//! reproducers (`fuzz/regressions/<target>/`) replayed on stable Rust, so that whatever the
+//! fuzzer once found stays fixed. The targets are `kleiber::fuzzing::*`; `fuzz/README.md` says
+//! how to fuzz.
+
+use std::path::Path;
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut n = 0;
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for file in files {
+            if file.file_name().is_some_and(|n| n == ".gitkeep") {
+                continue;
+            }
+            let data = std::fs::read(&file).unwrap();
+            let name = file.display().to_string();
+            let ok = std::panic::catch_unwind(|| f(&data));
+            assert!(ok.is_ok(), "{name} panics in {target}");
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn stream_parser_corpus() {
+    assert!(replay("stream", kleiber::fuzzing::stream) > 0);
+}
+
+#[test]
+fn jid_corpus() {
+    assert!(replay("jid", kleiber::fuzzing::jid) > 0);
+}
+
+#[test]
+fn sasl_corpus() {
+    assert!(replay("sasl", kleiber::fuzzing::sasl) > 0);
+}
+
+#[test]
+fn config_corpus() {
+    assert!(replay("config", kleiber::fuzzing::config) > 0);
+}
