@@ -536,9 +536,20 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
 
     fn resolve_ns(&self, res: ResolveResult<'_>) -> Result<String, ParseError> {
         match res {
-            ResolveResult::Bound(ns) => std::str::from_utf8(ns.as_ref())
-                .map(str::to_owned)
-                .map_err(|e| ParseError::NotWellFormed(e.to_string())),
+            // quick-xml hands over the declaration's raw value: references in it (`&amp;`,
+            // `&#58;`) must be resolved like in any attribute, or the namespace read here
+            // would differ from what every other parser reads (found by fuzzing).
+            ResolveResult::Bound(ns) => {
+                let raw = std::str::from_utf8(ns.as_ref())
+                    .map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
+                let value = quick_xml::escape::unescape(raw).map_err(escape_error)?;
+                if value.chars().any(|c| !is_xml_char(c)) {
+                    return Err(ParseError::NotWellFormed(
+                        "forbidden character in a namespace name".into(),
+                    ));
+                }
+                Ok(value.into_owned())
+            }
             ResolveResult::Unbound => Ok(String::new()),
             ResolveResult::Unknown(p) => Err(ParseError::NotWellFormed(format!(
                 "undeclared prefix {}",
@@ -748,6 +759,14 @@ pub fn parse_element(xml: &str) -> Result<Element, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn namespace_names_are_unescaped() {
+        let e = parse_element("<a xmlns='urn:x&amp;y&#58;z&gt;'/>").unwrap();
+        assert_eq!(e.ns, "urn:x&y:z>");
+        assert!(parse_element("<a xmlns='urn:&#0;'/>").is_err());
+        assert!(parse_element("<a xmlns='urn:&bogus;'/>").is_err());
+    }
+
     use super::*;
 
     #[test]
