@@ -396,9 +396,21 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    // Keys can hold anything a quoted TOML key can (`"a\nb"`); the error stays one line.
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    };
     ConfigError {
-        key: key.to_owned(),
-        problem: problem.into(),
+        key: one_line(key),
+        problem: one_line(&problem.into()),
     }
 }
 
@@ -587,6 +599,13 @@ mod tests {
     fn example_file_parses() {
         let text = include_str!("../config.example.toml");
         Config::parse(text).unwrap();
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        let e = Config::parse("[s2s.routes]\n\"a\\nb\" = \"x\"\n").unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.key.contains("a\\nb"), "{e}");
     }
 
     #[test]
