@@ -51,10 +51,13 @@
 //!   reconnection) until the last `<resumed/>`, resumed and failed sessions (by reason),
 //!   per-session resume latency percentiles (connect to `<resumed/>`), and with
 //!   `--server-pid` the server CPU from the cut to the last `<resumed/>` (per resumption too)
-//!   and its RSS before and after. With `--storm-message`, before the cut session i sends a chat
-//!   message to session i+1 and every recipient resumes with an `h` that leaves it out (as if it
-//!   had been lost with the connection): the server must send it again after `<resumed/>`, and
-//!   it must arrive exactly once. The clients acknowledge everything before closing.
+//!   and its RSS before and after; also the machine's TCP counters over the storm (accept queue
+//!   overflows, SYNs sent again: with more connections at once than the server's listen
+//!   backlog, the kernel drops SYNs and the clients retry after 1 s, 3 s, 7 s, ...). With
+//!   `--storm-message`, before the cut session i sends a chat message to session i+1 and every
+//!   recipient resumes with an `h` that leaves it out (as if it had been lost with the
+//!   connection): the server must send it again after `<resumed/>`, and it must arrive exactly
+//!   once. The clients acknowledge everything before closing.
 //!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 
@@ -1267,6 +1270,19 @@ fn machine_ticks() -> Option<(u64, u64)> {
         .collect();
     let total: u64 = v.iter().sum();
     Some((total - v.get(3)? - v.get(4)?, total))
+}
+
+/// Counters of the whole machine's TCP stack from /proc/net/netstat (`TcpExt` section), in
+/// the order of `names`; `None` if one is missing.
+fn tcp_ext(names: &[&str]) -> Option<Vec<u64>> {
+    let s = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = s.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (keys, values) = (lines.next()?, lines.next()?);
+    let map: HashMap<&str, &str> = keys
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .collect();
+    names.iter().map(|n| map.get(n)?.parse().ok()).collect()
 }
 
 /// Summed over the server's pids; `None` without --server-pid or if a process vanished.
@@ -3176,6 +3192,10 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
     let lost_before_cut = ready - states.len();
     let msg_before_cut = states.iter().filter(|(_, sm)| sm.frozen).count();
     let rss_before = server_rss(pids);
+    // Connections refused for a full accept queue, and SYNs sent again (by the clients, here:
+    // all on loopback) meanwhile; machine-wide.
+    const TCP: [&str; 3] = ["ListenOverflows", "ListenDrops", "TCPSynRetrans"];
+    let tcp0 = tcp_ext(&TCP);
     let cpu0 = cpu_snap(pids);
     let self0 = cpu_ns("self");
     let busy0 = machine_busy_ticks();
@@ -3285,6 +3305,7 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
     let cpu1 = cpu_snap(pids);
     let self1 = cpu_ns("self");
     let busy1 = machine_busy_ticks();
+    let tcp1 = tcp_ext(&TCP);
     let rss_after = server_rss(pids);
     let resumed = lat_us.len();
     let failed = reported - resumed;
@@ -3351,6 +3372,10 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
         _ => None,
     };
     let pct = |v: Option<f64>| v.map(|v| v / wall_ms * 100.0);
+    let tcp_delta = |k: usize| match (&tcp0, &tcp1) {
+        (Some(a), Some(b)) => b[k].saturating_sub(a[k]).to_string(),
+        _ => "na".to_string(),
+    };
     let rss_s = |v: Option<u64>| v.map_or("na".to_string(), |v| v.to_string());
     let mut fails: Vec<String> = failures.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     fails.sort();
@@ -3365,8 +3390,8 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
          tail_cpu_s={} rss_start_kib={} rss_before_kib={} rss_after_kib={} rss_end_kib={} \
          h_mismatch={h_mismatch} msg_expected={msg_expected} msg_before_cut={msg_before_cut} \
          msg_once={msg_once} msg_missing={msg_missing} msg_dup={msg_dup} \
-         after_resume_stanzas={after_stanzas} cut_ms={cut_ms:.1} setup_s={setup_s:.1} \
-         failures={} errors={errors}",
+         after_resume_stanzas={after_stanzas} listen_overflows={} listen_drops={} \
+         syn_retrans={} cut_ms={cut_ms:.1} setup_s={setup_s:.1} failures={} errors={errors}",
         args.label,
         args.concurrency.max(1),
         args.storm_delay_ms,
@@ -3392,6 +3417,9 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
         rss_s(rss_before),
         rss_s(rss_after),
         rss_s(rss_end),
+        tcp_delta(0),
+        tcp_delta(1),
+        tcp_delta(2),
         if fails.is_empty() {
             "none".to_string()
         } else {
