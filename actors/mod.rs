@@ -334,6 +334,18 @@ async fn accept_loop(
     }
 }
 
+/// Whether the address is exempt from the abuse limits (loopback), and how many unfinished
+/// handshakes it may have (`limits.max_unauthenticated_per_address`; 0: no limit).
+fn handshake_limit(shared: &Shared, peer: crate::limits::PeerAddr) -> (bool, usize) {
+    let exempt = shared.config.limits.exempt_loopback && peer.is_loopback();
+    let per_address = if exempt {
+        0
+    } else {
+        shared.config.limits.max_unauthenticated_per_address
+    };
+    (exempt, per_address)
+}
+
 /// One incoming server-to-server connection on a worker arbiter: TLS and negotiation
 /// (`src/s2s/incoming.rs`), then the S2sIn actor.
 async fn server(
@@ -347,12 +359,7 @@ async fn server(
 ) {
     let id = shared.next_conn_id();
     // The same cap on unfinished handshakes per address as for clients (slowloris).
-    let exempt = shared.config.limits.exempt_loopback && peer.is_loopback();
-    let per_address = if exempt {
-        0
-    } else {
-        shared.config.limits.max_unauthenticated_per_address
-    };
+    let (_, per_address) = handshake_limit(&shared, peer);
     let Some(pending) = shared.limiter.unauthenticated_slot(peer, per_address) else {
         log::debug!(
             "s2s#{}: refused: too many unfinished handshakes from one address",
@@ -384,12 +391,7 @@ async fn client(
     slot: crate::shared::ConnSlot,
 ) {
     let id = shared.next_conn_id();
-    let exempt = shared.config.limits.exempt_loopback && peer.is_loopback();
-    let per_address = if exempt {
-        0
-    } else {
-        shared.config.limits.max_unauthenticated_per_address
-    };
+    let (exempt, per_address) = handshake_limit(&shared, peer);
     let Some(pending) = shared.limiter.unauthenticated_slot(peer, per_address) else {
         log::debug!("{id}: refused: too many unauthenticated connections from one address");
         return;

@@ -199,22 +199,11 @@ async fn kleiber_and_prosody_users_subscribe_and_chat() {
     let mut dave = prosody_login(&prosody, "dave").await;
     dave.send("<message to='carol@kleiber.test' type='chat'><body>from prosody</body></message>")
         .await;
-    let mut kept = false;
-    for _ in 0..400 {
-        if k.shared()
-            .store
-            .offline
-            .usage("kleiber.test", "carol")
-            .map(|u| u.count)
-            .unwrap_or(0)
-            > 0
-        {
-            kept = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(kept, "prosody's message was kept for carol");
+    assert_eq!(
+        wait_offline(&k, "kleiber.test", "carol", 1).await,
+        1,
+        "prosody's message was kept for carol"
+    );
 
     let links = k
         .server

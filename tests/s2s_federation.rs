@@ -76,22 +76,11 @@ async fn offline_message_and_vcard_across_servers() {
     alice
         .send("<message to='bob@b.test' type='chat'><body>while you were away</body></message>")
         .await;
-    let mut kept = false;
-    for _ in 0..400 {
-        if b.shared()
-            .store
-            .offline
-            .usage("b.test", "bob")
-            .map(|u| u.count)
-            .unwrap_or(0)
-            > 0
-        {
-            kept = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(kept, "the message was stored on b.test");
+    assert_eq!(
+        wait_offline(&b, "b.test", "bob", 1).await,
+        1,
+        "the message was stored on b.test"
+    );
     let mut bob = Client::starttls(b.starttls, "b.test").await;
     bob.auth_scram("SCRAM-SHA-256", "bob", "pw").await.unwrap();
     bob.bind(Some("r")).await;

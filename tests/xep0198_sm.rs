@@ -246,21 +246,11 @@ async fn session_not_resumed_in_time_sends_its_messages_to_the_spool() {
     r.send("<message to='juliet@localhost' type='chat' id='u2'><body>2</body></message>")
         .await;
     // Both wait in the session until it ends, then in the spool.
-    let mut n = 0;
-    for _ in 0..400 {
-        n = s
-            .shared()
-            .store
-            .offline
-            .usage("localhost", "juliet")
-            .unwrap()
-            .count;
-        if n == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(n, 2, "both unacknowledged messages kept offline");
+    assert_eq!(
+        wait_offline(&s, "localhost", "juliet", 2).await,
+        2,
+        "both unacknowledged messages kept offline"
+    );
     // Too late to resume.
     let mut j = authenticated(&s, "juliet").await;
     j.send(&format!(

@@ -918,3 +918,23 @@ pub fn run_interop(
     );
     stdout
 }
+
+/// Wait (a hang guard, no timing assertion) until `user@domain` has `n` offline messages
+/// stored; returns the count seen last.
+pub async fn wait_offline(s: &TestServer, domain: &str, user: &str, n: u64) -> u64 {
+    let mut count = 0;
+    for _ in 0..400 {
+        count = s
+            .shared()
+            .store
+            .offline
+            .usage(domain, user)
+            .map(|u| u.count)
+            .unwrap_or(0);
+        if count >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    count
+}
