@@ -32,8 +32,9 @@ pub fn stream(data: &[u8]) {
                 Ok(StreamEvent::Element(el)) => {
                     let xml = el.to_xml(crate::xmpp::ns::CLIENT);
                     let wrapped = format!("<r xmlns='{}'>{xml}</r>", crate::xmpp::ns::CLIENT);
-                    let back = crate::xml::parse_element(&wrapped)
-                        .unwrap_or_else(|e| panic!("serialised element does not parse: {e:?}: {xml}"));
+                    let back = crate::xml::parse_element(&wrapped).unwrap_or_else(|e| {
+                        panic!("serialised element does not parse: {e:?}: {xml}")
+                    });
                     let inner = back.elements().next().expect("one child");
                     assert_eq!(*inner, el, "round trip changed the element: {xml}");
                 }
