@@ -12,8 +12,11 @@
 #
 # kleiber: release build, compare.sh's config (every abuse limit off, SCRAM 4,096 iterations,
 # STARTTLS) with limits.sm_resume_timeout_secs = 300 (the default) written out, default log
-# level (info). Prosody 0.12: the shared peers' benchmark config (../shared/peers/peers.sh;
-# mod_smacks enabled, smacks_hibernation_time at its default of 600 s).
+# level (info), and by default the same certificate as Prosody (the peers' RSA-2048 one for
+# bench.test): every resumption is a full TLS handshake, whose cost depends on the key type
+# (KLEIBER_CERT= : kleiber's own self-signed ECDSA P-256 certificate for localhost instead).
+# Prosody 0.12: the shared peers' benchmark config (../shared/peers/peers.sh; mod_smacks
+# enabled, smacks_hibernation_time at its default of 600 s).
 #
 # Usage:  benches/resume_storm.sh
 #         SERVERS=kleiber N=100 CONCURRENCY=100 RUNS=1 benches/resume_storm.sh   # a quick run
@@ -43,7 +46,13 @@ PEERS="${PEERS:-$ROOT/../shared/peers/peers.sh}"
 PROSODY_PORT="${PROSODY_PORT:-5422}"
 PROSODY_DOMAIN="${PROSODY_DOMAIN:-bench.test}"
 KLEIBER_BIN="${KLEIBER_BIN:-$ROOT/target/release/kleiber}"
-KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-localhost}"
+KLEIBER_CERT="${KLEIBER_CERT-$(dirname "$PEERS")/certs/bench.test.crt}" # empty: self-signed
+KLEIBER_KEY="${KLEIBER_KEY-$(dirname "$PEERS")/certs/bench.test.key}"
+if [ -n "$KLEIBER_CERT" ]; then
+  KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-bench.test}"
+else
+  KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-localhost}"
+fi
 LOAD_BIN="${LOAD_BIN:-}"             # empty: built with cargo bench --bench load --no-run
 
 WORK="$(mktemp -d /tmp/kleiber-storm.XXXXXX)"
@@ -102,9 +111,13 @@ KLEIBER_PORT=""
 kleiber_start() {
   KLEIBER_PORT="$(free_port)"
   mkdir -p "$WORK/kleiber"
+  local cert=""
+  [ -n "$KLEIBER_CERT" ] && cert="certificate = \"$KLEIBER_CERT\"
+key = \"$KLEIBER_KEY\""
   cat > "$WORK/kleiber/kleiber.toml" <<EOF
 data_dir = "$WORK/kleiber/data"
 [hosts."$KLEIBER_DOMAIN"]
+$cert
 [listen]
 c2s_starttls = ["127.0.0.1:$KLEIBER_PORT"]
 c2s_direct_tls = []
