@@ -246,11 +246,9 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
         .filter(|_| s2s.is_some());
     let kinds = kinds.chain(s2s_kinds);
     for (kind, addr) in kinds {
-        let std_listener = std::net::TcpListener::bind(addr)
+        let listener = listen(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        std_listener.set_nonblocking(true)?;
-        let local = std_listener.local_addr()?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let local = listener.local_addr()?;
         listeners.push((kind, local));
         let federation = match (&s2s, &s2s_cx) {
             (Some(m), Some(cx)) => Some((m.clone(), cx.clone())),
@@ -279,6 +277,26 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
         listeners,
         _arbiters: arbiters,
     })
+}
+
+/// Connections the kernel queues before they are accepted. The standard library's 128 makes
+/// a reconnect storm (a network change for many phones at once) overflow the queue and wait
+/// for SYN retransmissions; the kernel still caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket. An IPv6 address listens for IPv6 only, so `0.0.0.0:5222` and
+/// `[::]:5222` can both be configured (Linux would otherwise refuse the second).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }
 
 async fn accept_loop(
