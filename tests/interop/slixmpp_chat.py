@@ -323,18 +323,22 @@ async def scenario(args: argparse.Namespace, step: list[str]) -> None:
     finally:
         for c in clients:
             c.closing = True
-        await asyncio.gather(*(_close(c) for c in clients))
+        await asyncio.gather(*(close(c) for c in clients))
 
 
-async def _close(c: Client) -> None:
+async def close(c: Client) -> None:
+    """Close a client's stream politely, or drop its connection."""
+    if c.transport is None:
+        return
     try:
         await asyncio.wait_for(c.disconnect(wait=1.0), 2.0)
     except Exception:
         c.abort()
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str], doc: str, timeout: float) -> argparse.Namespace:
+    """The command line every interop script takes (see README.md)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--domain", required=True, help="XMPP domain served (the JIDs' domain)")
@@ -345,14 +349,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                     "(default: no verification, accepts self-signed)")
     p.add_argument("--alpn", default=None,
                    help="offer this ALPN protocol in TLS, e.g. xmpp-client (slixmpp sends none)")
-    p.add_argument("--timeout", type=float, default=30.0, help="overall limit in seconds")
+    p.add_argument("--timeout", type=float, default=timeout, help="overall limit in seconds")
     p.add_argument("--debug", action="store_true",
                    help="slixmpp debug log incl. raw XML (shows passwords!)")
     return p.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def run(argv: list[str], doc: str, scenario, ok: str, timeout: float = 30.0) -> int:
+    """Parse the command line, run `scenario(args, step)` within the time limit, and turn the
+    outcome into the exit code and the one FAIL line the Rust tests read."""
+    args = parse_args(argv, doc, timeout)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,
                         format="    slixmpp %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     say(f"slixmpp {slixmpp.__version__}, Python {sys.version.split()[0]}; target {args.host}:"
@@ -360,11 +366,11 @@ def main(argv: list[str]) -> int:
         f"{', CA ' + args.cafile if args.cafile else ', certificate not verified'}")
     step = ["start"]
 
-    async def run() -> None:
+    async def go() -> None:
         await asyncio.wait_for(scenario(args, step), args.timeout)
 
     try:
-        asyncio.run(run())
+        asyncio.run(go())
     except Failure as f:
         print(f"FAIL: {f}", file=sys.stderr, flush=True)
         return 1
@@ -379,8 +385,13 @@ def main(argv: list[str]) -> int:
         print(f"FAIL: unexpected {type(exc).__name__}: {exc}".replace("\n", " "),
               file=sys.stderr, flush=True)
         return 1
-    say("OK: registration, login, presence and both chat messages verified")
+    say(ok)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run(argv, __doc__, scenario,
+               "OK: registration, login, presence and both chat messages verified")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import secrets
 import socket
 import struct
@@ -265,67 +264,13 @@ async def scenario(args: argparse.Namespace, step: list[str]) -> None:
     finally:
         for c in clients:
             c.closing = True
-        await asyncio.gather(*(_close(c) for c in clients))
-
-
-async def _close(c: SmClient) -> None:
-    if c.transport is None:
-        return
-    try:
-        await asyncio.wait_for(c.disconnect(wait=1.0), 2.0)
-    except Exception:
-        c.abort()
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--domain", required=True, help="XMPP domain served (the JIDs' domain)")
-    p.add_argument("--mode", choices=("starttls", "direct-tls"), default="starttls")
-    p.add_argument("--prefix", required=True,
-                   help="accounts <prefix>a and <prefix>b are registered: must be new")
-    p.add_argument("--cafile", help="PEM CA bundle to verify the server certificate "
-                                    "(default: no verification, accepts self-signed)")
-    p.add_argument("--alpn", default=None,
-                   help="offer this ALPN protocol in TLS, e.g. xmpp-client (slixmpp sends none)")
-    p.add_argument("--timeout", type=float, default=60.0, help="overall limit in seconds")
-    p.add_argument("--debug", action="store_true",
-                   help="slixmpp debug log incl. raw XML (shows passwords!)")
-    return p.parse_args(argv)
+        await asyncio.gather(*(chat.close(c) for c in clients))
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,
-                        format="    slixmpp %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    say(f"slixmpp {slixmpp.__version__}, Python {sys.version.split()[0]}; target {args.host}:"
-        f"{args.port} domain {args.domain} mode {args.mode}"
-        f"{', CA ' + args.cafile if args.cafile else ', certificate not verified'}")
-    step = ["start"]
-
-    async def run() -> None:
-        await asyncio.wait_for(scenario(args, step), args.timeout)
-
-    try:
-        asyncio.run(run())
-    except Failure as f:
-        print(f"FAIL: {f}", file=sys.stderr, flush=True)
-        return 1
-    except (asyncio.TimeoutError, TimeoutError):
-        print(f"FAIL: timed out after {args.timeout:g} s during step: {step[0]}",
-              file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print("FAIL: interrupted", file=sys.stderr, flush=True)
-        return 130
-    except Exception as exc:  # anything unexpected is a failure too, on one line
-        print(f"FAIL: unexpected {type(exc).__name__}: {exc}".replace("\n", " "),
-              file=sys.stderr, flush=True)
-        return 1
-    say("OK: two cuts resumed (session_resumed, no new session), every message exactly once "
-        "in order both ways")
-    return 0
+    return chat.run(argv, __doc__, scenario,
+                    "OK: two cuts resumed (session_resumed, no new session), every message exactly once "
+                    "in order both ways", timeout=60.0)
 
 
 if __name__ == "__main__":
