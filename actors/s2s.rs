@@ -274,7 +274,7 @@ impl S2sOut {
                 self.state = OutState::Up { tx, queued, abort };
                 self.report(Some(link.method.to_string()));
                 for st in queue {
-                    self.write(st, ctx);
+                    self.write(st);
                 }
             }
             Err(e) => {
@@ -299,7 +299,7 @@ impl S2sOut {
         });
     }
 
-    fn write(&mut self, mut stanza: Element, ctx: &mut Context<Self>) {
+    fn write(&mut self, mut stanza: Element) {
         let OutState::Up {
             tx, queued, abort, ..
         } = &self.state
@@ -323,7 +323,6 @@ impl S2sOut {
             self.report(None);
             set_ns(&mut stanza, ns::SERVER, ns::CLIENT);
             self.bounce(stanza, Condition::RemoteServerTimeout, "peer not reading");
-            let _ = ctx;
             return;
         }
         queued.fetch_add(n, Ordering::Relaxed);
@@ -397,7 +396,7 @@ impl Handler<Send> for S2sOut {
         self.seen += 1;
         self.last_activity = Instant::now();
         match &mut self.state {
-            OutState::Up { .. } => self.write(msg.0, ctx),
+            OutState::Up { .. } => self.write(msg.0),
             OutState::Connecting(q) => {
                 if q.len() >= self.shared.config.s2s.max_queued_stanzas {
                     self.bounce(
