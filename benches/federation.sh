@@ -49,7 +49,8 @@ WORK="$(mktemp -d /tmp/kleiber-federation.XXXXXX)"
 FAILED=0
 
 log() { echo "[federation $(date +%H:%M:%S)] $*" >&2; }
-. "$(dirname "$0")/lib.sh"  # busy_pct, wait_quiet, build
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"  # busy_pct, wait_quiet, build, port_open, free_port
 
 # --- processes -----------------------------------------------------------------------------------
 
@@ -81,20 +82,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-TAKEN=" "
-free_port() { # a port nothing listens on and not handed out before by this script
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    case "$TAKEN" in *" $p "*) continue ;; esac
-    if ! ss -ltnH "( sport = :$p )" 2>/dev/null | grep -q . && ! port_open "$p"; then
-      TAKEN="$TAKEN$p "; echo "$p"; return
-    fi
-  done
-}
 
 wait_ports() { # wait_ports NAME PID LOGFILE PORT...: until every port accepts connections
   local name="$1" pid="$2" logf="$3" p ok

@@ -1,4 +1,5 @@
-# Shell functions the benchmark scripts share (sourced by federation.sh and resume_storm.sh).
+# Shell functions the benchmark scripts share (sourced by federation.sh, resume_storm.sh and
+# soak.sh).
 # They use the caller's log(), QUIET_WAIT, SKIP_BUILD, ROOT, KLEIBER_BIN and LOAD_BIN.
 # shellcheck shell=bash
 
@@ -34,4 +35,131 @@ build() {
   LOAD_BIN="$(echo "$out" | grep -o '[^ (]*/deps/load-[0-9a-f]*' | tail -1)"
   case "$LOAD_BIN" in /*) ;; *) LOAD_BIN="$ROOT/$LOAD_BIN" ;; esac
   [ -x "$LOAD_BIN" ] || { echo "load generator not found in cargo output:" >&2; echo "$out" >&2; exit 1; }
+}
+
+# --- one server at a time (resume_storm.sh, soak.sh) ---------------------------------------------
+# These also use the caller's WORK (runtime directory), OUT (results file), FAILED, PEERS
+# (../shared/peers/peers.sh), PROSODY_PORT, EJABBERD_PORT, PEER_DOMAIN, KLEIBER_DOMAIN,
+# KLEIBER_CERT and KLEIBER_KEY (empty: kleiber's own self-signed certificate), and
+# KLEIBER_LIMITS (more lines for kleiber's [limits], may be unset).
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port no socket uses and not handed out before by this script, below the ephemeral range
+# (the clients' ports: after a run with thousands of connections, thousands of them are still
+# in TIME_WAIT, and a server cannot listen on one of those).
+TAKEN=" "
+free_port() {
+  local p lo
+  read -r lo _ < /proc/sys/net/ipv4/ip_local_port_range
+  [ "$lo" -gt 12000 ] || lo=32768
+  while :; do
+    p=$(( 10000 + RANDOM % (lo - 10000) ))
+    case "$TAKEN" in *" $p "*) continue ;; esac
+    if ! ss -tanH "( sport = :$p )" 2>/dev/null | grep -q . && ! port_open "$p"; then
+      TAKEN="$TAKEN$p "; echo "$p"; return
+    fi
+  done
+}
+
+# kleiber on a free port with compare.sh's config (every abuse limit off, SCRAM with 4,096
+# iterations like the peers, open registration, STARTTLS only), data in $WORK/kleiber/data.
+KLEIBER_PID=""
+KLEIBER_PORT=""
+kleiber_start() {
+  KLEIBER_PORT="$(free_port)"
+  mkdir -p "$WORK/kleiber"
+  local cert=""
+  [ -n "$KLEIBER_CERT" ] && cert="certificate = \"$KLEIBER_CERT\"
+key = \"$KLEIBER_KEY\""
+  cat > "$WORK/kleiber/kleiber.toml" <<EOT
+data_dir = "$WORK/kleiber/data"
+[hosts."$KLEIBER_DOMAIN"]
+$cert
+[listen]
+c2s_starttls = ["127.0.0.1:$KLEIBER_PORT"]
+c2s_direct_tls = []
+s2s = []
+[registration]
+open = true
+[auth]
+scram_iterations = 4096
+[limits]
+registrations_per_address_per_hour = 0
+registrations_per_hour = 0
+max_unauthenticated_per_address = 0
+max_bytes_per_second = 0
+stranger_messages_per_hour = 0
+${KLEIBER_LIMITS:-}
+EOT
+  (cd "$WORK/kleiber" && exec "$KLEIBER_BIN" serve --config "$WORK/kleiber/kleiber.toml") \
+    >> "$WORK/kleiber/kleiber.log" 2>&1 &
+  KLEIBER_PID=$!
+  for _ in $(seq 1 100); do
+    if port_open "$KLEIBER_PORT" && [ -d "/proc/$KLEIBER_PID" ]; then
+      log "kleiber started, pid $KLEIBER_PID, port $KLEIBER_PORT"; return 0
+    fi
+    [ -d "/proc/$KLEIBER_PID" ] || break
+    sleep 0.1
+  done
+  log "kleiber did not open port $KLEIBER_PORT; last lines of its log:"
+  tail -n 20 "$WORK/kleiber/kleiber.log" >&2
+  kleiber_stop
+  return 1
+}
+kleiber_stop() {
+  [ -n "$KLEIBER_PID" ] || return 0
+  if [ -d "/proc/$KLEIBER_PID" ]; then
+    kill "$KLEIBER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do [ -d "/proc/$KLEIBER_PID" ] || break; sleep 0.1; done
+    if [ -d "/proc/$KLEIBER_PID" ]; then kill -9 "$KLEIBER_PID" 2>/dev/null || true; fi
+  fi
+  wait "$KLEIBER_PID" 2>/dev/null || true
+  KLEIBER_PID=""
+  log "kleiber stopped"
+}
+
+start_srv() {
+  case "$1" in
+    kleiber) kleiber_start ;;
+    prosody|ejabberd)
+      if "$PEERS" "$1" status >/dev/null 2>&1; then
+        log "$1 is already running (someone else's?): not measuring it"; return 1
+      fi
+      "$PEERS" "$1" start >&2 ;;
+    *) log "unknown server $1"; return 1 ;;
+  esac
+}
+stop_srv() { case "$1" in kleiber) kleiber_stop ;; *) "$PEERS" "$1" stop >&2 || true ;; esac; }
+pids_srv() { case "$1" in kleiber) echo "$KLEIBER_PID" ;; *) "$PEERS" "$1" pids ;; esac; }
+target() { # host/port/domain arguments of the load generator
+  case "$1" in
+    kleiber) echo "--host 127.0.0.1 --port $KLEIBER_PORT --domain $KLEIBER_DOMAIN" ;;
+    prosody) echo "--host 127.0.0.1 --port $PROSODY_PORT --domain $PEER_DOMAIN" ;;
+    ejabberd) echo "--host 127.0.0.1 --port $EJABBERD_PORT --domain $PEER_DOMAIN" ;;
+  esac
+}
+
+bench_cleanup() { # trap on EXIT: stop kleiber, remove $WORK unless KEEP=1 or something failed
+  local rc=$?
+  kleiber_stop
+  if [ "$KEEP" = 1 ] || [ "$FAILED" != 0 ] || [ "$rc" != 0 ]; then
+    log "kleiber's runtime files kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+
+load() { # load SERVER ARGS...: run the generator; its RESULT line (and SAMPLE lines) go to $OUT
+  local s="$1" line="" l
+  shift
+  log "$s: load $*"
+  while IFS= read -r l; do
+    case "$l" in
+      "RESULT "*) line="$l" ;;
+      "SAMPLE "*) echo "$l" >&2; echo "$l" >> "$OUT" ;;
+    esac
+  done < <("$LOAD_BIN" --label "$s" "$@" || true)
+  if [ -z "$line" ]; then line="RESULT server=$s failed=1 args=$(echo "$*" | tr ' ' '_')"; FAILED=1; fi
+  echo "$line" | tee -a "$OUT"
 }

@@ -3,7 +3,7 @@
 //! Run with `cargo bench --bench load -- --help`. It is a standalone client: it does not use the
 //! kleiber library, only tokio, OpenSSL and the hashing crates.
 //!
-//! Six modes:
+//! Seven modes:
 //!
 //! * throughput (default): `2 * --pairs` clients log in (STARTTLS or direct TLS, SASL PLAIN or
 //!   SCRAM-SHA-1/256, resource binding, initial presence); then client `i` and client
@@ -58,6 +58,17 @@
 //!   recipient resumes with an `h` that leaves it out (as if it had been lost with the
 //!   connection): the server must send it again after `<resumed/>`, and it must arrive exactly
 //!   once. The clients acknowledge everything before closing.
+//! * soak (`--soak N`, N = 10,000 if not given): users `PREFIX0..N-1` log in (bind, initial
+//!   presence; `--concurrency` at a time), then for `--duration` seconds (default 1800) they
+//!   send `--rate` chat messages per second in all (default 1,000) from random senders to
+//!   random other sessions (their full JIDs). Every message carries a sequence number and must
+//!   arrive exactly once, at its addressee: lost, duplicated and unexpected (wrong addressee,
+//!   unknown) messages are counted, as are error stanzas, stream errors and lost connections;
+//!   after the last one is sent, the missing ones are waited for up to `--drain-secs`. With
+//!   `--server-pid`, the server's RSS and CPU are sampled every `--sample-secs` (one `SAMPLE`
+//!   line each on stdout) and the RSS at the end of `--warmup` (default 300 s) is compared
+//!   with the RSS at the end; the slope of a least-squares line through the samples after the
+//!   warm-up says, in KiB per minute, whether memory stays flat.
 //!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 
@@ -105,7 +116,7 @@ impl Mech {
 }
 
 /// XMPP c2s load generator (throughput ping-pong, idle-session memory, large-roster login,
-/// offline messages or a reconnect-and-resume storm).
+/// offline messages, a reconnect-and-resume storm or a soak).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "load", about)]
 struct Args {
@@ -121,9 +132,9 @@ struct Args {
     /// Number of ping-pong pairs (2 * pairs client connections).
     #[arg(long, default_value_t = 250)]
     pairs: usize,
-    /// Length of the measured ping-pong phase, in seconds.
-    #[arg(long, default_value_t = 30)]
-    duration: u64,
+    /// Length of the measured phase, in seconds (throughput modes: 30; soak: 1800).
+    #[arg(long)]
+    duration: Option<u64>,
     /// User names are PREFIX0, PREFIX1, ...
     #[arg(long, default_value = "bench")]
     user_prefix: String,
@@ -161,7 +172,9 @@ struct Args {
     #[arg(long, default_value_t = 120)]
     login_timeout: u64,
     /// Idle mode: seconds to wait after the last login before reading the server's RSS;
-    /// resume-storm mode: seconds between the last session set up and the cut.
+    /// resume-storm mode: seconds between the last session set up and the cut; soak mode:
+    /// seconds between the last login and the first message, and after the last message for
+    /// late duplicates.
     #[arg(long, default_value_t = 3)]
     settle: u64,
     /// Label printed as server=... in the RESULT line.
@@ -210,9 +223,10 @@ struct Args {
     #[arg(long)]
     peer_domain: Option<String>,
     /// Throughput modes: seconds of unmeasured ping-pong before the measured --duration (lets
-    /// server-to-server links come up in the federation mode).
-    #[arg(long, default_value_t = 0)]
-    warmup: u64,
+    /// server-to-server links come up in the federation mode; default 0). Soak mode: seconds
+    /// into the --duration at which the server's RSS is the reference (default 300).
+    #[arg(long)]
+    warmup: Option<u64>,
     /// Resume-storm mode: N sessions with XEP-0198 resumption lose their TCP connections at
     /// once and resume (--concurrency at a time); measures until all are resumed.
     #[arg(long, value_name = "N")]
@@ -228,6 +242,19 @@ struct Args {
     /// Resume-storm mode: give up waiting for the resumptions after this many seconds.
     #[arg(long, default_value_t = 120)]
     storm_timeout: u64,
+    /// Soak mode: N sessions (10,000 if N is left out) send --rate chat messages per second to
+    /// each other for --duration seconds; each must arrive exactly once.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10000")]
+    soak: Option<usize>,
+    /// Soak mode: chat messages per second, in all.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Soak mode: seconds between two samples of the server's RSS and CPU.
+    #[arg(long, default_value_t = 30)]
+    sample_secs: u64,
+    /// Soak mode: after the last message is sent, seconds to wait for the missing ones.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -292,6 +319,26 @@ struct Shared {
     phase: watch::Receiver<Phase>,
     /// Random tag distinguishing this run's messages from stale (offline-stored) ones.
     run_id: u32,
+}
+
+impl Shared {
+    /// State for `clients` clients (room for their bound JIDs), --concurrency logins at a time,
+    /// with a fresh run id; the sender sets the phases (only the throughput modes use them).
+    fn new(args: &Args, clients: usize) -> Res<(Arc<Shared>, watch::Sender<Phase>)> {
+        let mut tls = SslConnector::builder(SslMethod::tls_client())?;
+        tls.set_verify(SslVerifyMode::NONE);
+        let (phase_tx, phase) = watch::channel(Phase::Login);
+        let sh = Arc::new(Shared {
+            stats: Stats::default(),
+            tls: tls.build(),
+            login_slots: Semaphore::new(args.concurrency.max(1)),
+            jids: (0..clients).map(|_| OnceLock::new()).collect(),
+            phase,
+            run_id: rand::thread_rng().gen(),
+            args: args.clone(),
+        });
+        Ok((sh, phase_tx))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,6 +619,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
                 Event::StreamEnd => return Err("stream closed by server".into()),
             }
         }
+    }
+
+    /// Ends the stream, waits (at most `wait`) for the server to end its own, closes TLS.
+    async fn close(&mut self, wait: Duration) {
+        let _ = self.send("</stream:stream>").await;
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                match self.next().await {
+                    Ok(Event::StreamEnd) | Err(_) => break,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
     }
 
     /// Sends an IQ and waits for its response (ignoring everything else meanwhile).
@@ -1045,17 +1107,7 @@ async fn client(sh: Arc<Shared>, i: usize, partner: Option<usize>, initiator: bo
         return lat;
     }
     // Close the stream politely and wait (briefly) for the server's close.
-    let _ = x.send("</stream:stream>").await;
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match x.next().await {
-                Ok(Event::StreamEnd) | Err(_) => break,
-                _ => {}
-            }
-        }
-    })
-    .await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), x.io.shutdown()).await;
+    x.close(Duration::from_secs(3)).await;
     lat
 }
 
@@ -1272,6 +1324,16 @@ fn machine_ticks() -> Option<(u64, u64)> {
     Some((total - v.get(3)? - v.get(4)?, total))
 }
 
+/// Busy percentage of the whole machine (100 = all CPUs) since `machine_ticks()` gave `m0`.
+fn busy_pct_since(m0: Option<(u64, u64)>) -> Option<f64> {
+    match (m0, machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+            Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64 * 100.0)
+        }
+        _ => None,
+    }
+}
+
 /// Counters of the whole machine's TCP stack from /proc/net/netstat (`TcpExt` section), in
 /// the order of `names`; `None` if one is missing.
 fn tcp_ext(names: &[&str]) -> Option<Vec<u64>> {
@@ -1298,6 +1360,71 @@ fn server_rss(pids: &[u32]) -> Option<u64> {
         return None;
     }
     pids.iter().map(|p| rss_kib(&p.to_string())).sum()
+}
+
+/// CPU counters at one moment, in clock ticks (from /proc/PID/stat: threads that ended count
+/// too): the server's (summed over --server-pid), the generator's, and the process time of the
+/// whole machine (`machine_busy_ticks`).
+struct CpuMark {
+    at: Instant,
+    server: Option<u64>,
+    gen: Option<u64>,
+    busy: Option<u64>,
+}
+
+/// CPU used between two `CpuMark`s, in seconds: the server's, the generator's, and that of
+/// everything else on the machine (other builds, ...: should be near 0).
+struct CpuUse {
+    wall: f64,
+    server_s: Option<f64>,
+    gen_s: Option<f64>,
+    other_s: Option<f64>,
+}
+
+impl CpuMark {
+    fn now(pids: &[u32]) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            server: server_cpu(pids),
+            gen: cpu_ticks("self"),
+            busy: machine_busy_ticks(),
+        }
+    }
+
+    /// What was used from `start` until this mark.
+    fn since(&self, start: &CpuMark, ticks: f64) -> CpuUse {
+        let secs = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / ticks);
+        let server_s = secs(start.server, self.server);
+        let gen_s = secs(start.gen, self.gen);
+        let other_s = match (secs(start.busy, self.busy), server_s, gen_s) {
+            (Some(b), Some(s), Some(g)) => Some((b - s - g).max(0.0)),
+            _ => None,
+        };
+        CpuUse {
+            wall: self.at.saturating_duration_since(start.at).as_secs_f64(),
+            server_s,
+            gen_s,
+            other_s,
+        }
+    }
+}
+
+impl CpuUse {
+    /// `cpu` seconds in percent of one CPU over the window.
+    fn pct(&self, cpu: Option<f64>) -> Option<f64> {
+        cpu.filter(|_| self.wall > 0.0)
+            .map(|c| c / self.wall * 100.0)
+    }
+
+    /// The RESULT fields of a login phase: which side limits logins/s. The generator's share
+    /// includes its own SCRAM work (PBKDF2, as many iterations as the server's).
+    fn login_fields(&self) -> String {
+        format!(
+            "login_server_cpu_pct={} login_gen_cpu_pct={}",
+            fmt_opt(self.pct(self.server_s), 0),
+            fmt_opt(self.pct(self.gen_s), 0)
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1386,17 +1513,7 @@ async fn pump(
                 }
                 None => {
                     // Closed by the controller: end the stream, wait briefly for the server's end.
-                    let _ = x.send("</stream:stream>").await;
-                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                        loop {
-                            match x.next().await {
-                                Ok(Event::StreamEnd) | Err(_) => break,
-                                _ => {}
-                            }
-                        }
-                    })
-                    .await;
-                    let _ = tokio::time::timeout(Duration::from_secs(1), x.io.shutdown()).await;
+                    x.close(Duration::from_secs(5)).await;
                     return;
                 }
             },
@@ -1486,24 +1603,38 @@ fn note_error(sh: &Shared, who: &str, e: &str) -> bool {
     false
 }
 
-/// Logs `users` in, at most --concurrency at a time, with initial presence; in order.
+/// Logs `users` in, at most --concurrency at a time, with initial presence; in order. Counts
+/// them in `stats.bound` and `stats.failed` (progress every 5 s); logins not done within
+/// --login-timeout fail.
 async fn login_all(
     sh: &Arc<Shared>,
     users: &[String],
     register_first: bool,
 ) -> Vec<Res<(Tls, String)>> {
+    let limit = tokio::time::Instant::now() + Duration::from_secs(sh.args.login_timeout);
     let handles: Vec<_> = users
         .iter()
         .map(|u| {
             let sh = sh.clone();
             let u = u.clone();
             tokio::spawn(async move {
-                let _permit = sh.login_slots.acquire().await.expect("semaphore open");
-                let r = login_as(&sh, &u, &sh.args.resource, register_first, true).await;
+                let r = tokio::time::timeout_at(limit, async {
+                    let _permit = sh.login_slots.acquire().await.expect("semaphore open");
+                    login_as(&sh, &u, &sh.args.resource, register_first, true).await
+                })
+                .await
+                .unwrap_or_else(|_| Err("not done within --login-timeout".into()));
+                let count = if r.is_ok() {
+                    &sh.stats.bound
+                } else {
+                    &sh.stats.failed
+                };
+                count.fetch_add(1, Ordering::SeqCst);
                 r.map_err(|e| -> BoxError { format!("login {u}: {e}").into() })
             })
         })
         .collect();
+    wait_logins(sh, users.len()).await;
     let mut out = Vec::with_capacity(users.len());
     for h in handles {
         out.push(match h.await {
@@ -1589,7 +1720,6 @@ impl RosterBench {
             match r {
                 Ok((x, jid)) => links.push(Some(Link::spawn(x, jid, id, &self.evs_tx))),
                 Err(e) => {
-                    self.sh.stats.failed.fetch_add(1, Ordering::SeqCst);
                     first_err.get_or_insert(e.to_string());
                     links.push(None);
                 }
@@ -1871,12 +2001,7 @@ impl RosterBench {
         // How busy the machine is just before (the run itself is too short for tick counts).
         let m0 = machine_ticks();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        r.busy_before_pct = match (m0, machine_ticks()) {
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-                Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64 * 100.0)
-            }
-            _ => None,
-        };
+        r.busy_before_pct = busy_pct_since(m0);
         // Anything left over from before (late presences) is not part of this run.
         while let Ok(ev) = self.evs.try_recv() {
             if let Ev::El { id, el, .. } = ev {
@@ -2041,18 +2166,7 @@ async fn roster_login(args: Args, n: usize) -> Res<()> {
     if online > n {
         return Err("--roster-online is larger than --roster-login".into());
     }
-    let mut tls = SslConnector::builder(SslMethod::tls_client())?;
-    tls.set_verify(SslVerifyMode::NONE);
-    let (_phase_tx, phase_rx) = watch::channel(Phase::Login);
-    let sh = Arc::new(Shared {
-        stats: Stats::default(),
-        tls: tls.build(),
-        login_slots: Semaphore::new(args.concurrency.max(1)),
-        jids: Vec::new(),
-        phase: phase_rx,
-        run_id: 0,
-        args: args.clone(),
-    });
+    let (sh, _phase) = Shared::new(&args, 0)?;
     let contacts: Vec<String> = (0..n).map(|i| contact_name(&args, i)).collect();
     let owner = format!("{}-owner", args.user_prefix);
     let domain = args.domain.to_ascii_lowercase();
@@ -2086,14 +2200,8 @@ async fn roster_login(args: Args, n: usize) -> Res<()> {
     let mut online_links = rb.setup(register_first).await?;
     let setup_s = setup_start.elapsed().as_secs_f64();
     if args.register_only {
-        let total = n + 1;
         let errors = sh.stats.errors.load(Ordering::Relaxed);
-        println!(
-            "RESULT server={} mode=register users={total} ok={total} failed=0 per_s={:.1} errors={errors}",
-            args.label,
-            total as f64 / setup_s
-        );
-        return Ok(());
+        return register_result(&args, n + 1, n + 1, setup_s, errors);
     }
     let setup_errors = sh.stats.errors.load(Ordering::Relaxed);
     let mut runs = Vec::new();
@@ -2397,12 +2505,7 @@ impl OfflineBench {
         while let Some((id, _, el)) = self.next(quiet).await? {
             note_error(&sh, &self.who(id), &el);
         }
-        r.busy_before_pct = match (m0, machine_ticks()) {
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-                Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64 * 100.0)
-            }
-            _ => None,
-        };
+        r.busy_before_pct = busy_pct_since(m0);
         self.bounced = 0;
 
         // Store: all N messages, then a ping to the server.
@@ -2581,18 +2684,7 @@ async fn offline(args: Args, n: usize) -> Res<()> {
         return Err("--offline needs at least 1 message".into());
     }
     TRACE.store(args.trace, Ordering::Relaxed);
-    let mut tls = SslConnector::builder(SslMethod::tls_client())?;
-    tls.set_verify(SslVerifyMode::NONE);
-    let (_phase_tx, phase_rx) = watch::channel(Phase::Login);
-    let sh = Arc::new(Shared {
-        stats: Stats::default(),
-        tls: tls.build(),
-        login_slots: Semaphore::new(1),
-        jids: Vec::new(),
-        phase: phase_rx,
-        run_id: rand::thread_rng().gen(),
-        args: args.clone(),
-    });
+    let (sh, _phase) = Shared::new(&args, 0)?;
     let domain = args.domain.to_ascii_lowercase();
     let send_user = format!("{}-osend", args.user_prefix);
     let recv_user = format!("{}-orecv", args.user_prefix);
@@ -2613,12 +2705,7 @@ async fn offline(args: Args, n: usize) -> Res<()> {
                 .await
                 .map_err(|e| format!("register {u}: {e}"))?;
         }
-        println!(
-            "RESULT server={} mode=register users=2 ok=2 failed=0 per_s={:.1} errors=0",
-            args.label,
-            2.0 / t_setup.elapsed().as_secs_f64()
-        );
-        return Ok(());
+        return register_result(&args, 2, 2, t_setup.elapsed().as_secs_f64(), 0);
     }
     let (x, jid) = login_as(&sh, &send_user, &args.resource, register_first, true)
         .await
@@ -3066,22 +3153,8 @@ async fn storm_resume(
     }
     // Acknowledge everything (the server would route unacknowledged messages again when the
     // session ends), then close the stream.
-    let _ = x
-        .send(&format!(
-            "<a xmlns='{SM_NS}' h='{}'/></stream:stream>",
-            sm.h
-        ))
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match x.next().await {
-                Ok(Event::StreamEnd) | Err(_) => break,
-                _ => {}
-            }
-        }
-    })
-    .await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), x.io.shutdown()).await;
+    let _ = x.send(&format!("<a xmlns='{SM_NS}' h='{}'/>", sm.h)).await;
+    x.close(Duration::from_secs(3)).await;
     out
 }
 
@@ -3092,18 +3165,7 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
     // Logging in again costs the client no PBKDF2 (see SALTED_CACHE): the storm measures the
     // server, not the generator's SCRAM.
     let _ = SALTED_CACHE.set(Mutex::new(HashMap::new()));
-    let mut tls = SslConnector::builder(SslMethod::tls_client())?;
-    tls.set_verify(SslVerifyMode::NONE);
-    let (_phase_tx, phase_rx) = watch::channel(Phase::Login);
-    let sh = Arc::new(Shared {
-        stats: Stats::default(),
-        tls: tls.build(),
-        login_slots: Semaphore::new(args.concurrency.max(1)),
-        jids: (0..n).map(|_| OnceLock::new()).collect(),
-        phase: phase_rx,
-        run_id: rand::thread_rng().gen(),
-        args: args.clone(),
-    });
+    let (sh, _phase) = Shared::new(&args, n)?;
     let pids = &args.server_pid;
     let ticks = clock_ticks();
     eprintln!(
@@ -3142,18 +3204,8 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
         for h in handles {
             let _ = h.await;
         }
-        println!(
-            "RESULT server={} mode=register users={n} ok={ready} failed={setup_failed} \
-             per_s={:.1} errors={}",
-            args.label,
-            ready as f64 / setup_s,
-            sh.stats.errors.load(Ordering::Relaxed)
-        );
-        return if setup_failed == 0 {
-            Ok(())
-        } else {
-            Err("some registrations failed".into())
-        };
+        let errors = sh.stats.errors.load(Ordering::Relaxed);
+        return register_result(&args, n, ready, setup_s, errors);
     }
     if !all_in || ready == 0 {
         return Err(format!("set-up: {ready} of {n} sessions ready, {setup_failed} failed").into());
@@ -3241,7 +3293,7 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
     let mut first_start: Option<Instant> = None;
     let mut last_resumed: Option<Instant> = None;
     let mut resumed_ok = vec![false; n];
-    let mut failures: HashMap<String, usize> = HashMap::new();
+    let mut failures = Kinds::default();
     let mut h_mismatch = 0usize;
     let mut reported = 0usize;
     let mut last_print = Instant::now();
@@ -3281,15 +3333,7 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
             Err(e) => {
                 sh.stats
                     .error(format!("resume {}: {e}", user_name(&args, d.i)));
-                let kind: String = e
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .take(40)
-                    .collect();
-                *failures.entry(kind).or_default() += 1;
+                failures.add(&e);
             }
         }
         if last_print.elapsed() > Duration::from_secs(5) {
@@ -3376,9 +3420,6 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
         (Some(a), Some(b)) => b[k].saturating_sub(a[k]).to_string(),
         _ => "na".to_string(),
     };
-    let rss_s = |v: Option<u64>| v.map_or("na".to_string(), |v| v.to_string());
-    let mut fails: Vec<String> = failures.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    fails.sort();
     let errors = sh.stats.errors.load(Ordering::Relaxed);
     println!(
         "RESULT server={} mode=resume-storm sessions={n} ready={ready} setup_failed={setup_failed} \
@@ -3413,23 +3454,464 @@ async fn resume_storm(args: Args, n: usize) -> Res<()> {
         fmt_opt(pct(self_ms), 0),
         fmt_opt(other_pct, 0),
         fmt_opt(tail_ms.map(|v| v / 1000.0), 3),
-        rss_s(rss_start),
-        rss_s(rss_before),
-        rss_s(rss_after),
-        rss_s(rss_end),
+        fmt_u64(rss_start),
+        fmt_u64(rss_before),
+        fmt_u64(rss_after),
+        fmt_u64(rss_end),
         tcp_delta(0),
         tcp_delta(1),
         tcp_delta(2),
-        if fails.is_empty() {
-            "none".to_string()
-        } else {
-            fails.join(",")
-        },
+        failures,
     );
     if failed + timed_out + lost_before_cut > 0 || h_mismatch + msg_missing + msg_dup > 0 {
         return Err(format!(
             "{failed} failed, {timed_out} timed out, {lost_before_cut} lost before the cut, \
              {h_mismatch} wrong h, {msg_missing} messages missing, {msg_dup} duplicated"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soak (--soak N)
+//
+// The N sessions are run by pump tasks (see the large-roster login above). One controller sends
+// the messages (every 10 ms, as many as are due at --rate) from a random session to a random
+// other one, checks what arrives where, and samples the server's RSS and CPU.
+
+/// A soak message: its sender and addressee (client indices), and how often it arrived.
+#[derive(Clone, Copy)]
+struct SoakMsg {
+    from: u32,
+    to: u32,
+    copies: u8,
+}
+
+/// The server at one moment of the soak (a `SAMPLE` line).
+struct SoakSample {
+    /// Seconds since the first message.
+    t_s: f64,
+    rss_kib: Option<u64>,
+}
+
+/// The soak's controller.
+struct Soak {
+    sh: Arc<Shared>,
+    links: Vec<Option<Link>>,
+    evs: mpsc::UnboundedReceiver<Ev>,
+    /// Clients whose connection is up, and where each client is in `alive` (`usize::MAX`: not).
+    alive: Vec<usize>,
+    pos: Vec<usize>,
+    /// By sequence number.
+    msgs: Vec<SoakMsg>,
+    filler: String,
+    delivered: usize,
+    duplicates: usize,
+    /// Messages of this run at the wrong session or with an unknown sequence number, and
+    /// messages that are not soak messages.
+    unexpected: usize,
+    /// Messages of an earlier run (kept offline since).
+    stale: usize,
+    /// Error replies to soak messages.
+    bounced: usize,
+    stream_errors: usize,
+    /// Connections lost before the end.
+    disconnects: usize,
+    /// Send-to-receipt latencies of the messages delivered, in µs.
+    lat_us: Vec<u32>,
+    /// The controller is closing the sessions: lost connections are expected.
+    closing: bool,
+}
+
+impl Soak {
+    fn who(&self, i: usize) -> String {
+        user_name(&self.sh.args, i)
+    }
+
+    fn add_link(&mut self, i: usize, link: Link) {
+        self.pos[i] = self.alive.len();
+        self.alive.push(i);
+        self.links[i] = Some(link);
+    }
+
+    fn on_event(&mut self, ev: Ev) {
+        let (id, el) = match ev {
+            Ev::El { id, el, .. } => (id, el),
+            Ev::Down { id, why } => {
+                let p = self.pos[id];
+                if !self.closing && p != usize::MAX {
+                    self.disconnects += 1;
+                    self.sh
+                        .stats
+                        .error(format!("{} lost its connection: {why}", self.who(id)));
+                    self.alive.swap_remove(p);
+                    if let Some(&moved) = self.alive.get(p) {
+                        self.pos[moved] = p;
+                    }
+                    self.pos[id] = usize::MAX;
+                }
+                return;
+            }
+        };
+        let name = elem_name(&el);
+        if note_error(&self.sh, &self.who(id), &el) {
+            match name {
+                "stream:error" => self.stream_errors += 1,
+                "message" => self.bounced += 1,
+                _ => {}
+            }
+            return;
+        }
+        if name != "message" {
+            return; // presences (our own, reflected), pings answered by the pump
+        }
+        let Some((run, seq, sent_us)) = child_text(&el, "body").and_then(parse_body) else {
+            self.note_unexpected(id, &el);
+            return;
+        };
+        if run != self.sh.run_id || el.contains("urn:xmpp:delay") {
+            self.stale += 1;
+            return;
+        }
+        match self.msgs.get_mut(seq as usize) {
+            Some(m) if m.to as usize == id => {
+                m.copies = m.copies.saturating_add(1);
+                if m.copies == 1 {
+                    self.delivered += 1;
+                    let lat = now_us().saturating_sub(sent_us);
+                    self.lat_us.push(lat.min(u32::MAX as u64) as u32);
+                } else {
+                    self.duplicates += 1;
+                    if self.duplicates <= 5 {
+                        eprintln!("duplicate: message {seq} arrived {} times", m.copies);
+                    }
+                }
+            }
+            _ => self.note_unexpected(id, &el),
+        }
+    }
+
+    fn note_unexpected(&mut self, id: usize, el: &str) {
+        self.unexpected += 1;
+        if self.unexpected <= 5 {
+            let el: String = el.chars().take(300).collect();
+            eprintln!("unexpected message to {}: {el}", self.who(id));
+        }
+    }
+
+    /// Sends the next message from a random session to another one; false if fewer than two
+    /// are left.
+    fn send_one(&mut self) -> bool {
+        let n = self.alive.len();
+        if n < 2 {
+            return false;
+        }
+        let mut rng = rand::thread_rng();
+        let a = rng.gen_range(0..n);
+        let b = (a + rng.gen_range(1..n)) % n;
+        let (from, to) = (self.alive[a], self.alive[b]);
+        let (Some(sender), Some(addressee)) = (&self.links[from], &self.links[to]) else {
+            return false;
+        };
+        let seq = self.msgs.len() as u64;
+        sender.send(message(&self.sh, &addressee.jid, seq, &self.filler));
+        self.msgs.push(SoakMsg {
+            from: from as u32,
+            to: to as u32,
+            copies: 0,
+        });
+        true
+    }
+
+    /// Handles events until `done` or `until`.
+    async fn run_until(&mut self, until: Instant, done: fn(&Soak) -> bool) {
+        let until = tokio::time::Instant::from_std(until);
+        while !done(self) {
+            match tokio::time::timeout_at(until, self.evs.recv()).await {
+                Ok(Some(ev)) => self.on_event(ev),
+                _ => break,
+            }
+        }
+    }
+
+    /// Samples the server and prints a `SAMPLE` line.
+    fn sample(&self, start: &CpuMark, ticks: f64) -> SoakSample {
+        let pids = &self.sh.args.server_pid;
+        let rss_kib = server_rss(pids);
+        let used = CpuMark::now(pids).since(start, ticks);
+        println!(
+            "SAMPLE server={} t_s={:.0} rss_kib={} cpu_s={} gen_cpu_s={} other_cpu_s={} sent={} \
+             delivered={} alive={} errors={}",
+            self.sh.args.label,
+            used.wall,
+            fmt_u64(rss_kib),
+            fmt_opt(used.server_s, 2),
+            fmt_opt(used.gen_s, 2),
+            fmt_opt(used.other_s, 2),
+            self.msgs.len(),
+            self.delivered,
+            self.alive.len(),
+            self.sh.stats.errors.load(Ordering::Relaxed)
+        );
+        SoakSample {
+            t_s: used.wall,
+            rss_kib,
+        }
+    }
+}
+
+/// Slope of the least-squares line through `points` (x, y); `None` without two distinct x.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+async fn soak(args: Args, n: usize) -> Res<()> {
+    let duration = args.duration.unwrap_or(1800);
+    let warmup = args.warmup.unwrap_or(300);
+    if n < 2 {
+        return Err("--soak needs at least 2 sessions".into());
+    }
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        return Err("--rate must be a positive number".into());
+    }
+    if warmup >= duration && !args.register_only {
+        return Err(format!(
+            "--warmup ({warmup} s) must be shorter than --duration ({duration} s)"
+        )
+        .into());
+    }
+    let (sh, _phase) = Shared::new(&args, n)?;
+    let pids = &args.server_pid;
+    let ticks = clock_ticks();
+    eprintln!(
+        "soak: {n} sessions at {}:{} domain {} mech {}{}, {} logins at a time; then {} msg/s \
+         for {duration} s (warm-up {warmup} s), a sample every {} s",
+        args.host,
+        args.port,
+        args.domain,
+        args.mech.name(),
+        if args.direct_tls { " direct-tls" } else { "" },
+        args.concurrency.max(1),
+        args.rate,
+        args.sample_secs
+    );
+
+    // Logins.
+    let users: Vec<String> = (0..n).map(|i| user_name(&args, i)).collect();
+    let rss_start = server_rss(pids);
+    let login0 = CpuMark::now(pids);
+    let logins = login_all(&sh, &users, args.register || args.register_only).await;
+    let login_use = CpuMark::now(pids).since(&login0, ticks);
+    let bound = logins.iter().filter(|r| r.is_ok()).count();
+    let mut login_failures = Kinds::default();
+    for e in logins.iter().filter_map(|r| r.as_ref().err()) {
+        let e = e.to_string();
+        if login_failures.0.values().sum::<usize>() < 5 {
+            eprintln!("error: {e}");
+        }
+        // "login USER: what": counted by what.
+        login_failures.add(e.split_once(": ").map_or(e.as_str(), |(_, what)| what));
+    }
+    if args.register_only {
+        let errors = sh.stats.errors.load(Ordering::Relaxed);
+        return register_result(&args, n, bound, login_use.wall, errors);
+    }
+    let logins_per_s = bound as f64 / login_use.wall;
+    eprintln!(
+        "{bound} sessions ready, {} failed, in {:.1} s ({logins_per_s:.0}/s)",
+        n - bound,
+        login_use.wall
+    );
+    let (evs_tx, evs) = mpsc::unbounded_channel();
+    let mut st = Soak {
+        sh: sh.clone(),
+        links: (0..n).map(|_| None).collect(),
+        evs,
+        alive: Vec::with_capacity(n),
+        pos: vec![usize::MAX; n],
+        msgs: Vec::new(),
+        filler: "x".repeat(args.body_size.saturating_sub(40)),
+        delivered: 0,
+        duplicates: 0,
+        unexpected: 0,
+        stale: 0,
+        bounced: 0,
+        stream_errors: 0,
+        disconnects: 0,
+        lat_us: Vec::new(),
+        closing: false,
+    };
+    for (i, r) in logins.into_iter().enumerate() {
+        if let Ok((x, jid)) = r {
+            st.add_link(i, Link::spawn(x, jid, i, &evs_tx));
+        }
+    }
+    drop(evs_tx);
+    if st.alive.len() < 2 {
+        return Err(format!("only {} sessions could log in", st.alive.len()).into());
+    }
+    // Let the server finish the logins (presences) before the reference figures.
+    st.run_until(Instant::now() + Duration::from_secs(args.settle), |_| false)
+        .await;
+    let rss_ready = server_rss(pids);
+    let setup_errors = sh.stats.errors.load(Ordering::Relaxed);
+
+    // The messages.
+    let total = (args.rate * duration as f64).round() as usize;
+    st.msgs.reserve(total);
+    st.lat_us.reserve(total);
+    let start = CpuMark::now(pids);
+    let t0 = start.at;
+    let end = t0 + Duration::from_secs(duration);
+    let period = Duration::from_secs(args.sample_secs.max(1));
+    let mut next_sample = t0;
+    let mut samples: Vec<SoakSample> = Vec::new();
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = pace.tick() => {
+                let now = Instant::now();
+                let due = if now >= end {
+                    total
+                } else {
+                    ((now - t0).as_secs_f64() * args.rate) as usize
+                };
+                while st.msgs.len() < due && st.send_one() {}
+                if now >= end || st.alive.len() < 2 {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(next_sample.into()) => {
+                samples.push(st.sample(&start, ticks));
+                next_sample += period;
+            }
+            ev = st.evs.recv() => match ev {
+                Some(ev) => st.on_event(ev),
+                None => break,
+            }
+        }
+    }
+    if samples.last().is_none_or(|s| s.t_s + 1.0 < duration as f64) {
+        samples.push(st.sample(&start, ticks));
+    }
+    let used = CpuMark::now(pids).since(&start, ticks);
+    let sent = st.msgs.len();
+
+    // The last messages, then a little longer for duplicates.
+    let t_sent = Instant::now();
+    st.run_until(t_sent + Duration::from_secs(args.drain_secs), |s| {
+        s.delivered + s.bounced >= s.msgs.len()
+    })
+    .await;
+    let drain_s = t_sent.elapsed().as_secs_f64();
+    st.run_until(Instant::now() + Duration::from_secs(args.settle), |_| false)
+        .await;
+    let rss_drained = server_rss(pids);
+    st.closing = true;
+    let links: Vec<Link> = std::mem::take(&mut st.links)
+        .into_iter()
+        .flatten()
+        .collect();
+    eprintln!(
+        "sent {sent}, delivered {}; closing {} sessions",
+        st.delivered,
+        links.len()
+    );
+    for mut l in links {
+        l.close();
+        let _ = l.task.await;
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let rss_closed = server_rss(pids);
+
+    // Figures.
+    let gone = |i: u32| st.pos[i as usize] == usize::MAX;
+    let lost = st.msgs.iter().filter(|m| m.copies == 0).count();
+    let lost_gone = st
+        .msgs
+        .iter()
+        .filter(|m| m.copies == 0 && (gone(m.to) || gone(m.from)))
+        .count();
+    st.lat_us.sort_unstable();
+    let after_warmup: Vec<&SoakSample> = samples
+        .iter()
+        .filter(|s| s.t_s + 0.5 >= warmup as f64)
+        .collect();
+    let points: Vec<(f64, f64)> = after_warmup
+        .iter()
+        .filter_map(|s| Some((s.t_s / 60.0, s.rss_kib? as f64)))
+        .collect();
+    let rss_warmup = after_warmup.first().and_then(|s| s.rss_kib);
+    let rss_end = samples.last().and_then(|s| s.rss_kib);
+    let rss_max = after_warmup.iter().filter_map(|s| s.rss_kib).max();
+    let growth = match (rss_warmup, rss_end) {
+        (Some(a), Some(b)) => Some(b as f64 - a as f64),
+        _ => None,
+    };
+    let per_session = match (rss_start, rss_ready) {
+        (Some(a), Some(b)) if bound > 0 => Some((b as f64 - a as f64) / bound as f64),
+        _ => None,
+    };
+    let errors = sh.stats.errors.load(Ordering::Relaxed);
+    println!(
+        "RESULT server={} mode=soak sessions={n} bound={bound} login_failed={} login_s={:.1} \
+         logins_per_s={logins_per_s:.1} {} rate={} duration_s={:.1} sent={sent} sent_per_s={:.1} \
+         delivered={} lost={lost} lost_disconnected={lost_gone} duplicates={} unexpected={} \
+         stale={} bounced={} stream_errors={} disconnects={} errors={errors} \
+         setup_errors={setup_errors} drain_s={drain_s:.1} p50_ms={:.2} p99_ms={:.2} \
+         max_ms={:.2} server_cpu_s={} server_cpu_pct={} cpu_s_per_1k={} gen_cpu_pct={} \
+         other_cpu_pct={} rss_start_kib={} rss_ready_kib={} rss_kib_per_session={} \
+         warmup_s={warmup} rss_warmup_kib={} rss_end_kib={} rss_max_kib={} rss_growth_kib={} \
+         slope_kib_per_min={} samples={} rss_drained_kib={} rss_closed_kib={} \
+         login_failures={login_failures}",
+        args.label,
+        n - bound,
+        login_use.wall,
+        login_use.login_fields(),
+        args.rate,
+        used.wall,
+        sent as f64 / used.wall,
+        st.delivered,
+        st.duplicates,
+        st.unexpected,
+        st.stale,
+        st.bounced,
+        st.stream_errors,
+        st.disconnects,
+        percentile(&st.lat_us, 0.50),
+        percentile(&st.lat_us, 0.99),
+        percentile(&st.lat_us, 1.0),
+        fmt_opt(used.server_s, 1),
+        fmt_opt(used.pct(used.server_s), 1),
+        fmt_opt(used.server_s.map(|c| c / sent.max(1) as f64 * 1000.0), 3),
+        fmt_opt(used.pct(used.gen_s), 1),
+        fmt_opt(used.pct(used.other_s), 1),
+        fmt_u64(rss_start),
+        fmt_u64(rss_ready),
+        fmt_opt(per_session, 1),
+        fmt_u64(rss_warmup),
+        fmt_u64(rss_end),
+        fmt_u64(rss_max),
+        fmt_opt(growth, 0),
+        fmt_opt(slope(&points), 1),
+        samples.len(),
+        fmt_u64(rss_drained),
+        fmt_u64(rss_closed),
+    );
+    let bad = lost + st.duplicates + st.unexpected;
+    if bad > 0 || errors > 0 || bound < n {
+        return Err(format!(
+            "{} logins failed, {lost} messages lost, {} duplicated, {} unexpected, {errors} errors",
+            n - bound,
+            st.duplicates,
+            st.unexpected
         )
         .into());
     }
@@ -3447,10 +3929,62 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// Errors counted by kind (the start of the message, up to its first ':'), for a RESULT field:
+/// `kind:count,...` or `none`.
+#[derive(Default)]
+struct Kinds(HashMap<String, usize>);
+
+impl Kinds {
+    fn add(&mut self, e: &str) {
+        let kind: String = e
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        *self.0.entry(kind).or_default() += 1;
+    }
+}
+
+impl std::fmt::Display for Kinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v: Vec<String> = self.0.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+        v.sort();
+        if v.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&v.join(","))
+        }
+    }
+}
+
+fn fmt_u64(v: Option<u64>) -> String {
+    v.map_or("na".to_string(), |v| v.to_string())
+}
+
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v:.prec$}"),
         _ => "na".into(),
+    }
+}
+
+/// Prints the RESULT line of --register-only: `ok` of `users` registered in `secs`; an error
+/// if some failed.
+fn register_result(a: &Args, users: usize, ok: usize, secs: f64, errors: u64) -> Res<()> {
+    let failed = users - ok;
+    println!(
+        "RESULT server={} mode=register users={users} ok={ok} failed={failed} per_s={:.1} \
+         errors={errors}",
+        a.label,
+        ok as f64 / secs
+    );
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err("some registrations failed".into())
     }
 }
 
@@ -3484,6 +4018,7 @@ async fn run(args: Args) -> Res<()> {
             || args.offline.is_some()
             || args.idle.is_some()
             || args.resume_storm.is_some()
+            || args.soak.is_some()
         {
             return Err("--peer-port: only with the throughput mode (and --register-only)".into());
         }
@@ -3500,6 +4035,9 @@ async fn run(args: Args) -> Res<()> {
     if let Some(n) = args.resume_storm {
         return resume_storm(args, n).await;
     }
+    if let Some(n) = args.soak {
+        return soak(args, n).await;
+    }
     let idle = args.idle;
     let total = match idle {
         Some(n) => n,
@@ -3508,18 +4046,7 @@ async fn run(args: Args) -> Res<()> {
     if total == 0 {
         return Err("nothing to do (0 clients)".into());
     }
-    let mut tls = SslConnector::builder(SslMethod::tls_client())?;
-    tls.set_verify(SslVerifyMode::NONE);
-    let (phase_tx, phase_rx) = watch::channel(Phase::Login);
-    let sh = Arc::new(Shared {
-        stats: Stats::default(),
-        tls: tls.build(),
-        login_slots: Semaphore::new(args.concurrency.max(1)),
-        jids: (0..total).map(|_| OnceLock::new()).collect(),
-        phase: phase_rx,
-        run_id: rand::thread_rng().gen(),
-        args: args.clone(),
-    });
+    let (sh, phase_tx) = Shared::new(&args, total)?;
     let pids = &args.server_pid;
     let ticks = clock_ticks();
     let mode = if args.register_only {
@@ -3547,8 +4074,7 @@ async fn run(args: Args) -> Res<()> {
     }
 
     let rss_before = server_rss(pids);
-    let login_cpu0 = (server_cpu(pids), cpu_ticks("self"));
-    let login_start = Instant::now();
+    let login0 = CpuMark::now(pids);
     let mut handles = Vec::with_capacity(total);
     for i in 0..total {
         let (partner, initiator) = match idle {
@@ -3559,18 +4085,9 @@ async fn run(args: Args) -> Res<()> {
         handles.push(tokio::spawn(client(sh.clone(), i, partner, initiator)));
     }
     let all_done = wait_logins(&sh, total).await;
-    let login_secs = login_start.elapsed().as_secs_f64();
-    // CPU use during the logins (percent of one CPU): shows which side limits logins/s. The
-    // generator's share includes its own SCRAM work (PBKDF2, as many iterations as the server's).
-    let pct = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks / login_secs * 100.0),
-        _ => None,
-    };
-    let login_cpu = format!(
-        "login_server_cpu_pct={} login_gen_cpu_pct={}",
-        fmt_opt(pct(login_cpu0.0, server_cpu(pids)), 0),
-        fmt_opt(pct(login_cpu0.1, cpu_ticks("self")), 0)
-    );
+    let login_use = CpuMark::now(pids).since(&login0, ticks);
+    let login_secs = login_use.wall;
+    let login_cpu = login_use.login_fields();
     let bound = sh.stats.bound.load(Ordering::SeqCst);
     let failed = sh.stats.failed.load(Ordering::SeqCst);
     let logins_per_s = bound as f64 / login_secs;
@@ -3586,16 +4103,7 @@ async fn run(args: Args) -> Res<()> {
             let _ = h.await;
         }
         let errors = sh.stats.errors.load(Ordering::Relaxed);
-        println!(
-            "RESULT server={} mode=register users={total} ok={bound} failed={failed} \
-             per_s={logins_per_s:.1} errors={errors}",
-            args.label
-        );
-        return if failed == 0 {
-            Ok(())
-        } else {
-            Err("some registrations failed".into())
-        };
+        return register_result(&args, total, bound, login_secs, errors);
     }
 
     let mut rss_after = server_rss(pids);
@@ -3609,7 +4117,6 @@ async fn run(args: Args) -> Res<()> {
     };
 
     let mut line = format!("RESULT server={} mode={mode}", args.label);
-    let rss_s = |v: Option<u64>| v.map_or("na".to_string(), |v| v.to_string());
 
     if let Some(n) = idle {
         let _ = phase_tx.send(Phase::Close);
@@ -3622,8 +4129,8 @@ async fn run(args: Args) -> Res<()> {
             line,
             " sessions={n} bound={bound} login_s={login_secs:.2} logins_per_s={logins_per_s:.1} \
              {login_cpu} rss_before_kib={} rss_after_kib={} rss_kib_per_session={} errors={errors}",
-            rss_s(rss_before),
-            rss_s(rss_after),
+            fmt_u64(rss_before),
+            fmt_u64(rss_after),
             fmt_opt(rss_per_conn, 1)
         );
         println!("{line}");
@@ -3631,24 +4138,23 @@ async fn run(args: Args) -> Res<()> {
     }
 
     // Throughput run (after --warmup seconds of unmeasured ping-pong).
-    let start_us = now_us() + args.warmup * 1_000_000;
-    let deadline_us = start_us + args.duration * 1_000_000;
+    let (duration, warmup) = (args.duration.unwrap_or(30), args.warmup.unwrap_or(0));
+    let start_us = now_us() + warmup * 1_000_000;
+    let deadline_us = start_us + duration * 1_000_000;
     let _ = phase_tx.send(Phase::Run {
         start_us,
         deadline_us,
     });
-    if args.warmup > 0 {
-        eprintln!("  warm-up, {} s", args.warmup);
-        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    if warmup > 0 {
+        eprintln!("  warm-up, {warmup} s");
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
     }
-    let cpu0 = server_cpu(pids);
+    let mark0 = CpuMark::now(pids);
     let cpu0_by_pid: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(&p.to_string())).collect();
-    let self0 = cpu_ticks("self");
-    let busy0 = machine_busy_ticks();
-    let t0 = Instant::now();
+    let t0 = mark0.at;
     let mut progress = tokio::time::interval(Duration::from_secs(5));
     progress.tick().await;
-    let end = tokio::time::Instant::from_std(t0 + Duration::from_secs(args.duration));
+    let end = tokio::time::Instant::from_std(t0 + Duration::from_secs(duration));
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(end) => break,
@@ -3661,12 +4167,10 @@ async fn run(args: Args) -> Res<()> {
             }
         }
     }
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu1 = server_cpu(pids);
+    let used = CpuMark::now(pids).since(&mark0, ticks);
+    let wall = used.wall;
     let cpu1_by_pid: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(&p.to_string())).collect();
     let rss_by_pid: Vec<Option<u64>> = pids.iter().map(|p| rss_kib(&p.to_string())).collect();
-    let self1 = cpu_ticks("self");
-    let busy1 = machine_busy_ticks();
     let _ = phase_tx.send(Phase::Drain);
     // Let messages still in flight arrive, so that the server does not store them offline.
     let drain_start = Instant::now();
@@ -3689,24 +4193,8 @@ async fn run(args: Args) -> Res<()> {
     } else {
         0.0
     };
-    let cpu_s = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks),
-        _ => None,
-    };
+    let cpu_s = used.server_s;
     let cpu_s_per_1k = cpu_s.filter(|_| msgs > 0).map(|c| c / msgs as f64 * 1000.0);
-    let self_cpu_pct = match (self0, self1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks / wall * 100.0),
-        _ => None,
-    };
-    // CPU used by everything else on the machine (other builds, ...): should be near 0.
-    let other_cpu_pct = match (busy0, busy1, self0, self1) {
-        (Some(b0), Some(b1), Some(s0), Some(s1)) if cpu_s.is_some() => {
-            let busy = b1.saturating_sub(b0) as f64 / ticks;
-            let own = s1.saturating_sub(s0) as f64 / ticks;
-            Some((busy - own - cpu_s.unwrap_or(0.0)).max(0.0) / wall * 100.0)
-        }
-        _ => None,
-    };
     let errors = sh.stats.errors.load(Ordering::Relaxed);
     let stale = sh.stats.stale.load(Ordering::Relaxed);
     let _ = write!(
@@ -3721,9 +4209,9 @@ async fn run(args: Args) -> Res<()> {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0),
         fmt_opt(cpu_s_per_1k, 3),
-        fmt_opt(cpu_s.map(|c| c / wall * 100.0), 0),
-        fmt_opt(self_cpu_pct, 0),
-        fmt_opt(other_cpu_pct, 0),
+        fmt_opt(used.pct(cpu_s), 0),
+        fmt_opt(used.pct(used.gen_s), 0),
+        fmt_opt(used.pct(used.other_s), 0),
         fmt_opt(rss_per_conn, 1),
     );
     if federation {
@@ -3748,9 +4236,8 @@ async fn run(args: Args) -> Res<()> {
         };
         let _ = write!(
             line,
-            " warmup_s={} rss_kib={} cpu_s_per_1k_by_pid={} rss_kib_by_pid={}",
-            args.warmup,
-            rss_s(
+            " warmup_s={warmup} rss_kib={} cpu_s_per_1k_by_pid={} rss_kib_by_pid={}",
+            fmt_u64(
                 rss_by_pid
                     .iter()
                     .copied()
@@ -3758,7 +4245,7 @@ async fn run(args: Args) -> Res<()> {
                     .filter(|_| !pids.is_empty())
             ),
             by_pid(&|k| fmt_opt(cpu_k(k), 3)),
-            by_pid(&|k| rss_s(rss_by_pid[k])),
+            by_pid(&|k| fmt_u64(rss_by_pid[k])),
         );
     }
     println!("{line}");

@@ -44,7 +44,7 @@ OUT="${OUT:-/tmp/kleiber-storm-$(date +%Y%m%d-%H%M%S).txt}"
 
 PEERS="${PEERS:-$ROOT/../shared/peers/peers.sh}"
 PROSODY_PORT="${PROSODY_PORT:-5422}"
-PROSODY_DOMAIN="${PROSODY_DOMAIN:-bench.test}"
+PEER_DOMAIN="${PEER_DOMAIN:-${PROSODY_DOMAIN:-bench.test}}"
 KLEIBER_BIN="${KLEIBER_BIN:-$ROOT/target/release/kleiber}"
 KLEIBER_CERT="${KLEIBER_CERT-$(dirname "$PEERS")/certs/bench.test.crt}" # empty: self-signed
 KLEIBER_KEY="${KLEIBER_KEY-$(dirname "$PEERS")/certs/bench.test.key}"
@@ -59,114 +59,12 @@ WORK="$(mktemp -d /tmp/kleiber-storm.XXXXXX)"
 FAILED=0
 
 log() { echo "[storm $(date +%H:%M:%S)] $*" >&2; }
-. "$(dirname "$0")/lib.sh"  # busy_pct, wait_quiet, build
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"  # busy_pct, wait_quiet, build, kleiber_start, start_srv, load, ...
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    if ! ss -ltnH "( sport = :$p )" 2>/dev/null | grep -q . && ! port_open "$p"; then echo "$p"; return; fi
-  done
-}
-
-# --- servers -------------------------------------------------------------------------------------
-
-KLEIBER_PID=""
-KLEIBER_PORT=""
-kleiber_start() {
-  KLEIBER_PORT="$(free_port)"
-  mkdir -p "$WORK/kleiber"
-  local cert=""
-  [ -n "$KLEIBER_CERT" ] && cert="certificate = \"$KLEIBER_CERT\"
-key = \"$KLEIBER_KEY\""
-  cat > "$WORK/kleiber/kleiber.toml" <<EOF
-data_dir = "$WORK/kleiber/data"
-[hosts."$KLEIBER_DOMAIN"]
-$cert
-[listen]
-c2s_starttls = ["127.0.0.1:$KLEIBER_PORT"]
-c2s_direct_tls = []
-s2s = []
-[registration]
-open = true
-[auth]
-scram_iterations = 4096
-[limits]
-registrations_per_address_per_hour = 0
-registrations_per_hour = 0
-max_unauthenticated_per_address = 0
-max_bytes_per_second = 0
-stranger_messages_per_hour = 0
-sm_resume_timeout_secs = 300
-EOF
-  (cd "$WORK/kleiber" && exec "$KLEIBER_BIN" serve --config "$WORK/kleiber/kleiber.toml") \
-    >> "$WORK/kleiber/kleiber.log" 2>&1 &
-  KLEIBER_PID=$!
-  for _ in $(seq 1 100); do
-    if port_open "$KLEIBER_PORT" && [ -d "/proc/$KLEIBER_PID" ]; then
-      log "kleiber started, pid $KLEIBER_PID, port $KLEIBER_PORT"; return 0
-    fi
-    [ -d "/proc/$KLEIBER_PID" ] || break
-    sleep 0.1
-  done
-  log "kleiber did not open port $KLEIBER_PORT; last lines of its log:"
-  tail -n 20 "$WORK/kleiber/kleiber.log" >&2
-  kleiber_stop
-  return 1
-}
-kleiber_stop() {
-  [ -n "$KLEIBER_PID" ] || return 0
-  if [ -d "/proc/$KLEIBER_PID" ]; then
-    kill "$KLEIBER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do [ -d "/proc/$KLEIBER_PID" ] || break; sleep 0.1; done
-    if [ -d "/proc/$KLEIBER_PID" ]; then kill -9 "$KLEIBER_PID" 2>/dev/null || true; fi
-  fi
-  wait "$KLEIBER_PID" 2>/dev/null || true
-  KLEIBER_PID=""
-  log "kleiber stopped"
-}
-
-start_srv() {
-  case "$1" in
-    kleiber) kleiber_start ;;
-    prosody)
-      if "$PEERS" prosody status >/dev/null 2>&1; then
-        log "Prosody is already running (someone else's?): not measuring it"; return 1
-      fi
-      "$PEERS" prosody start >&2 ;;
-  esac
-}
-stop_srv() { case "$1" in kleiber) kleiber_stop ;; prosody) "$PEERS" prosody stop >&2 || true ;; esac; }
-pids_srv() { case "$1" in kleiber) echo "$KLEIBER_PID" ;; prosody) "$PEERS" prosody pids ;; esac; }
-target() { # host/port/domain arguments of the load generator
-  case "$1" in
-    kleiber) echo "--host 127.0.0.1 --port $KLEIBER_PORT --domain $KLEIBER_DOMAIN" ;;
-    prosody) echo "--host 127.0.0.1 --port $PROSODY_PORT --domain $PROSODY_DOMAIN" ;;
-  esac
-}
-
-cleanup() {
-  local rc=$?
-  kleiber_stop
-  if [ "$KEEP" = 1 ] || [ "$FAILED" != 0 ] || [ "$rc" != 0 ]; then
-    log "kleiber's runtime files kept in $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
+KLEIBER_LIMITS="sm_resume_timeout_secs = 300"
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-
-load() { # load SERVER ARGS...: run the generator, keep its RESULT line
-  local s="$1" line
-  shift
-  log "$s: load $*"
-  line="$("$LOAD_BIN" --label "$s" "$@" | grep '^RESULT' || true)"
-  if [ -z "$line" ]; then line="RESULT server=$s failed=1 args=$(echo "$*" | tr ' ' '_')"; FAILED=1; fi
-  echo "$line" | tee -a "$OUT"
-}
 
 bench_server() {
   local s="$1" c run msg=()
