@@ -359,16 +359,19 @@ impl Connection {
                 return self.send(&reply, ctx);
             }
         }
-        // XEP-0163: pubsub requests to the user's own account (no `to`) or to another local
-        // account go to the PEP service.
+        // XEP-0163: pubsub requests to the user's own account (no `to`) or to a local account,
+        // and disco queries about a local account's nodes, go to the PEP service.
         if kind == StanzaKind::Iq
             && matches!(el.get_attr("type"), Some("get" | "set"))
-            && services::pep::is_pubsub(&el)
-            && to.as_ref().is_none_or(|t| {
-                t.node().is_some()
-                    && t.resource().is_none()
-                    && self.shared.is_local(t.domain().as_str())
-            })
+            && match &to {
+                None => services::pep::is_pubsub(&el),
+                Some(t) => {
+                    t.node().is_some()
+                        && t.resource().is_none()
+                        && self.shared.is_local(t.domain().as_str())
+                        && services::pep::is_pep(&el)
+                }
+            }
         {
             return self.pep_iq(el, ctx);
         }
@@ -381,10 +384,30 @@ impl Connection {
             {
                 self.for_server(kind, el, t.domain().as_str(), ctx)
             }
+            // RFC 6121 §8.5.1 / §8.5.3.2.1: the server answers IQs to a local account's bare
+            // JID on its behalf (disco#info, ping), if the account exists.
             Some(t)
-                if kind == StanzaKind::Iq && t.is_bare() && t.as_str() == self.bare.as_str() =>
+                if kind == StanzaKind::Iq
+                    && t.is_bare()
+                    && t.node().is_some()
+                    && self.shared.is_local(t.domain().as_str()) =>
             {
-                if let Some(r) = services::account_iq(&el) {
+                let exists = t.as_str() == self.bare.as_str()
+                    || self
+                        .shared
+                        .store
+                        .accounts
+                        .exists(
+                            t.domain().as_str(),
+                            t.node().map(|n| n.as_str()).unwrap_or_default(),
+                        )
+                        .unwrap_or(false);
+                let reply = if exists {
+                    services::account_iq(&el)
+                } else {
+                    error_reply(&el, &Condition::ServiceUnavailable.into())
+                };
+                if let Some(r) = reply {
                     self.send(&r, ctx);
                 }
             }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::messages::Route;
-use crate::services::avatar;
 use crate::services::pep::{self as proto, Options, Request, MAX_ITEMS};
+use crate::services::{avatar, bookmarks};
 use crate::shared::Shared;
 use crate::store::pep::Node;
 use crate::xml::{parse_element, Element};
@@ -122,9 +122,18 @@ impl PepService {
         }
     }
 
-    /// May `who` (a bare JID) see `owner`'s node with `access_model`?
-    fn may_see(&self, owner: &BareJid, access_model: &str, who: &str) -> Result<(), StanzaError> {
-        if who == owner.as_str() || access_model == "open" {
+    /// May `who` (a bare JID) see `owner`'s node `n`? The owner always may; an `outcast`
+    /// never, a `member` always; everyone else as the access model says.
+    fn may_see(&self, owner: &BareJid, n: &Node, who: &str) -> Result<(), StanzaError> {
+        if who == owner.as_str() {
+            return Ok(());
+        }
+        match n.affiliations.get(who).map(String::as_str) {
+            Some("outcast") => return Err(Condition::Forbidden.into()),
+            Some("member") => return Ok(()),
+            _ => {}
+        }
+        if n.access_model == "open" {
             return Ok(());
         }
         let (d, u) = parts(owner);
@@ -134,7 +143,7 @@ impl PepService {
             .rosters
             .get(d, u, who)
             .map_err(|_| StanzaError::new(Condition::InternalServerError))?;
-        match access_model {
+        match n.access_model.as_str() {
             "presence" if item.as_ref().is_some_and(|i| i.from) => Ok(()),
             "presence" => Err(proto::error(
                 Condition::NotAuthorized,
@@ -149,22 +158,34 @@ impl PepService {
         }
     }
 
-    /// Send `event` (from the owner) to every resource that wants `node` and may see it.
-    fn notify(&self, owner: &BareJid, node: &str, access_model: &str, event: &Element) {
-        let Some(rcpts) = self.recipients.get(owner) else {
-            return;
-        };
+    /// Send `event` (from the owner, about `node`) to every available resource that wants
+    /// `node` (`+notify` in its caps) and to every explicit subscriber of `n`, each once, if
+    /// they may see it.
+    fn notify(&self, owner: &BareJid, node: &str, n: &Node, event: &Element) {
         let mut allowed: HashMap<String, bool> = HashMap::new();
-        for (full, ver) in rcpts {
-            if !self.caps.get(ver).is_some_and(|n| n.contains(node)) {
-                continue;
+        let mut may = |bare: &str| -> bool {
+            *allowed
+                .entry(bare.to_owned())
+                .or_insert_with(|| self.may_see(owner, n, bare).is_ok())
+        };
+        let mut reached: Vec<&str> = Vec::new();
+        if let Some(rcpts) = self.recipients.get(owner) {
+            for (full, ver) in rcpts {
+                if self.caps.get(ver).is_some_and(|w| w.contains(node)) && may(bare_of(full)) {
+                    self.send(event_message(owner, full, event.clone()));
+                    reached.push(full);
+                }
             }
-            let bare = full.split('/').next().unwrap_or(full).to_owned();
-            let ok = *allowed
-                .entry(bare.clone())
-                .or_insert_with(|| self.may_see(owner, access_model, &bare).is_ok());
-            if ok {
-                self.send(event_message(owner, full, event.clone()));
+        }
+        for jid in n.subscribers.keys() {
+            let bare = bare_of(jid);
+            let done = if jid.len() > bare.len() {
+                reached.contains(&jid.as_str())
+            } else {
+                reached.iter().any(|f| bare_of(f) == bare)
+            };
+            if !done && may(bare) {
+                self.send(event_message(owner, jid, event.clone()));
             }
         }
     }
@@ -176,21 +197,27 @@ impl PepService {
         let Ok(nodes) = self.shared.store.pep.nodes(d, u) else {
             return;
         };
-        let bare = full.split('/').next().unwrap_or(full);
         for (name, node) in nodes {
-            if !wanted.contains(&name) || node.send_last_published_item == "never" {
-                continue;
+            if wanted.contains(&name) {
+                self.send_last_item(owner, full, &name, &node);
             }
-            let Some((id, xml)) = node.items.last() else {
-                continue;
-            };
-            if self.may_see(owner, &node.access_model, bare).is_err() {
-                continue;
-            }
-            if let Ok(payload) = parse_element(xml) {
-                let event = proto::item_event(&name, id, payload);
-                self.send(event_message(owner, full, event));
-            }
+        }
+    }
+
+    /// The last item of `node` to `to`, if the node says so and `to` may see it.
+    fn send_last_item(&self, owner: &BareJid, to: &str, name: &str, node: &Node) {
+        if node.send_last_published_item == "never" {
+            return;
+        }
+        let Some((id, xml)) = node.items.last() else {
+            return;
+        };
+        if self.may_see(owner, node, bare_of(to)).is_err() {
+            return;
+        }
+        if let Ok(payload) = parse_element(xml) {
+            let event = proto::item_event(name, id, payload);
+            self.send(event_message(owner, to, event));
         }
     }
 
@@ -209,29 +236,61 @@ impl PepService {
             return Err(Condition::ServiceUnavailable.into());
         }
         let req = proto::parse(iq)?;
-        let is_owner = requester.to_bare() == owner;
+        let who = requester.to_bare();
+        let is_owner = who == owner;
         if req.is_owner_only() && !is_owner {
             return Err(Condition::Forbidden.into());
         }
         let store = &self.shared.store.pep;
-        let internal = |_| StanzaError::new(Condition::InternalServerError);
+        let (d, u) = (d.to_owned(), u.to_owned());
+        let get = |node: &str| -> Result<Node, StanzaError> {
+            store
+                .get(&d, &u, node)
+                .map_err(internal)?
+                .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))
+        };
+        let put = |node: &str, n: &Node| store.put(&d, &u, node, n).map_err(internal);
         match req {
+            // XEP-0411 `#compat-pep`: the XEP-0048 node is a view of the XEP-0402 one.
+            Request::Publish {
+                node,
+                payload,
+                options,
+                ..
+            } if node == bookmarks::LEGACY => {
+                if payload.name != "storage" || payload.ns != bookmarks::LEGACY {
+                    return Err(proto::error(Condition::BadRequest, Some("invalid-payload")));
+                }
+                self.set_legacy_bookmarks(&owner, &payload, options.as_ref())?;
+                Ok(Some(publish_result(&node, "current")))
+            }
+            Request::Items { node, .. } if node == bookmarks::LEGACY => {
+                let n = get(bookmarks::NODE)?;
+                self.may_see(&owner, &n, who.as_str())?;
+                let item = Element::new("item", proto::NS)
+                    .attr("id", "current")
+                    .child(legacy_view(&n));
+                Ok(Some(
+                    Element::new("pubsub", proto::NS).child(
+                        Element::new("items", proto::NS)
+                            .attr("node", node)
+                            .child(item),
+                    ),
+                ))
+            }
             Request::Publish {
                 node,
                 id,
                 payload,
                 options,
             } => {
-                let existing = store.get(d, u, &node).map_err(internal)?;
-                let mut n = match existing {
+                let mut n = match store.get(&d, &u, &node).map_err(internal)? {
                     Some(n) => {
-                        if let Some(o) = &options {
-                            if !matches_config(&n, o) {
-                                return Err(proto::error(
-                                    Condition::Conflict,
-                                    Some("precondition-not-met"),
-                                ));
-                            }
+                        if options.as_ref().is_some_and(|o| !matches_config(&n, o)) {
+                            return Err(proto::error(
+                                Condition::Conflict,
+                                Some("precondition-not-met"),
+                            ));
                         }
                         n
                     }
@@ -239,7 +298,7 @@ impl PepService {
                 };
                 let id = id.unwrap_or_else(|| random_id(16));
                 let xml = payload.to_xml(ns::CLIENT);
-                let before = store.bytes(d, u).map_err(internal)?;
+                let before = store.bytes(&d, &u).map_err(internal)?;
                 let old = n.items.iter().position(|(i, _)| *i == id);
                 let freed = old.map_or(0, |p| n.items[p].1.len());
                 if before + xml.len() > MAX_BYTES + freed {
@@ -251,26 +310,20 @@ impl PepService {
                 n.items.push((id.clone(), xml));
                 let excess = n.items.len().saturating_sub(n.max_items);
                 n.items.drain(..excess);
-                store.put(d, u, &node, &n).map_err(internal)?;
+                put(&node, &n)?;
                 if node == avatar::METADATA {
                     self.avatar_to_vcard(&owner, &payload);
                 }
                 let event = proto::item_event(&node, &id, payload);
-                self.notify(&owner, &node, &n.access_model, &event);
-                Ok(Some(
-                    Element::new("pubsub", proto::NS).child(
-                        Element::new("publish", proto::NS)
-                            .attr("node", node.as_str())
-                            .child(Element::new("item", proto::NS).attr("id", id)),
-                    ),
-                ))
+                self.notify(&owner, &node, &n, &event);
+                if node == bookmarks::NODE {
+                    self.legacy_bookmarks_changed(&owner, &n);
+                }
+                Ok(Some(publish_result(&node, &id)))
             }
             Request::Items { node, max, ids } => {
-                let n = store
-                    .get(d, u, &node)
-                    .map_err(internal)?
-                    .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
-                self.may_see(&owner, &n.access_model, requester.to_bare().as_str())?;
+                let n = get(&node)?;
+                self.may_see(&owner, &n, who.as_str())?;
                 let mut chosen: Vec<&(String, String)> = if ids.is_empty() {
                     n.items.iter().collect()
                 } else {
@@ -291,65 +344,380 @@ impl PepService {
                 Ok(Some(Element::new("pubsub", proto::NS).child(items)))
             }
             Request::Retract { node, ids, notify } => {
-                let mut n = store
-                    .get(d, u, &node)
-                    .map_err(internal)?
-                    .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
+                let mut n = get(&node)?;
                 let before = n.items.len();
                 n.items.retain(|(i, _)| !ids.contains(i));
                 if n.items.len() == before {
                     return Err(Condition::ItemNotFound.into());
                 }
-                store.put(d, u, &node, &n).map_err(internal)?;
+                put(&node, &n)?;
                 if notify {
                     let event = proto::retract_event(&node, &ids);
-                    self.notify(&owner, &node, &n.access_model, &event);
+                    self.notify(&owner, &node, &n, &event);
+                }
+                if node == bookmarks::NODE {
+                    self.legacy_bookmarks_changed(&owner, &n);
                 }
                 Ok(None)
             }
             Request::Create { node, options } => {
-                if store.get(d, u, &node).map_err(internal)?.is_some() {
+                let node = stored_name(&node);
+                if store.get(&d, &u, node).map_err(internal)?.is_some() {
                     return Err(Condition::Conflict.into());
                 }
-                store
-                    .put(d, u, &node, &new_node(options.as_ref()))
-                    .map_err(internal)?;
+                put(node, &new_node(options.as_ref()))?;
                 Ok(None)
             }
             Request::Delete { node } => {
-                let n = store
-                    .get(d, u, &node)
-                    .map_err(internal)?
-                    .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
-                store.delete(d, u, &node).map_err(internal)?;
-                self.notify(&owner, &node, &n.access_model, &proto::delete_event(&node));
+                let name = stored_name(&node);
+                let n = get(name)?;
+                store.delete(&d, &u, name).map_err(internal)?;
+                self.notify(&owner, name, &n, &proto::delete_event(name));
+                if name == bookmarks::NODE {
+                    let legacy = bookmarks::LEGACY;
+                    self.notify(&owner, legacy, &n, &proto::delete_event(legacy));
+                }
                 Ok(None)
             }
             Request::ConfigureGet { node } => {
-                let n = store
-                    .get(d, u, &node)
-                    .map_err(internal)?
-                    .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
+                let n = get(stored_name(&node))?;
                 let form =
                     proto::config_form(&n.access_model, n.max_items, &n.send_last_published_item);
-                Ok(Some(
-                    Element::new("pubsub", proto::NS_OWNER).child(
-                        Element::new("configure", proto::NS_OWNER)
-                            .attr("node", node.as_str())
-                            .child(form),
-                    ),
-                ))
+                Ok(Some(owner_payload(
+                    Element::new("configure", proto::NS_OWNER)
+                        .attr("node", node)
+                        .child(form),
+                )))
             }
             Request::ConfigureSet { node, options } => {
-                let mut n = store
-                    .get(d, u, &node)
-                    .map_err(internal)?
-                    .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
+                let node = stored_name(&node);
+                let mut n = get(node)?;
                 apply(&mut n, &options);
-                store.put(d, u, &node, &n).map_err(internal)?;
+                put(node, &n)?;
                 Ok(None)
             }
+            Request::DefaultConfig => {
+                let n = new_node(None);
+                let form =
+                    proto::config_form(&n.access_model, n.max_items, &n.send_last_published_item);
+                Ok(Some(owner_payload(
+                    Element::new("default", proto::NS_OWNER).child(form),
+                )))
+            }
+            Request::Subscribe { node, jid } => {
+                let jid = Jid::new(&jid)
+                    .map_err(|_| proto::error(Condition::BadRequest, Some("invalid-jid")))?;
+                if jid.to_bare() != who {
+                    return Err(proto::error(Condition::BadRequest, Some("invalid-jid")));
+                }
+                let mut n = get(&node)?;
+                self.may_see(&owner, &n, who.as_str())?;
+                let jid = jid.as_str().to_owned();
+                let subid = match n.subscribers.get(&jid) {
+                    Some(s) => s.clone(),
+                    None if n.subscribers.len() >= proto::MAX_SUBSCRIBERS => {
+                        return Err(proto::error(Condition::ResourceConstraint, None));
+                    }
+                    None => {
+                        let s = random_id(16);
+                        n.subscribers.insert(jid.clone(), s.clone());
+                        put(&node, &n)?;
+                        s
+                    }
+                };
+                // XEP-0060 §6.1.7: the last item goes to the new subscriber.
+                self.send_last_item(&owner, &jid, &node, &n);
+                Ok(Some(Element::new("pubsub", proto::NS).child(subscription(
+                    &node,
+                    &jid,
+                    Some(&subid),
+                    "subscribed",
+                ))))
+            }
+            Request::Unsubscribe { node, jid } => {
+                let jid = Jid::new(&jid)
+                    .map_err(|_| proto::error(Condition::BadRequest, Some("invalid-jid")))?;
+                if jid.to_bare() != who {
+                    return Err(Condition::Forbidden.into());
+                }
+                let mut n = get(&node)?;
+                if n.subscribers.remove(jid.as_str()).is_none() {
+                    return Err(proto::error(
+                        Condition::UnexpectedRequest,
+                        Some("not-subscribed"),
+                    ));
+                }
+                put(&node, &n)?;
+                Ok(None)
+            }
+            Request::Subscriptions { node } => {
+                let mut list = Element::new("subscriptions", proto::NS);
+                for (name, n) in self.nodes(&owner, node.as_deref())? {
+                    for (jid, subid) in &n.subscribers {
+                        if bare_of(jid) == who.as_str() {
+                            list = list.child(subscription(&name, jid, Some(subid), "subscribed"));
+                        }
+                    }
+                }
+                if let Some(n) = node {
+                    list.set_attr("node", n);
+                }
+                Ok(Some(Element::new("pubsub", proto::NS).child(list)))
+            }
+            Request::Affiliations { node } => {
+                let mut list = Element::new("affiliations", proto::NS);
+                for (name, n) in self.nodes(&owner, node.as_deref())? {
+                    let aff = if is_owner {
+                        Some("owner")
+                    } else {
+                        n.affiliations.get(who.as_str()).map(String::as_str)
+                    };
+                    if let Some(a) = aff {
+                        list = list.child(
+                            Element::new("affiliation", proto::NS)
+                                .attr("node", name)
+                                .attr("affiliation", a),
+                        );
+                    }
+                }
+                if let Some(n) = node {
+                    list.set_attr("node", n);
+                }
+                Ok(Some(Element::new("pubsub", proto::NS).child(list)))
+            }
+            Request::OwnerSubscriptions { node } => {
+                let n = get(&node)?;
+                let mut list =
+                    Element::new("subscriptions", proto::NS_OWNER).attr("node", node.as_str());
+                for (jid, subid) in &n.subscribers {
+                    let mut s = subscription(&node, jid, Some(subid), "subscribed");
+                    s.ns = proto::NS_OWNER.into();
+                    s.remove_attr("node");
+                    list = list.child(s);
+                }
+                Ok(Some(owner_payload(list)))
+            }
+            Request::OwnerSetSubscriptions { node, changes } => {
+                let mut n = get(&node)?;
+                for (jid, sub) in changes {
+                    let jid =
+                        Jid::new(&jid).map_err(|_| StanzaError::new(Condition::JidMalformed))?;
+                    let jid = jid.as_str().to_owned();
+                    match sub.as_str() {
+                        "none" => {
+                            n.subscribers.remove(&jid);
+                        }
+                        "subscribed" if n.subscribers.contains_key(&jid) => {}
+                        "subscribed" if n.subscribers.len() < proto::MAX_SUBSCRIBERS => {
+                            n.subscribers.insert(jid, random_id(16));
+                        }
+                        "subscribed" => {
+                            return Err(proto::error(Condition::ResourceConstraint, None))
+                        }
+                        _ => return Err(proto::unsupported("subscription-notifications")),
+                    }
+                }
+                put(&node, &n)?;
+                Ok(None)
+            }
+            Request::OwnerAffiliations { node } => {
+                let n = get(stored_name(&node))?;
+                let aff = |jid: &str, a: &str| {
+                    Element::new("affiliation", proto::NS_OWNER)
+                        .attr("jid", jid)
+                        .attr("affiliation", a)
+                };
+                let mut list = Element::new("affiliations", proto::NS_OWNER)
+                    .attr("node", node.as_str())
+                    .child(aff(owner.as_str(), "owner"));
+                for (jid, a) in &n.affiliations {
+                    list = list.child(aff(jid, a));
+                }
+                Ok(Some(owner_payload(list)))
+            }
+            Request::OwnerSetAffiliations { node, changes } => {
+                let name = stored_name(&node);
+                let mut n = get(name)?;
+                for (jid, a) in changes {
+                    let bare = Jid::new(&jid)
+                        .map_err(|_| StanzaError::new(Condition::JidMalformed))?
+                        .to_bare();
+                    if bare == owner {
+                        // The owner stays the owner (XEP-0060 §8.9.2.4).
+                        return Err(Condition::NotAcceptable.into());
+                    }
+                    let bare = bare.as_str().to_owned();
+                    match a.as_str() {
+                        "none" => {
+                            n.affiliations.remove(&bare);
+                        }
+                        "member" | "outcast" => {
+                            if !n.affiliations.contains_key(&bare)
+                                && n.affiliations.len() >= proto::MAX_SUBSCRIBERS
+                            {
+                                return Err(proto::error(Condition::ResourceConstraint, None));
+                            }
+                            if a == "outcast" {
+                                n.subscribers.retain(|j, _| bare_of(j) != bare);
+                            }
+                            n.affiliations.insert(bare, a);
+                        }
+                        "publisher" | "publish-only" => {
+                            return Err(proto::unsupported("publisher-affiliation"))
+                        }
+                        _ => return Err(Condition::BadRequest.into()),
+                    }
+                }
+                put(name, &n)?;
+                Ok(None)
+            }
+            Request::DiscoItems { node: None } => {
+                let mut q = Element::new("query", ns::DISCO_ITEMS);
+                for (name, n) in store.nodes(&d, &u).map_err(internal)? {
+                    if self.may_see(&owner, &n, who.as_str()).is_err() {
+                        continue;
+                    }
+                    let names: &[&str] = if name == bookmarks::NODE {
+                        &[bookmarks::NODE, bookmarks::LEGACY]
+                    } else {
+                        &[name.as_str()]
+                    };
+                    for name in names {
+                        q = q.child(
+                            Element::new("item", ns::DISCO_ITEMS)
+                                .attr("jid", owner.as_str())
+                                .attr("node", *name),
+                        );
+                    }
+                }
+                Ok(Some(q))
+            }
+            Request::DiscoItems { node: Some(node) } => {
+                let n = get(stored_name(&node))?;
+                if self.may_see(&owner, &n, who.as_str()).is_err() {
+                    return Err(Condition::ItemNotFound.into());
+                }
+                let ids: Vec<&str> = if node == bookmarks::LEGACY {
+                    vec!["current"]
+                } else {
+                    n.items.iter().map(|(i, _)| i.as_str()).collect()
+                };
+                let mut q = Element::new("query", ns::DISCO_ITEMS).attr("node", node.as_str());
+                for id in ids {
+                    q = q.child(
+                        Element::new("item", ns::DISCO_ITEMS)
+                            .attr("jid", owner.as_str())
+                            .attr("name", id),
+                    );
+                }
+                Ok(Some(q))
+            }
+            Request::DiscoInfo { node } => {
+                let n = get(stored_name(&node))?;
+                if self.may_see(&owner, &n, who.as_str()).is_err() {
+                    return Err(Condition::ItemNotFound.into());
+                }
+                Ok(Some(
+                    Element::new("query", ns::DISCO_INFO)
+                        .attr("node", node)
+                        .child(
+                            Element::new("identity", ns::DISCO_INFO)
+                                .attr("category", "pubsub")
+                                .attr("type", "leaf"),
+                        )
+                        .child(Element::new("feature", ns::DISCO_INFO).attr("var", proto::NS)),
+                ))
+            }
         }
+    }
+
+    /// One node (which must exist) or all of the account's.
+    fn nodes(
+        &self,
+        owner: &BareJid,
+        node: Option<&str>,
+    ) -> Result<Vec<(String, Node)>, StanzaError> {
+        let (d, u) = parts(owner);
+        let store = &self.shared.store.pep;
+        match node {
+            Some(name) => match store.get(d, u, name).map_err(internal)? {
+                Some(n) => Ok(vec![(name.to_owned(), n)]),
+                None => Err(Condition::ItemNotFound.into()),
+            },
+            None => store.nodes(d, u).map_err(internal),
+        }
+    }
+
+    /// XEP-0411: XEP-0048 bookmarks (from private storage or the `storage:bookmarks` PEP node)
+    /// become the XEP-0402 node's items; those who follow either node hear of the changes.
+    fn set_legacy_bookmarks(
+        &mut self,
+        owner: &BareJid,
+        storage: &Element,
+        options: Option<&Options>,
+    ) -> Result<(), StanzaError> {
+        use crate::services::bookmarks::{from_legacy, NODE};
+        let (d, u) = parts(owner);
+        let store = &self.shared.store.pep;
+        let mut node = match store.get(d, u, NODE).map_err(internal)? {
+            Some(n) => n,
+            None => new_node(Some(&Options {
+                access_model: Some("whitelist".into()),
+                max_items: Some(MAX_ITEMS),
+                send_last_published_item: Some("never".into()),
+            })),
+        };
+        if options.is_some_and(|o| !matches_config(&node, o)) {
+            return Err(proto::error(
+                Condition::Conflict,
+                Some("precondition-not-met"),
+            ));
+        }
+        let wanted = from_legacy(storage);
+        let items: Vec<(String, String)> = wanted
+            .iter()
+            .map(|(id, el)| (id.clone(), el.to_xml(ns::CLIENT)))
+            .collect();
+        let removed: Vec<String> = node
+            .items
+            .iter()
+            .filter(|(id, _)| !items.iter().any(|(i, _)| i == id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let changed: Vec<(String, Element)> = wanted
+            .into_iter()
+            .filter(|(id, el)| {
+                let xml = el.to_xml(ns::CLIENT);
+                !node.items.iter().any(|(i, x)| i == id && *x == xml)
+            })
+            .collect();
+        node.items = items;
+        node.items.truncate(node.max_items.max(1));
+        if let Err(e) = store.put(d, u, NODE, &node) {
+            log::error!("pep storage failure: {e}");
+            return Err(Condition::InternalServerError.into());
+        }
+        for (id, payload) in changed {
+            let event = proto::item_event(NODE, &id, payload);
+            self.notify(owner, NODE, &node, &event);
+        }
+        if !removed.is_empty() {
+            let event = proto::retract_event(NODE, &removed);
+            self.notify(owner, NODE, &node, &event);
+        }
+        self.legacy_bookmarks_changed(owner, &node);
+        Ok(())
+    }
+
+    /// The XEP-0402 node changed: those who follow `storage:bookmarks` (XEP-0048 in PEP) get
+    /// the whole document again, as XEP-0048 publishes it.
+    fn legacy_bookmarks_changed(&self, owner: &BareJid, node: &Node) {
+        let event = proto::item_event(bookmarks::LEGACY, "current", legacy_view(node));
+        let view = Node {
+            subscribers: Default::default(),
+            ..node.clone()
+        };
+        self.notify(owner, bookmarks::LEGACY, &view, &event);
     }
 
     /// XEP-0398: the avatar announced in PEP becomes the vCard's PHOTO.
@@ -425,7 +793,7 @@ impl PepService {
                 return;
             }
             let event = proto::item_event(node_name, &id, payload);
-            self.notify(owner, node_name, &node.access_model, &event);
+            self.notify(owner, node_name, &node, &event);
         }
     }
 
@@ -453,12 +821,66 @@ impl PepService {
     }
 }
 
+fn internal<E>(_: E) -> StanzaError {
+    StanzaError::new(Condition::InternalServerError)
+}
+
+/// The bare part of a JID string.
+fn bare_of(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+/// Where a node is kept: the XEP-0048 `storage:bookmarks` node is the XEP-0402 one (XEP-0411).
+fn stored_name(node: &str) -> &str {
+    if node == bookmarks::LEGACY {
+        bookmarks::NODE
+    } else {
+        node
+    }
+}
+
+/// The XEP-0402 node's items as one XEP-0048 `<storage/>` document.
+fn legacy_view(n: &Node) -> Element {
+    let items: Vec<(String, Element)> = n
+        .items
+        .iter()
+        .filter_map(|(id, xml)| Some((id.clone(), parse_element(xml).ok()?)))
+        .collect();
+    bookmarks::to_legacy(&items)
+}
+
+fn publish_result(node: &str, id: &str) -> Element {
+    Element::new("pubsub", proto::NS).child(
+        Element::new("publish", proto::NS)
+            .attr("node", node)
+            .child(Element::new("item", proto::NS).attr("id", id)),
+    )
+}
+
+fn owner_payload(op: Element) -> Element {
+    Element::new("pubsub", proto::NS_OWNER).child(op)
+}
+
+/// `<subscription node jid subid subscription/>` (XEP-0060 §6.1.2).
+fn subscription(node: &str, jid: &str, subid: Option<&str>, state: &str) -> Element {
+    let mut s = Element::new("subscription", proto::NS)
+        .attr("node", node)
+        .attr("jid", jid)
+        .attr("subscription", state);
+    if let Some(id) = subid {
+        s.set_attr("subid", id);
+    }
+    s
+}
+
 fn new_node(options: Option<&Options>) -> Node {
     let mut n = Node {
         access_model: "presence".into(),
         max_items: 1,
         items: Vec::new(),
         send_last_published_item: "on_sub_and_presence".into(),
+        affiliations: Default::default(),
+        subscribers: Default::default(),
     };
     if let Some(o) = options {
         apply(&mut n, o);
@@ -591,7 +1013,6 @@ impl Handler<CapsAnswer> for PepService {
 impl Handler<ClientDataSet> for PepService {
     type Result = Option<Element>;
     fn handle(&mut self, msg: ClientDataSet, _: &mut Context<Self>) -> Option<Element> {
-        use crate::services::bookmarks::{from_legacy, LEGACY, NODE};
         let owner = msg
             .iq
             .get_attr("from")
@@ -609,52 +1030,11 @@ impl Handler<ClientDataSet> for PepService {
         let storage = msg
             .iq
             .get_child("query", crate::services::private::NS)
-            .and_then(|q| q.get_child("storage", LEGACY))?;
-        let (d, u) = parts(&owner);
-        let store = &self.shared.store.pep;
-        let Ok(existing) = store.get(d, u, NODE) else {
-            return Some(reply);
-        };
-        let mut node = existing.unwrap_or_else(|| {
-            new_node(Some(&Options {
-                access_model: Some("whitelist".into()),
-                max_items: Some(MAX_ITEMS),
-                send_last_published_item: Some("never".into()),
-            }))
-        });
-        let wanted = from_legacy(storage);
-        let items: Vec<(String, String)> = wanted
-            .iter()
-            .map(|(id, el)| (id.clone(), el.to_xml(ns::CLIENT)))
-            .collect();
-        let removed: Vec<String> = node
-            .items
-            .iter()
-            .filter(|(id, _)| !items.iter().any(|(i, _)| i == id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let changed: Vec<(String, Element)> = wanted
-            .into_iter()
-            .filter(|(id, el)| {
-                let xml = el.to_xml(ns::CLIENT);
-                !node.items.iter().any(|(i, x)| i == id && *x == xml)
-            })
-            .collect();
-        node.items = items;
-        node.items.truncate(node.max_items.max(1));
-        if let Err(e) = store.put(d, u, NODE, &node) {
-            log::error!("pep storage failure: {e}");
-            return error_reply(&msg.iq, &Condition::InternalServerError.into());
+            .and_then(|q| q.get_child("storage", bookmarks::LEGACY))?;
+        match self.set_legacy_bookmarks(&owner, storage, None) {
+            Ok(()) => Some(reply),
+            Err(e) => error_reply(&msg.iq, &e),
         }
-        for (id, payload) in changed {
-            let event = proto::item_event(NODE, &id, payload);
-            self.notify(&owner, NODE, &node.access_model, &event);
-        }
-        if !removed.is_empty() {
-            let event = proto::retract_event(NODE, &removed);
-            self.notify(&owner, NODE, &node.access_model, &event);
-        }
-        Some(reply)
     }
 }
 

@@ -245,7 +245,7 @@ impl S2sIn {
             }
             return;
         }
-        if to.node().is_some() && services::pep::is_pubsub(&iq) {
+        if to.node().is_some() && to.resource().is_none() && services::pep::is_pep(&iq) {
             let ask = self.pep.iq.send(super::pep::PepIq { iq });
             ctx.spawn(ask.into_actor(self).map(|res, act, _| {
                 if let Ok(Some(reply)) = res {

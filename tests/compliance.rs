@@ -110,6 +110,46 @@ const TABLE: &[(u32, Place, &str)] = &[
         Place::Account,
         "http://jabber.org/protocol/pubsub#last-published",
     ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#subscribe",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#manage-subscriptions",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#retrieve-affiliations",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#modify-affiliations",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#member-affiliation",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#outcast-affiliation",
+    ),
+    (
+        60,
+        Place::Account,
+        "http://jabber.org/protocol/pubsub#retrieve-default",
+    ),
     (77, Place::Server, "jabber:iq:register"),
     (
         77,
@@ -163,6 +203,7 @@ const TABLE: &[(u32, Place, &str)] = &[
     (388, Place::StreamPre("authentication"), "urn:xmpp:sasl:2"),
     (398, Place::Account, "urn:xmpp:pep-vcard-conversion:0"),
     (411, Place::Account, "urn:xmpp:bookmarks:1#compat"),
+    (411, Place::Account, "urn:xmpp:bookmarks:1#compat-pep"),
     (
         440,
         Place::StreamPre("sasl-channel-binding"),

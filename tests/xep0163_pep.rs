@@ -483,3 +483,376 @@ async fn avatars_convert_between_pep_and_vcard() {
         "the rest of the vCard is kept: {xml}"
     );
 }
+
+/// Send an IQ that also causes a pubsub event; the two may come in either order.
+async fn iq_and_event(c: &mut Client, id: &str, body: &str) -> (Element, Element) {
+    c.send(&body.replace("ID", id)).await;
+    let (mut res, mut ev) = (None, None);
+    while res.is_none() || ev.is_none() {
+        let e = c.recv().await;
+        if e.get_attr("id") == Some(id) {
+            res = Some(e);
+        } else if event_items(&e).is_some() {
+            ev = Some(e);
+        }
+    }
+    (res.unwrap(), ev.unwrap())
+}
+
+fn sub_req(op: &str, node: &str, jid: &str) -> String {
+    format!("<iq type='set' id='ID'><pubsub xmlns='{PUBSUB}'><{op} node='{node}' jid='{jid}'/></pubsub></iq>")
+        .replace("<iq ", "<iq to='juliet@localhost' ")
+}
+
+fn owner_req(kind: &str, inner: &str) -> String {
+    format!("<iq type='{kind}' id='ID'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>{inner}</pubsub></iq>")
+}
+
+fn disco(to: &str, which: &str, node: &str) -> String {
+    let node = if node.is_empty() {
+        String::new()
+    } else {
+        format!(" node='{node}'")
+    };
+    format!("<iq type='get' id='ID' to='{to}'><query xmlns='http://jabber.org/protocol/disco#{which}'{node}/></iq>")
+}
+
+fn disco_nodes(e: &Element) -> Vec<String> {
+    e.get_child("query", "http://jabber.org/protocol/disco#items")
+        .map(|q| {
+            q.elements()
+                .filter_map(|i| i.get_attr("node").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_subscriptions_affiliations_and_disco() {
+    const OPEN: &str = "urn:example:open";
+    const WL: &str = "urn:example:whitelist";
+    let s = TestServer::start();
+    for u in ["juliet", "romeo", "nurse"] {
+        s.add_user(u, "pw");
+    }
+    // Nobody asks for +notify: everything romeo hears comes from his explicit subscription.
+    let mut j = online_with_caps(&s, "juliet", "balcony", &[]).await;
+    answer_caps(&mut j, &[]).await;
+    let mut r = online_with_caps(&s, "romeo", "orchard", &[]).await;
+    let mut n = online_with_caps(&s, "nurse", "kitchen", &[]).await;
+    let access = |m: &str| field("pubsub#access_model", m);
+    let e = iq(
+        &mut j,
+        "p1",
+        &publish(
+            OPEN,
+            "i1",
+            "<x xmlns='urn:example'>one</x>",
+            &access("open"),
+        ),
+    )
+    .await;
+    assert_eq!(e.get_attr("type"), Some("result"));
+
+    // Romeo (no roster relation at all) subscribes to the open node: subscribed, with a subid,
+    // and the last item follows.
+    let (e, ev) = iq_and_event(&mut r, "s1", &sub_req("subscribe", OPEN, "romeo@localhost")).await;
+    let sub = e
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("subscription", PUBSUB))
+        .expect("subscription in the result");
+    assert_eq!(sub.get_attr("subscription"), Some("subscribed"));
+    assert_eq!(sub.get_attr("jid"), Some("romeo@localhost"));
+    assert!(sub.get_attr("subid").is_some_and(|i| !i.is_empty()));
+    assert_eq!(
+        event_items(&ev),
+        Some((OPEN.to_owned(), vec!["i1".to_owned()]))
+    );
+    // Someone else's JID may not be subscribed.
+    let e = iq(&mut r, "s2", &sub_req("subscribe", OPEN, "nurse@localhost")).await;
+    assert_eq!(
+        pubsub_error(&e),
+        (Some("bad-request".into()), Some("invalid-jid".into()))
+    );
+
+    // A new item reaches the subscriber, through his bare JID.
+    iq(
+        &mut j,
+        "p2",
+        &publish(OPEN, "i2", "<x xmlns='urn:example'>two</x>", ""),
+    )
+    .await;
+    let ev = wait_for(&mut r, |e| event_items(e).is_some()).await;
+    assert_eq!(
+        event_items(&ev),
+        Some((OPEN.to_owned(), vec!["i2".to_owned()]))
+    );
+    assert_eq!(ev.get_attr("from"), Some("juliet@localhost"));
+
+    // Both sides can list the subscription.
+    let e = iq(&mut r, "l1", &format!("<iq type='get' id='ID' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><subscriptions/></pubsub></iq>")).await;
+    let xml = e.to_xml("jabber:client");
+    assert!(
+        xml.contains(&format!("node='{OPEN}'")) && xml.contains("jid='romeo@localhost'"),
+        "{xml}"
+    );
+    let e = iq(
+        &mut j,
+        "l2",
+        &owner_req("get", &format!("<subscriptions node='{OPEN}'/>")),
+    )
+    .await;
+    assert!(e.to_xml("jabber:client").contains("jid='romeo@localhost'"));
+    // Others may not read the node's administration.
+    let e = iq(
+        &mut n,
+        "l3",
+        &owner_req("get", &format!("<subscriptions node='{OPEN}'/>"))
+            .replace("<iq ", "<iq to='juliet@localhost' "),
+    )
+    .await;
+    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
+
+    // A whitelist node: closed to the nurse until juliet makes her a member.
+    iq(
+        &mut j,
+        "p3",
+        &publish(
+            WL,
+            "w1",
+            "<x xmlns='urn:example'>secret</x>",
+            &access("whitelist"),
+        ),
+    )
+    .await;
+    let e = iq(&mut n, "i1", &items("juliet@localhost", WL)).await;
+    assert_eq!(
+        pubsub_error(&e),
+        (Some("not-allowed".into()), Some("closed-node".into()))
+    );
+    let e = iq(&mut j, "a1", &owner_req("set", &format!("<affiliations node='{WL}'><affiliation jid='nurse@localhost' affiliation='member'/></affiliations>"))).await;
+    assert_eq!(e.get_attr("type"), Some("result"));
+    let e = iq(&mut n, "i2", &items("juliet@localhost", WL)).await;
+    assert!(e.to_xml("jabber:client").contains("<item id='w1'>"));
+    let e = iq(
+        &mut j,
+        "a2",
+        &owner_req("get", &format!("<affiliations node='{WL}'/>")),
+    )
+    .await;
+    let xml = e.to_xml("jabber:client");
+    assert!(
+        xml.contains("jid='juliet@localhost' affiliation='owner'"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("jid='nurse@localhost' affiliation='member'"),
+        "{xml}"
+    );
+    let e = iq(&mut n, "a3", &format!("<iq type='get' id='ID' to='juliet@localhost'><pubsub xmlns='{PUBSUB}'><affiliations/></pubsub></iq>")).await;
+    assert!(e
+        .to_xml("jabber:client")
+        .contains(&format!("node='{WL}' affiliation='member'")));
+    // The owner's own affiliation cannot be changed.
+    let e = iq(&mut j, "a4", &owner_req("set", &format!("<affiliations node='{WL}'><affiliation jid='juliet@localhost' affiliation='none'/></affiliations>"))).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("not-acceptable"));
+
+    // disco#items lists the nodes each may see; disco#info describes a visible node.
+    let e = iq(&mut n, "d1", &disco("juliet@localhost", "items", "")).await;
+    let mut seen = disco_nodes(&e);
+    seen.sort();
+    assert_eq!(seen, vec![OPEN.to_owned(), WL.to_owned()]);
+    let e = iq(&mut r, "d2", &disco("juliet@localhost", "items", "")).await;
+    assert_eq!(disco_nodes(&e), vec![OPEN.to_owned()]);
+    let e = iq(&mut r, "d3", &disco("juliet@localhost", "info", WL)).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("item-not-found"));
+    let e = iq(&mut n, "d4", &disco("juliet@localhost", "info", WL)).await;
+    assert!(e
+        .to_xml("jabber:client")
+        .contains("category='pubsub' type='leaf'"));
+    let e = iq(&mut n, "d5", &disco("juliet@localhost", "items", OPEN)).await;
+    let xml = e.to_xml("jabber:client");
+    // The node keeps one item (max_items defaults to 1).
+    assert!(
+        xml.contains("name='i2'") && !xml.contains("name='i1'"),
+        "{xml}"
+    );
+    // The account itself answers disco#info for others too; an unknown account does not.
+    let e = iq(&mut n, "d6", &disco("juliet@localhost", "info", "")).await;
+    assert!(e
+        .to_xml("jabber:client")
+        .contains("category='pubsub' type='pep'"));
+    let e = iq(&mut n, "d7", &disco("ghost@localhost", "info", "")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+
+    // Romeo made an outcast: his subscription ends, he may not read, and he hears nothing.
+    iq(&mut j, "a5", &owner_req("set", &format!("<affiliations node='{OPEN}'><affiliation jid='romeo@localhost' affiliation='outcast'/></affiliations>"))).await;
+    let e = iq(&mut r, "i3", &items("juliet@localhost", OPEN)).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
+    iq(
+        &mut j,
+        "p4",
+        &publish(OPEN, "i3", "<x xmlns='urn:example'>three</x>", ""),
+    )
+    .await;
+    nothing_before_ping(&mut r, |e| event_items(e).is_some()).await;
+    let e = iq(
+        &mut r,
+        "u1",
+        &sub_req("unsubscribe", OPEN, "romeo@localhost"),
+    )
+    .await;
+    assert_eq!(
+        pubsub_error(&e),
+        (
+            Some("unexpected-request".into()),
+            Some("not-subscribed".into())
+        )
+    );
+
+    // The nurse subscribes and unsubscribes: no more events after that.
+    iq_and_event(
+        &mut n,
+        "s3",
+        &sub_req("subscribe", OPEN, "nurse@localhost/kitchen"),
+    )
+    .await;
+    let e = iq(
+        &mut n,
+        "u2",
+        &sub_req("unsubscribe", OPEN, "nurse@localhost/kitchen"),
+    )
+    .await;
+    assert_eq!(e.get_attr("type"), Some("result"));
+    iq(
+        &mut j,
+        "p5",
+        &publish(OPEN, "i4", "<x xmlns='urn:example'>four</x>", ""),
+    )
+    .await;
+    nothing_before_ping(&mut n, |e| event_items(e).is_some()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xep0048_bookmarks_node_is_a_view_of_xep0402() {
+    const NATIVE: &str = "urn:xmpp:bookmarks:1";
+    const LEGACY: &str = "storage:bookmarks";
+    let s = TestServer::start();
+    for u in ["juliet", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    // An old client following the XEP-0048 node, a new one following XEP-0402's.
+    let mut old = online_with_caps(&s, "juliet", "old", &[LEGACY]).await;
+    answer_caps(&mut old, &[LEGACY]).await;
+    let mut new = online_with_caps(&s, "juliet", "new", &[NATIVE]).await;
+    answer_caps(&mut new, &[NATIVE]).await;
+    let mut r = online_with_caps(&s, "romeo", "orchard", &[]).await;
+    answer_caps(&mut r, &[]).await;
+
+    // The old client publishes the whole document, as XEP-0048 §3.3 shows.
+    let (e, own) = iq_and_event(&mut old, "p1", &publish(LEGACY, "current", "<storage xmlns='storage:bookmarks'><conference jid='orchard@chat.example' name='Orchard' autojoin='true'><nick>J</nick></conference></storage>", &format!("{}{}", field("pubsub#persist_items", "true"), field("pubsub#access_model", "whitelist")))).await;
+    assert_eq!(
+        e.get_attr("type"),
+        Some("result"),
+        "{}",
+        e.to_xml("jabber:client")
+    );
+    let ev = wait_for(&mut new, |e| event_items(e).is_some()).await;
+    assert_eq!(
+        event_items(&ev),
+        Some((NATIVE.to_owned(), vec!["orchard@chat.example".to_owned()]))
+    );
+    assert!(ev.to_xml("jabber:client").contains("<conference xmlns='urn:xmpp:bookmarks:1' name='Orchard' autojoin='true'><nick>J</nick></conference>"));
+    assert_eq!(
+        event_items(&own),
+        Some((LEGACY.to_owned(), vec!["current".to_owned()]))
+    );
+
+    // The new client adds one the XEP-0402 way: the old one gets the whole document again.
+    iq(
+        &mut new,
+        "p2",
+        &publish(
+            NATIVE,
+            "tomb@chat.example",
+            "<conference xmlns='urn:xmpp:bookmarks:1' name='Tomb'/>",
+            "",
+        ),
+    )
+    .await;
+    let ev = wait_for(&mut old, |e| event_items(e).is_some()).await;
+    let xml = ev.to_xml("jabber:client");
+    assert!(
+        xml.contains("jid='orchard@chat.example'") && xml.contains("jid='tomb@chat.example'"),
+        "{xml}"
+    );
+
+    // Reading the XEP-0048 node, and private storage, give the same two.
+    let e = iq(&mut old, "g1", &items("juliet@localhost", LEGACY)).await;
+    let xml = e.to_xml("jabber:client");
+    assert!(
+        xml.contains("<item id='current'><storage xmlns='storage:bookmarks'>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("jid='orchard@chat.example'") && xml.contains("jid='tomb@chat.example'"),
+        "{xml}"
+    );
+    let e = iq(&mut old, "g2", "<iq type='get' id='ID'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>").await;
+    let xml = e.to_xml("jabber:client");
+    assert!(
+        xml.contains("jid='orchard@chat.example'") && xml.contains("jid='tomb@chat.example'"),
+        "{xml}"
+    );
+
+    // Bookmarks are the owner's only; a different access model is a failed precondition.
+    let e = iq(&mut r, "g3", &items("juliet@localhost", LEGACY)).await;
+    assert_eq!(
+        pubsub_error(&e),
+        (Some("not-allowed".into()), Some("closed-node".into()))
+    );
+    let e = iq(
+        &mut old,
+        "p3",
+        &publish(
+            LEGACY,
+            "current",
+            "<storage xmlns='storage:bookmarks'/>",
+            &field("pubsub#access_model", "open"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        pubsub_error(&e),
+        (Some("conflict".into()), Some("precondition-not-met".into()))
+    );
+    let e = iq(&mut old, "d1", &disco("juliet@localhost", "items", "")).await;
+    let mut nodes = disco_nodes(&e);
+    nodes.sort();
+    assert_eq!(nodes, vec![LEGACY.to_owned(), NATIVE.to_owned()]);
+
+    // An empty document removes them all: the new client hears the retraction.
+    iq(
+        &mut old,
+        "p4",
+        &publish(
+            LEGACY,
+            "current",
+            "<storage xmlns='storage:bookmarks'/>",
+            "",
+        ),
+    )
+    .await;
+    let ev = wait_for(&mut new, |e| {
+        e.get_child("event", EVENT)
+            .and_then(|ev| ev.get_child("items", EVENT))
+            .is_some_and(|i| i.elements().any(|c| c.name == "retract"))
+    })
+    .await;
+    let xml = ev.to_xml("jabber:client");
+    assert!(
+        xml.contains("<retract id='orchard@chat.example'/>")
+            && xml.contains("<retract id='tomb@chat.example'/>"),
+        "{xml}"
+    );
+}

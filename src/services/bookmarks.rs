@@ -1,6 +1,7 @@
 //! XEP-0411: bookmarks kept once, in PEP (`urn:xmpp:bookmarks:1`, XEP-0402), and shown to
-//! clients that still use XEP-0048 bookmarks in private XML storage (XEP-0049) as a
-//! `storage:bookmarks` document converted from them, and the other way round.
+//! clients that still use XEP-0048 bookmarks, in private XML storage (XEP-0049) or in the
+//! `storage:bookmarks` PEP node, as a `storage:bookmarks` document converted from them, and
+//! the other way round.
 
 use crate::xml::Element;
 
@@ -10,6 +11,8 @@ pub const NODE: &str = "urn:xmpp:bookmarks:1";
 pub const LEGACY: &str = "storage:bookmarks";
 /// What the account advertises (XEP-0402 §5.3).
 pub const COMPAT_FEATURE: &str = "urn:xmpp:bookmarks:1#compat";
+/// ... and for the XEP-0048 PEP node `storage:bookmarks` (XEP-0411 §3).
+pub const COMPAT_PEP_FEATURE: &str = "urn:xmpp:bookmarks:1#compat-pep";
 
 fn truthy(v: Option<&str>) -> bool {
     matches!(v, Some("true" | "1"))

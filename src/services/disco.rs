@@ -178,6 +178,7 @@ pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
     features.extend_from_slice(super::pep::FEATURES);
     features.push(super::pep::NS);
     features.push(super::bookmarks::COMPAT_FEATURE);
+    features.push(super::bookmarks::COMPAT_PEP_FEATURE);
     features.push(super::avatar::FEATURE);
     let mut q = info(("account", "registered", ""), &features);
     // XEP-0163: the account is a PEP service.

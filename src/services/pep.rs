@@ -35,12 +35,23 @@ pub const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#item-ids",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#manage-subscriptions",
+    "http://jabber.org/protocol/pubsub#member-affiliation",
+    "http://jabber.org/protocol/pubsub#modify-affiliations",
+    "http://jabber.org/protocol/pubsub#outcast-affiliation",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#publish",
     "http://jabber.org/protocol/pubsub#publish-options",
     "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-affiliations",
+    "http://jabber.org/protocol/pubsub#retrieve-default",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    "http://jabber.org/protocol/pubsub#subscribe",
 ];
+
+/// Most explicit subscriptions, and most affiliations, one node keeps.
+pub const MAX_SUBSCRIBERS: usize = 1024;
 
 /// Node configuration a request sets or requires.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,12 +94,66 @@ pub enum Request {
         node: String,
         options: Options,
     },
+    /// The default node configuration (owner `<default/>`).
+    DefaultConfig,
+    /// Subscribe `jid` (the requester's bare or full JID) to the node.
+    Subscribe {
+        node: String,
+        jid: String,
+    },
+    Unsubscribe {
+        node: String,
+        jid: String,
+    },
+    /// The requester's subscriptions (to one node, or all).
+    Subscriptions {
+        node: Option<String>,
+    },
+    /// The requester's affiliations (with one node, or all).
+    Affiliations {
+        node: Option<String>,
+    },
+    /// The owner lists a node's subscriptions.
+    OwnerSubscriptions {
+        node: String,
+    },
+    /// The owner changes subscriptions: (JID, `subscribed` or `none`).
+    OwnerSetSubscriptions {
+        node: String,
+        changes: Vec<(String, String)>,
+    },
+    /// The owner lists a node's affiliations.
+    OwnerAffiliations {
+        node: String,
+    },
+    /// The owner changes affiliations: (bare JID, `member`, `outcast` or `none`).
+    OwnerSetAffiliations {
+        node: String,
+        changes: Vec<(String, String)>,
+    },
+    /// disco#items of the account (its nodes) or of a node (its items), XEP-0060 §5.2-5.5.
+    DiscoItems {
+        node: Option<String>,
+    },
+    /// disco#info of a node (XEP-0060 §5.3).
+    DiscoInfo {
+        node: String,
+    },
 }
 
 impl Request {
-    /// Does it change the node (owner only)?
+    /// Does it change the node or show its administration (owner only)?
     pub fn is_owner_only(&self) -> bool {
-        !matches!(self, Request::Items { .. })
+        !matches!(
+            self,
+            Request::Items { .. }
+                | Request::Subscribe { .. }
+                | Request::Unsubscribe { .. }
+                | Request::Subscriptions { .. }
+                | Request::Affiliations { .. }
+                | Request::DiscoItems { .. }
+                | Request::DiscoInfo { .. }
+        )
     }
 }
 
@@ -105,15 +170,62 @@ fn bad(specific: &str) -> StanzaError {
     error(Condition::BadRequest, Some(specific))
 }
 
+/// `feature-not-implemented` with `<unsupported feature='..'/>` (XEP-0060 §7-8).
+pub fn unsupported(feature: &str) -> StanzaError {
+    let mut e = StanzaError::new(Condition::FeatureNotImplemented);
+    e = e.with_extra(Element::new("unsupported", NS_ERRORS).attr("feature", feature));
+    e
+}
+
 /// Is this IQ a pubsub request (for the PEP service)?
 pub fn is_pubsub(iq: &Element) -> bool {
     iq.elements()
         .any(|c| c.name == "pubsub" && (c.ns == NS || c.ns == NS_OWNER))
 }
 
+/// Is this IQ, sent to an account's bare JID, for its PEP service: a pubsub request, a
+/// disco#items query (the account's nodes) or a disco#info query about a node?
+pub fn is_pep(iq: &Element) -> bool {
+    is_pubsub(iq)
+        || iq.get_attr("type") == Some("get")
+            && iq.elements().any(|c| {
+                c.name == "query"
+                    && (c.ns == ns::DISCO_ITEMS
+                        || c.ns == ns::DISCO_INFO && c.get_attr("node").is_some())
+            })
+}
+
+/// The (JID, value) pairs of an owner's `<subscriptions/>` or `<affiliations/>` set.
+fn changes(op: &Element, child: &str, attr: &str) -> Result<Vec<(String, String)>, StanzaError> {
+    let mut out = Vec::new();
+    for c in op.elements().filter(|c| c.name == child) {
+        let (Some(jid), Some(value)) = (c.get_attr("jid"), c.get_attr(attr)) else {
+            return Err(Condition::BadRequest.into());
+        };
+        out.push((jid.to_owned(), value.to_owned()));
+    }
+    if out.is_empty() || out.len() > MAX_SUBSCRIBERS {
+        return Err(Condition::BadRequest.into());
+    }
+    Ok(out)
+}
+
 /// Parse a pubsub IQ (`get` or `set`).
 pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
     let set = iq.get_attr("type") == Some("set");
+    if !set {
+        if let Some(q) = iq
+            .elements()
+            .find(|c| c.name == "query" && (c.ns == ns::DISCO_ITEMS || c.ns == ns::DISCO_INFO))
+        {
+            let node = q.get_attr("node").map(str::to_owned);
+            return match (q.ns == ns::DISCO_ITEMS, node) {
+                (true, node) => Ok(Request::DiscoItems { node }),
+                (false, Some(node)) => Ok(Request::DiscoInfo { node }),
+                (false, None) => Err(Condition::BadRequest.into()),
+            };
+        }
+    }
     let Some(pubsub) = iq
         .elements()
         .find(|c| c.name == "pubsub" && (c.ns == NS || c.ns == NS_OWNER))
@@ -139,8 +251,21 @@ pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
         let Some(op) = pubsub.elements().next() else {
             return Err(Condition::BadRequest.into());
         };
+        if op.name == "default" && !set {
+            return Ok(Request::DefaultConfig);
+        }
         let node = node_of(op)?;
         return match (op.name.as_str(), set) {
+            ("subscriptions", false) => Ok(Request::OwnerSubscriptions { node }),
+            ("subscriptions", true) => Ok(Request::OwnerSetSubscriptions {
+                changes: changes(op, "subscription", "subscription")?,
+                node,
+            }),
+            ("affiliations", false) => Ok(Request::OwnerAffiliations { node }),
+            ("affiliations", true) => Ok(Request::OwnerSetAffiliations {
+                changes: changes(op, "affiliation", "affiliation")?,
+                node,
+            }),
             ("delete", true) => Ok(Request::Delete { node }),
             ("configure", false) => Ok(Request::ConfigureGet { node }),
             ("configure", true) => {
@@ -152,7 +277,7 @@ pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
                     options: parse_options(x)?,
                 })
             }
-            _ => Err(error(Condition::FeatureNotImplemented, Some("unsupported"))),
+            _ => Err(unsupported(&op.name)),
         };
     }
     let mut children = pubsub.elements();
@@ -223,9 +348,26 @@ pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
             };
             Ok(Request::Create { node, options })
         }
-        ("subscribe" | "unsubscribe" | "subscriptions" | "affiliations" | "options", _) => {
-            Err(error(Condition::FeatureNotImplemented, Some("unsupported")))
+        ("subscribe" | "unsubscribe", true) => {
+            let node = node_of(op)?;
+            let jid = op
+                .get_attr("jid")
+                .ok_or_else(|| bad("invalid-jid"))?
+                .to_owned();
+            Ok(if op.name == "subscribe" {
+                Request::Subscribe { node, jid }
+            } else {
+                Request::Unsubscribe { node, jid }
+            })
         }
+        ("subscriptions", false) => Ok(Request::Subscriptions {
+            node: op.get_attr("node").map(str::to_owned),
+        }),
+        ("affiliations", false) => Ok(Request::Affiliations {
+            node: op.get_attr("node").map(str::to_owned),
+        }),
+        ("options", _) => Err(unsupported("subscription-options")),
+        ("default", false) => Err(unsupported("retrieve-default-sub")),
         _ => Err(Condition::BadRequest.into()),
     }
 }
@@ -393,8 +535,13 @@ mod tests {
         assert!(parse(&no_item).is_err());
         let bad_model = iq("set", "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='n'><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>authorize</value></field></x></configure></pubsub>");
         assert!(parse(&bad_model).is_err());
-        let sub = iq("set", "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='n' jid='a@b'/></pubsub>");
+        let sub = iq(
+            "set",
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='n'/></pubsub>",
+        );
         assert!(parse(&sub).is_err());
+        let options = iq("get", "<pubsub xmlns='http://jabber.org/protocol/pubsub'><options node='n' jid='a@b'/></pubsub>");
+        assert!(parse(&options).is_err());
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The `pep` tree: each account's personal eventing nodes (XEP-0163), data the client chooses
 //! to publish (OMEMO keys, avatar, nickname, bookmarks, ...).
 //!
-//! `domain NUL user NUL node` -> JSON [`Node`]: the node's configuration and its items, oldest
-//! first, each item the server's own serialisation of the payload it parsed.
+//! `domain NUL user NUL node` -> JSON [`Node`]: the node's configuration, its items (oldest
+//! first, each item the server's own serialisation of the payload it parsed), the affiliations
+//! its owner gave and its explicit subscriptions.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +24,13 @@ pub struct Node {
     /// online) or `never`.
     #[serde(default = "default_send_last")]
     pub send_last_published_item: String,
+    /// Affiliations the owner gave (XEP-0060 §8.9): bare JID -> `member` (may see the node
+    /// whatever its access model) or `outcast` (may not).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub affiliations: BTreeMap<String, String>,
+    /// Explicit subscriptions (XEP-0060 §6.1): subscribed JID (bare or full) -> subscription id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscribers: BTreeMap<String, String>,
 }
 
 fn default_send_last() -> String {
@@ -28,11 +38,14 @@ fn default_send_last() -> String {
 }
 
 impl Node {
-    /// Bytes the node takes (for the per-account quota).
+    /// Bytes the node takes for the per-account quota: the owner's items and affiliations.
+    /// Subscriptions are others' and are capped by count instead, so that strangers
+    /// subscribing to an open node cannot use up its owner's quota.
     pub fn bytes(&self) -> usize {
         self.items
             .iter()
             .map(|(i, x)| i.len() + x.len())
+            .chain(self.affiliations.iter().map(|(j, a)| j.len() + a.len()))
             .sum::<usize>()
             + 64
     }
