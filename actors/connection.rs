@@ -258,6 +258,24 @@ impl Connection {
         }
     }
 
+    /// Send the answer to `iq`: a `result` to a `set` (which wrote something) only once the
+    /// write is on disk, so that an acknowledged write survives a crash (group commit, one
+    /// fsync for everyone waiting); anything else at once.
+    fn send_durable(&mut self, iq: Element, reply: Element, ctx: &mut Context<Self>) {
+        if iq.get_attr("type") != Some("set") || reply.get_attr("type") != Some("result") {
+            return self.send(&reply, ctx);
+        }
+        let durable = self.shared.store.durable();
+        ctx.spawn(
+            durable
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(()) => act.send(&reply, ctx),
+                    Err(e) => act.reply(&iq, e.stanza_error("flush"), ctx),
+                }),
+        );
+    }
+
     fn on_element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
         self.last_heard = std::time::Instant::now();
         self.pinged = None;
@@ -347,7 +365,7 @@ impl Connection {
                     .client_data_set
                     .send(super::pep::ClientDataSet { iq: el.clone() });
                 ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
-                    Ok(Some(reply)) => act.send(&reply, ctx),
+                    Ok(Some(reply)) => act.send_durable(el, reply, ctx),
                     Ok(None) => {}
                     Err(_) => act.reply(&el, Condition::InternalServerError.into(), ctx),
                 }));
@@ -356,7 +374,7 @@ impl Connection {
             if let Some(reply) =
                 services::client_data_iq(&self.shared, &self.bare, to.as_ref(), &el)
             {
-                return self.send(&reply, ctx);
+                return self.send_durable(el, reply, ctx);
             }
         }
         // XEP-0163: pubsub requests to the user's own account (no `to`) or to a local account,
@@ -423,6 +441,7 @@ impl Connection {
                     }
                 }
                 self.inflight.fetch_add(1, Ordering::AcqRel);
+                self.mark_unsettled();
                 let routed = self.router.route.try_send(Route {
                     stanza: el,
                     from: Jid::from(full),
@@ -473,7 +492,7 @@ impl Connection {
             .iq
             .send(super::pep::PepIq { iq: iq.clone() });
         ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Some(reply)) => act.send(&reply, ctx),
+            Ok(Some(reply)) => act.send_durable(iq, reply, ctx),
             Ok(None) => {}
             Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
         }));
@@ -533,6 +552,7 @@ impl Connection {
                         Vec::new()
                     };
                     self.inflight.fetch_add(1, Ordering::AcqRel);
+                    self.mark_unsettled();
                     let sent = self.router.presence.try_send(SetPresence {
                         jid,
                         conn: self.id,

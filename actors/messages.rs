@@ -323,6 +323,8 @@ pub struct RosterHandle {
     pub block_get: Recipient<BlockGet>,
     pub block_set: Recipient<BlockSet>,
     pub delete: Recipient<DeleteRoster>,
+    /// Answered once the roster store has handled everything sent to it before.
+    pub barrier: Recipient<Barrier>,
 }
 
 /// The router's inbox, as seen by connections and other actors.
@@ -341,6 +343,8 @@ pub struct RouterHandle {
     pub roster: RosterHandle,
     /// The offline spool, to collect messages at initial presence.
     pub take_offline: Recipient<TakeOffline>,
+    /// Answered once the spool has handled everything sent to it before.
+    pub spool_barrier: Recipient<Barrier>,
     /// Answered once the router has handled everything sent to it before.
     pub barrier: Recipient<Barrier>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.

@@ -188,6 +188,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 block_get: roster.clone().recipient(),
                 block_set: roster.clone().recipient(),
                 delete: roster.clone().recipient(),
+                barrier: roster.clone().recipient(),
             };
             let router = Router::new(
                 shared.config.hosts.keys().cloned(),
@@ -197,7 +198,12 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 s2s.clone().map(Addr::recipient),
                 Some(pep.clone().recipient()),
             );
-            let handle = router.handle(&addr, roster_handle, spool.clone().recipient(), pep_handle);
+            let handle = router.handle(
+                &addr,
+                roster_handle,
+                (spool.clone().recipient(), spool.clone().recipient()),
+                pep_handle,
+            );
             let addr = ctx.run(router);
             let writers: Vec<Recipient<messages::Barrier>> = vec![
                 addr.clone().recipient(),

@@ -693,10 +693,7 @@ impl PepService {
             .collect();
         node.items = items;
         node.items.truncate(node.max_items.max(1));
-        if let Err(e) = store.put(d, u, NODE, &node) {
-            log::error!("pep storage failure: {e}");
-            return Err(Condition::InternalServerError.into());
-        }
+        store.put(d, u, NODE, &node).map_err(internal)?;
         for (id, payload) in changed {
             let event = proto::item_event(NODE, &id, payload);
             self.notify(owner, NODE, &node, &event);
@@ -821,8 +818,8 @@ impl PepService {
     }
 }
 
-fn internal<E>(_: E) -> StanzaError {
-    StanzaError::new(Condition::InternalServerError)
+fn internal(e: crate::store::StoreError) -> StanzaError {
+    e.stanza_error("PEP storage")
 }
 
 /// The bare part of a JID string.

@@ -55,8 +55,7 @@ fn parts(j: &BareJid) -> (&str, &str) {
 }
 
 fn internal(e: StoreError) -> StanzaError {
-    log::error!("roster storage failure: {e}");
-    Condition::InternalServerError.into()
+    e.stanza_error("roster storage")
 }
 
 /// A presence of `kind` from `from` to `to` (both bare), as the server generates them.
@@ -314,7 +313,9 @@ impl Handler<RosterSet> for RosterStore {
 
 impl Handler<Outbound> for RosterStore {
     type Result = ();
-    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: Outbound, _: &mut Context<Self>) {
+        // Whatever happens below, the stanza counts as handled once it is passed on or dropped.
+        let mut handled = super::router::Handled(msg.inflight.take());
         let (d, u) = parts(&msg.user);
         let contact = msg.contact.to_string();
         let mut item = match self.rosters().get(d, u, &contact) {
@@ -358,7 +359,7 @@ impl Handler<Outbound> for RosterStore {
             return;
         }
         if outcome.pass_on {
-            self.route(msg.stanza, &msg.user, &contact, msg.inflight);
+            self.route(msg.stanza, &msg.user, &contact, handled.0.take());
         }
     }
 }

@@ -209,7 +209,8 @@ impl SessionDirectory {
 
 /// Marks a session's stanza as handled when dropped, i.e. after everything the handler
 /// delivered is queued.
-struct Handled(Option<InFlight>);
+/// Counts a stanza as handled (the sender's in-flight count goes down) when dropped.
+pub(super) struct Handled(pub(super) Option<InFlight>);
 
 impl Drop for Handled {
     fn drop(&mut self) {
@@ -322,11 +323,12 @@ impl Router {
         &self,
         addr: &Addr<Router>,
         roster: RosterHandle,
-        take_offline: Recipient<TakeOffline>,
+        (take_offline, spool_barrier): (Recipient<TakeOffline>, Recipient<Barrier>),
         pep: super::pep::PepHandle,
     ) -> RouterHandle {
         RouterHandle {
             take_offline,
+            spool_barrier,
             pep,
             barrier: addr.clone().recipient(),
             resumable: Default::default(),

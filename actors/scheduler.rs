@@ -126,12 +126,15 @@ impl Scheduler {
             let keep = Duration::from_secs(shared.config.snapshots.keep_days * 86_400);
             let result = crate::shared::blocking(move || -> Result<std::path::PathBuf, String> {
                 std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                // Expired ones go first: that may be the space the new one needs.
+                prune_snapshots(&dir, keep);
+                // No copy of everything while the disk is short of space (storage.min_free_mb).
+                shared.store.space.check().map_err(|e| e.to_string())?;
                 let name = chrono::Utc::now()
                     .format("kleiber-%Y%m%d-%H%M%S.snap")
                     .to_string();
                 let path = dir.join(name);
                 shared.store.snapshot(&path).map_err(|e| e.to_string())?;
-                prune_snapshots(&dir, keep);
                 Ok(path)
             })
             .await;
@@ -208,8 +211,11 @@ impl Handler<LogDeliveryError> for Scheduler {
             to: msg.to,
             reason: msg.reason,
         };
-        if let Err(e) = self.shared.store.delivery_errors.append(&entry, self.seq) {
-            log::error!("scheduler: cannot write the delivery-error log: {e}");
+        match self.shared.store.delivery_errors.append(&entry, self.seq) {
+            Ok(()) => {}
+            // Disk full: logged once by the space guard; the entry is in the log line above.
+            Err(crate::store::StoreError::Full(_)) => {}
+            Err(e) => log::error!("scheduler: cannot write the delivery-error log: {e}"),
         }
     }
 }

@@ -5,8 +5,9 @@
 //! keeps `normal` and `chat` messages within the per-user quota, and bounces everything else
 //! with `service-unavailable` and a delivery-error log line (no content). At the user's next
 //! initial presence the connection takes the messages, oldest first, and they are deleted.
-//! Durability comes from the store's flush window (`storage.flush_window_ms`): sled commits
-//! all writes of a window with one fsync, and shutdown flushes.
+//! A sender's XEP-0198 ack waits until the spool has handled its messages and they are on disk
+//! (`Store::durable`, see `connection/sm.rs`); otherwise the store's flush window applies
+//! (`storage.flush_window_ms`), and shutdown flushes.
 
 use std::sync::Arc;
 
@@ -108,9 +109,12 @@ impl Spool {
         store
             .offline
             .push(domain, user, now_ms(), xml)
-            .map_err(|e| {
-                log::error!("offline storage failure: {e}");
-                (Condition::InternalServerError, "storage failure")
+            .map_err(|e| match e {
+                crate::store::StoreError::Full(_) => (Condition::ResourceConstraint, "disk full"),
+                e => {
+                    log::error!("offline storage failure: {e}");
+                    (Condition::InternalServerError, "storage failure")
+                }
             })
     }
 }

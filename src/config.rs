@@ -214,6 +214,9 @@ pub struct DeliveryErrorsConfig {
 pub struct StorageConfig {
     /// Milliseconds within which an accepted write reaches the disk (one fsync per window).
     pub flush_window_ms: u64,
+    /// Free space (MiB) the data directory's file system must keep; below it new writes are
+    /// refused with `resource-constraint`. 0 turns the guard off.
+    pub min_free_mb: u64,
 }
 
 /// Messages kept for offline users (XEP-0160).
@@ -285,6 +288,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             flush_window_ms: 200,
+            min_free_mb: 100,
         }
     }
 }
@@ -503,6 +507,12 @@ impl Config {
         }
         if l.max_roster_items == 0 {
             return Err(err("limits.max_roster_items", "must be at least 1"));
+        }
+        if self.storage.min_free_mb > 1 << 30 {
+            return Err(err(
+                "storage.min_free_mb",
+                "must be at most 1073741824 (1 PiB)",
+            ));
         }
         if !(1..=10_000).contains(&self.storage.flush_window_ms) {
             return Err(err(

@@ -259,7 +259,10 @@ fn atty_stdin() -> bool {
 }
 
 fn open_store(config: &Config) -> Result<Store, String> {
-    Store::open_with(&config.data_dir, config.storage.flush_window_ms).map_err(|e| e.to_string())
+    let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
+        .map_err(|e| e.to_string())?;
+    store.space.set_min_free(config.storage.min_free_mb << 20);
+    Ok(store)
 }
 
 /// Run a command on the running server; `None` when it is not running.

@@ -40,6 +40,7 @@ impl ServerThread {
     pub fn start(config: Config) -> Result<ServerThread, StartError> {
         let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
             .map_err(|e| StartError(e.to_string()))?;
+        store.space.set_min_free(config.storage.min_free_mb << 20);
         store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
         // `kleiber registration open|close` holds across restarts until the config changes.
         let mut registration = config.registration.open;

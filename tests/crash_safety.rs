@@ -24,8 +24,10 @@
 //! moment: bursts of every kind of write, pipelined, and SIGKILL the instant the last
 //! acknowledgement has arrived. Timeouts only guard against hangs.
 //!
-//! Both tests are `#[ignore]`d while kleiber acknowledges writes before they are on disk (the
-//! reason is on each test); `cargo test --test crash_safety -- --ignored` runs them.
+//! They found that kleiber used to acknowledge before the write was on disk (roster, vCard,
+//! private storage and offline messages relied on sled's background flush), and that a XEP-0198
+//! `<a h/>` covered stanzas the roster store and spool had not handled yet; both are fixed
+//! (`Store::durable`, group commit; `sm.rs`, `settled`).
 
 mod common;
 use common::*;
@@ -1232,7 +1234,7 @@ async fn check(addr: SocketAddr, r: usize, killed_at: Instant, model: &mut Model
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "kleiber acknowledges writes before they are durable: roster, vCard, private and offline-spool writes reach the disk only with sled's background flush (storage.flush_window_ms), and a XEP-0198 <a h/> covers stanzas the roster store and spool have not handled yet"]
+
 async fn acknowledged_writes_survive_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -1263,7 +1265,7 @@ async fn acknowledged_writes_survive_sigkill_under_load() {
 /// The least forgiving moment: bursts of writes of every kind, pipelined on four streams at
 /// once, and SIGKILL the instant the last acknowledgement has arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "kleiber acknowledges writes before they are durable: roster, vCard, private and offline-spool writes reach the disk only with sled's background flush (storage.flush_window_ms), and a XEP-0198 <a h/> covers stanzas the roster store and spool have not handled yet"]
+
 async fn acknowledged_writes_survive_sigkill_the_moment_they_are_acknowledged() {
     const MESSAGES: usize = 1000;
     const SUBSCRIPTIONS: usize = 200;

@@ -124,7 +124,10 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Ok(v)) => act.send(&iq_result(&iq, payload(v)), ctx),
+            Ok(Ok(v)) => {
+                let reply = iq_result(&iq, payload(v));
+                act.send_durable(iq, reply, ctx)
+            }
             Ok(Err(e)) => act.reply(&iq, e, ctx),
             Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),
         }));
@@ -223,6 +226,7 @@ impl Connection {
         el.set_attr("from", self.bare.as_str());
         el.set_attr("to", contact.as_str());
         self.inflight.fetch_add(1, Ordering::AcqRel);
+        self.mark_unsettled();
         self.router.roster.outbound.do_send(Outbound {
             user: self.bare.clone(),
             contact,

@@ -53,6 +53,13 @@ pub struct State {
     /// of an earlier hibernation that they are stale.
     pub hibernating: Option<u64>,
     hibernations: u64,
+    /// A stanza went to the router or the roster store since the last `<r/>`: the next ack
+    /// waits until they, and the spool, handled it and it is on disk.
+    unsettled: bool,
+    /// Acks waiting for that.
+    settling: u32,
+    /// The highest `h` acknowledged so far (acks never go back).
+    acked: u32,
 }
 
 /// A resumable session: its owner and its actor.
@@ -100,6 +107,42 @@ pub fn resume_failed() -> String {
 }
 
 impl Connection {
+    /// A stanza of this session went off to the router or the roster store.
+    pub(super) fn mark_unsettled(&mut self) {
+        if let Some(sm) = &mut self.sm {
+            sm.unsettled = true;
+        }
+    }
+
+    /// Resolves (`true`) once everything this session handed over before is handled and on
+    /// disk: a round trip through the roster store (its subscription changes go on to the
+    /// router), the router (which hands over to the roster store for local contacts and to
+    /// the spool for offline users), the roster store again, the spool, then a flush (group
+    /// commit). Only then may `<a h/>` say the server has the stanzas (XEP-0198 §4: an ack
+    /// means the server has taken responsibility; a crash must not lose them).
+    fn settled(&self) -> impl std::future::Future<Output = bool> + 'static {
+        let roster = self.router.roster.barrier.clone();
+        let router = self.router.barrier.clone();
+        let spool = self.router.spool_barrier.clone();
+        let store = self.shared.store.clone();
+        async move {
+            roster.send(Barrier).await.is_ok()
+                && router.send(Barrier).await.is_ok()
+                && roster.send(Barrier).await.is_ok()
+                && spool.send(Barrier).await.is_ok()
+                && store.durable().await.is_ok()
+        }
+    }
+
+    /// `<a h/>`, never lower than an earlier one (a later ack may settle first).
+    fn send_ack(&mut self, h: u32, ctx: &mut Context<Self>) {
+        let Some(sm) = &mut self.sm else { return };
+        if (h.wrapping_sub(sm.acked) as i32) > 0 {
+            sm.acked = h;
+        }
+        let h = sm.acked;
+        self.send_raw(format!("<a xmlns='{NS}' h='{h}'/>"), ctx);
+    }
     /// An SM nonza from the client; `true` if it was one.
     pub(super) fn sm_nonza(&mut self, el: &Element, ctx: &mut Context<Self>) -> bool {
         if el.ns != NS {
@@ -132,20 +175,26 @@ impl Connection {
                 }
             }
             "r" => {
-                if let Some(sm) = &self.sm {
-                    let h = sm.handled;
-                    let answer = format!("<a xmlns='{NS}' h='{h}'/>");
-                    if self.inflight.load(std::sync::atomic::Ordering::Acquire) == 0 {
-                        self.send_raw(answer, ctx);
-                    } else {
-                        // Acknowledge only what the router has handled (delivered, spooled
-                        // or bounced): a round trip through it first.
-                        let done = self.router.barrier.send(Barrier);
-                        ctx.spawn(
-                            done.into_actor(self)
-                                .map(move |_, act, ctx| act.send_raw(answer, ctx)),
-                        );
-                    }
+                let Some(sm) = &mut self.sm else {
+                    return true;
+                };
+                let h = sm.handled;
+                if !sm.unsettled && sm.settling == 0 {
+                    self.send_ack(h, ctx);
+                } else {
+                    sm.unsettled = false;
+                    sm.settling += 1;
+                    let settled = self.settled();
+                    ctx.spawn(settled.into_actor(self).map(move |ok, act, ctx| {
+                        if let Some(sm) = &mut act.sm {
+                            sm.settling -= 1;
+                        }
+                        // Without the flush nothing is acknowledged: the client keeps the
+                        // stanzas and sends them again.
+                        if ok {
+                            act.send_ack(h, ctx);
+                        }
+                    }));
                 }
             }
             "a" => {

@@ -8,8 +8,7 @@ use crate::xmpp::{BareJid, Condition, StanzaError};
 pub const NS: &str = "jabber:iq:private";
 
 fn internal(e: crate::store::StoreError) -> StanzaError {
-    log::error!("private storage failure: {e}");
-    Condition::InternalServerError.into()
+    e.stanza_error("private storage")
 }
 
 fn reserved(ns: &str) -> bool {

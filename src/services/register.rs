@@ -104,9 +104,8 @@ pub fn prepare_password(s: &str) -> Result<String, StanzaError> {
     Ok(p)
 }
 
-fn internal(e: impl std::fmt::Display) -> StanzaError {
-    log::error!("registration storage failure: {e}");
-    Condition::InternalServerError.into()
+fn internal(e: crate::store::StoreError) -> StanzaError {
+    e.stanza_error("registration storage")
 }
 
 /// Create `username@host`. Hashing runs on the blocking pool; the account is durable before
@@ -177,6 +176,7 @@ pub async fn change_password(
     let s = shared.clone();
     let (h, u) = (host.to_owned(), user.to_owned());
     blocking(move || {
+        s.store.space.check()?;
         let creds = derive_credentials(&password, cost, iters)?;
         let ok = s
             .store

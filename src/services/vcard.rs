@@ -15,8 +15,7 @@ fn parts(j: &BareJid) -> (&str, &str) {
 }
 
 fn internal(e: crate::store::StoreError) -> StanzaError {
-    log::error!("vCard storage failure: {e}");
-    Condition::InternalServerError.into()
+    e.stanza_error("vCard storage")
 }
 
 /// Answer a vCard get or set for `target`'s vCard, sent by `requester`.

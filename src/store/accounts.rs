@@ -150,6 +150,7 @@ pub fn verify_bcrypt(record: &AccountRecord, password: &str) -> bool {
 #[derive(Clone)]
 pub struct Accounts {
     tree: sled::Tree,
+    space: std::sync::Arc<super::space::Space>,
 }
 
 fn encode(r: &AccountRecord) -> Vec<u8> {
@@ -161,8 +162,8 @@ fn decode(b: &[u8]) -> Result<AccountRecord, StoreError> {
 }
 
 impl Accounts {
-    pub(super) fn new(tree: sled::Tree) -> Self {
-        Accounts { tree }
+    pub(super) fn new(tree: sled::Tree, space: std::sync::Arc<super::space::Space>) -> Self {
+        Accounts { tree, space }
     }
 
     /// Create an account; `Ok(false)` if the name is taken (atomic).
@@ -172,6 +173,7 @@ impl Accounts {
         user: &str,
         rec: &AccountRecord,
     ) -> Result<bool, StoreError> {
+        self.space.check()?;
         let r = self.tree.compare_and_swap(
             account_key(domain, user),
             None as Option<&[u8]>,
@@ -194,6 +196,8 @@ impl Accounts {
     }
 
     /// Apply `f` to the stored record atomically; `Ok(false)` if the account does not exist.
+    /// Not held back by the disk-space guard (the last-login time must be kept); callers that
+    /// make a new write of their own (a password change) ask `Store::space` first.
     pub fn update(
         &self,
         domain: &str,

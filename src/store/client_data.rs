@@ -14,6 +14,7 @@ use super::{account_key, StoreError};
 pub struct ClientData {
     vcards: sled::Tree,
     private: sled::Tree,
+    space: std::sync::Arc<super::space::Space>,
 }
 
 fn private_key(domain: &str, user: &str, ns: &str) -> Vec<u8> {
@@ -24,8 +25,16 @@ fn private_key(domain: &str, user: &str, ns: &str) -> Vec<u8> {
 }
 
 impl ClientData {
-    pub(super) fn new(vcards: sled::Tree, private: sled::Tree) -> Self {
-        ClientData { vcards, private }
+    pub(super) fn new(
+        vcards: sled::Tree,
+        private: sled::Tree,
+        space: std::sync::Arc<super::space::Space>,
+    ) -> Self {
+        ClientData {
+            vcards,
+            private,
+            space,
+        }
     }
 
     /// The stored vCard XML.
@@ -42,6 +51,7 @@ impl ClientData {
         if xml.is_empty() {
             self.vcards.remove(k)?;
         } else {
+            self.space.check()?;
             self.vcards.insert(k, xml.as_bytes())?;
         }
         Ok(())
@@ -68,6 +78,7 @@ impl ClientData {
         ns: &str,
         xml: &str,
     ) -> Result<(), StoreError> {
+        self.space.check()?;
         self.private
             .insert(private_key(domain, user, ns), xml.as_bytes())?;
         Ok(())

@@ -21,15 +21,17 @@ pub struct DeliveryError {
 #[derive(Clone)]
 pub struct DeliveryErrors {
     tree: sled::Tree,
+    space: std::sync::Arc<super::space::Space>,
 }
 
 impl DeliveryErrors {
-    pub(super) fn new(tree: sled::Tree) -> Self {
-        DeliveryErrors { tree }
+    pub(super) fn new(tree: sled::Tree, space: std::sync::Arc<super::space::Space>) -> Self {
+        DeliveryErrors { tree, space }
     }
 
     /// Append an entry; `seq` disambiguates entries of the same millisecond.
     pub fn append(&self, e: &DeliveryError, seq: u32) -> Result<(), StoreError> {
+        self.space.check()?;
         let mut key = Vec::with_capacity(12);
         key.extend_from_slice(&e.time_ms.to_be_bytes());
         key.extend_from_slice(&seq.to_be_bytes());

@@ -8,11 +8,13 @@
 
 pub mod accounts;
 pub mod client_data;
+pub mod commit;
 pub mod delivery_errors;
 pub mod offline;
 pub mod pep;
 pub mod roster;
 pub mod snapshot;
+pub mod space;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,6 +38,8 @@ pub enum StoreError {
     Corrupt(String),
     /// The data directory is used by another process.
     Locked(String),
+    /// The disk is (nearly) full: `storage.min_free_mb` reached, or the system said so.
+    Full(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -44,6 +48,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Db(e) => write!(f, "database error: {e}"),
             StoreError::Corrupt(e) => write!(f, "corrupt record: {e}"),
             StoreError::Locked(e) => write!(f, "{e}"),
+            StoreError::Full(e) => write!(f, "disk full: {e}"),
         }
     }
 }
@@ -52,7 +57,33 @@ impl std::error::Error for StoreError {}
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Db(e.to_string())
+        match &e {
+            // ENOSPC, EFBIG (a file size limit), EDQUOT.
+            sled::Error::Io(io) if matches!(io.raw_os_error(), Some(28 | 27 | 122)) => {
+                StoreError::Full(e.to_string())
+            }
+            _ => StoreError::Db(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// Log a failure of `what` and say what the client gets: `resource-constraint` (type
+    /// `wait`: try again later) while the disk is full, `internal-server-error` otherwise. The
+    /// disk-full state itself is logged once, by the space guard, not for every refusal.
+    pub fn stanza_error(&self, what: &str) -> crate::xmpp::StanzaError {
+        use crate::xmpp::{Condition, StanzaError};
+        match self {
+            StoreError::Full(e) => {
+                log::debug!("{what} refused: disk full ({e})");
+                StanzaError::new(Condition::ResourceConstraint)
+                    .with_text("the server is out of disk space; try again later")
+            }
+            e => {
+                log::error!("{what} failed: {e}");
+                Condition::InternalServerError.into()
+            }
+        }
     }
 }
 
@@ -72,6 +103,9 @@ pub struct Store {
     pub offline: Offline,
     pub client_data: ClientData,
     pub pep: Pep,
+    /// The disk-space guard every new write asks first (`storage.min_free_mb`).
+    pub space: std::sync::Arc<space::Space>,
+    commit: commit::GroupCommit,
 }
 
 impl Store {
@@ -83,8 +117,9 @@ impl Store {
     /// Open with a flush window: writes are durable at most `flush_ms` after they were made
     /// (sled's background group commit: one fsync per window, not one per write).
     pub fn open_with(dir: &Path, flush_ms: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Db(format!("data_dir {}: cannot create it: {e}", dir.display()))
+        })?;
         let path = dir.join("db");
         let db = sled::Config::new()
             .path(&path)
@@ -127,26 +162,44 @@ impl Store {
                 k
             }
         };
+        // The reserve is off until the server sets it from the configuration.
+        let space = std::sync::Arc::new(space::Space::new(dir.to_owned(), 0));
         Ok(Store {
             tombstones: db.open_tree("tombstones")?,
             tombstone_key: std::sync::Arc::new(tombstone_key),
             tombstone_secs: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(30 * 86_400)),
-            accounts: Accounts::new(db.open_tree("accounts")?),
-            delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?),
-            client_data: ClientData::new(db.open_tree("vcard")?, db.open_tree("private")?),
-            pep: Pep::new(db.open_tree("pep")?),
+            accounts: Accounts::new(db.open_tree("accounts")?, space.clone()),
+            delivery_errors: DeliveryErrors::new(db.open_tree("delivery_errors")?, space.clone()),
+            client_data: ClientData::new(
+                db.open_tree("vcard")?,
+                db.open_tree("private")?,
+                space.clone(),
+            ),
+            pep: Pep::new(db.open_tree("pep")?, space.clone()),
             offline: Offline::new(
                 db.clone(),
                 db.open_tree("offline")?,
                 db.open_tree("offline_meta")?,
+                space.clone(),
             ),
             rosters: Rosters::new(
                 db.open_tree("roster")?,
                 db.open_tree("roster_meta")?,
                 db.open_tree("blocklist")?,
+                space.clone(),
             ),
+            space,
+            commit: Default::default(),
             db,
         })
+    }
+
+    /// Resolves once everything written so far is on disk: what a caller awaits before it
+    /// acknowledges a write (group commit, see `commit.rs`).
+    pub fn durable(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.commit.durable(&self.db)
     }
 
     /// Make everything written so far durable (one fsync; callers batch).

@@ -33,6 +33,7 @@ pub struct Offline {
     db: sled::Db,
     items: sled::Tree,
     meta: sled::Tree,
+    space: std::sync::Arc<super::space::Space>,
 }
 
 fn prefix(domain: &str, user: &str) -> Vec<u8> {
@@ -42,8 +43,18 @@ fn prefix(domain: &str, user: &str) -> Vec<u8> {
 }
 
 impl Offline {
-    pub(super) fn new(db: sled::Db, items: sled::Tree, meta: sled::Tree) -> Self {
-        Offline { db, items, meta }
+    pub(super) fn new(
+        db: sled::Db,
+        items: sled::Tree,
+        meta: sled::Tree,
+        space: std::sync::Arc<super::space::Space>,
+    ) -> Self {
+        Offline {
+            db,
+            items,
+            meta,
+            space,
+        }
     }
 
     /// The user's current usage.
@@ -74,6 +85,7 @@ impl Offline {
         ts_ms: u64,
         xml: String,
     ) -> Result<(), StoreError> {
+        self.space.check()?;
         let mut k = prefix(domain, user);
         k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
         let bytes = xml.len() as u64;

@@ -55,6 +55,7 @@ impl Node {
 #[derive(Clone)]
 pub struct Pep {
     tree: sled::Tree,
+    space: std::sync::Arc<super::space::Space>,
 }
 
 fn node_key(domain: &str, user: &str, node: &str) -> Vec<u8> {
@@ -69,8 +70,8 @@ fn decode(v: &[u8]) -> Result<Node, StoreError> {
 }
 
 impl Pep {
-    pub(super) fn new(tree: sled::Tree) -> Self {
-        Pep { tree }
+    pub(super) fn new(tree: sled::Tree, space: std::sync::Arc<super::space::Space>) -> Self {
+        Pep { tree, space }
     }
 
     pub fn get(&self, domain: &str, user: &str, node: &str) -> Result<Option<Node>, StoreError> {
@@ -81,6 +82,7 @@ impl Pep {
     }
 
     pub fn put(&self, domain: &str, user: &str, node: &str, n: &Node) -> Result<(), StoreError> {
+        self.space.check()?;
         let v = serde_json::to_vec(n).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.tree.insert(node_key(domain, user, node), v)?;
         Ok(())

@@ -28,6 +28,7 @@ pub struct Rosters {
     items: sled::Tree,
     meta: sled::Tree,
     blocks: sled::Tree,
+    space: std::sync::Arc<super::space::Space>,
 }
 
 fn prefix(domain: &str, user: &str) -> Vec<u8> {
@@ -43,11 +44,17 @@ fn key(domain: &str, user: &str, contact: &str) -> Vec<u8> {
 }
 
 impl Rosters {
-    pub(super) fn new(items: sled::Tree, meta: sled::Tree, blocks: sled::Tree) -> Self {
+    pub(super) fn new(
+        items: sled::Tree,
+        meta: sled::Tree,
+        blocks: sled::Tree,
+        space: std::sync::Arc<super::space::Space>,
+    ) -> Self {
         Rosters {
             items,
             meta,
             blocks,
+            space,
         }
     }
 
@@ -76,7 +83,8 @@ impl Rosters {
             .transpose()
     }
 
-    /// Store a record (or delete it when it holds nothing any more).
+    /// Store a record (or delete it when it holds nothing any more). A record that holds
+    /// something is a new write the disk-space guard may refuse.
     pub fn put(
         &self,
         domain: &str,
@@ -88,6 +96,7 @@ impl Rosters {
         if item.is_empty() {
             self.items.remove(k)?;
         } else {
+            self.space.check()?;
             self.items
                 .insert(k, serde_json::to_vec(item).expect("roster item serialises"))?;
         }
@@ -141,6 +150,7 @@ impl Rosters {
     ) -> Result<bool, StoreError> {
         let k = key(domain, user, jid);
         Ok(if blocked {
+            self.space.check()?;
             self.blocks.insert(k, &[])?.is_none()
         } else {
             self.blocks.remove(k)?.is_some()
