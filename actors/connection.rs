@@ -300,7 +300,7 @@ impl Connection {
         };
         // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only name itself.
         if let Some(from) = el.get_attr("from") {
-            let ok = Jid::new(from)
+            let ok = crate::xmpp::jid(from)
                 .map(|j| j.as_str() == full.as_str() || j.as_str() == self.bare.as_str())
                 .unwrap_or(false);
             if !ok {

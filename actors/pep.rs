@@ -23,7 +23,7 @@ use crate::services::{avatar, bookmarks};
 use crate::shared::Shared;
 use crate::store::pep::Node;
 use crate::xml::{parse_element, Element};
-use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, Jid, StanzaError};
+use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, StanzaError};
 
 /// Connection or S2sIn -> Pep: a pubsub IQ for an account's PEP service, `from` (the
 /// requester) and `to` (the account's bare JID) set. The answer is returned.
@@ -110,8 +110,10 @@ impl PepService {
     }
 
     fn send(&self, stanza: Element) {
-        let from = stanza.get_attr("from").and_then(|f| Jid::new(f).ok());
-        let to = stanza.get_attr("to").and_then(|t| Jid::new(t).ok());
+        let from = stanza
+            .get_attr("from")
+            .and_then(|f| crate::xmpp::jid(f).ok());
+        let to = stanza.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok());
         if let (Some(from), Some(to)) = (from, to) {
             self.route.do_send(Route {
                 stanza,
@@ -224,11 +226,11 @@ impl PepService {
     fn handle_request(&mut self, iq: &Element) -> Result<Option<Element>, StanzaError> {
         let requester = iq
             .get_attr("from")
-            .and_then(|f| Jid::new(f).ok())
+            .and_then(|f| crate::xmpp::jid(f).ok())
             .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
         let owner = iq
             .get_attr("to")
-            .and_then(|t| Jid::new(t).ok())
+            .and_then(|t| crate::xmpp::jid(t).ok())
             .map(|j| j.to_bare())
             .unwrap_or_else(|| requester.to_bare());
         let (d, u) = parts(&owner);
@@ -405,7 +407,7 @@ impl PepService {
                 )))
             }
             Request::Subscribe { node, jid } => {
-                let jid = Jid::new(&jid)
+                let jid = crate::xmpp::jid(&jid)
                     .map_err(|_| proto::error(Condition::BadRequest, Some("invalid-jid")))?;
                 if jid.to_bare() != who {
                     return Err(proto::error(Condition::BadRequest, Some("invalid-jid")));
@@ -435,7 +437,7 @@ impl PepService {
                 ))))
             }
             Request::Unsubscribe { node, jid } => {
-                let jid = Jid::new(&jid)
+                let jid = crate::xmpp::jid(&jid)
                     .map_err(|_| proto::error(Condition::BadRequest, Some("invalid-jid")))?;
                 if jid.to_bare() != who {
                     return Err(Condition::Forbidden.into());
@@ -500,8 +502,8 @@ impl PepService {
             Request::OwnerSetSubscriptions { node, changes } => {
                 let mut n = get(&node)?;
                 for (jid, sub) in changes {
-                    let jid =
-                        Jid::new(&jid).map_err(|_| StanzaError::new(Condition::JidMalformed))?;
+                    let jid = crate::xmpp::jid(&jid)
+                        .map_err(|_| StanzaError::new(Condition::JidMalformed))?;
                     let jid = jid.as_str().to_owned();
                     match sub.as_str() {
                         "none" => {
@@ -539,7 +541,7 @@ impl PepService {
                 let name = stored_name(&node);
                 let mut n = get(name)?;
                 for (jid, a) in changes {
-                    let bare = Jid::new(&jid)
+                    let bare = crate::xmpp::jid(&jid)
                         .map_err(|_| StanzaError::new(Condition::JidMalformed))?
                         .to_bare();
                     if bare == owner {
@@ -1013,7 +1015,7 @@ impl Handler<ClientDataSet> for PepService {
         let owner = msg
             .iq
             .get_attr("from")
-            .and_then(|f| Jid::new(f).ok())?
+            .and_then(|f| crate::xmpp::jid(f).ok())?
             .to_bare();
         // The private document itself, as any private-storage set (quota included).
         let reply = crate::services::client_data_iq(&self.shared, &owner, None, &msg.iq)?;

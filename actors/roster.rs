@@ -154,7 +154,7 @@ impl RosterStore {
     }
 
     fn route(&self, stanza: Element, from: &BareJid, to: &str, inflight: Option<InFlight>) {
-        let (Ok(to), from) = (Jid::new(to), Jid::from(from.clone())) else {
+        let (Ok(to), from) = (crate::xmpp::jid(to), Jid::from(from.clone())) else {
             return;
         };
         self.router.route.do_send(Route {

@@ -298,8 +298,10 @@ impl Router {
     /// Send a stanza (`from` and `to` set) wherever its `to` is: a local session or, through
     /// federation, another server.
     fn send_to(&mut self, stanza: Element) {
-        let from = stanza.get_attr("from").and_then(|f| Jid::new(f).ok());
-        let to = stanza.get_attr("to").and_then(|t| Jid::new(t).ok());
+        let from = stanza
+            .get_attr("from")
+            .and_then(|f| crate::xmpp::jid(f).ok());
+        let to = stanza.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok());
         let (Some(from), Some(to)) = (from, to) else {
             return;
         };
@@ -385,7 +387,9 @@ impl Router {
     /// Send a presence the server generated (broadcast, probe answer, unavailable on logout)
     /// through the normal rules.
     fn send_presence(&mut self, mut stanza: Element, from: &FullJid, to: &str) {
-        let Ok(to_jid) = Jid::new(to) else { return };
+        let Ok(to_jid) = crate::xmpp::jid(to) else {
+            return;
+        };
         stanza.set_attr("from", from.as_str());
         stanza.set_attr("to", to);
         self.route(Route {

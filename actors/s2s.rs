@@ -22,7 +22,7 @@ use crate::s2s::outgoing::{self, Link, OutError};
 use crate::s2s::{set_ns, S2sContext};
 use crate::shared::Shared;
 use crate::xml::{Element, ParseError, StreamEvent};
-use crate::xmpp::{error_reply, ns, Condition, Jid, StanzaError, StanzaKind};
+use crate::xmpp::{error_reply, ns, Condition, StanzaError, StanzaKind};
 
 type Key = (String, String);
 
@@ -347,7 +347,7 @@ impl S2sOut {
             to: to.clone(),
             reason: format!("{cond}: {why}"),
         });
-        if let (Ok(f), Ok(t)) = (Jid::new(&to), Jid::new(&from)) {
+        if let (Ok(f), Ok(t)) = (crate::xmpp::jid(&to), crate::xmpp::jid(&from)) {
             self.router.do_send(Route {
                 stanza: reply,
                 from: f,

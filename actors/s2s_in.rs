@@ -281,8 +281,10 @@ impl S2sIn {
 
     /// Send one of our answers to the peer's domain (through our outgoing link).
     fn to_remote(&self, stanza: Element) {
-        let from = stanza.get_attr("from").and_then(|f| Jid::new(f).ok());
-        let to = stanza.get_attr("to").and_then(|t| Jid::new(t).ok());
+        let from = stanza
+            .get_attr("from")
+            .and_then(|f| crate::xmpp::jid(f).ok());
+        let to = stanza.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok());
         if let (Some(from), Some(to)) = (from, to) {
             self.router.do_send(Route {
                 stanza,

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use super::messages::*;
 use crate::shared::Shared;
 use crate::xml::{parse_element, Element};
-use crate::xmpp::{error_reply, ns, BareJid, Condition, Jid, StanzaError};
+use crate::xmpp::{error_reply, ns, BareJid, Condition, StanzaError};
 
 /// The spool actor.
 pub struct Spool {
@@ -55,8 +55,8 @@ impl Spool {
             reason: format!("{cond}: {reason}"),
         });
         let (Ok(from_jid), Ok(to_jid)) = (
-            Jid::new(&from),
-            Jid::new(reply.get_attr("from").unwrap_or_default()),
+            crate::xmpp::jid(&from),
+            crate::xmpp::jid(reply.get_attr("from").unwrap_or_default()),
         ) else {
             return;
         };

@@ -257,7 +257,7 @@ pub fn parse_set(query: &Element) -> Result<SetRequest, StanzaError> {
     let jid = item
         .get_attr("jid")
         .ok_or_else(|| StanzaError::new(Condition::BadRequest).with_text("item without jid"))?;
-    let jid = jid::Jid::new(jid).map_err(|_| StanzaError::new(Condition::JidMalformed))?;
+    let jid = crate::xmpp::jid(jid).map_err(|_| StanzaError::new(Condition::JidMalformed))?;
     if jid.resource().is_some() {
         return Err(
             StanzaError::new(Condition::JidMalformed).with_text("roster items are bare JIDs")

@@ -310,8 +310,8 @@ impl Connection {
             return;
         };
         if let (Ok(from), Ok(to)) = (
-            Jid::new(reply.get_attr("from").unwrap_or_default()),
-            Jid::new(reply.get_attr("to").unwrap_or_default()),
+            crate::xmpp::jid(reply.get_attr("from").unwrap_or_default()),
+            crate::xmpp::jid(reply.get_attr("to").unwrap_or_default()),
         ) {
             self.router.route.do_send(Route {
                 stanza: reply,

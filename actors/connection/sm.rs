@@ -27,7 +27,7 @@ use crate::actors::messages::{Barrier, Route};
 use crate::login::LoggedIn;
 use crate::shared::ConnSlot;
 use crate::xml::Element;
-use crate::xmpp::{ns, random_id, BareJid, Jid, StreamError};
+use crate::xmpp::{ns, random_id, BareJid, StreamError};
 
 pub const NS: &str = "urn:xmpp:sm:3";
 /// Ask the client for an ack after this many unacknowledged stanzas.
@@ -310,7 +310,7 @@ impl Connection {
             let (Some(from), Some(to)) = (msg.get_attr("from"), msg.get_attr("to")) else {
                 continue;
             };
-            let (Ok(from), Ok(to)) = (Jid::new(from), Jid::new(to)) else {
+            let (Ok(from), Ok(to)) = (crate::xmpp::jid(from), crate::xmpp::jid(to)) else {
                 continue;
             };
             self.router.route.do_send(Route {

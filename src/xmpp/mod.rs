@@ -11,6 +11,27 @@ pub use jid::{BareJid, FullJid, Jid};
 
 use crate::xml::{escape, Element};
 
+/// Parse and normalise a JID to a fixed point. Every JID that enters kleiber goes through
+/// here rather than `Jid::new`: the `jid` crate's stringprep is not idempotent for some
+/// non-ASCII input (nameprep of `DϹ.L` gives a string whose nameprep differs again; found by
+/// fuzzing, `fuzz/known/jid/`), so one entity could otherwise be stored and compared under two
+/// spellings. ASCII input is normalised in one step; other input is normalised again until it
+/// no longer changes, and refused (as `jid-malformed`) if it still changes after three rounds.
+pub fn jid(s: &str) -> Result<Jid, jid::Error> {
+    let mut j = Jid::new(s)?;
+    if s.is_ascii() {
+        return Ok(j);
+    }
+    for _ in 0..3 {
+        let again = Jid::new(j.as_str())?;
+        if again == j {
+            return Ok(j);
+        }
+        j = again;
+    }
+    Err(jid::Error::NamePrep)
+}
+
 /// The three stanza kinds of RFC 6120 §8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StanzaKind {
@@ -94,4 +115,23 @@ pub fn random_id(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::thread_rng().fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jids_are_normalised_to_a_fixed_point() {
+        // The fuzzer's input: one round of nameprep is not enough for U+03F9.
+        for input in ["DϹ.L", "juliet@DϹ.L/r", "JULIET@Example.COM/Balcony"] {
+            if let Ok(j) = jid(input) {
+                assert_eq!(jid(j.as_str()).unwrap(), j, "{input}");
+            }
+        }
+        assert_eq!(
+            jid("JULIET@Example.COM/Balcony").unwrap().as_str(),
+            "juliet@example.com/Balcony"
+        );
+    }
 }
