@@ -76,8 +76,11 @@ pub struct Connection {
     limited: bool,
     /// When messages from strangers arrived in the last hour (abuse limit).
     stranger_messages: std::collections::VecDeque<std::time::Instant>,
-    /// Subscription requests that waited for the user, shown after initial presence.
-    pending_in: Vec<String>,
+    /// Contacts whose subscription request came live to this session, and those shown from
+    /// the store at initial presence (RFC 6121 §3.1.3): a request that comes both ways
+    /// while the session comes online is shown once.
+    requests_shown: HashSet<String>,
+    requests_from_store: HashSet<String>,
     /// Initial presence was sent.
     available: bool,
     /// When the client last sent anything (XEP-0199 idle pings).
@@ -143,7 +146,8 @@ impl Connection {
                 contacts: HashSet::new(),
                 limited,
                 stranger_messages: Default::default(),
-                pending_in: Vec::new(),
+                requests_shown: HashSet::new(),
+                requests_from_store: HashSet::new(),
                 available: false,
                 inactive: false,
                 held: Vec::new(),
@@ -568,13 +572,7 @@ impl Connection {
                         // XEP-0160: messages that arrived while the user was away.
                         self.fetch_offline(ctx);
                         // RFC 6121 §3.1.3: requests that arrived while the user was away.
-                        for contact in std::mem::take(&mut self.pending_in) {
-                            let p = Element::new("presence", ns::CLIENT)
-                                .attr("from", contact)
-                                .attr("to", self.bare.as_str())
-                                .attr("type", "subscribe");
-                            self.send(&p, ctx);
-                        }
+                        self.show_pending_requests(ctx);
                     }
                 }
             }
@@ -584,6 +582,34 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Show the subscription requests waiting in the store, read once the router has made this
+    /// session available: a request the roster store keeps before that read is in it, one
+    /// kept after reaches the router after this session became available and comes live. A
+    /// request that comes both ways (while the read is under way) is shown once.
+    fn show_pending_requests(&mut self, ctx: &mut Context<Self>) {
+        let available = self.router.barrier.send(Barrier);
+        let load = self.router.roster.load.clone();
+        let user = self.bare.clone();
+        let fut = async move {
+            let _ = available.await;
+            load.send(LoadSessionRoster { user }).await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let Ok(Ok(roster)) = res else { return };
+            for contact in roster.pending_in {
+                if !act.requests_shown.contains(&contact)
+                    && act.requests_from_store.insert(contact.clone())
+                {
+                    let p = Element::new("presence", ns::CLIENT)
+                        .attr("from", contact)
+                        .attr("to", act.bare.as_str())
+                        .attr("type", "subscribe");
+                    act.send(&p, ctx);
+                }
+            }
+        }));
     }
 
     /// In-band registration after authentication: password change and cancellation.
@@ -728,7 +754,6 @@ impl Connection {
                     act.blocked = roster.blocked.into_iter().collect();
                     act.subscriptions = roster.subscriptions.into_iter().collect();
                     act.contacts = roster.contacts.into_iter().collect();
-                    act.pending_in = roster.pending_in;
                     let payload = Element::new("bind", ns::BIND)
                         .child(Element::new("jid", ns::BIND).text(full.as_str()));
                     let mut r = iq_result(&iq, Some(payload));

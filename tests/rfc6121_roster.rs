@@ -629,3 +629,34 @@ async fn stranger_requests_are_limited() {
         .count();
     assert_eq!((pending, pending_now), (2, 2));
 }
+
+/// A request that the server keeps after the user's session is bound but before its initial
+/// presence is shown at that initial presence (RFC 6121 §3.1.3), not at the next login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_between_bind_and_initial_presence_is_shown() {
+    let s = TestServer::start();
+    s.add_user("juliet", "pw");
+    s.add_user("romeo", "pw");
+    let mut j = Client::starttls(s.starttls, "localhost").await;
+    j.auth_plain("", "juliet", "pw").await.unwrap();
+    j.bind(Some("balcony")).await;
+    let mut r = s.online("romeo", "orchard").await;
+    // Romeo's stream-management ack comes once the server has kept the request.
+    r.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    let e = r.recv().await;
+    assert_eq!(e.name, "enabled");
+    r.send("<presence to='juliet@localhost' type='subscribe'/><r xmlns='urn:xmpp:sm:3'/>")
+        .await;
+    let a = recv_until(&mut r, |e| e.name == "a", |_| true).await;
+    assert!(a.get_attr("h").is_some());
+    j.send("<presence/>").await;
+    let p = recv_until(
+        &mut j,
+        |e| e.name == "presence" && e.get_attr("type") == Some("subscribe"),
+        |e| e.name == "presence",
+    )
+    .await;
+    assert_eq!(p.get_attr("from"), Some("romeo@localhost"));
+    // Once only.
+    j.ping("after").await;
+}

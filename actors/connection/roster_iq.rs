@@ -264,6 +264,14 @@ impl Connection {
             );
             return;
         }
+        if el.name == "presence" && el.get_attr("type") == Some("subscribe") {
+            let contact = from_of(&el).to_owned();
+            if self.requests_from_store.remove(&contact) {
+                // Shown already, read from the store while this session came online.
+                return;
+            }
+            self.requests_shown.insert(contact);
+        }
         // XEP-0280: a message delivered to this resource's full JID is copied to the
         // account's other carbon-enabled resources.
         if el.name == "message"
