@@ -14,6 +14,7 @@ use common::*;
 use std::time::Duration;
 
 use kleiber::store::space::available;
+use kleiber::xml::StreamEvent;
 
 const MIB: u64 = 1 << 20;
 
@@ -217,4 +218,128 @@ fn unusable_data_dir_is_one_clear_line() {
     let err: Vec<&str> = err.lines().filter(|l| l.contains("data_dir")).collect();
     assert_eq!(err.len(), 1, "{err:?}");
     assert!(err[0].contains("Not a directory"), "{err:?}");
+}
+
+/// The disk fills up under the database anyway (the reserve turned off): sled fails to write.
+/// Acknowledgements stop there, the stream ends with `resource-constraint`, messages that
+/// cannot be kept bounce, and after space returns and a restart every acknowledged message is
+/// delivered, each once. Needs a size-limited file system: a tmpfs is mounted if the machine
+/// allows it (root with CAP_SYS_ADMIN), else the test says so and skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_that_hits_a_full_disk_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mount = |size: &str, remount: bool| {
+        let opts = if remount {
+            format!("remount,size={size}")
+        } else {
+            format!("size={size}")
+        };
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !mount("24m", false) {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let data = mnt.join("data");
+    let extra = "[storage]\nmin_free_mb = 0\n[offline]\nmax_messages_per_user = 100000\nmax_bytes_per_user = 1000000000\n";
+    let b = Binary::start(&data, extra, "info");
+    for u in ["fa", "fb"] {
+        let mut c = Client::starttls(b.starttls, "localhost").await;
+        assert_eq!(c.register(u, "pw").await.get_attr("type"), Some("result"));
+    }
+    let mut a = Client::bound(b.direct, "fa", "pw", "r").await;
+    a.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert_eq!(a.recv().await.name, "enabled");
+    let body = "x".repeat(7000);
+    let (mut sent, mut acked, mut bounced) = (0u32, 0u32, 0u32);
+    let mut ended = false;
+    while !ended && sent < 20_000 {
+        let mut batch = String::new();
+        for i in sent..sent + 50 {
+            batch.push_str(&format!(
+                "<message to='fb@localhost' type='chat' id='m{i}'><body>{body}</body></message>"
+            ));
+        }
+        sent += 50;
+        a.send(&format!("{batch}<r xmlns='urn:xmpp:sm:3'/>")).await;
+        loop {
+            match a.next().await {
+                StreamEvent::Element(e) if e.name == "a" => {
+                    acked = e.get_attr("h").unwrap().parse().unwrap();
+                    break;
+                }
+                StreamEvent::Element(e) if e.name == "message" => {
+                    assert_eq!(error_condition(&e).as_deref(), Some("resource-constraint"));
+                    bounced += 1;
+                }
+                StreamEvent::Element(e) if e.name == "error" => {
+                    assert!(e.to_xml("jabber:client").contains("resource-constraint"));
+                    ended = true;
+                }
+                StreamEvent::Element(e) if e.name == "r" => {
+                    // Our stanzas received since <enabled/>: only the bounces.
+                    a.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{bounced}'/>"))
+                        .await;
+                }
+                StreamEvent::End => {
+                    ended = true;
+                    break;
+                }
+                StreamEvent::Element(e) => panic!("unexpected {}", e.to_xml("jabber:client")),
+                StreamEvent::Header(_) => panic!("header"),
+            }
+        }
+    }
+    assert!(ended, "the disk never filled");
+    assert!(acked > 0 && acked < sent, "acked {acked} of {sent}");
+    let lines = b.stop();
+    assert!(
+        lines.iter().any(|l| l.contains("database write failed")),
+        "{lines:?}"
+    );
+    // Space returns; after a restart everything acknowledged is there, once.
+    assert!(mount("200m", true));
+    let b = Binary::start(&data, extra, "info");
+    let mut r = Client::bound(b.direct, "fb", "pw", "r").await;
+    r.send("<presence/><iq type='get' id='done'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut seen = std::collections::HashSet::new();
+    let mut got = 0u32;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), r.recv()).await;
+        let Ok(e) = e else { break };
+        if e.name == "message" {
+            got += 1;
+            assert!(
+                seen.insert(e.get_attr("id").unwrap().to_owned()),
+                "duplicate"
+            );
+        }
+    }
+    eprintln!(
+        "sent {sent}, acknowledged {acked}, bounced {bounced}, delivered after restart {got}"
+    );
+    for i in 0..acked {
+        assert!(
+            seen.contains(&format!("m{i}")),
+            "acknowledged m{i} lost ({got} delivered, {acked} acked, {bounced} bounced)"
+        );
+    }
+    b.stop();
 }

@@ -189,10 +189,12 @@ impl Connection {
                         if let Some(sm) = &mut act.sm {
                             sm.settling -= 1;
                         }
-                        // Without the flush nothing is acknowledged: the client keeps the
-                        // stanzas and sends them again.
                         if ok {
                             act.send_ack(h, ctx);
+                        } else {
+                            // Nothing may be acknowledged that is not on disk: the stream ends
+                            // instead, and the client sends its unacknowledged stanzas again.
+                            act.close(StreamError::ResourceConstraint, "storage failure", ctx);
                         }
                     }));
                 }

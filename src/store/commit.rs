@@ -26,9 +26,12 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Resolves once everything written to `db` before the call is durable.
+    /// A failed flush leaves sled refusing writes until a restart: `space` is told, so that
+    /// new writes get a clear refusal instead of a failure each.
     pub fn durable(
         &self,
         db: &sled::Db,
+        space: &Arc<super::space::Space>,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let start = {
@@ -39,7 +42,8 @@ impl GroupCommit {
         if start {
             let queue = self.queue.clone();
             let db = db.clone();
-            tokio::task::spawn_blocking(move || flusher(&queue, &db));
+            let space = space.clone();
+            tokio::task::spawn_blocking(move || flusher(&queue, &db, &space));
         }
         async move {
             match rx.await {
@@ -50,7 +54,7 @@ impl GroupCommit {
     }
 }
 
-fn flusher(queue: &Mutex<Queue>, db: &sled::Db) {
+fn flusher(queue: &Mutex<Queue>, db: &sled::Db, space: &super::space::Space) {
     loop {
         let batch = {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -62,7 +66,7 @@ fn flusher(queue: &Mutex<Queue>, db: &sled::Db) {
         };
         let result = db.flush().map(|_| ()).map_err(|e| {
             let e = StoreError::from(e);
-            log::error!("database flush failed: {e}");
+            space.broken(&e);
             e.to_string()
         });
         for tx in batch {

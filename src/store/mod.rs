@@ -57,9 +57,15 @@ impl std::error::Error for StoreError {}
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
+        use std::io::ErrorKind;
         match &e {
             // ENOSPC, EFBIG (a file size limit), EDQUOT.
-            sled::Error::Io(io) if matches!(io.raw_os_error(), Some(28 | 27 | 122)) => {
+            sled::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded
+                ) || matches!(io.raw_os_error(), Some(28 | 27 | 122)) =>
+            {
                 StoreError::Full(e.to_string())
             }
             _ => StoreError::Db(e.to_string()),
@@ -199,7 +205,7 @@ impl Store {
     pub fn durable(
         &self,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.commit.durable(&self.db)
+        self.commit.durable(&self.db, &self.space)
     }
 
     /// Make everything written so far durable (one fsync; callers batch).

@@ -22,6 +22,9 @@ pub struct Space {
     checked: AtomicU64,
     full: AtomicBool,
     free: AtomicU64,
+    /// The database failed to write (the disk filled up under it anyway): sled refuses
+    /// writes from then on, until a restart.
+    failed: AtomicBool,
 }
 
 /// Bytes available to an unprivileged writer on the file system of `dir`.
@@ -47,6 +50,7 @@ impl Space {
             checked: AtomicU64::new(0),
             full: AtomicBool::new(false),
             free: AtomicU64::new(u64::MAX),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -56,8 +60,23 @@ impl Space {
         self.checked.store(0, Ordering::Relaxed);
     }
 
+    /// The database could not write: refuse every new write from now on (sled cannot recover
+    /// without a restart), and say so once, with what the operator has to do.
+    pub fn broken(&self, e: &StoreError) {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            log::error!(
+                "database write failed ({e}): new writes are refused until kleiber is restarted; free disk space (keep storage.min_free_mb free), then restart; what was acknowledged before is on disk"
+            );
+        }
+    }
+
     /// May a new write go ahead?
     pub fn check(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Full(
+                "the database failed to write; restart needed".into(),
+            ));
+        }
         let min = self.min_free.load(Ordering::Relaxed);
         if min == 0 {
             return Ok(());
