@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kleiber::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
+use kleiber::xml::{Element, StreamEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::AsyncWriteExt;
@@ -103,23 +103,7 @@ async fn try_direct(addr: SocketAddr) -> Io<Client> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let tls = try_tls_connect(tcp, None).await?;
-    let (r, w) = tokio::io::split(tls);
-    let mut c = Client {
-        port: 0,
-        reader: XmlReader::new(
-            r,
-            ReaderLimits {
-                max_stanza: 1 << 20,
-                max_depth: 64,
-            },
-        ),
-        writer: w,
-        features: Element::default(),
-        jid: String::new(),
-        domain: "localhost".into(),
-        exporter: None,
-        end_point: None,
-    };
+    let mut c = Client::unopened(tls, "localhost");
     tx(&mut c, &header("localhost")).await?;
     match tokio::time::timeout(WAIT, c.reader.next()).await {
         Ok(Ok(StreamEvent::Header(_))) => {}

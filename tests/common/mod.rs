@@ -239,6 +239,13 @@ impl Client {
     }
 
     pub async fn over_tls(tls: Tls, domain: &str) -> Client {
+        let mut c = Self::unopened(tls, domain);
+        c.open(domain).await;
+        c
+    }
+
+    /// A client on `tls` that has not sent its stream header yet.
+    pub fn unopened(tls: Tls, domain: &str) -> Client {
         let exporter = if tls.ssl().version2() == Some(openssl::ssl::SslVersion::TLS1_3) {
             let mut out = [0u8; 32];
             tls.ssl()
@@ -255,7 +262,7 @@ impl Client {
         });
         let port = tls.get_ref().local_addr().map(|a| a.port()).unwrap_or(0);
         let (r, w) = tokio::io::split(tls);
-        let mut c = Client {
+        Client {
             port,
             reader: XmlReader::new(
                 r,
@@ -270,9 +277,7 @@ impl Client {
             domain: domain.to_owned(),
             exporter,
             end_point,
-        };
-        c.open(domain).await;
-        c
+        }
     }
 
     /// Send a stream header and read the server's header and features.
