@@ -359,15 +359,16 @@ async fn accept_loop(
 }
 
 /// Whether the address is exempt from the abuse limits (loopback), and how many unfinished
-/// handshakes it may have (`limits.max_unauthenticated_per_address`; 0: no limit).
-fn handshake_limit(shared: &Shared, peer: crate::limits::PeerAddr) -> (bool, usize) {
-    let exempt = shared.config.limits.exempt_loopback && peer.is_loopback();
-    let per_address = if exempt {
-        0
+/// handshakes it may have (`limits.max_unauthenticated_per_address`) and all addresses
+/// together (`limits.max_unauthenticated`); 0: no limit.
+fn handshake_limit(shared: &Shared, peer: crate::limits::PeerAddr) -> (bool, usize, usize) {
+    let l = &shared.config.limits;
+    let exempt = l.exempt_loopback && peer.is_loopback();
+    if exempt {
+        (true, 0, 0)
     } else {
-        shared.config.limits.max_unauthenticated_per_address
-    };
-    (exempt, per_address)
+        (false, l.max_unauthenticated_per_address, l.max_unauthenticated)
+    }
 }
 
 /// One incoming server-to-server connection on a worker arbiter: TLS and negotiation
@@ -383,12 +384,12 @@ async fn server(
 ) {
     let id = shared.next_conn_id();
     // The same cap on unfinished handshakes per address as for clients (slowloris).
-    let (_, per_address) = handshake_limit(&shared, peer);
-    let Some(pending) = shared.limiter.unauthenticated_slot(peer, per_address) else {
-        log::debug!(
-            "s2s#{}: refused: too many unfinished handshakes from one address",
-            id.0
-        );
+    let (_, per_address, global) = handshake_limit(&shared, peer);
+    let Some(pending) = shared
+        .limiter
+        .unauthenticated_slot(peer, per_address, global)
+    else {
+        log::debug!("s2s#{}: refused: too many unfinished handshakes", id.0);
         return;
     };
     let _ = tcp.set_nodelay(true);
@@ -415,9 +416,12 @@ async fn client(
     slot: crate::shared::ConnSlot,
 ) {
     let id = shared.next_conn_id();
-    let (exempt, per_address) = handshake_limit(&shared, peer);
-    let Some(pending) = shared.limiter.unauthenticated_slot(peer, per_address) else {
-        log::debug!("{id}: refused: too many unauthenticated connections from one address");
+    let (exempt, per_address, global) = handshake_limit(&shared, peer);
+    let Some(pending) = shared
+        .limiter
+        .unauthenticated_slot(peer, per_address, global)
+    else {
+        log::debug!("{id}: refused: too many unauthenticated connections");
         return;
     };
     let _ = tcp.set_nodelay(true);

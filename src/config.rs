@@ -177,6 +177,9 @@ pub struct LimitsConfig {
     pub exempt_loopback: bool,
     /// Connections per client address still in TLS or authentication (slowloris); 0 = no limit.
     pub max_unauthenticated_per_address: usize,
+    /// Connections still in TLS or authentication from all addresses together (a slowloris
+    /// from many addresses); 0 = no limit.
+    pub max_unauthenticated: usize,
     /// In-band registrations allowed per client address (IPv6: per /64) per hour; 0 = no limit.
     pub registrations_per_address_per_hour: u32,
     /// In-band registrations allowed per hour in all; 0 = no limit.
@@ -361,6 +364,7 @@ impl Default for LimitsConfig {
             max_outbound_queue_bytes: 1024 * 1024,
             exempt_loopback: true,
             max_unauthenticated_per_address: 20,
+            max_unauthenticated: 1000,
             registrations_per_address_per_hour: 5,
             registrations_per_hour: 100,
             stranger_messages_per_hour: 500,

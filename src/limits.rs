@@ -42,8 +42,9 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(900);
 /// The limits' memory.
 #[derive(Default)]
 pub struct Limiter {
-    /// Connections per address that have not authenticated yet (slowloris).
-    unauthenticated: Mutex<HashMap<PeerAddr, usize>>,
+    /// Connections per address that have not authenticated yet (slowloris), and how many of
+    /// all of them count against the global cap.
+    unauthenticated: Mutex<(HashMap<PeerAddr, usize>, usize)>,
     registrations: Mutex<Registrations>,
     failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
 }
@@ -67,11 +68,16 @@ fn prune(q: &mut VecDeque<Instant>, now: Instant) {
 pub struct PendingSlot<'a> {
     limiter: &'a Limiter,
     addr: PeerAddr,
+    counted: bool,
 }
 
 impl Drop for PendingSlot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.limiter.unauthenticated.lock() {
+        if let Ok(mut g) = self.limiter.unauthenticated.lock() {
+            let (m, total) = &mut *g;
+            if self.counted {
+                *total -= 1;
+            }
             if let Some(n) = m.get_mut(&self.addr) {
                 *n -= 1;
                 if *n == 0 {
@@ -84,17 +90,32 @@ impl Drop for PendingSlot<'_> {
 
 impl Limiter {
     /// Take a place among `addr`'s connections still in TLS or login, or `None` when it has
-    /// `max` of them already (0 = no limit).
-    pub fn unauthenticated_slot(&self, addr: PeerAddr, max: usize) -> Option<PendingSlot<'_>> {
-        let mut m = self.unauthenticated.lock().ok()?;
+    /// `max` of them already, or when `global` such places are taken by all addresses
+    /// together (0 = no limit; a connection asking with `global` = 0, an exempt one, is not
+    /// counted against it).
+    pub fn unauthenticated_slot(
+        &self,
+        addr: PeerAddr,
+        max: usize,
+        global: usize,
+    ) -> Option<PendingSlot<'_>> {
+        let mut g = self.unauthenticated.lock().ok()?;
+        let (m, total) = &mut *g;
+        if global > 0 && *total >= global {
+            return None;
+        }
         let n = m.entry(addr).or_insert(0);
         if max > 0 && *n >= max {
             return None;
         }
         *n += 1;
+        if global > 0 {
+            *total += 1;
+        }
         Some(PendingSlot {
             limiter: self,
             addr,
+            counted: global > 0,
         })
     }
 
@@ -195,11 +216,24 @@ mod tests {
     fn unauthenticated_connections_per_address() {
         let l = Limiter::default();
         let a = PeerAddr::new("192.0.2.1".parse().unwrap());
-        let s1 = l.unauthenticated_slot(a, 2).unwrap();
-        let _s2 = l.unauthenticated_slot(a, 2).unwrap();
-        assert!(l.unauthenticated_slot(a, 2).is_none());
+        let s1 = l.unauthenticated_slot(a, 2, 0).unwrap();
+        let _s2 = l.unauthenticated_slot(a, 2, 0).unwrap();
+        assert!(l.unauthenticated_slot(a, 2, 0).is_none());
         drop(s1);
-        assert!(l.unauthenticated_slot(a, 2).is_some());
+        assert!(l.unauthenticated_slot(a, 2, 0).is_some());
+    }
+
+    #[test]
+    fn unauthenticated_connections_in_all() {
+        let l = Limiter::default();
+        let addr = |s: &str| PeerAddr::new(s.parse().unwrap());
+        let s1 = l.unauthenticated_slot(addr("192.0.2.1"), 5, 2).unwrap();
+        let _s2 = l.unauthenticated_slot(addr("192.0.2.2"), 5, 2).unwrap();
+        assert!(l.unauthenticated_slot(addr("192.0.2.3"), 5, 2).is_none());
+        // Exempt connections (global 0) are neither refused nor counted.
+        let _e = l.unauthenticated_slot(addr("127.0.0.1"), 0, 0).unwrap();
+        drop(s1);
+        assert!(l.unauthenticated_slot(addr("192.0.2.3"), 5, 2).is_some());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Abuse limits that need no timing: unauthenticated connections per address (slowloris).
+//! Abuse limits that need no timing: unauthenticated connections per address and in all
+//! (slowloris), the loopback exemption, strangers, the shaper.
 
 mod common;
 use common::*;
@@ -13,21 +14,10 @@ async fn unauthenticated_connections_per_address_are_capped() {
     });
     // Two connections that stop before TLS hold the address's places (each has had its
     // features, so the server surely counts it)...
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut t = tokio::net::TcpStream::connect(s.starttls).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut t, header("localhost").as_bytes())
-            .await
-            .unwrap();
-        let mut got = String::new();
-        let mut buf = [0u8; 1024];
-        while !got.contains("</stream:features>") {
-            let n = t.read(&mut buf).await.unwrap();
-            assert!(n > 0);
-            got.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        held.push(t);
-    }
+    let held = vec![
+        held_from(1, s.starttls).await,
+        held_from(1, s.starttls).await,
+    ];
     // ... so a third is closed at once, without a byte.
     let mut c = tokio::net::TcpStream::connect(s.starttls).await.unwrap();
     let mut buf = [0u8; 16];
@@ -47,6 +37,75 @@ async fn unauthenticated_connections_per_address_are_capped() {
             cl.auth_plain("", "juliet", "pw").await.unwrap();
             ok = true;
             break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok);
+}
+
+/// A connection from `127.0.0.<last>` that has sent its header and had the features.
+async fn held_from(last: u8, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))
+        .unwrap();
+    let mut t = sock.connect(to).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut t, header("localhost").as_bytes())
+        .await
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 1024];
+    while !got.contains("</stream:features>") {
+        let n = t.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    t
+}
+
+/// A slowloris from many addresses: the cap on unfinished handshakes from all addresses
+/// together closes further ones at once, and logged-in sessions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_in_all_are_capped() {
+    let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.max_unauthenticated_per_address = 5;
+        c.limits.max_unauthenticated = 2;
+    });
+    s.add_user("juliet", "pw");
+    let mut j = Client::bound(s.direct, "juliet", "pw", "r").await;
+    let held = vec![
+        held_from(2, s.starttls).await,
+        held_from(3, s.starttls).await,
+    ];
+    // A third address, with no connection of its own yet, is closed at once.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(std::net::SocketAddr::from(([127, 0, 0, 4], 0)))
+        .unwrap();
+    let mut c = sock.connect(s.starttls).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // The session that was logged in before is not affected.
+    j.ping("still").await;
+    // Once they go, new connections are served again.
+    drop(held);
+    let mut ok = false;
+    for _ in 0..100 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::from(([127, 0, 0, 4], 0)))
+            .unwrap();
+        let mut t = sock.connect(s.starttls).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut t, header("localhost").as_bytes())
+            .await
+            .unwrap();
+        if let Ok(Ok(n)) = tokio::time::timeout(WAIT, t.read(&mut buf)).await {
+            if n > 0 {
+                ok = true;
+                break;
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
