@@ -367,7 +367,11 @@ fn handshake_limit(shared: &Shared, peer: crate::limits::PeerAddr) -> (bool, usi
     if exempt {
         (true, 0, 0)
     } else {
-        (false, l.max_unauthenticated_per_address, l.max_unauthenticated)
+        (
+            false,
+            l.max_unauthenticated_per_address,
+            l.max_unauthenticated,
+        )
     }
 }
 
