@@ -370,9 +370,35 @@ impl Handler<Resume> for Connection {
             return Ok(());
         };
         sm.hibernating = None;
+        let handled = sm.handled;
+        if sm.unsettled || sm.settling > 0 {
+            // `h` in <resumed/> acknowledges like <a/>: only once settled (see `settled`);
+            // nothing else of this session is handled meanwhile.
+            sm.unsettled = false;
+            let settled = self.settled();
+            ctx.wait(settled.into_actor(self).map(move |ok, act, ctx| {
+                if ok {
+                    act.resumed(handled, ctx);
+                } else {
+                    act.close(StreamError::ResourceConstraint, "storage failure", ctx);
+                }
+            }));
+        } else {
+            self.resumed(handled, ctx);
+        }
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// `<resumed h/>`, then everything the client has not acknowledged, again.
+    fn resumed(&mut self, handled: u32, ctx: &mut Context<Self>) {
+        let Some(sm) = &mut self.sm else { return };
+        if (handled.wrapping_sub(sm.acked) as i32) > 0 {
+            sm.acked = handled;
+        }
         let id = sm.resume_id.clone().unwrap_or_default();
         let again: Vec<Element> = sm.unacked.iter().flatten().cloned().collect();
-        let handled = sm.handled;
         self.send_raw(
             format!("<resumed xmlns='{NS}' h='{handled}' previd='{id}'/>"),
             ctx,
@@ -386,6 +412,5 @@ impl Handler<Resume> for Connection {
             self.jid.as_ref().map(|j| j.as_str()).unwrap_or_default(),
             again.len()
         );
-        Ok(())
     }
 }
