@@ -3815,7 +3815,7 @@ async fn soak(args: Args, n: usize) -> Res<()> {
         .await;
     let rss_drained = server_rss(pids);
     st.closing = true;
-    let links: Vec<Link> = std::mem::take(&mut st.links)
+    let mut links: Vec<Link> = std::mem::take(&mut st.links)
         .into_iter()
         .flatten()
         .collect();
@@ -3824,8 +3824,10 @@ async fn soak(args: Args, n: usize) -> Res<()> {
         st.delivered,
         links.len()
     );
-    for mut l in links {
+    for l in &mut links {
         l.close();
+    }
+    for l in links {
         let _ = l.task.await;
     }
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
