@@ -40,7 +40,9 @@ MODES="${MODES:-idle soak}"          # idle: idle memory; soak: the soak
 N="${N:-10000}"                      # soak: sessions
 RATE="${RATE:-1000}"                 # soak: messages per second, in all
 DURATION="${DURATION:-1800}"         # soak: seconds of messages
-WARMUP="${WARMUP:-$(( DURATION >= 1200 ? 300 : DURATION / 4 ))}" # soak: RSS reference after
+# soak: seconds after which the RSS is the reference: past kleiber's one-time step of ~700 bytes
+# per session, which ends ~500,000 messages in (see BASELINE.md, soak)
+WARMUP="${WARMUP:-$(( DURATION >= 1800 ? 600 : DURATION / 4 ))}"
 SAMPLE="${SAMPLE:-30}"               # soak: seconds between samples of the server's RSS and CPU
 DRAIN="${DRAIN:-30}"                 # soak: seconds to wait for the last messages
 IDLE="${IDLE:-1000 10000}"           # idle memory: session counts, one fresh server each
