@@ -1,5 +1,5 @@
-# Shell functions the benchmark scripts share (sourced by federation.sh, resume_storm.sh and
-# soak.sh).
+# Shell functions the benchmark scripts share (sourced by compare.sh, federation.sh,
+# resume_storm.sh and soak.sh).
 # They use the caller's log(), QUIET_WAIT, SKIP_BUILD, ROOT, KLEIBER_BIN and LOAD_BIN.
 # shellcheck shell=bash
 
@@ -37,7 +37,7 @@ build() {
   [ -x "$LOAD_BIN" ] || { echo "load generator not found in cargo output:" >&2; echo "$out" >&2; exit 1; }
 }
 
-# --- one server at a time (resume_storm.sh, soak.sh) ---------------------------------------------
+# --- one server at a time (compare.sh, resume_storm.sh, soak.sh) -------------------------------
 # These also use the caller's WORK (runtime directory), OUT (results file), FAILED, PEERS
 # (../shared/peers/peers.sh), PROSODY_PORT, EJABBERD_PORT, PEER_DOMAIN, KLEIBER_DOMAIN,
 # KLEIBER_CERT and KLEIBER_KEY (empty: kleiber's own self-signed certificate), and
