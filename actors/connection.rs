@@ -3,7 +3,7 @@
 //!
 //! IO stays outside the actor's state: the stream reader is added to the actor's context as a
 //! stream (so a client that floods us is simply read no faster than we process, with no
-//! mailbox growth), and writes go through an unbounded channel to a writer task whose backlog
+//! mailbox growth), and writes go through an outbox (`outbox.rs`) to a writer task whose backlog
 //! is counted in bytes; a client that stops reading is disconnected once the backlog passes
 //! `limits.max_outbound_queue_bytes`. Everything before authentication is `src/login.rs`.
 
@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use super::messages::*;
+use super::outbox::{self, write_loop};
 use crate::login::LoggedIn;
 use crate::services::{self, register};
 use crate::shared::{ConnId, ConnSlot, Shared};
@@ -34,11 +33,6 @@ const CSI: &str = "urn:xmpp:csi:0";
 /// Most distinct senders whose presence is held for an inactive client.
 const MAX_HELD: usize = 1000;
 
-/// A write that makes no progress for this long ends the connection.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
-/// The writer coalesces queued stanzas into one TLS write up to this size.
-const WRITE_BATCH: usize = 64 * 1024;
-
 /// The connection actor.
 pub struct Connection {
     id: ConnId,
@@ -53,7 +47,7 @@ pub struct Connection {
     /// The mechanism the user authenticated with (for the login log line).
     mechanism: &'static str,
     /// To the writer task; dropping it ends the stream's write side.
-    out: Option<mpsc::UnboundedSender<String>>,
+    out: Option<outbox::Sender>,
     /// Bytes queued for the writer and not yet written.
     queued: Arc<AtomicUsize>,
     /// Tells the writer to drop the connection at once.
@@ -119,7 +113,7 @@ impl Connection {
             limited,
         } = login;
         let queued = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = outbox::channel();
         let abort = Arc::new(tokio::sync::Notify::new());
         actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
         let bare = BareJid::new(&format!("{user}@{host}")).expect("authenticated JID is valid");
@@ -903,36 +897,4 @@ pub(crate) fn events<R: tokio::io::AsyncRead + Unpin + 'static>(
         let more = matches!(ev, Ok(StreamEvent::Element(_)));
         Some((ev, more.then_some(reader)))
     })
-}
-
-/// The writer task: coalesce queued output into large TLS writes; end with close_notify when
-/// the actor drops its sender. No buffer is kept between writes, so an idle session holds none.
-pub(crate) async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::UnboundedReceiver<String>,
-    queued: Arc<AtomicUsize>,
-    abort: Arc<tokio::sync::Notify>,
-) {
-    while let Some(mut buf) = rx.recv().await {
-        while buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => buf.push_str(&more),
-                Err(_) => break,
-            }
-        }
-        let n = buf.len();
-        let write = async {
-            w.write_all(buf.as_bytes()).await?;
-            w.flush().await
-        };
-        tokio::select! {
-            r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
-                Ok(Ok(())) => {}
-                _ => return,
-            },
-            _ = abort.notified() => return,
-        }
-        queued.fetch_sub(n, Ordering::Relaxed);
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
 }

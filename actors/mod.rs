@@ -23,6 +23,7 @@
 pub mod connection;
 pub mod control;
 pub mod messages;
+pub mod outbox;
 pub mod pep;
 pub mod roster;
 pub mod router;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
 
-use super::connection::{events, write_loop};
+use super::connection::events;
 use super::messages::*;
+use super::outbox::{self, write_loop};
 use crate::s2s::outgoing::{self, Link, OutError};
 use crate::s2s::{set_ns, S2sContext};
 use crate::shared::Shared;
@@ -220,7 +220,7 @@ enum OutState {
     Connecting(Vec<Element>),
     /// Authenticated and writing.
     Up {
-        tx: mpsc::UnboundedSender<String>,
+        tx: outbox::Sender,
         queued: Arc<AtomicUsize>,
         abort: Arc<tokio::sync::Notify>,
     },
@@ -266,7 +266,7 @@ impl S2sOut {
                     self.remote,
                     link.method
                 );
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = outbox::channel();
                 let queued = Arc::new(AtomicUsize::new(0));
                 let abort = Arc::new(tokio::sync::Notify::new());
                 actix_rt::spawn(write_loop(link.writer, rx, queued.clone(), abort.clone()));

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
 
-use super::connection::{events, write_loop};
+use super::connection::events;
 use super::messages::*;
+use super::outbox::{self, write_loop};
 use super::s2s::{IncomingLink, S2s};
 use crate::s2s::incoming::Accepted;
 use crate::s2s::pki::PeerCert;
@@ -47,7 +47,7 @@ pub struct S2sIn {
     /// Domains the peer proved it holds on this stream, with the local host each is for.
     authenticated: HashMap<String, AuthMethod>,
     pending_verify: usize,
-    out: Option<mpsc::UnboundedSender<String>>,
+    out: Option<outbox::Sender>,
     last_activity: Instant,
     end_reason: &'static str,
     _slot: ConnSlot,
@@ -73,7 +73,7 @@ impl S2sIn {
             peer_cert,
             first,
         } = accepted;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = outbox::channel();
         actix_rt::spawn(write_loop(
             writer,
             rx,

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::{events, write_loop, Connection};
+use super::super::outbox::{self, write_loop};
+use super::{events, Connection};
 use crate::actors::messages::{Barrier, Route};
 use crate::login::LoggedIn;
 use crate::shared::ConnSlot;
@@ -356,7 +357,7 @@ impl Handler<Resume> for Connection {
         } = login;
         let queued = Arc::new(AtomicUsize::new(0));
         let abort = Arc::new(tokio::sync::Notify::new());
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = outbox::channel();
         actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
         self.out = Some(tx);
         self.queued = queued;
