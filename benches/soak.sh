@@ -40,8 +40,8 @@ MODES="${MODES:-idle soak}"          # idle: idle memory; soak: the soak
 N="${N:-10000}"                      # soak: sessions
 RATE="${RATE:-1000}"                 # soak: messages per second, in all
 DURATION="${DURATION:-1800}"         # soak: seconds of messages
-# soak: seconds after which the RSS is the reference: past kleiber's one-time step of ~700 bytes
-# per session, which ends ~500,000 messages in (see BASELINE.md, soak)
+# soak: seconds after which the RSS is the reference (600 for 30-minute runs: past the step of
+# ~700 bytes per session kleiber had until cd4323b, ~500,000 messages in; see BASELINE.md, soak)
 WARMUP="${WARMUP:-$(( DURATION >= 1800 ? 600 : DURATION / 4 ))}"
 SAMPLE="${SAMPLE:-30}"               # soak: seconds between samples of the server's RSS and CPU
 DRAIN="${DRAIN:-30}"                 # soak: seconds to wait for the last messages
