@@ -741,6 +741,9 @@ impl Handler<Bind> for Router {
         state.blocked = msg.roster.blocked.into_iter().collect();
         self.directory
             .insert(&msg.jid, msg.conn, msg.session.clone());
+        // Most accounts have one session: room for one, not the four a first push reserves
+        // (~600 bytes less per online account).
+        state.sessions.reserve_exact(1);
         state.sessions.push(Session {
             resource,
             conn: msg.conn,
