@@ -1,4 +1,5 @@
-//! RFC 6120 streams against a real server: STARTTLS and direct TLS, stream headers, restricted
+//! RFC 6120 streams against a real server: STARTTLS and direct TLS (no renegotiation), stream
+//! headers, restricted
 //! XML (§11.1), well-formedness, size and depth limits, stanza types, `from` checking,
 //! timeouts, shutdown, whitespace keepalives and a client that stops reading.
 //!
@@ -444,6 +445,61 @@ async fn direct_tls_with_alpn() {
     // Without ALPN too.
     let mut c = Client::bound(s.direct, "juliet", "pw", "direct2").await;
     c.ping("p2").await;
+}
+
+/// A client that tries to renegotiate TLS 1.2 (RFC 5746 renegotiation, a classic CPU and
+/// injection attack) is refused: the server answers `no_renegotiation`, the renegotiation
+/// never completes, and everyone else is served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_renegotiation_is_refused() {
+    use foreign_types::ForeignTypeRef;
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+    use std::io::{Read, Write};
+    extern "C" {
+        // In libssl, which the openssl crate links, but not bound by openssl-sys.
+        fn SSL_renegotiate(ssl: *mut openssl_sys::SSL) -> std::os::raw::c_int;
+    }
+    let s = TestServer::start();
+    s.add_user("hostile", "pw");
+    let addr = s.direct;
+    let handshake = tokio::task::spawn_blocking(move || {
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        b.set_verify(SslVerifyMode::NONE);
+        b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+        let mut cfg = b.build().configure().unwrap();
+        cfg.set_verify_hostname(false);
+        let mut tls = cfg.connect("localhost", tcp).unwrap();
+        tls.write_all(header("localhost").as_bytes()).unwrap();
+        // Everything the server has to say first (a record arriving mid-handshake would fail
+        // the renegotiation on the client's side, whatever the server does).
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("</stream:features>") {
+            let n = tls.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the features");
+            got.extend_from_slice(&buf[..n]);
+        }
+        // SAFETY: the pointer is the live SSL of `tls`, used on this thread only.
+        let ssl = tls.ssl().as_ptr();
+        assert_eq!(
+            unsafe { SSL_renegotiate(ssl) },
+            1,
+            "renegotiation not started"
+        );
+        let r = unsafe { openssl_sys::SSL_do_handshake(ssl) };
+        (r, openssl::error::ErrorStack::get().to_string())
+    })
+    .await
+    .unwrap();
+    assert!(handshake.0 <= 0, "the server renegotiated");
+    assert!(
+        handshake.1.contains("no renegotiation"),
+        "not refused with no_renegotiation: {}",
+        handshake.1
+    );
+    still_serving(&s).await;
 }
 
 // ---------------------------------------------------------------------------------------------
