@@ -1,7 +1,6 @@
 //! RFC 6120 streams against a real server: STARTTLS and direct TLS (no renegotiation), stream
-//! headers, restricted
-//! XML (§11.1), well-formedness, size and depth limits, stanza types, `from` checking,
-//! timeouts, shutdown, whitespace keepalives and a client that stops reading.
+//! headers, restricted XML (§11.1), well-formedness, size and depth limits, stanza types,
+//! `from` checking, timeouts, shutdown, whitespace keepalives and a client that stops reading.
 //!
 //! Hostile inputs are tables of (name, stage, bytes, expected stream error). For each, the
 //! test asserts the exact condition, that nothing but the stream header and features came
