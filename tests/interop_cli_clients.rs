@@ -68,16 +68,23 @@ async fn next_chat(c: &mut Client) -> (String, String) {
     }
 }
 
+/// A server with the accounts alice (password `pw-alice`, for the client under test) and bob
+/// (online as our own test client).
+async fn alice_and_bob() -> (TestServer, Client) {
+    let s = TestServer::start();
+    s.add_user("alice", "pw-alice");
+    s.add_user("bob", "pw");
+    let bob = s.online("bob", "desk").await;
+    (s, bob)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_sendxmpp_sends_and_receives() {
     const BIN: &str = "/usr/bin/go-sendxmpp";
     if !installed(BIN) {
         return;
     }
-    let s = TestServer::start();
-    s.add_user("alice", "pw-alice");
-    s.add_user("bob", "pw");
-    let mut bob = s.online("bob", "desk").await;
+    let (s, mut bob) = alice_and_bob().await;
 
     // Over STARTTLS, then over direct TLS.
     for (server, tls, text) in [
@@ -142,10 +149,7 @@ async fn perl_sendxmpp_sends() {
     if !installed(BIN) {
         return;
     }
-    let s = TestServer::start();
-    s.add_user("alice", "pw-alice");
-    s.add_user("bob", "pw");
-    let mut bob = s.online("bob", "desk").await;
+    let (s, mut bob) = alice_and_bob().await;
     let text = "hello from Perl sendxmpp";
     let mut cmd = Command::new(BIN);
     // Net::XMPP takes the stream's `to` from the host part of -j: the domain, not an address.
