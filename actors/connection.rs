@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::messages::*;
-use super::outbox::{self, write_loop};
+use super::outbox;
 use crate::login::LoggedIn;
 use crate::services::{self, register};
 use crate::shared::{ConnId, ConnSlot, Shared};
@@ -112,10 +112,7 @@ impl Connection {
             mechanism,
             limited,
         } = login;
-        let queued = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = outbox::channel();
-        let abort = Arc::new(tokio::sync::Notify::new());
-        actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
+        let (tx, queued, abort) = outbox::spawn_writer(writer);
         let bare = BareJid::new(&format!("{user}@{host}")).expect("authenticated JID is valid");
         Connection::create(move |ctx| {
             let reader = Some(ctx.add_stream(events(reader)));

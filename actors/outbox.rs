@@ -102,10 +102,23 @@ impl Drop for Receiver {
     }
 }
 
+/// A new outbox and its writer task on the current arbiter, writing to `w`: the sender, the
+/// count of bytes queued and not yet written (the sender's user adds what it sends), and the
+/// signal that makes the writer drop the connection at once.
+pub(crate) fn spawn_writer<W: tokio::io::AsyncWrite + Unpin + 'static>(
+    w: W,
+) -> (Sender, Arc<AtomicUsize>, Arc<Notify>) {
+    let (tx, rx) = channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let abort = Arc::new(Notify::new());
+    actix_rt::spawn(write_loop(w, rx, queued.clone(), abort.clone()));
+    (tx, queued, abort)
+}
+
 /// The writer task: writes what the outbox holds, one `write_all` per batch, until the sender
 /// is gone (then shuts the stream down), the peer stops reading for `WRITE_TIMEOUT`, or
 /// `abort` fires. `queued` counts the bytes handed to the outbox and not yet written.
-pub(crate) async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
     mut w: W,
     mut rx: Receiver,
     queued: Arc<AtomicUsize>,

@@ -17,7 +17,7 @@ use actix::prelude::*;
 
 use super::connection::events;
 use super::messages::*;
-use super::outbox::{self, write_loop};
+use super::outbox;
 use crate::s2s::outgoing::{self, Link, OutError};
 use crate::s2s::{set_ns, S2sContext};
 use crate::shared::Shared;
@@ -266,10 +266,7 @@ impl S2sOut {
                     self.remote,
                     link.method
                 );
-                let (tx, rx) = outbox::channel();
-                let queued = Arc::new(AtomicUsize::new(0));
-                let abort = Arc::new(tokio::sync::Notify::new());
-                actix_rt::spawn(write_loop(link.writer, rx, queued.clone(), abort.clone()));
+                let (tx, queued, abort) = outbox::spawn_writer(link.writer);
                 ctx.add_stream(events(link.reader));
                 self.state = OutState::Up { tx, queued, abort };
                 self.report(Some(link.method.to_string()));

@@ -10,7 +10,6 @@
 //! link ([`ToRemote`]), as server-to-server streams carry stanzas one way only.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use actix::prelude::*;
 
 use super::connection::events;
 use super::messages::*;
-use super::outbox::{self, write_loop};
+use super::outbox;
 use super::s2s::{IncomingLink, S2s};
 use crate::s2s::incoming::Accepted;
 use crate::s2s::pki::PeerCert;
@@ -73,13 +72,7 @@ impl S2sIn {
             peer_cert,
             first,
         } = accepted;
-        let (tx, rx) = outbox::channel();
-        actix_rt::spawn(write_loop(
-            writer,
-            rx,
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(tokio::sync::Notify::new()),
-        ));
+        let (tx, _, _) = outbox::spawn_writer(writer);
         S2sIn::create(move |ctx| {
             ctx.add_stream(events(reader));
             let mut act = S2sIn {

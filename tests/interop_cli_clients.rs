@@ -68,23 +68,25 @@ async fn next_chat(c: &mut Client) -> (String, String) {
     }
 }
 
-/// A server with the accounts alice (password `pw-alice`, for the client under test) and bob
-/// (online as our own test client).
-async fn alice_and_bob() -> (TestServer, Client) {
+/// A server with the accounts alice (password `pw-alice`, for the client `bin` under test) and
+/// bob (online as our own test client); `None` when `bin` is not installed (skip).
+async fn alice_and_bob(bin: &str) -> Option<(TestServer, Client)> {
+    if !installed(bin) {
+        return None;
+    }
     let s = TestServer::start();
     s.add_user("alice", "pw-alice");
     s.add_user("bob", "pw");
     let bob = s.online("bob", "desk").await;
-    (s, bob)
+    Some((s, bob))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_sendxmpp_sends_and_receives() {
     const BIN: &str = "/usr/bin/go-sendxmpp";
-    if !installed(BIN) {
+    let Some((s, mut bob)) = alice_and_bob(BIN).await else {
         return;
-    }
-    let (s, mut bob) = alice_and_bob().await;
+    };
 
     // Over STARTTLS, then over direct TLS.
     for (server, tls, text) in [
@@ -146,10 +148,9 @@ async fn go_sendxmpp_sends_and_receives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perl_sendxmpp_sends() {
     const BIN: &str = "/usr/bin/sendxmpp";
-    if !installed(BIN) {
+    let Some((s, mut bob)) = alice_and_bob(BIN).await else {
         return;
-    }
-    let (s, mut bob) = alice_and_bob().await;
+    };
     let text = "hello from Perl sendxmpp";
     let mut cmd = Command::new(BIN);
     // Net::XMPP takes the stream's `to` from the host part of -j: the domain, not an address.

@@ -16,13 +16,12 @@
 //! resource, or to the offline spool): nothing is lost.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::super::outbox::{self, write_loop};
+use super::super::outbox;
 use super::{events, Connection};
 use crate::actors::messages::{Barrier, Route};
 use crate::login::LoggedIn;
@@ -355,10 +354,7 @@ impl Handler<Resume> for Connection {
             limited,
             ..
         } = login;
-        let queued = Arc::new(AtomicUsize::new(0));
-        let abort = Arc::new(tokio::sync::Notify::new());
-        let (tx, rx) = outbox::channel();
-        actix_rt::spawn(write_loop(writer, rx, queued.clone(), abort.clone()));
+        let (tx, queued, abort) = outbox::spawn_writer(writer);
         self.out = Some(tx);
         self.queued = queued;
         self.abort = abort;
