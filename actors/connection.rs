@@ -210,7 +210,7 @@ impl Connection {
         ctx.spawn(take.into_actor(self).map(move |res, act, ctx| {
             let Ok((messages, more)) = res else { return };
             for m in messages {
-                act.inbound(m, ctx);
+                act.inbound_from(m, true, ctx);
             }
             if more {
                 act.fetch_offline_when_drained(chunk, ctx);
@@ -311,6 +311,14 @@ impl Connection {
                 return self.reply(&el, StanzaError::new(Condition::JidMalformed), ctx);
             }
         };
+        // RFC 6120 §8.2.3: a get or set has exactly one payload; whatever is wrong with an IQ
+        // (no id, a bad type, no or several payloads) is answered here, once, so that no
+        // path below can drop it.
+        if kind == StanzaKind::Iq {
+            if let Err(e) = crate::xmpp::iq_payload(&el) {
+                return self.reply(&el, e, ctx);
+            }
+        }
         if let Some(t) = &to {
             el.set_attr("to", t.as_str());
             // XEP-0191 §3.5: nothing goes to a blocked JID.
@@ -361,7 +369,7 @@ impl Connection {
                     .send(super::pep::ClientDataSet { iq: el.clone() });
                 ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(Some(reply)) => act.send_durable(el, reply, ctx),
-                    Ok(None) => {}
+                    Ok(None) => act.reply(&el, Condition::ServiceUnavailable.into(), ctx),
                     Err(_) => act.reply(&el, Condition::InternalServerError.into(), ctx),
                 }));
                 return;
@@ -377,7 +385,7 @@ impl Connection {
         if kind == StanzaKind::Iq
             && matches!(el.get_attr("type"), Some("get" | "set"))
             && match &to {
-                None => services::pep::is_pubsub(&el),
+                None => services::pep::is_pep(&el),
                 Some(t) => {
                     t.node().is_some()
                         && t.resource().is_none()
@@ -389,6 +397,13 @@ impl Connection {
             return self.pep_iq(el, ctx);
         }
         match &to {
+            // RFC 6120 §10.3.3: an IQ without `to` is for the account, not the domain; disco
+            // about it is answered as its bare JID would be (`account/registered`, PEP).
+            None if kind == StanzaKind::Iq && el.get_child("query", ns::DISCO_INFO).is_some() => {
+                if let Some(r) = services::account_iq(&el) {
+                    self.send(&r, ctx);
+                }
+            }
             None => self.for_server(kind, el, &self.host.clone(), ctx),
             Some(t)
                 if t.node().is_none()

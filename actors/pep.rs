@@ -76,6 +76,12 @@ pub struct PepHandle {
 const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// A caps query unanswered this long may be asked again.
 const QUERY_RETRY: Duration = Duration::from_secs(60);
+/// Most caps versions remembered (the oldest learned is forgotten first).
+const MAX_CAPS: usize = 4096;
+/// Most caps queries in flight at once.
+const MAX_ASKING: usize = 256;
+/// Most resources tracked per account (its own and its contacts').
+const MAX_RECIPIENTS: usize = 2048;
 
 pub struct PepService {
     shared: Arc<Shared>,
@@ -84,6 +90,8 @@ pub struct PepService {
     recipients: HashMap<BareJid, HashMap<String, String>>,
     /// Caps version -> the nodes it wants notifications for.
     caps: HashMap<String, Arc<HashSet<String>>>,
+    /// The versions in `caps`, oldest first.
+    caps_order: std::collections::VecDeque<String>,
     /// Caps queries in flight: id -> (version, when asked).
     queries: HashMap<String, (String, Instant)>,
     /// Versions being asked for.
@@ -104,6 +112,7 @@ impl PepService {
             route,
             recipients: HashMap::new(),
             caps: HashMap::new(),
+            caps_order: std::collections::VecDeque::new(),
             queries: HashMap::new(),
             asking: HashMap::new(),
         }
@@ -124,11 +133,22 @@ impl PepService {
         }
     }
 
-    /// May `who` (a bare JID) see `owner`'s node `n`? The owner always may; an `outcast`
+    /// May `who` (a bare JID) see `owner`'s node `n`? The owner always may; an entity on
+    /// the owner's block list never (XEP-0191 §3.4: `service-unavailable`), an `outcast`
     /// never, a `member` always; everyone else as the access model says.
     fn may_see(&self, owner: &BareJid, n: &Node, who: &str) -> Result<(), StanzaError> {
         if who == owner.as_str() {
             return Ok(());
+        }
+        let (d, u) = parts(owner);
+        if self
+            .shared
+            .store
+            .rosters
+            .is_blocked(d, u, who)
+            .map_err(internal)?
+        {
+            return Err(Condition::ServiceUnavailable.into());
         }
         match n.affiliations.get(who).map(String::as_str) {
             Some("outcast") => return Err(Condition::Forbidden.into()),
@@ -138,7 +158,6 @@ impl PepService {
         if n.access_model == "open" {
             return Ok(());
         }
-        let (d, u) = parts(owner);
         let item = self
             .shared
             .store
@@ -796,6 +815,34 @@ impl PepService {
         }
     }
 
+    /// Whether the presence of `from` (a full JID) to `owner` counts for notifications: the
+    /// owner's own resources and its contacts (a subscription either way) do; strangers'
+    /// directed presence does not, so that it can neither grow the tables nor make the
+    /// server send queries.
+    fn tracks(&self, owner: &BareJid, from: &str) -> bool {
+        let bare = bare_of(from);
+        if bare == owner.as_str() {
+            return true;
+        }
+        let (d, u) = parts(owner);
+        matches!(
+            self.shared.store.rosters.get(d, u, bare),
+            Ok(Some(i)) if i.from || i.to
+        )
+    }
+
+    /// Cache what caps version `ver` wants, forgetting the oldest version when full.
+    fn remember_caps(&mut self, ver: String, wanted: Arc<HashSet<String>>) {
+        if self.caps.insert(ver.clone(), wanted).is_none() {
+            self.caps_order.push_back(ver);
+            while self.caps_order.len() > MAX_CAPS {
+                if let Some(old) = self.caps_order.pop_front() {
+                    self.caps.remove(&old);
+                }
+            }
+        }
+    }
+
     fn ask_caps(&mut self, owner: &BareJid, full: &str, node: &str, ver: &str) {
         if self
             .asking
@@ -804,12 +851,16 @@ impl PepService {
         {
             return;
         }
+        self.asking.retain(|_, t| t.elapsed() < QUERY_RETRY);
+        self.queries
+            .retain(|_, (_, t)| t.elapsed() < QUERY_RETRY * 2);
+        if self.asking.len() >= MAX_ASKING || self.queries.len() >= MAX_ASKING {
+            return;
+        }
         let id = format!("{CAPS_QUERY_ID}{}", random_id(12));
         self.asking.insert(ver.to_owned(), Instant::now());
         self.queries
             .insert(id.clone(), (ver.to_owned(), Instant::now()));
-        self.queries
-            .retain(|_, (_, t)| t.elapsed() < QUERY_RETRY * 2);
         let q = Element::new("iq", ns::CLIENT)
             .attr("type", "get")
             .attr("id", id)
@@ -947,7 +998,8 @@ impl Handler<PepPresence> for PepService {
             self.recipients.remove(&msg.owner);
             return;
         }
-        let Some((hash, node, ver)) = msg.caps else {
+        let caps = msg.caps.filter(|_| self.tracks(&msg.owner, &msg.from));
+        let Some((hash, node, ver)) = caps else {
             if let Some(r) = self.recipients.get_mut(&msg.owner) {
                 r.remove(&msg.from);
                 if r.is_empty() {
@@ -956,11 +1008,11 @@ impl Handler<PepPresence> for PepService {
             }
             return;
         };
-        let previous = self
-            .recipients
-            .entry(msg.owner.clone())
-            .or_default()
-            .insert(msg.from.clone(), ver.clone());
+        let r = self.recipients.entry(msg.owner.clone()).or_default();
+        if r.len() >= MAX_RECIPIENTS && !r.contains_key(&msg.from) {
+            return;
+        }
+        let previous = r.insert(msg.from.clone(), ver.clone());
         if previous.as_deref() == Some(ver.as_str()) {
             return;
         }
@@ -993,7 +1045,7 @@ impl Handler<CapsAnswer> for PepService {
         self.asking.remove(&ver);
         let wanted: Arc<HashSet<String>> =
             Arc::new(proto::notify_nodes(query).into_iter().collect());
-        self.caps.insert(ver.clone(), wanted.clone());
+        self.remember_caps(ver.clone(), wanted.clone());
         let waiting: Vec<(BareJid, String)> = self
             .recipients
             .iter()

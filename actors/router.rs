@@ -272,8 +272,13 @@ impl Router {
     /// online account `owner` (XEP-0163 notifications follow presence).
     fn pep_presence(&self, owner: &BareJid, from: &str, stanza: &Element) {
         let Some(pep) = &self.pep else { return };
-        if stanza.name != "presence" || !self.users.contains_key(owner) {
+        if stanza.name != "presence" {
             return;
+        }
+        // Nothing of a blocked entity reaches the account (XEP-0191): not its caps either.
+        match self.users.get(owner) {
+            Some(st) if !blocks(&st.blocked, from) => {}
+            _ => return,
         }
         let caps = match stanza.get_attr("type") {
             None => stanza

@@ -175,6 +175,9 @@ impl S2sIn {
             );
         }
         let from = match el.get_attr("from").map(Jid::new) {
+            Some(Ok(j)) if self.shared.is_local(j.domain().as_str()) => {
+                return self.close(StreamError::InvalidFrom, "from a local domain", ctx)
+            }
             Some(Ok(j)) if self.authenticated.contains_key(j.domain().as_str()) => j,
             Some(Ok(_)) => {
                 return self.close(StreamError::InvalidFrom, "unauthenticated from", ctx)
@@ -299,12 +302,20 @@ impl S2sIn {
         };
         let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
         let answer = |kind: &str, extra: &str| result_answer(&to, &from, kind, extra);
-        if !self.shared.is_local(&to) || crate::xmpp::BareJid::new(&from).is_err() {
+        if !self.shared.is_local(&to)
+            || crate::xmpp::BareJid::new(&from).is_err()
+            || crate::s2s::resolve::is_ip_literal(&from)
+        {
             let e = format!(
                 "<error type='cancel'><item-not-found xmlns='{}'/></error>",
                 ns::STANZAS
             );
             return self.send_raw(answer("error", &e));
+        }
+        if self.shared.is_local(&from) {
+            // Only this server speaks for its own domains (issue 14.1): a certificate valid
+            // for one of them proves nothing about its users.
+            return self.close(StreamError::InvalidFrom, "dialback for a local domain", ctx);
         }
         if self.authenticated.contains_key(&from) {
             return self.send_raw(answer("valid", ""));

@@ -69,7 +69,7 @@ fn scram(c: &mut Criterion) {
                 &cb,
             )
             .unwrap();
-            let (sf, pending) = first.server_first(Some(creds.clone()), 4096);
+            let (sf, pending) = first.server_first(creds.clone(), true);
             let nonce = &sf[2..sf.find(',').unwrap()];
             let fin = format!("c=biws,r={nonce},p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
             assert!(pending.finish(fin.as_bytes(), &cb).is_err());

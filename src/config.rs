@@ -84,6 +84,9 @@ pub struct S2sConfig {
     pub routes: BTreeMap<String, String>,
     /// DNS servers (`ip:port`) asked for SRV records; empty = the system's (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
+    /// Connect to servers found through DNS at loopback, private and link-local addresses
+    /// (private deployments, tests); static routes are always followed.
+    pub allow_private_addresses: bool,
 }
 
 impl Default for S2sConfig {
@@ -98,6 +101,7 @@ impl Default for S2sConfig {
             max_queued_stanzas: 1000,
             routes: BTreeMap::new(),
             dns_servers: Vec::new(),
+            allow_private_addresses: false,
         }
     }
 }

@@ -83,7 +83,7 @@ pub fn sasl(data: &[u8]) {
         let Some(hash) = mech.scram_hash() else {
             continue;
         };
-        let (_, pending) = cf.server_first(Some(test_credentials(hash)), 1);
+        let (_, pending) = cf.server_first(test_credentials(hash), true);
         let _ = pending.finish(last, &cb);
     }
 }

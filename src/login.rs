@@ -420,8 +420,11 @@ async fn sasl_step(
                         },
                         None => None,
                     };
-                    let (server_first, pending) =
-                        first.server_first(creds, shared.config.auth.scram_iterations);
+                    let real = creds.is_some();
+                    let creds = creds.unwrap_or_else(|| {
+                        decoy_credentials(shared, host, hash, user.as_deref(), &first.username)
+                    });
+                    let (server_first, pending) = first.server_first(creds, real);
                     *state = Sasl::Scram(Box::new(pending));
                     Step::Challenge(server_first.into_bytes())
                 }
@@ -488,11 +491,12 @@ async fn plain(
             return Step::Failure(Failure::TemporaryAuthFailure);
         }
     };
+    let cost = shared.config.auth.bcrypt_cost;
     let ok = blocking(move || match record {
         Some(r) => verify_bcrypt(&r, &password),
         None => {
             // Same work for unknown users, so timing does not reveal which accounts exist.
-            let _ = bcrypt::verify(&password, DUMMY_BCRYPT);
+            let _ = bcrypt::verify(&password, dummy_bcrypt(cost));
             false
         }
     })
@@ -504,8 +508,43 @@ async fn plain(
     }
 }
 
-/// A bcrypt hash (cost 10) of a random string, verified against for unknown users.
-const DUMMY_BCRYPT: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+/// SCRAM credentials for a name without an account that look like a real account's: the
+/// configured iteration count and a salt derived from the server's local key and the name,
+/// the same at every attempt (a real account always shows its one salt; a fresh random salt
+/// each time would tell an attacker that the account does not exist).
+fn decoy_credentials(
+    shared: &Shared,
+    host: &str,
+    hash: sasl::ScramHash,
+    user: Option<&str>,
+    raw_name: &str,
+) -> sasl::ScramCredentials {
+    let name = format!("{hash:?}\0{host}\0{}", user.unwrap_or(raw_name));
+    let mut salt = shared.store.keyed_hash("scram-decoy-salt", name.as_bytes());
+    salt.truncate(16);
+    sasl::ScramCredentials::decoy(hash, shared.config.auth.scram_iterations, salt)
+}
+
+/// A bcrypt hash at `cost` of a random string, verified against for unknown users so that a
+/// PLAIN attempt on a name without an account takes as long as one on a real account. Made
+/// once per cost (on the blocking pool, where it is asked for).
+fn dummy_bcrypt(cost: u32) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static DUMMIES: OnceLock<Mutex<HashMap<u32, &'static str>>> = OnceLock::new();
+    let mut map = DUMMIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(cost).or_insert_with(|| {
+        let secret = random_id(24);
+        let hash = bcrypt::hash(secret, cost).unwrap_or_else(|_| {
+            // An out-of-range cost is refused by the config already; stay safe regardless.
+            bcrypt::hash(random_id(24), bcrypt::DEFAULT_COST).expect("bcrypt at default cost")
+        });
+        Box::leak(hash.into_boxed_str())
+    })
+}
 
 /// IQs allowed before authentication: in-band registration only. `None` means the IQ is not
 /// allowed (the stream is closed with `not-authorized`).
@@ -561,5 +600,19 @@ async fn preauth_iq(
             Some(r)
         }
         Err(e) => register::error_reply(iq, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_has_the_configured_cost() {
+        for cost in [4, 5] {
+            let h = dummy_bcrypt(cost);
+            assert!(h.starts_with(&format!("$2b${cost:02}$")), "{h}");
+            assert_eq!(h, dummy_bcrypt(cost));
+        }
     }
 }

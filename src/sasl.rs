@@ -137,14 +137,15 @@ impl ScramCredentials {
     }
 
     /// Credentials that match no password, used for unknown users so that an attacker cannot
-    /// tell them from wrong passwords.
-    pub fn decoy(hash: ScramHash, iterations: u32) -> Self {
+    /// tell them from wrong passwords: `salt` must be the same for every attempt on the same
+    /// name (a real account always shows its one salt) and `iterations` the configured count.
+    pub fn decoy(hash: ScramHash, iterations: u32, salt: Vec<u8>) -> Self {
         let len = match hash {
             ScramHash::Sha1 => 20,
             ScramHash::Sha256 => 32,
         };
         ScramCredentials {
-            salt: random_bytes(16),
+            salt,
             iterations,
             stored_key: random_bytes(len),
             server_key: random_bytes(len),
@@ -205,7 +206,14 @@ pub enum Failure {
     InvalidMechanism,
     MalformedRequest,
     MechanismTooWeak,
+    /// A wrong password, or a user name without an account: the only failure that counts
+    /// toward the growing login delays.
     NotAuthorized,
+    /// The channel binding asked for does not fit this connection (a type it does not have,
+    /// such as `tls-unique` on TLS 1.3; the `y` downgrade flag while `-PLUS` is offered; `c=`
+    /// data that differ). Sent as `not-authorized` (RFC 5802 §6), but it says nothing about
+    /// the password: the client's next mechanism is tried at once.
+    ChannelBinding,
     TemporaryAuthFailure,
 }
 
@@ -222,7 +230,7 @@ impl Failure {
             Failure::InvalidMechanism => "invalid-mechanism",
             Failure::MalformedRequest => "malformed-request",
             Failure::MechanismTooWeak => "mechanism-too-weak",
-            Failure::NotAuthorized => "not-authorized",
+            Failure::NotAuthorized | Failure::ChannelBinding => "not-authorized",
             Failure::TemporaryAuthFailure => "temporary-auth-failure",
         }
     }
@@ -325,12 +333,12 @@ pub fn parse_client_first(
     };
     let cb_name = match (flag, mech.is_plus()) {
         ("n", false) => None,
-        ("y", false) if cb.any() => return Err(Failure::NotAuthorized),
+        ("y", false) if cb.any() => return Err(Failure::ChannelBinding),
         ("y", false) => None,
         (f, true) if f.starts_with("p=") => {
             let name = &f[2..];
             if cb.data(name).is_none() {
-                return Err(Failure::NotAuthorized);
+                return Err(Failure::ChannelBinding);
             }
             Some(name.to_owned())
         }
@@ -388,15 +396,9 @@ pub struct ScramPending {
 }
 
 impl ClientFirst {
-    /// Answer with the server-first message, using the user's stored credentials (or decoy
-    /// credentials when `creds` is `None`, i.e. the user does not exist).
-    pub fn server_first(
-        self,
-        creds: Option<ScramCredentials>,
-        decoy_iterations: u32,
-    ) -> (String, ScramPending) {
-        let real = creds.is_some();
-        let creds = creds.unwrap_or_else(|| ScramCredentials::decoy(self.hash, decoy_iterations));
+    /// Answer with the server-first message, using the user's stored credentials (`real`) or
+    /// decoy credentials ([`ScramCredentials::decoy`]: the user does not exist).
+    pub fn server_first(self, creds: ScramCredentials, real: bool) -> (String, ScramPending) {
         let nonce = format!("{}{}", self.client_nonce, crate::xmpp::random_id(18));
         let server_first = format!(
             "r={},s={},i={}",
@@ -452,14 +454,14 @@ impl ScramPending {
         // Channel binding: c= must be base64(gs2-header [+ cb data]).
         let mut expected_c = self.first.gs2_header.as_bytes().to_vec();
         if let Some(name) = &self.first.cb_name {
-            expected_c.extend_from_slice(cb.data(name).ok_or(Failure::NotAuthorized)?);
+            expected_c.extend_from_slice(cb.data(name).ok_or(Failure::ChannelBinding)?);
         }
         let got_c = B64.decode(c).map_err(|_| Failure::MalformedRequest)?;
         if !bool::from(got_c.ct_eq(&expected_c)) {
-            return Err(Failure::NotAuthorized);
+            return Err(Failure::ChannelBinding);
         }
         if !bool::from(r.as_bytes().ct_eq(self.nonce.as_bytes())) {
-            return Err(Failure::NotAuthorized);
+            return Err(Failure::MalformedRequest);
         }
 
         let hash = self.first.hash;
@@ -537,7 +539,7 @@ mod tests {
             &ChannelBinding::default(),
         )
         .unwrap();
-        let (_, mut pending) = first.server_first(Some(c), 4096);
+        let (_, mut pending) = first.server_first(c, true);
         // Force the RFC's server nonce to reproduce its exact exchange.
         pending.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
         pending.server_first = format!("r={},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", pending.nonce);
@@ -560,7 +562,7 @@ mod tests {
             &ChannelBinding::default(),
         )
         .unwrap();
-        let (_, mut pending) = first.server_first(Some(c), 4096);
+        let (_, mut pending) = first.server_first(c, true);
         pending.nonce = "fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j".into();
         pending.server_first = format!("r={},s=QSXCR+Q6sek8bf92,i=4096", pending.nonce);
         let v = pending
@@ -582,7 +584,7 @@ mod tests {
         let creds = ScramCredentials::derive(ScramHash::Sha256, "pw", salt, 4096);
         let cf = b"p=tls-exporter,,n=juliet,r=abcdef";
         let first = parse_client_first(Mechanism::ScramSha256Plus, cf, &cb).unwrap();
-        let (sf, pending) = first.server_first(Some(creds.clone()), 4096);
+        let (sf, pending) = first.server_first(creds.clone(), true);
         let mut gs2 = b"p=tls-exporter,,".to_vec();
         gs2.extend_from_slice(&[7; 32]);
         let fin = client_final(ScramHash::Sha256, "pw", "n=juliet,r=abcdef", &sf, &gs2);
@@ -590,14 +592,13 @@ mod tests {
 
         // Same exchange, but the client saw different TLS keys (a MITM): refused.
         let first = parse_client_first(Mechanism::ScramSha256Plus, cf, &cb).unwrap();
-        let (sf, pending) = first.server_first(Some(creds), 4096);
+        let (sf, pending) = first.server_first(creds, true);
         let mut gs2 = b"p=tls-exporter,,".to_vec();
         gs2.extend_from_slice(&[8; 32]);
         let fin = client_final(ScramHash::Sha256, "pw", "n=juliet,r=abcdef", &sf, &gs2);
-        assert_eq!(
-            pending.finish(fin.as_bytes(), &cb),
-            Err(Failure::NotAuthorized)
-        );
+        let refused = pending.finish(fin.as_bytes(), &cb);
+        assert_eq!(refused, Err(Failure::ChannelBinding));
+        assert_eq!(refused.unwrap_err().as_str(), "not-authorized");
     }
 
     #[test]
@@ -608,7 +609,7 @@ mod tests {
         };
         assert_eq!(
             parse_client_first(Mechanism::ScramSha1, b"y,,n=a,r=b", &cb).unwrap_err(),
-            Failure::NotAuthorized
+            Failure::ChannelBinding
         );
         assert_eq!(
             parse_client_first(Mechanism::ScramSha1Plus, b"n,,n=a,r=b", &cb).unwrap_err(),
@@ -617,7 +618,7 @@ mod tests {
         assert_eq!(
             parse_client_first(Mechanism::ScramSha1Plus, b"p=tls-unique,,n=a,r=b", &cb)
                 .unwrap_err(),
-            Failure::NotAuthorized
+            Failure::ChannelBinding
         );
         assert_eq!(
             parse_client_first(Mechanism::ScramSha1, b"n,,n=a=XX,r=b", &cb).unwrap_err(),
@@ -633,9 +634,10 @@ mod tests {
     fn wrong_password_and_unknown_user_fail_alike() {
         let cb = ChannelBinding::default();
         let creds = ScramCredentials::derive(ScramHash::Sha1, "right", b"salt", 4096);
-        for creds in [Some(creds), None] {
+        let decoy = ScramCredentials::decoy(ScramHash::Sha1, 4096, b"salt".to_vec());
+        for (creds, real) in [(creds, true), (decoy, false)] {
             let first = parse_client_first(Mechanism::ScramSha1, b"n,,n=u,r=xyz", &cb).unwrap();
-            let (sf, pending) = first.server_first(creds, 4096);
+            let (sf, pending) = first.server_first(creds, real);
             let fin = client_final(ScramHash::Sha1, "wrong", "n=u,r=xyz", &sf, b"n,,");
             assert_eq!(
                 pending.finish(fin.as_bytes(), &cb),

@@ -183,6 +183,7 @@ const TABLE: &[(u32, Place, &str)] = &[
         Place::Account,
         "http://jabber.org/protocol/pubsub#filtered-notifications",
     ),
+    (160, Place::Server, "msgoffline"),
     (191, Place::Server, "urn:xmpp:blocking"),
     (198, Place::StreamPost("sm"), "urn:xmpp:sm:3"),
     (199, Place::Server, "urn:xmpp:ping"),

@@ -159,21 +159,7 @@ async fn messages_from_strangers_are_limited() {
     let mut j = s.online("juliet", "a").await;
     let mut sp = s.online("spammer", "x").await;
     let mut r = s.online("romeo", "y").await;
-    for i in 0..3 {
-        sp.send(&format!(
-            "<message to='juliet@localhost/a' type='chat' id='s{i}'><body>buy</body></message>"
-        ))
-        .await;
-    }
-    for i in 0..2 {
-        let e = j.recv().await;
-        assert_eq!(e.get_attr("id"), Some(format!("s{i}").as_str()));
-    }
-    let e = sp.recv().await;
-    assert_eq!(
-        (e.get_attr("id"), error_condition(&e).as_deref()),
-        (Some("s2"), Some("policy-violation"))
-    );
+    third_is_refused(&mut sp, &mut j, "").await;
     // A contact is not limited.
     for i in 0..3 {
         r.send(&format!(
@@ -214,4 +200,54 @@ async fn loopback_clients_are_exempt_by_default() {
             Some(format!("m{i}").as_str())
         );
     }
+}
+
+/// Issue 14.10: a `<delay/>` the sender puts in its message does not exempt it from the
+/// stranger limit (only the account's own offline messages, marked by the server, are
+/// exempt: all of them arrive at the next login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senders_delay_does_not_bypass_the_stranger_limit() {
+    let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.stranger_messages_per_hour = 2;
+    });
+    for u in ["juliet", "spammer"] {
+        s.add_user(u, "pw");
+    }
+    let mut sp = s.online("spammer", "x").await;
+    // Three while juliet is offline: stored, and all delivered at her login.
+    for i in 0..3 {
+        sp.send(&format!(
+            "<message to='juliet@localhost' type='chat' id='o{i}'><body>stored</body></message>"
+        ))
+        .await;
+    }
+    wait_offline(&s, "localhost", "juliet", 3).await;
+    let mut j = s.online("juliet", "a").await;
+    for i in 0..3 {
+        let e = common::fed::wait_for(&mut j, |e| e.name == "message").await;
+        assert_eq!(e.get_attr("id"), Some(format!("o{i}").as_str()));
+    }
+    let delay = "<delay xmlns='urn:xmpp:delay' stamp='2020-01-01T00:00:00Z'/>";
+    third_is_refused(&mut sp, &mut j, delay).await;
+}
+
+/// With a limit of 2: the stranger `sp` sends three messages (each with `extra` in it) to
+/// `juliet@localhost/a`; two arrive, the third is refused with `policy-violation`.
+async fn third_is_refused(sp: &mut Client, j: &mut Client, extra: &str) {
+    for i in 0..3 {
+        sp.send(&format!(
+            "<message to='juliet@localhost/a' type='chat' id='s{i}'><body>buy</body>{extra}</message>"
+        ))
+        .await;
+    }
+    for i in 0..2 {
+        let e = j.recv().await;
+        assert_eq!(e.get_attr("id"), Some(format!("s{i}").as_str()));
+    }
+    let e = sp.recv().await;
+    assert_eq!(
+        (e.get_attr("id"), error_condition(&e).as_deref()),
+        (Some("s2"), Some("policy-violation"))
+    );
 }

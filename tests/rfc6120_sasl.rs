@@ -280,3 +280,88 @@ async fn stanzas_before_bind() {
         .await;
     c.expect_stream_error("not-authorized").await;
 }
+
+/// The salt and iteration count a SCRAM server-first message shows for `user`.
+async fn scram_salt(s: &TestServer, mech: &str, user: &str) -> (String, String) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut c = Client::starttls(s.starttls, "localhost").await;
+    let first = b64.encode(format!("n,,n={user},r=abcdefgh"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{first}</auth>"
+    ))
+    .await;
+    let ch = c.recv().await;
+    assert_eq!(ch.name, "challenge");
+    let sf = String::from_utf8(b64.decode(ch.text_content().trim()).unwrap()).unwrap();
+    let attr = |k: &str| {
+        sf.split(',')
+            .find_map(|a| a.strip_prefix(k))
+            .unwrap()
+            .to_owned()
+    };
+    (attr("s="), attr("i="))
+}
+
+/// Issue 14.5: a name without an account cannot be told from a real one by its SCRAM
+/// parameters: the same salt at every attempt (as a real account has), and the configured
+/// iteration count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_show_a_stable_salt_and_the_configured_iterations() {
+    let s = TestServer::start();
+    s.add_user("juliet", "pw");
+    for mech in ["SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        let real = scram_salt(&s, mech, "juliet").await;
+        assert_eq!(real, scram_salt(&s, mech, "juliet").await);
+        let (salt, iterations) = scram_salt(&s, mech, "nobody").await;
+        assert_eq!(iterations, real.1);
+        assert_eq!(
+            iterations,
+            s.shared().config.auth.scram_iterations.to_string()
+        );
+        assert_eq!(salt.len(), real.0.len());
+        assert_eq!(
+            (salt.clone(), iterations),
+            scram_salt(&s, mech, "nobody").await
+        );
+        assert_ne!(salt, scram_salt(&s, mech, "somebody").await.0);
+    }
+}
+
+/// Issue 14.9: what an older slixmpp (poezio in Debian) does on TLS 1.3 — SCRAM-*-PLUS with
+/// `tls-unique`, then plain SCRAM with the `y` flag — is refused at once, each with
+/// `not-authorized`, but neither counts as a failed login: no delay grows for the account or
+/// the address. A wrong password does count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_channel_binding_is_not_a_failed_login() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let s = TestServer::start();
+    s.add_user("juliet", "pw");
+    let max = std::time::Duration::from_secs(60);
+    let delay = |account: &str| s.shared().limiter.login_delay(None, account, max);
+    let mut c = Client::starttls(s.starttls, "localhost").await;
+    for (mech, gs2) in [
+        ("SCRAM-SHA-1-PLUS", "p=tls-unique,,"),
+        ("SCRAM-SHA-256-PLUS", "p=tls-unique,,"),
+        ("SCRAM-SHA-1", "y,,"),
+    ] {
+        let first = b64.encode(format!("{gs2}n=juliet,r=abcdefgh"));
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{first}</auth>"
+        ))
+        .await;
+        let f = c.recv().await;
+        assert_eq!(f.name, "failure", "{mech}");
+        assert!(f
+            .get_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl")
+            .is_some());
+    }
+    assert_eq!(delay("juliet"), std::time::Duration::ZERO);
+    assert_eq!(delay(""), std::time::Duration::ZERO);
+    c.auth_plain("", "juliet", "pw").await.unwrap();
+
+    let mut c = Client::starttls(s.starttls, "localhost").await;
+    assert!(c.auth_plain("", "juliet", "wrong").await.is_err());
+    assert!(delay("juliet") > std::time::Duration::ZERO);
+}

@@ -1328,3 +1328,60 @@ async fn a_client_that_stops_reading_is_disconnected() {
     eprintln!("flood: {sent} messages sent, {delivered} delivered before the disconnect");
     assert!(delivered < sent, "{delivered} of {sent}");
 }
+
+/// Issue 14.7 (RFC 6120 §8.2.3): every get/set IQ gets exactly one answer, whatever its
+/// payload and wherever it is addressed: two payloads, none, or an unknown one, with no `to`,
+/// to the own bare JID, to the server, to another account and to a full JID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_iq_get_or_set_gets_exactly_one_answer() {
+    let s = TestServer::start();
+    s.add_user("juliet", "pw");
+    s.add_user("romeo", "pw");
+    let mut j = s.online("juliet", "balcony").await;
+    let mut r = s.online("romeo", "orchard").await;
+    let payloads = [
+        "<query xmlns='jabber:iq:private'><n xmlns='x:n'/></query><vCard xmlns='vcard-temp'/>",
+        "<query xmlns='jabber:iq:roster'/><blocklist xmlns='urn:xmpp:blocking'/>",
+        "<vCard xmlns='vcard-temp'/><vCard xmlns='vcard-temp'/>",
+        "",
+        "<unknown xmlns='urn:example:unknown'/>",
+    ];
+    let targets = [
+        "",
+        " to='juliet@localhost'",
+        " to='localhost'",
+        " to='romeo@localhost'",
+        " to='romeo@localhost/orchard'",
+    ];
+    let mut n = 0;
+    for kind in ["get", "set"] {
+        for (pi, payload) in payloads.iter().enumerate() {
+            for to in targets {
+                let id = format!("q{n}");
+                n += 1;
+                j.send(&format!("<iq type='{kind}' id='{id}'{to}>{payload}</iq>"))
+                    .await;
+                if to.contains("/orchard") && pi == 4 {
+                    // A single payload to a full JID is the client's to answer.
+                    let q = r.recv().await;
+                    assert_eq!(q.get_attr("id"), Some(id.as_str()));
+                    r.send(&format!(
+                        "<iq type='error' id='{id}' to='juliet@localhost/balcony'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+                    ))
+                    .await;
+                }
+                let a = j.recv().await;
+                assert_eq!(a.get_attr("id"), Some(id.as_str()), "{kind} {payload} {to}");
+                assert!(
+                    matches!(a.get_attr("type"), Some("result" | "error")),
+                    "{}",
+                    a.to_xml("jabber:client")
+                );
+            }
+        }
+    }
+    // Exactly one each: nothing else is waiting.
+    j.send("<iq type='get' id='last' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(j.recv().await.get_attr("id"), Some("last"));
+}

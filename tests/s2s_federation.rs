@@ -424,7 +424,11 @@ async fn peers_are_found_through_srv_records() {
         ("_xmpp-server._tcp.b.test.".into(), 10, pb, "localhost."),
     ])
     .await;
-    let with_dns = move |c: &mut kleiber::config::Config| c.s2s.dns_servers = vec![dns];
+    let with_dns = move |c: &mut kleiber::config::Config| {
+        c.s2s.dns_servers = vec![dns];
+        // The SRV targets are on loopback, which is refused unless allowed (issue 14.2).
+        c.s2s.allow_private_addresses = true;
+    };
     let a = start_domain("a.test", pa, &[], None, &with_dns);
     let b = start_domain("b.test", pb, &[], None, &with_dns);
     add_user(&a, "a.test", "alice");
@@ -497,4 +501,145 @@ async fn pep_notifications_and_items_cross_servers() {
         got.to_xml("jabber:client")
     );
     assert!(got.to_xml("jabber:client").contains("<device id='1234'/>"));
+}
+
+/// Issue 14.1: a peer holding a certificate valid for the server's own domain (whoever hosts
+/// the domain's website has one) cannot authenticate as that domain, with SASL EXTERNAL or
+/// with dialback, and cannot send stanzas "from" a local user: the message does not reach the
+/// other local user and the private XML storage of the first is not overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_our_own_domain_does_not_make_a_peer_a_local_user() {
+    let ca = TestCa::new();
+    let (_a, b) = pair(Some(&ca));
+    add_user(&b, "b.test", "alice");
+    add_user(&b, "b.test", "bob");
+    let mut alice = login(&b, "b.test", "alice").await;
+    alice
+        .send("<iq type='set' id='p1'><query xmlns='jabber:iq:private'><n xmlns='x:n'>mine</n></query></iq>")
+        .await;
+    assert_eq!(alice.recv().await.get_attr("type"), Some("result"));
+    let mut bob = login(&b, "b.test", "bob").await;
+    let (c, k) = ca.issue("b.test");
+    let forged = [
+        "<message from='alice@b.test/x' to='bob@b.test' type='chat'><body>forged</body></message>",
+        "<iq from='alice@b.test/x' to='alice@b.test' type='set' id='s1'><query xmlns='jabber:iq:private'><n xmlns='x:n'>evil</n></query></iq>",
+    ];
+    // SASL EXTERNAL is neither offered nor accepted for b.test.
+    let mut p = Peer::connect(b.s2s.unwrap(), "b.test", "b.test", Some((&c, &k))).await;
+    assert!(p
+        .features
+        .get_child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_none());
+    p.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .await;
+    let f = p.recv().await;
+    assert_eq!(f.name, "failure");
+    assert!(f
+        .get_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .is_some());
+    for s in forged {
+        p.send(s).await;
+    }
+    p.expect_stream_error("not-authorized").await;
+    // Dialback for b.test, even with the valid certificate (XEP-0344), ends the stream.
+    let mut p = Peer::connect(b.s2s.unwrap(), "b.test", "b.test", Some((&c, &k))).await;
+    p.send("<db:result from='b.test' to='b.test'>k</db:result>")
+        .await;
+    p.expect_stream_error("invalid-from").await;
+    // A peer authenticated for its own domain cannot send from a local one either.
+    let (c, k) = ca.issue("evil.test");
+    let mut p = Peer::connect(b.s2s.unwrap(), "evil.test", "b.test", Some((&c, &k))).await;
+    p.send("<db:result from='evil.test' to='b.test'>k</db:result>")
+        .await;
+    assert_eq!(p.recv().await.get_attr("type"), Some("valid"));
+    p.send(forged[0]).await;
+    p.expect_stream_error("invalid-from").await;
+
+    bob.expect_silence(std::time::Duration::from_millis(300))
+        .await;
+    alice
+        .send(
+            "<iq type='get' id='p2'><query xmlns='jabber:iq:private'><n xmlns='x:n'/></query></iq>",
+        )
+        .await;
+    let r = alice.recv_xml().await;
+    assert!(r.contains("mine") && !r.contains("evil"), "{r}");
+}
+
+/// Issue 14.2: a peer's DNS cannot make the server connect into the local network. SRV records
+/// that point at loopback are not followed by default (the message bounces), IP-literal
+/// domains are not federated, and dialback for an IP literal is refused without a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_and_ip_literals_cannot_point_the_server_at_internal_addresses() {
+    // Something listening on loopback that would see a connection if one were made.
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = internal.local_addr().unwrap().port();
+    let dns = fake_dns(vec![(
+        "_xmpp-server._tcp.intranet.test.".into(),
+        0,
+        port,
+        "localhost.",
+    )])
+    .await;
+    let pa = free_port();
+    let a = start_domain("a.test", pa, &[], None, &move |c| {
+        c.s2s.dns_servers = vec![dns];
+    });
+    add_user(&a, "a.test", "alice");
+    let mut alice = login(&a, "a.test", "alice").await;
+    for to in ["bob@intranet.test", "bob@127.0.0.1", "bob@[::1]"] {
+        alice
+            .send(&format!(
+                "<message to='{to}' type='chat'><body>x</body></message>"
+            ))
+            .await;
+        let e = wait_for(&mut alice, |e| e.name == "message").await;
+        assert_eq!(e.get_attr("type"), Some("error"), "{to}");
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("remote-server-not-found"),
+            "{to}"
+        );
+    }
+    let mut p = Peer::connect(a.s2s.unwrap(), "127.0.0.1", "a.test", None).await;
+    p.send("<db:result from='127.0.0.1' to='a.test'>k</db:result>")
+        .await;
+    assert_eq!(p.recv().await.get_attr("type"), Some("error"));
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(300), internal.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the server connected to a loopback address"
+    );
+}
+
+/// Issue 14.10: a remote server's bare domain is a stranger like its users: its messages count
+/// toward `limits.stranger_messages_per_hour` (only this server's own domains are exempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_domain_is_limited_like_a_stranger() {
+    let ca = TestCa::new();
+    let pb = free_port();
+    let b = start_domain("b.test", pb, &[], Some(&ca), &|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.stranger_messages_per_hour = 2;
+    });
+    add_user(&b, "b.test", "juliet");
+    let mut j = login(&b, "b.test", "juliet").await;
+    let (c, k) = ca.issue("evil.test");
+    let mut p = Peer::connect(b.s2s.unwrap(), "evil.test", "b.test", Some((&c, &k))).await;
+    p.send("<db:result from='evil.test' to='b.test'>k</db:result>")
+        .await;
+    assert_eq!(p.recv().await.get_attr("type"), Some("valid"));
+    for i in 0..3 {
+        p.send(&format!(
+            "<message from='evil.test' to='juliet@b.test/r' type='chat' id='d{i}'><body>buy</body></message>"
+        ))
+        .await;
+    }
+    for i in 0..2 {
+        let e = wait_for(&mut j, |e| e.name == "message").await;
+        assert_eq!(e.get_attr("id"), Some(format!("d{i}").as_str()));
+    }
+    j.expect_silence(std::time::Duration::from_millis(500))
+        .await;
 }

@@ -856,3 +856,136 @@ async fn xep0048_bookmarks_node_is_a_view_of_xep0402() {
         "{xml}"
     );
 }
+
+/// Issue 14.3: a contact on the user's block list learns nothing: no notification of a new
+/// avatar, no items when it asks, no last activity ("online 0 s ago"); unblocked, it does
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_contact_gets_no_pep_data_and_no_last_activity() {
+    let s = TestServer::start();
+    for u in ["juliet", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    let mut j = online_with_caps(&s, "juliet", "balcony", &[]).await;
+    answer_caps(&mut j, &[]).await;
+    let mut r = online_with_caps(&s, "romeo", "orchard", &[AVATAR]).await;
+    answer_caps(&mut r, &[AVATAR]).await;
+    befriend(&mut j, "juliet@localhost", &mut r, "romeo@localhost").await;
+    let last = "<iq type='get' id='ID' to='juliet@localhost'><query xmlns='jabber:iq:last'/></iq>";
+    assert_eq!(
+        iq(&mut r, "l0", last).await.get_attr("type"),
+        Some("result")
+    );
+
+    let b = iq(&mut j, "b1", "<iq type='set' id='ID'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>").await;
+    assert_eq!(b.get_attr("type"), Some("result"));
+    let meta = "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='h1' bytes='10' type='image/png'/></metadata>";
+    let p = iq(&mut j, "p1", &publish(AVATAR, "h1", meta, "")).await;
+    assert_eq!(p.get_attr("type"), Some("result"));
+    // Romeo's session still exists for the server; nothing of juliet's reaches it.
+    nothing_before_ping(&mut r, |e| event_items(e).is_some()).await;
+    let e = iq(&mut r, "i1", &items("juliet@localhost", AVATAR)).await;
+    assert_eq!(e.get_attr("type"), Some("error"));
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+    let e = iq(&mut r, "l1", last).await;
+    assert_eq!(
+        e.get_attr("type"),
+        Some("error"),
+        "{}",
+        e.to_xml("jabber:client")
+    );
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+
+    let u = iq(&mut j, "u1", "<iq type='set' id='ID'><unblock xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></unblock></iq>").await;
+    assert_eq!(u.get_attr("type"), Some("result"));
+    let e = iq(&mut r, "i2", &items("juliet@localhost", AVATAR)).await;
+    assert_eq!(e.get_attr("type"), Some("result"));
+    assert_eq!(
+        iq(&mut r, "l2", last).await.get_attr("type"),
+        Some("result")
+    );
+}
+
+/// Issue 14.4: directed presence with a new caps version from a stranger (no subscription
+/// either way) makes the server send no disco#info query and is not tracked for
+/// notifications; a contact's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_caps_make_no_query() {
+    let s = TestServer::start();
+    for u in ["juliet", "mallory"] {
+        s.add_user(u, "pw");
+    }
+    let mut j = online_with_caps(&s, "juliet", "balcony", &[]).await;
+    answer_caps(&mut j, &[]).await;
+    let mut m = Client::bound(s.direct, "mallory", "pw", "m").await;
+    for i in 0..20 {
+        m.send(&format!(
+            "<presence to='juliet@localhost'><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://evil.test' ver='v{i}AAAAAAAAAAAAAAAAAAAAAAAAAA='/></presence>"
+        ))
+        .await;
+    }
+    nothing_before_ping(&mut m, |e| {
+        e.name == "iq" && e.get_attr("type") == Some("get")
+    })
+    .await;
+    // The query would come from the PEP actor, after the ping's answer: give it time.
+    m.expect_silence(std::time::Duration::from_millis(500))
+        .await;
+}
+
+/// Issue 14.8 (RFC 6120 §10.3.3): disco#info without `to` is about the account, not the
+/// domain: `account/registered` and `pubsub/pep` with the PEP features, as aioxmpp asks to
+/// learn whether the account supports PEP. The server's own info (with `msgoffline`,
+/// XEP-0160 §5) is at its domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disco_info_without_to_describes_the_account() {
+    let s = TestServer::start();
+    s.add_user("juliet", "pw");
+    let mut j = s.online("juliet", "balcony").await;
+    let info = "http://jabber.org/protocol/disco#info";
+    let identities = |e: &Element| -> Vec<String> {
+        e.get_child("query", info)
+            .unwrap()
+            .elements()
+            .filter(|c| c.name == "identity")
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.get_attr("category").unwrap(),
+                    c.get_attr("type").unwrap()
+                )
+            })
+            .collect()
+    };
+    let features = |e: &Element| -> Vec<String> {
+        e.get_child("query", info)
+            .unwrap()
+            .elements()
+            .filter(|c| c.name == "feature")
+            .map(|c| c.get_attr("var").unwrap().to_owned())
+            .collect()
+    };
+    let own = iq(
+        &mut j,
+        "d1",
+        &format!("<iq type='get' id='ID'><query xmlns='{info}'/></iq>"),
+    )
+    .await;
+    let bare = iq(
+        &mut j,
+        "d2",
+        &format!("<iq type='get' id='ID' to='juliet@localhost'><query xmlns='{info}'/></iq>"),
+    )
+    .await;
+    assert_eq!(identities(&own), ["account/registered", "pubsub/pep"]);
+    assert_eq!(features(&own), features(&bare));
+    assert!(features(&own).contains(&"http://jabber.org/protocol/pubsub#publish".to_owned()));
+    let server = iq(
+        &mut j,
+        "d3",
+        &format!("<iq type='get' id='ID' to='localhost'><query xmlns='{info}'/></iq>"),
+    )
+    .await;
+    assert_eq!(identities(&server), ["server/im"]);
+    assert!(features(&server).contains(&"msgoffline".to_owned()));
+}

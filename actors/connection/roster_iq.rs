@@ -238,6 +238,14 @@ impl Connection {
 
     /// A stanza for the client: anything from a blocked JID stops here (XEP-0191 §3.4).
     pub(super) fn inbound(&mut self, el: Element, ctx: &mut Context<Self>) {
+        self.inbound_from(el, false, ctx)
+    }
+
+    /// As [`Self::inbound`]; `from_spool` marks the account's own offline messages, which
+    /// were accepted earlier and are not counted against the stranger limit again. Only the
+    /// server knows where a stanza came from: its content (a sender's `<delay/>`) does not
+    /// count.
+    pub(super) fn inbound_from(&mut self, el: Element, from_spool: bool, ctx: &mut Context<Self>) {
         let from = el.get_attr("from").unwrap_or_default();
         if !self.blocked.is_empty() && blocks(&self.blocked, from) {
             let answer = match (el.name.as_str(), el.get_attr("type")) {
@@ -254,7 +262,7 @@ impl Connection {
         if el.name == "message"
             && el.get_child("body", ns::CLIENT).is_some()
             && el.get_attr("type") != Some("error")
-            && el.get_child("delay", "urn:xmpp:delay").is_none()
+            && !from_spool
             && self.stranger_limited(from_of(&el))
         {
             self.refuse_inbound(
@@ -339,14 +347,14 @@ fn from_of(el: &Element) -> &str {
 
 impl Connection {
     /// Is this message from a stranger over `limits.stranger_messages_per_hour`? Counts it.
-    /// Contacts, the user's own other resources, servers and error/groupchat traffic are not
-    /// limited.
+    /// Contacts, the user's own other resources, this server's own domains and errors are
+    /// not limited; other servers' domains are strangers like their users.
     fn stranger_limited(&mut self, from_bare: &str) -> bool {
         let limit = self.shared.config.limits.stranger_messages_per_hour;
         if limit == 0
             || !self.limited
             || from_bare == self.bare.as_str()
-            || !from_bare.contains('@')
+            || self.shared.is_local(from_bare)
             || self.contacts.contains(from_bare)
         {
             return false;

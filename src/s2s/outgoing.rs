@@ -195,16 +195,23 @@ async fn open(
         .targets(remote)
         .await
         .map_err(|e| OutError::NotFound(e.0))?;
+    // DNS is the peer's to write: it must not lead into the local network (issue 14.2).
+    let any_address = cx.resolver.is_routed(remote) || shared.config.s2s.allow_private_addresses;
     let mut last = format!("no address for {remote}");
     for t in targets {
         let addrs: Vec<std::net::SocketAddr> =
             match tokio::net::lookup_host((t.host.as_str(), t.port)).await {
-                Ok(a) => a.collect(),
+                Ok(a) => a
+                    .filter(|a| any_address || !super::resolve::is_internal(a.ip()))
+                    .collect(),
                 Err(_) => {
                     last = format!("cannot resolve the server of {remote}");
                     continue;
                 }
             };
+        if addrs.is_empty() {
+            last = format!("the server of {remote} has no public address");
+        }
         for addr in addrs {
             let tcp = match TcpStream::connect(addr).await {
                 Ok(tcp) => tcp,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -66,13 +66,20 @@ impl Resolver {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether `domain` has a static route (whose addresses are the operator's choice).
+    pub fn is_routed(&self, domain: &str) -> bool {
+        self.routes.contains_key(domain)
+    }
+
     /// The targets for `domain`, best first.
     pub async fn targets(&self, domain: &str) -> Result<Vec<Target>, NoServer> {
         if let Some(r) = self.routes.get(domain) {
             return Ok(vec![r.clone()]);
         }
-        if domain.parse::<std::net::IpAddr>().is_ok() {
-            return Ok(vec![fallback(domain)]);
+        if is_ip_literal(domain) {
+            return Err(NoServer(format!(
+                "{domain} is an IP address, not a domain: not federated"
+            )));
         }
         // A resolver per lookup: links are set up rarely, and this keeps its background tasks
         // on the thread that asks.
@@ -128,6 +135,48 @@ impl Resolver {
     }
 }
 
+/// A JID domain that is an IP address (`192.0.2.1`, `[2001:db8::1]`) rather than a name.
+pub fn is_ip_literal(domain: &str) -> bool {
+    let bare = domain
+        .strip_prefix('[')
+        .and_then(|d| d.strip_suffix(']'))
+        .unwrap_or(domain);
+    bare.parse::<IpAddr>().is_ok()
+}
+
+/// Whether `ip` is outside the public internet: loopback, private (RFC 1918, unique local),
+/// link-local, shared (CGNAT), unspecified, broadcast, multicast or documentation ranges.
+/// A peer must not be able to make the server connect there through DNS.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+        }
+    }
+}
+
 fn fallback(domain: &str) -> Target {
     Target {
         host: domain.to_owned(),
@@ -159,7 +208,31 @@ mod tests {
                 direct_tls: true
             }]
         );
-        let t = rt.block_on(r.targets("127.0.0.9")).unwrap();
-        assert_eq!(t[0].port, DEFAULT_PORT);
+        assert!(rt.block_on(r.targets("127.0.0.9")).is_err());
+        assert!(rt.block_on(r.targets("[::1]")).is_err());
+    }
+
+    #[test]
+    fn internal_addresses() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(a.parse().unwrap()), "{a}");
+        }
+        for a in ["1.1.1.1", "2a01:4f8::1", "::ffff:8.8.8.8"] {
+            assert!(!is_internal(a.parse().unwrap()), "{a}");
+        }
+        assert!(is_ip_literal("[2001:db8::1]") && is_ip_literal("192.0.2.1"));
+        assert!(!is_ip_literal("example.org"));
     }
 }

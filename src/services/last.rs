@@ -1,6 +1,6 @@
 //! XEP-0012: Last Activity. To the server: its uptime. To an account: seconds since its last
 //! logout (0 while logged in), only for the owner and contacts allowed to see its presence
-//! (`from`/`both`); everyone else gets `forbidden`.
+//! (`from`/`both`); everyone else gets `forbidden`, a blocked entity `service-unavailable`.
 
 use crate::shared::Shared;
 use crate::xml::Element;
@@ -33,6 +33,14 @@ pub fn account(
         StanzaError::from(Condition::InternalServerError)
     };
     if requester != target {
+        // XEP-0191 §3.4: a blocked entity learns nothing, as if the account did not exist.
+        if store
+            .rosters
+            .is_blocked(d, u, requester.as_str())
+            .map_err(internal)?
+        {
+            return Err(Condition::ServiceUnavailable.into());
+        }
         let allowed = store
             .rosters
             .get(d, u, requester.as_str())

@@ -65,6 +65,8 @@ pub fn client_data_iq(
 /// Features the server advertises in disco#info.
 pub const SERVER_FEATURES: &[&str] = &[
     "urn:xmpp:csi:0",
+    // XEP-0160 §5: messages to offline users are stored.
+    "msgoffline",
     carbons::NS,
     last::NS,
     private::NS,

@@ -266,6 +266,19 @@ impl Store {
         m.finalize().into_bytes().to_vec()
     }
 
+    /// A keyed hash of `data` for `purpose` with the server's local key: stable for the life
+    /// of the data directory, unpredictable to anyone without it (e.g. the SCRAM salt shown
+    /// for a user name that has no account).
+    pub fn keyed_hash(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut m =
+            Hmac::<sha2::Sha256>::new_from_slice(&self.tombstone_key).expect("any key length");
+        m.update(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
+
     /// Is `user@domain` a recently deleted account whose name may not be taken yet?
     pub fn is_tombstoned(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
         Ok(

@@ -140,6 +140,19 @@ impl Rosters {
         Ok(out)
     }
 
+    /// Does the account's block list hold `jid` (as given, its bare JID or its domain,
+    /// XEP-0191 §3.1)? Three point lookups, no scan.
+    pub fn is_blocked(&self, domain: &str, user: &str, jid: &str) -> Result<bool, StoreError> {
+        let bare = jid.split('/').next().unwrap_or(jid);
+        let host = bare.rsplit('@').next().unwrap_or(bare);
+        for j in [jid, bare, host] {
+            if self.blocks.contains_key(key(domain, user, j))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Add to (`true`) or remove from the block list; returns whether anything changed.
     pub fn set_blocked(
         &self,
