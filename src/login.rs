@@ -285,7 +285,12 @@ pub async fn run(
                         shared.limiter.login_failed(peer, &account);
                         tokio::time::sleep(delay).await;
                     }
-                    failures += 1;
+                    // A refused channel binding is the client trying its next mechanism
+                    // (Debian's poezio needs four of them before PLAIN, doc/sasl-clients.md):
+                    // not counted here either; the handshake deadline bounds it.
+                    if f != Failure::ChannelBinding {
+                        failures += 1;
+                    }
                     log::debug!("{conn}: SASL failure {} ({failures})", f.as_str());
                     send(&mut w, &f.to_element().to_xml(ns::CLIENT)).await?;
                     if failures >= MAX_AUTH_FAILURES {
