@@ -389,7 +389,7 @@ impl Connection {
                 Some(t) => {
                     t.node().is_some()
                         && t.resource().is_none()
-                        && self.shared.is_local(t.domain().as_str())
+                        && self.shared.is_account_host(t.domain().as_str())
                         && services::pep::is_pep(&el)
                 }
             }
@@ -408,7 +408,7 @@ impl Connection {
             Some(t)
                 if t.node().is_none()
                     && t.resource().is_none()
-                    && self.shared.is_local(t.domain().as_str()) =>
+                    && self.shared.is_account_host(t.domain().as_str()) =>
             {
                 self.for_server(kind, el, t.domain().as_str(), ctx)
             }
@@ -418,7 +418,7 @@ impl Connection {
                 if kind == StanzaKind::Iq
                     && t.is_bare()
                     && t.node().is_some()
-                    && self.shared.is_local(t.domain().as_str()) =>
+                    && self.shared.is_account_host(t.domain().as_str()) =>
             {
                 let exists = t.as_str() == self.bare.as_str()
                     || self

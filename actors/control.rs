@@ -97,7 +97,7 @@ fn split_jid(shared: &Shared, jid: &str) -> Result<(String, String), String> {
     let (user, host) = jid
         .split_once('@')
         .ok_or_else(|| format!("{jid}: expected user@host"))?;
-    if !shared.is_local(host) {
+    if !shared.is_account_host(host) {
         return Err(format!("{host}: not a served host"));
     }
     let user =
@@ -229,7 +229,7 @@ async fn command(
         }
         ["user", "list", rest @ ..] => {
             let hosts: Vec<String> = match rest {
-                [h] if shared.is_local(h) => vec![(*h).to_owned()],
+                [h] if shared.is_account_host(h) => vec![(*h).to_owned()],
                 [h] => return Err(format!("{h}: not a served host")),
                 _ => shared.config.hosts.keys().cloned().collect(),
             };

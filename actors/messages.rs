@@ -44,6 +44,27 @@ pub struct Route {
 /// A session's count of stanzas handed to the router and not yet handled by it.
 pub type InFlight = std::sync::Arc<std::sync::atomic::AtomicUsize>;
 
+/// Router -> a service (an internal service actor or an external component): a stanza for
+/// its domain or a JID in it, `from` and `to` set. The service answers with [`Route`]s from
+/// JIDs of its own domain.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ToService {
+    pub stanza: Element,
+    pub from: Jid,
+    pub to: Jid,
+}
+
+/// Anyone -> Router: the service domain `domain` (one of the destination table's) is served by
+/// `service` from now on; `None`: it is down, and stanzas for it bounce with
+/// `service-unavailable`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetService {
+    pub domain: String,
+    pub service: Option<Recipient<ToService>>,
+}
+
 /// Why a bind was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindError {

@@ -112,8 +112,27 @@ impl Running {
     }
 }
 
+/// An internal service started with the server: the actor that owns the service domain
+/// `domain` (which must be in `config.services`). `start` runs on the router's thread and
+/// returns the service's inbox; the router hands it every stanza for the domain.
+pub struct ServiceSpec {
+    pub domain: String,
+    pub start: Box<dyn FnOnce(ServiceContext) -> Recipient<messages::ToService> + Send>,
+}
+
+/// What a service gets to work with.
+pub struct ServiceContext {
+    pub shared: Arc<Shared>,
+    /// Where its answers go (stanzas `from` a JID of its domain).
+    pub route: Recipient<messages::Route>,
+    /// Tell the router that the service is down or up again.
+    pub set_service: Recipient<messages::SetService>,
+    /// The storage arbiter, for actors that touch the store.
+    pub arbiter: ArbiterHandle,
+}
+
 /// Start the actors and listeners. Must run inside an actix `System`.
-pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
+pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::Result<Running> {
     let cfg = &shared.config;
     let store_arbiter = Arbiter::new();
     let router_arbiter = Arbiter::new();
@@ -191,14 +210,23 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Running> {
                 delete: roster.clone().recipient(),
                 barrier: roster.clone().recipient(),
             };
-            let router = Router::new(
-                shared.config.hosts.keys().cloned(),
+            let mut router = Router::new(
+                shared.destinations.clone(),
                 spool.clone().recipient(),
                 scheduler.recipient(),
                 roster.clone().recipient(),
                 s2s.clone().map(Addr::recipient),
                 Some(pep.clone().recipient()),
             );
+            for spec in services {
+                let inbox = (spec.start)(ServiceContext {
+                    shared: shared.clone(),
+                    route: addr.clone().recipient(),
+                    set_service: addr.clone().recipient(),
+                    arbiter: store_handle.clone(),
+                });
+                router.set_service(spec.domain, Some(inbox));
+            }
             let handle = router.handle(
                 &addr,
                 roster_handle,

@@ -222,8 +222,10 @@ impl Drop for Handled {
 
 /// The router actor.
 pub struct Router {
-    /// Local domains.
-    hosts: HashSet<String>,
+    /// What each served domain is; every other domain is remote.
+    destinations: crate::destinations::Destinations,
+    /// The services up now, by domain (see [`SetService`]).
+    services: HashMap<String, Recipient<ToService>>,
     users: HashMap<BareJid, UserState>,
     spool: Recipient<Offline>,
     scheduler: Recipient<LogDeliveryError>,
@@ -244,7 +246,7 @@ impl Router {
     /// inbound subscription stanzas to the roster store and stanzas for other domains to
     /// `remote` (federation, when enabled).
     pub fn new(
-        hosts: impl IntoIterator<Item = String>,
+        destinations: crate::destinations::Destinations,
         spool: Recipient<Offline>,
         scheduler: Recipient<LogDeliveryError>,
         roster: Recipient<Inbound>,
@@ -252,7 +254,8 @@ impl Router {
         pep: Option<Recipient<super::pep::PepPresence>>,
     ) -> Router {
         Router {
-            hosts: hosts.into_iter().collect(),
+            destinations,
+            services: HashMap::new(),
             users: HashMap::new(),
             spool,
             scheduler,
@@ -265,7 +268,27 @@ impl Router {
     }
 
     fn is_local_jid(&self, jid: &Jid) -> bool {
-        self.hosts.contains(jid.domain().as_str())
+        self.destinations.serves(jid.domain().as_str())
+    }
+
+    /// A stanza for a service domain: to the service if it is up, else bounced with
+    /// `service-unavailable` (and logged). Errors for a service that is down are dropped.
+    fn deliver_to_service(&mut self, stanza: Element, from: Jid, to: Jid) {
+        let msg = ToService { stanza, from, to };
+        let msg = match self.services.get(msg.to.domain().as_str()) {
+            Some(s) => match s.try_send(msg) {
+                Ok(()) => return,
+                Err(SendError::Full(m)) => {
+                    return self.bounce(&m.stanza, Condition::ResourceConstraint, "service busy")
+                }
+                Err(SendError::Closed(m)) => {
+                    self.services.remove(m.to.domain().as_str());
+                    m
+                }
+            },
+            None => msg,
+        };
+        self.bounce(&msg.stanza, Condition::ServiceUnavailable, "service down");
     }
 
     /// Tell the PEP service that `from` is available (with its caps) or unavailable to the
@@ -315,6 +338,9 @@ impl Router {
                 r.do_send(ToRemote { stanza, from, to });
             }
             return;
+        }
+        if self.destinations.is_service(to.domain().as_str()) {
+            return self.deliver_to_service(stanza, from, to);
         }
         if to.node().is_some() {
             self.pep_presence(&to.to_bare(), from.as_str(), &stanza);
@@ -489,7 +515,10 @@ impl Router {
             return;
         };
         let domain = to.domain().as_str();
-        if !self.hosts.contains(domain) {
+        if self.destinations.is_service(domain) {
+            return self.deliver_to_service(stanza, from, to);
+        }
+        if !self.destinations.serves(domain) {
             if let Some(r) = &self.remote {
                 // RFC 6121 §3.1.5: after approving a subscription, the user's server sends
                 // the user's current presence to the new subscriber (whose server may not
@@ -996,13 +1025,38 @@ impl Handler<SessionCount> for Router {
 impl Handler<SessionsPerHost> for Router {
     type Result = MessageResult<SessionsPerHost>;
     fn handle(&mut self, _: SessionsPerHost, _: &mut Context<Self>) -> Self::Result {
-        let mut per: HashMap<String, usize> = self.hosts.iter().map(|h| (h.clone(), 0)).collect();
+        let mut per: HashMap<String, usize> = self
+            .destinations
+            .account_hosts()
+            .map(|h| (h.to_owned(), 0))
+            .collect();
         for (jid, st) in &self.users {
             *per.entry(jid.domain().as_str().to_owned()).or_default() += st.sessions.len();
         }
         let mut v: Vec<(String, usize)> = per.into_iter().collect();
         v.sort();
         MessageResult(v)
+    }
+}
+
+impl Router {
+    /// The service domain `domain` is served by `service` from now on (`None`: it is down).
+    pub fn set_service(&mut self, domain: String, service: Option<Recipient<ToService>>) {
+        if !self.destinations.is_service(&domain) {
+            log::warn!("service for {domain} ignored: not a service domain");
+            return;
+        }
+        match service {
+            Some(s) => self.services.insert(domain, s),
+            None => self.services.remove(&domain),
+        };
+    }
+}
+
+impl Handler<SetService> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetService, _: &mut Context<Self>) {
+        self.set_service(msg.domain, msg.service);
     }
 }
 

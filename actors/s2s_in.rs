@@ -203,10 +203,12 @@ impl S2sIn {
             return self.close(StreamError::HostUnknown, "to is not served here", ctx);
         }
         el.set_attr("to", to.as_str());
-        if kind == StanzaKind::Iq && to.resource().is_none() {
+        // A service domain gets everything addressed into it, through the router.
+        let account_host = self.shared.is_account_host(to.domain().as_str());
+        if account_host && kind == StanzaKind::Iq && to.resource().is_none() {
             return self.iq_for_server(el, &from, &to, ctx);
         }
-        if to.node().is_none() {
+        if account_host && to.node().is_none() {
             // Messages and presence to the server itself: nothing to deliver.
             if kind == StanzaKind::Message
                 && matches!(el.get_attr("type"), None | Some("normal" | "chat"))

@@ -34,6 +34,11 @@ pub struct Config {
     pub s2s: S2sConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
+    /// Service domains (group chat, upload, components, ...) -> the account host each
+    /// belongs to (see `destinations.rs`). Filled in from the services' own sections and by
+    /// whoever starts the server with services, not read from a key of its own.
+    #[serde(skip)]
+    pub services: BTreeMap<String, String>,
 }
 
 /// One virtual host.
@@ -328,6 +333,7 @@ impl Default for Config {
             contact: ContactConfig::default(),
             s2s: S2sConfig::default(),
             workers: 0,
+            services: BTreeMap::new(),
         }
     }
 }
@@ -583,6 +589,15 @@ impl Config {
             .next()
             .map(String::as_str)
             .unwrap_or("localhost")
+    }
+
+    /// The account host whose certificate `domain` presents: the host itself, or the parent
+    /// host of a service domain.
+    pub fn cert_host<'a>(&'a self, domain: &'a str) -> &'a str {
+        match self.services.get(domain) {
+            Some(parent) if !self.hosts.contains_key(domain) => parent,
+            _ => domain,
+        }
     }
 
     /// The handshake deadline.

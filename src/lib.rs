@@ -8,6 +8,7 @@
 //! Layers go strictly downward: socket -> [`xml`] -> [`xmpp`] -> [`actors`] -> [`store`].
 //!
 //! - [`config`]: TOML -> typed configuration; a bad key fails with one line naming it.
+//! - [`destinations`]: what each served domain is (account host or service).
 //! - [`xml`]: element tree, serialiser, incremental restricted-XML stream reader.
 //! - [`xmpp`]: namespaces, stream/stanza errors, JIDs, stanza helpers.
 //! - [`sasl`]: SCRAM-SHA-1/256(-PLUS) and PLAIN.
@@ -20,6 +21,7 @@
 //! - [`server`]: running a whole server in a thread (the daemon and the tests use it).
 
 pub mod config;
+pub mod destinations;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

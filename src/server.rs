@@ -38,6 +38,25 @@ impl std::error::Error for StartError {}
 impl ServerThread {
     /// Open the store, build TLS and start everything; returns once the listeners are bound.
     pub fn start(config: Config) -> Result<ServerThread, StartError> {
+        Self::start_with_services(config, Vec::new())
+    }
+
+    /// As [`ServerThread::start`], with internal services: each `(spec, parent host)` adds
+    /// the service domain of `spec` under `parent` to the destination table.
+    pub fn start_with_services(
+        mut config: Config,
+        services: Vec<(actors::ServiceSpec, String)>,
+    ) -> Result<ServerThread, StartError> {
+        for (spec, parent) in &services {
+            if !config.hosts.contains_key(parent) {
+                return Err(StartError(format!(
+                    "service {}: parent {parent} is not a host",
+                    spec.domain
+                )));
+            }
+            config.services.insert(spec.domain.clone(), parent.clone());
+        }
+        let services: Vec<actors::ServiceSpec> = services.into_iter().map(|(s, _)| s).collect();
         let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
             .map_err(|e| StartError(e.to_string()))?;
         store.space.set_min_free(config.storage.min_free_mb << 20);
@@ -62,7 +81,7 @@ impl ServerThread {
             .spawn(move || {
                 let system = actix_rt::System::new();
                 let arbiters = system.block_on(async move {
-                    let running = match actors::start(s.clone()).await {
+                    let running = match actors::start(s.clone(), services).await {
                         Ok(r) => r,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));

@@ -24,6 +24,8 @@ pub struct Shared {
     connections: std::sync::atomic::AtomicUsize,
     /// What disco#info says about the server (XEP-0157 addresses, XEP-0115 hash).
     pub server_info: crate::services::disco::ServerInfo,
+    /// What each served domain is (account host or service).
+    pub destinations: crate::destinations::Destinations,
     /// Registration and login rate limits (addresses in memory only).
     pub limiter: crate::limits::Limiter,
     /// Flipped to `true` once when the server starts shutting down.
@@ -40,9 +42,16 @@ impl Shared {
             ("support-addresses", &c.support),
             ("security-addresses", &c.security),
         ]);
+        let destinations = crate::destinations::Destinations::from_config(&config);
+        let mut server_info = server_info;
+        for host in destinations.account_hosts() {
+            let services = destinations.services_of(host).map(str::to_owned).collect();
+            server_info.items.insert(host.to_owned(), services);
+        }
         Arc::new(Shared {
             limiter: crate::limits::Limiter::default(),
             server_info,
+            destinations,
             registration_open: AtomicBool::new(config.registration.open),
             config,
             store,
@@ -79,9 +88,14 @@ impl Shared {
         self.shutdown.subscribe()
     }
 
-    /// Is `domain` one of ours?
+    /// Is `domain` served here (an account host or a service domain)?
     pub fn is_local(&self, domain: &str) -> bool {
-        self.config.hosts.contains_key(domain)
+        self.destinations.serves(domain)
+    }
+
+    /// Is `domain` one of the account hosts (where accounts, their data and PEP live)?
+    pub fn is_account_host(&self, domain: &str) -> bool {
+        self.destinations.is_account_host(domain)
     }
 }
 

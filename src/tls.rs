@@ -157,6 +157,8 @@ pub struct TlsAcceptor {
 
 /// Paths of the certificate and key used for a host.
 pub fn cert_paths(cfg: &Config, host: &str) -> (PathBuf, PathBuf) {
+    // A service domain presents its parent host's certificate.
+    let host = cfg.cert_host(host);
     match &cfg.hosts[host] {
         crate::config::HostConfig {
             certificate: Some(c),
@@ -193,6 +195,11 @@ impl TlsAcceptor {
                 default = Some(host.clone());
             }
             contexts.insert(host.clone(), acceptor.into_context());
+        }
+        for (service, parent) in &cfg.services {
+            if let Some(ctx) = contexts.get(parent).cloned() {
+                contexts.entry(service.clone()).or_insert(ctx);
+            }
         }
         let default_host = default.ok_or_else(|| TlsError("no host configured".into()))?;
         let (cert, key) = cert_paths(cfg, &default_host);

@@ -25,6 +25,8 @@ pub struct ServerInfo {
     pub contact_form: Option<Element>,
     /// XEP-0115 verification string of the server's disco#info.
     pub caps_ver: String,
+    /// The service domains of each account host, listed in its disco#items.
+    pub items: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// XEP-0115 node of the server's capabilities.
@@ -62,6 +64,7 @@ impl ServerInfo {
         let mut info = ServerInfo {
             contact_form,
             caps_ver: String::new(),
+            items: Default::default(),
         };
         info.caps_ver = caps_ver(&info.disco_info());
         info
@@ -162,11 +165,19 @@ pub fn server_info(query: &Element, server: &ServerInfo) -> Result<Option<Elemen
 }
 
 /// disco#items of the server: no components or services yet.
-pub fn server_items(query: &Element, _host: &str) -> Result<Option<Element>, StanzaError> {
+pub fn server_items(
+    query: &Element,
+    host: &str,
+    server: &ServerInfo,
+) -> Result<Option<Element>, StanzaError> {
     if query.get_attr("node").is_some() {
         return Err(Condition::ItemNotFound.into());
     }
-    Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+    let mut q = Element::new("query", ns::DISCO_ITEMS);
+    for jid in server.items.get(host).into_iter().flatten() {
+        q = q.child(Element::new("item", ns::DISCO_ITEMS).attr("jid", jid.clone()));
+    }
+    Ok(Some(q))
 }
 
 /// disco#info of an account, asked by its owner: identity `account/registered`.

@@ -42,10 +42,10 @@ pub fn client_data_iq(
         Some(t) => Some(t.to_bare()),
     };
     if let Some(t) = &target {
-        if !shared.is_local(t.domain().as_str()) {
+        if !shared.is_account_host(t.domain().as_str()) {
             return None;
         }
-    } else if !to.is_some_and(|t| shared.is_local(t.domain().as_str())) {
+    } else if !to.is_some_and(|t| shared.is_account_host(t.domain().as_str())) {
         return None;
     }
     let answer = match (payload.ns.as_str(), payload.name.as_str(), &target) {
@@ -91,7 +91,9 @@ pub fn server_iq(iq: &Element, host: &str, server: &disco::ServerInfo) -> Option
     let get = iq.get_attr("type") == Some("get");
     let answer: Result<Option<Element>, StanzaError> = match (payload.ns.as_str(), get) {
         (ns::DISCO_INFO, true) if payload.name == "query" => disco::server_info(payload, server),
-        (ns::DISCO_ITEMS, true) if payload.name == "query" => disco::server_items(payload, host),
+        (ns::DISCO_ITEMS, true) if payload.name == "query" => {
+            disco::server_items(payload, host, server)
+        }
         (ns::PING, true) if payload.name == "ping" => Ok(None),
         // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
         (ns::SESSION, false) if payload.name == "session" => Ok(None),

@@ -2,6 +2,7 @@
 //! XMPP client that speaks raw XML over TLS so tests can assert exact stanzas.
 #![allow(dead_code)]
 
+pub mod echo;
 pub mod fed;
 pub mod pep;
 pub mod s2s;
@@ -75,9 +76,18 @@ impl TestServer {
     }
 
     pub fn start_in(dir: tempfile::TempDir, cfg: Config) -> TestServer {
+        Self::start_with_services(dir, cfg, Vec::new())
+    }
+
+    /// Start with internal services: (service, parent host).
+    pub fn start_with_services(
+        dir: tempfile::TempDir,
+        cfg: Config,
+        services: Vec<(kleiber::actors::ServiceSpec, String)>,
+    ) -> TestServer {
         // RUST_LOG=debug shows the server's log in failing tests.
         let _ = env_logger::builder().is_test(true).try_init();
-        let server = ServerThread::start(cfg).expect("server starts");
+        let server = ServerThread::start_with_services(cfg, services).expect("server starts");
         TestServer {
             starttls: server.addr(ListenerKind::StartTls).unwrap(),
             direct: server.addr(ListenerKind::DirectTls).unwrap(),
@@ -942,4 +952,20 @@ pub async fn wait_offline(s: &TestServer, domain: &str, user: &str, n: u64) -> u
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     count
+}
+
+/// The delivery-error log's entry for `to`, waiting for it to be written (the scheduler
+/// writes it asynchronously).
+pub async fn delivery_error(
+    s: &TestServer,
+    to: &str,
+) -> kleiber::store::delivery_errors::DeliveryError {
+    for _ in 0..400 {
+        let entries = s.shared().store.delivery_errors.since(0, 1000).unwrap();
+        if let Some(e) = entries.into_iter().find(|e| e.to == to) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no delivery-error entry for {to}");
 }

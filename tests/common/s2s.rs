@@ -123,6 +123,18 @@ pub fn start_domain(
     ca: Option<&TestCa>,
     tweak: &dyn Fn(&mut Config),
 ) -> TestServer {
+    start_domain_with(domain, port, others, ca, tweak, Vec::new())
+}
+
+/// As [`start_domain`], with internal services (service, parent host).
+pub fn start_domain_with(
+    domain: &str,
+    port: u16,
+    others: &[(&str, String)],
+    ca: Option<&TestCa>,
+    tweak: &dyn Fn(&mut Config),
+    services: Vec<(kleiber::actors::ServiceSpec, String)>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     let host = match ca {
@@ -153,7 +165,7 @@ pub fn start_domain(
         }
     });
     tweak(&mut cfg);
-    TestServer::start_in(dir, cfg)
+    TestServer::start_with_services(dir, cfg, services)
 }
 
 /// `a.test` and `b.test`, routed to each other.

@@ -1,0 +1,88 @@
+//! An echo service for tests (not shipped): it owns a service domain of the destination table
+//! and proves the path to internal services. A message to any JID of its domain comes back
+//! from that JID with the body prefixed by `echo: `; the body `stop` stops the service (it is
+//! then down); disco#info is answered with identity `component/generic`; other IQs with
+//! `feature-not-implemented`.
+
+use actix::prelude::*;
+
+use kleiber::actors::messages::{Route, ToService};
+use kleiber::actors::ServiceSpec;
+use kleiber::xml::Element;
+use kleiber::xmpp::{error_reply, iq_result, Condition, StanzaError};
+
+const CLIENT: &str = "jabber:client";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+
+pub struct Echo {
+    route: Recipient<Route>,
+}
+
+impl Actor for Echo {
+    type Context = Context<Self>;
+}
+
+impl Echo {
+    fn send(&self, stanza: Element) {
+        let from = kleiber::xmpp::jid(stanza.get_attr("from").unwrap()).unwrap();
+        let to = kleiber::xmpp::jid(stanza.get_attr("to").unwrap()).unwrap();
+        self.route.do_send(Route {
+            stanza,
+            from,
+            to,
+            inflight: None,
+        });
+    }
+}
+
+impl Handler<ToService> for Echo {
+    type Result = ();
+    fn handle(&mut self, msg: ToService, ctx: &mut Context<Self>) {
+        let el = msg.stanza;
+        match (el.name.as_str(), el.get_attr("type")) {
+            ("message", t) if t != Some("error") => {
+                let body = el
+                    .get_child("body", CLIENT)
+                    .map(|b| b.text_content())
+                    .unwrap_or_default();
+                if body == "stop" {
+                    return ctx.stop();
+                }
+                let reply = Element::new("message", CLIENT)
+                    .attr("from", msg.to.as_str())
+                    .attr("to", msg.from.as_str())
+                    .attr("type", t.unwrap_or("normal"))
+                    .child(Element::new("body", CLIENT).text(format!("echo: {body}")));
+                self.send(reply);
+            }
+            ("iq", Some("get")) if el.get_child("query", DISCO_INFO).is_some() => {
+                let q = Element::new("query", DISCO_INFO).child(
+                    Element::new("identity", DISCO_INFO)
+                        .attr("category", "component")
+                        .attr("type", "generic")
+                        .attr("name", "echo"),
+                );
+                self.send(iq_result(&el, Some(q)));
+            }
+            ("iq", Some("get" | "set")) => {
+                if let Some(r) =
+                    error_reply(&el, &StanzaError::new(Condition::FeatureNotImplemented))
+                {
+                    self.send(r);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The echo service for `domain`, to start with a server.
+pub fn echo(domain: &str) -> ServiceSpec {
+    ServiceSpec {
+        domain: domain.to_owned(),
+        start: Box::new(|cx| {
+            let route = cx.route;
+            Echo::start_in_arbiter(&cx.arbiter, move |_| Echo { route }).recipient()
+        }),
+    }
+}
