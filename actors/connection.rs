@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::directory::RouterHandle;
 use super::messages::*;
 use super::outbox;
 use crate::login::LoggedIn;
@@ -115,7 +116,7 @@ impl Connection {
         let (tx, queued, abort) = outbox::spawn_writer(writer);
         let bare = BareJid::new(&format!("{user}@{host}")).expect("authenticated JID is valid");
         Connection::create(move |ctx| {
-            let reader = Some(ctx.add_stream(events(reader)));
+            let reader = Some(ctx.add_stream(reader.into_events()));
             let mut act = Connection {
                 reader,
                 id,
@@ -319,10 +320,23 @@ impl Connection {
                 return self.reply(&el, e, ctx);
             }
         }
+        self.bound_stanza(kind, el, to, full, ctx);
+    }
+
+    /// A stanza of the bound session, `from` stamped and `to` parsed: blocked recipients,
+    /// subscriptions, the account's own IQs, PEP, the server, and the router for the rest.
+    fn bound_stanza(
+        &mut self,
+        kind: StanzaKind,
+        mut el: Element,
+        to: Option<Jid>,
+        full: FullJid,
+        ctx: &mut Context<Self>,
+    ) {
         if let Some(t) = &to {
             el.set_attr("to", t.as_str());
             // XEP-0191 §3.5: nothing goes to a blocked JID.
-            if super::router::blocks(&self.blocked, t.as_str()) {
+            if crate::roster::blocks(&self.blocked, t.as_str()) {
                 if kind != StanzaKind::Presence {
                     if let Some(r) = roster_iq::blocked_reply(&el) {
                         self.send(&r, ctx);
@@ -349,37 +363,58 @@ impl Connection {
         {
             return;
         }
-        if kind == StanzaKind::Iq {
-            // XEP-0411: legacy bookmarks stored privately are kept in PEP; the PEP service
-            // stores both and answers.
-            // XEP-0398 likewise for a vCard with a photo.
-            let own = to.as_ref().is_none_or(|t| t.as_str() == self.bare.as_str());
-            let bookmarks = el
-                .get_child("query", services::private::NS)
-                .is_some_and(|q| {
-                    q.get_child("storage", services::bookmarks::LEGACY)
-                        .is_some()
-                });
-            let vcard = el.get_child("vCard", services::vcard::NS).is_some();
-            if own && el.get_attr("type") == Some("set") && (bookmarks || vcard) {
-                let ask = self
-                    .router
-                    .pep
-                    .client_data_set
-                    .send(super::pep::ClientDataSet { iq: el.clone() });
-                ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
-                    Ok(Some(reply)) => act.send_durable(el, reply, ctx),
-                    Ok(None) => act.reply(&el, Condition::ServiceUnavailable.into(), ctx),
-                    Err(_) => act.reply(&el, Condition::InternalServerError.into(), ctx),
-                }));
-                return;
-            }
-            if let Some(reply) =
-                services::client_data_iq(&self.shared, &self.bare, to.as_ref(), &el)
-            {
-                return self.send_durable(el, reply, ctx);
-            }
+        if kind == StanzaKind::Iq && self.own_data_iq(&el, to.as_ref(), ctx) {
+            return;
         }
+        self.addressed_stanza(kind, el, to, full, ctx);
+    }
+
+    /// IQs about the account's stored data (vCard, private storage, bookmarks, last
+    /// activity) that the server answers itself; `false` when `el` is something else.
+    fn own_data_iq(&mut self, el: &Element, to: Option<&Jid>, ctx: &mut Context<Self>) -> bool {
+        // XEP-0411: legacy bookmarks stored privately are kept in PEP; the PEP service
+        // stores both and answers. XEP-0398 likewise for a vCard with a photo.
+        let own = to.is_none_or(|t| t.as_str() == self.bare.as_str());
+        let bookmarks = el
+            .get_child("query", services::private::NS)
+            .is_some_and(|q| {
+                q.get_child("storage", services::bookmarks::LEGACY)
+                    .is_some()
+            });
+        let vcard = el.get_child("vCard", services::vcard::NS).is_some();
+        if own && el.get_attr("type") == Some("set") && (bookmarks || vcard) {
+            let el = el.clone();
+            let ask = self
+                .router
+                .pep
+                .client_data_set
+                .send(super::messages::ClientDataSet { iq: el.clone() });
+            ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
+                Ok(Some(reply)) => act.send_durable(el, reply, ctx),
+                Ok(None) => act.reply(&el, Condition::ServiceUnavailable.into(), ctx),
+                Err(_) => act.reply(&el, Condition::InternalServerError.into(), ctx),
+            }));
+            return true;
+        }
+        match services::client_data_iq(&self.shared, &self.bare, to, el) {
+            Some(reply) => {
+                self.send_durable(el.clone(), reply, ctx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The rest of a bound session's stanzas, by where they go: the PEP service, the
+    /// server, an account's bare JID answered on its behalf, or the router.
+    fn addressed_stanza(
+        &mut self,
+        kind: StanzaKind,
+        el: Element,
+        to: Option<Jid>,
+        full: FullJid,
+        ctx: &mut Context<Self>,
+    ) {
         // XEP-0163: pubsub requests to the user's own account (no `to`) or to a local account,
         // and disco queries about a local account's nodes, go to the PEP service.
         if kind == StanzaKind::Iq
@@ -500,7 +535,7 @@ impl Connection {
             .router
             .pep
             .iq
-            .send(super::pep::PepIq { iq: iq.clone() });
+            .send(super::messages::PepIq { iq: iq.clone() });
         ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Some(reply)) => act.send_durable(iq, reply, ctx),
             Ok(None) => {}
@@ -521,7 +556,7 @@ impl Connection {
                 self.router
                     .pep
                     .caps
-                    .do_send(super::pep::CapsAnswer { iq: el });
+                    .do_send(super::messages::CapsAnswer { iq: el });
             }
             StanzaKind::Iq => {
                 if let Some(q) = el.get_child("query", ns::REGISTER) {
@@ -897,16 +932,4 @@ impl Handler<ToSession> for Connection {
             ToSession::Close(err, why) => self.close(err, why, ctx),
         }
     }
-}
-
-/// The reader as a stream of events that ends after the stream's end or an error.
-pub(crate) fn events<R: tokio::io::AsyncRead + Unpin + 'static>(
-    reader: crate::xml::XmlReader<R>,
-) -> impl futures_util::Stream<Item = Result<StreamEvent, ParseError>> {
-    futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        let ev = reader.next().await;
-        let more = matches!(ev, Ok(StreamEvent::Element(_)));
-        Some((ev, more.then_some(reader)))
-    })
 }

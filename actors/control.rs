@@ -12,7 +12,8 @@ use actix::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::messages::{CloseAccount, DeleteRoster, RouterHandle, SessionCount, SessionsPerHost};
+use super::directory::RouterHandle;
+use super::messages::{CloseAccount, DeleteRoster, SessionCount, SessionsPerHost};
 use super::router::Router;
 use crate::services::register;
 use crate::shared::{blocking, Shared};

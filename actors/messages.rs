@@ -5,8 +5,9 @@
 
 use actix::prelude::*;
 
+use crate::login::LoggedIn;
 use crate::roster::{SetRequest, SubKind};
-use crate::shared::ConnId;
+use crate::shared::{ConnId, ConnSlot};
 use crate::xml::Element;
 use crate::xmpp::{BareJid, FullJid, Jid, StanzaError, StreamError};
 
@@ -37,7 +38,7 @@ pub struct Route {
     /// Parsed `to`.
     pub to: Jid,
     /// The sending session's count of stanzas the router has not handled yet; the router
-    /// decrements it when done (see [`super::router::SessionDirectory`]).
+    /// decrements it when done (see [`super::directory::SessionDirectory`]).
     pub inflight: Option<InFlight>,
 }
 
@@ -333,47 +334,6 @@ pub struct BlockChanged {
     pub blocked: bool,
 }
 
-/// The roster store's inbox, as seen by connections and the router.
-#[derive(Clone)]
-pub struct RosterHandle {
-    pub load: Recipient<LoadSessionRoster>,
-    pub get: Recipient<RosterGet>,
-    pub set: Recipient<RosterSet>,
-    pub outbound: Recipient<Outbound>,
-    pub inbound: Recipient<Inbound>,
-    pub block_get: Recipient<BlockGet>,
-    pub block_set: Recipient<BlockSet>,
-    pub delete: Recipient<DeleteRoster>,
-    /// Answered once the roster store has handled everything sent to it before.
-    pub barrier: Recipient<Barrier>,
-}
-
-/// The router's inbox, as seen by connections and other actors.
-#[derive(Clone)]
-pub struct RouterHandle {
-    pub route: Recipient<Route>,
-    pub bind: Recipient<Bind>,
-    pub unbind: Recipient<Unbind>,
-    pub presence: Recipient<SetPresence>,
-    pub close_account: Recipient<CloseAccount>,
-    pub set_carbons: Recipient<SetCarbons>,
-    pub carbons: Recipient<Carbons>,
-    /// Direct delivery to bound full JIDs (written by the router only).
-    pub directory: super::router::SessionDirectory,
-    /// The roster store (rosters, subscriptions, block lists).
-    pub roster: RosterHandle,
-    /// The offline spool, to collect messages at initial presence.
-    pub take_offline: Recipient<TakeOffline>,
-    /// Answered once the spool has handled everything sent to it before.
-    pub spool_barrier: Recipient<Barrier>,
-    /// Answered once the router has handled everything sent to it before.
-    pub barrier: Recipient<Barrier>,
-    /// Sessions that can be resumed (XEP-0198), by resumption id.
-    pub resumable: super::connection::sm::Resumable,
-    /// The PEP service (XEP-0163).
-    pub pep: super::pep::PepHandle,
-}
-
 /// Router -> S2s: a stanza for another server (`from` local, `to` remote, in
 /// `jabber:client` like every stanza inside kleiber).
 #[derive(Message, Debug)]
@@ -398,4 +358,57 @@ pub struct LinkInfo {
     pub outgoing: bool,
     /// How the remote domain was authenticated (`SASL EXTERNAL`, `dialback`, ...).
     pub method: String,
+}
+
+/// A new authenticated stream asks to resume the session: its transport, the client's `h`,
+/// and its place in the connection limit. The transport comes back if resumption fails.
+#[derive(Message)]
+#[rtype(result = "Result<(), Box<(LoggedIn, ConnSlot)>>")]
+pub struct Resume {
+    pub login: LoggedIn,
+    pub h: u32,
+    pub slot: ConnSlot,
+}
+
+/// Connection or S2sIn -> Pep: a pubsub IQ for an account's PEP service, `from` (the
+/// requester) and `to` (the account's bare JID) set. The answer is returned.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Element>")]
+pub struct PepIq {
+    pub iq: Element,
+}
+
+/// Router -> Pep: `from` (a full JID) is now available to the account `owner` with these
+/// caps (hash, node, ver), or no longer (`caps` = `None`); an empty `from`: the account went
+/// offline.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PepPresence {
+    pub owner: BareJid,
+    pub from: String,
+    pub caps: Option<(String, String, String)>,
+}
+
+/// Connection or S2sIn -> Pep: the answer to one of our caps disco#info queries.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CapsAnswer {
+    pub iq: Element,
+}
+
+/// Connection -> Pep: the user stores XEP-0048 bookmarks in private storage or sets a vCard
+/// (the IQ, `from` set): store it, keep the PEP form in step (XEP-0411 bookmarks, XEP-0398
+/// avatar), tell those who want to know, and answer.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Element>")]
+pub struct ClientDataSet {
+    pub iq: Element,
+}
+
+/// S2sIn -> S2s: the domains an incoming link has authenticated (none: it closed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IncomingLink {
+    pub id: u64,
+    pub links: Vec<LinkInfo>,
 }

@@ -22,6 +22,7 @@
 
 pub mod connection;
 pub mod control;
+pub mod directory;
 pub mod messages;
 pub mod outbox;
 pub mod pep;
@@ -42,7 +43,8 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use crate::shared::Shared;
 use crate::tls::{negotiate_starttls, NegotiateError};
 use connection::Connection;
-use messages::{RosterHandle, RouterHandle, SessionCount};
+use directory::{RosterHandle, RouterHandle};
+use messages::SessionCount;
 use roster::{RosterStore, RouterInbox};
 use router::Router;
 use scheduler::Scheduler;
@@ -193,7 +195,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
                 let (shared, router) = (shared.clone(), addr.clone());
                 move |_| pep::PepService::new(shared, router.recipient())
             });
-            let pep_handle = pep::PepHandle {
+            let pep_handle = directory::PepHandle {
                 iq: pep.clone().recipient(),
                 client_data_set: pep.clone().recipient(),
                 presence: pep.clone().recipient(),
@@ -486,7 +488,9 @@ async fn client(
             return;
         }
     };
-    let login = crate::login::run(&shared, id, tls, deadline, (!exempt).then_some(peer)).await;
+    let transport = crate::transport::Transport::tls(tls);
+    let login =
+        crate::login::run(&shared, id, transport, deadline, (!exempt).then_some(peer)).await;
     drop(pending);
     let mut login = match login {
         Ok(l) => l,
@@ -513,7 +517,7 @@ async fn client(
             _ => None,
         };
         if let (Some(addr), Some(h)) = (session, h) {
-            match addr.send(connection::sm::Resume { login, h, slot }).await {
+            match addr.send(messages::Resume { login, h, slot }).await {
                 Ok(Ok(())) => return log::debug!("{id}: transport handed to the resumed session"),
                 Ok(Err(back)) => (login, slot) = *back,
                 Err(_) => return,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::messages::Route;
+use super::messages::{CapsAnswer, ClientDataSet, PepIq, PepPresence, Route};
 use crate::services::pep::{self as proto, Options, Request, MAX_ITEMS};
 use crate::services::{avatar, bookmarks};
 use crate::shared::Shared;
@@ -25,52 +25,8 @@ use crate::store::pep::Node;
 use crate::xml::{parse_element, Element};
 use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, StanzaError};
 
-/// Connection or S2sIn -> Pep: a pubsub IQ for an account's PEP service, `from` (the
-/// requester) and `to` (the account's bare JID) set. The answer is returned.
-#[derive(Message, Debug)]
-#[rtype(result = "Option<Element>")]
-pub struct PepIq {
-    pub iq: Element,
-}
-
-/// Router -> Pep: `from` (a full JID) is now available to the account `owner` with these
-/// caps (hash, node, ver), or no longer (`caps` = `None`); an empty `from`: the account went
-/// offline.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct PepPresence {
-    pub owner: BareJid,
-    pub from: String,
-    pub caps: Option<(String, String, String)>,
-}
-
-/// Connection or S2sIn -> Pep: the answer to one of our caps disco#info queries.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct CapsAnswer {
-    pub iq: Element,
-}
-
-/// Connection -> Pep: the user stores XEP-0048 bookmarks in private storage or sets a vCard
-/// (the IQ, `from` set): store it, keep the PEP form in step (XEP-0411 bookmarks, XEP-0398
-/// avatar), tell those who want to know, and answer.
-#[derive(Message, Debug)]
-#[rtype(result = "Option<Element>")]
-pub struct ClientDataSet {
-    pub iq: Element,
-}
-
 /// Prefix of the ids of our caps queries.
 pub const CAPS_QUERY_ID: &str = "pepcaps-";
-
-/// The Pep actor's inboxes.
-#[derive(Clone)]
-pub struct PepHandle {
-    pub iq: Recipient<PepIq>,
-    pub client_data_set: Recipient<ClientDataSet>,
-    pub presence: Recipient<PepPresence>,
-    pub caps: Recipient<CapsAnswer>,
-}
 
 /// Most bytes of PEP data per account.
 const MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -96,6 +52,37 @@ pub struct PepService {
     queries: HashMap<String, (String, Instant)>,
     /// Versions being asked for.
     asking: HashMap<String, Instant>,
+}
+
+/// Who asks a PEP service for what: the account (`owner`), the requester's bare JID, and
+/// the account's place in the store.
+#[derive(Clone)]
+struct Asker {
+    owner: BareJid,
+    who: BareJid,
+    is_owner: bool,
+    d: String,
+    u: String,
+}
+
+/// Reading (`item-not-found` when absent) and writing one of the account `d`/`u`'s nodes.
+#[allow(clippy::type_complexity)]
+fn node_access<'a>(
+    store: &'a crate::store::pep::Pep,
+    d: &'a str,
+    u: &'a str,
+) -> (
+    impl Fn(&str) -> Result<Node, StanzaError> + 'a,
+    impl Fn(&str, &Node) -> Result<(), StanzaError> + 'a,
+) {
+    let get = move |node: &str| {
+        store
+            .get(d, u, node)
+            .map_err(internal)?
+            .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))
+    };
+    let put = move |node: &str, n: &Node| store.put(d, u, node, n).map_err(internal);
+    (get, put)
 }
 
 fn parts(j: &BareJid) -> (&str, &str) {
@@ -262,15 +249,46 @@ impl PepService {
         if req.is_owner_only() && !is_owner {
             return Err(Condition::Forbidden.into());
         }
-        let store = &self.shared.store.pep;
-        let (d, u) = (d.to_owned(), u.to_owned());
-        let get = |node: &str| -> Result<Node, StanzaError> {
-            store
-                .get(&d, &u, node)
-                .map_err(internal)?
-                .ok_or_else(|| StanzaError::new(Condition::ItemNotFound))
+        let asker = Asker {
+            owner: owner.clone(),
+            who,
+            is_owner,
+            d: d.to_owned(),
+            u: u.to_owned(),
         };
-        let put = |node: &str, n: &Node| store.put(&d, &u, node, n).map_err(internal);
+        match req {
+            r @ Request::Publish { .. } => self.publish_request(&asker, r),
+            r @ (Request::Items { .. } | Request::Retract { .. }) => self.read_request(&asker, r),
+            r @ (Request::Create { .. }
+            | Request::Delete { .. }
+            | Request::ConfigureGet { .. }
+            | Request::ConfigureSet { .. }
+            | Request::DefaultConfig) => self.node_request(&asker, r),
+            r @ (Request::Subscribe { .. }
+            | Request::Unsubscribe { .. }
+            | Request::Subscriptions { .. }) => self.subscription_request(&asker, r),
+            r @ (Request::OwnerSubscriptions { .. } | Request::OwnerSetSubscriptions { .. }) => {
+                self.owner_subscription_request(&asker, r)
+            }
+            r @ (Request::Affiliations { .. }
+            | Request::OwnerAffiliations { .. }
+            | Request::OwnerSetAffiliations { .. }) => self.affiliation_request(&asker, r),
+            r @ (Request::DiscoItems { .. } | Request::DiscoInfo { .. }) => {
+                self.disco_request(&asker, r)
+            }
+        }
+    }
+
+    /// PEP requests: publish items.
+    fn publish_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker { owner, d, u, .. } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (_, put) = node_access(store, &d, &u);
         match req {
             // XEP-0411 `#compat-pep`: the XEP-0048 node is a view of the XEP-0402 one.
             Request::Publish {
@@ -284,20 +302,6 @@ impl PepService {
                 }
                 self.set_legacy_bookmarks(&owner, &payload, options.as_ref())?;
                 Ok(Some(publish_result(&node, "current")))
-            }
-            Request::Items { node, .. } if node == bookmarks::LEGACY => {
-                let n = get(bookmarks::NODE)?;
-                self.may_see(&owner, &n, who.as_str())?;
-                let item = Element::new("item", proto::NS)
-                    .attr("id", "current")
-                    .child(legacy_view(&n));
-                Ok(Some(
-                    Element::new("pubsub", proto::NS).child(
-                        Element::new("items", proto::NS)
-                            .attr("node", node)
-                            .child(item),
-                    ),
-                ))
             }
             Request::Publish {
                 node,
@@ -342,45 +346,21 @@ impl PepService {
                 }
                 Ok(Some(publish_result(&node, &id)))
             }
-            Request::Items { node, max, ids } => {
-                let n = get(&node)?;
-                self.may_see(&owner, &n, who.as_str())?;
-                let mut chosen: Vec<&(String, String)> = if ids.is_empty() {
-                    n.items.iter().collect()
-                } else {
-                    n.items.iter().filter(|(i, _)| ids.contains(i)).collect()
-                };
-                if let Some(m) = max {
-                    let skip = chosen.len().saturating_sub(m);
-                    chosen.drain(..skip);
-                }
-                let mut items = Element::new("items", proto::NS).attr("node", node.as_str());
-                for (id, xml) in chosen {
-                    let mut item = Element::new("item", proto::NS).attr("id", id.as_str());
-                    if let Ok(p) = parse_element(xml) {
-                        item = item.child(p);
-                    }
-                    items = items.child(item);
-                }
-                Ok(Some(Element::new("pubsub", proto::NS).child(items)))
-            }
-            Request::Retract { node, ids, notify } => {
-                let mut n = get(&node)?;
-                let before = n.items.len();
-                n.items.retain(|(i, _)| !ids.contains(i));
-                if n.items.len() == before {
-                    return Err(Condition::ItemNotFound.into());
-                }
-                put(&node, &n)?;
-                if notify {
-                    let event = proto::retract_event(&node, &ids);
-                    self.notify(&owner, &node, &n, &event);
-                }
-                if node == bookmarks::NODE {
-                    self.legacy_bookmarks_changed(&owner, &n);
-                }
-                Ok(None)
-            }
+            other => unreachable!("publish_request: {other:?}"),
+        }
+    }
+
+    /// PEP requests: create, delete and configure nodes.
+    fn node_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker { owner, d, u, .. } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (get, put) = node_access(store, &d, &u);
+        match req {
             Request::Create { node, options } => {
                 let node = stored_name(&node);
                 if store.get(&d, &u, node).map_err(internal)?.is_some() {
@@ -425,6 +405,23 @@ impl PepService {
                     Element::new("default", proto::NS_OWNER).child(form),
                 )))
             }
+            other => unreachable!("node_request: {other:?}"),
+        }
+    }
+
+    /// PEP requests: subscribe, unsubscribe and the requester's own subscriptions.
+    fn subscription_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker {
+            owner, who, d, u, ..
+        } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (get, put) = node_access(store, &d, &u);
+        match req {
             Request::Subscribe { node, jid } => {
                 let jid = crate::xmpp::jid(&jid)
                     .map_err(|_| proto::error(Condition::BadRequest, Some("invalid-jid")))?;
@@ -485,6 +482,28 @@ impl PepService {
                 }
                 Ok(Some(Element::new("pubsub", proto::NS).child(list)))
             }
+            other => unreachable!("subscription_request: {other:?}"),
+        }
+    }
+
+    /// PEP requests: the requester's affiliations and the owner's management of subscriptions and affiliations.
+    fn affiliation_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker {
+            owner,
+            who,
+            is_owner,
+            d,
+            u,
+            ..
+        } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (get, put) = node_access(store, &d, &u);
+        match req {
             Request::Affiliations { node } => {
                 let mut list = Element::new("affiliations", proto::NS);
                 for (name, n) in self.nodes(&owner, node.as_deref())? {
@@ -505,41 +524,6 @@ impl PepService {
                     list.set_attr("node", n);
                 }
                 Ok(Some(Element::new("pubsub", proto::NS).child(list)))
-            }
-            Request::OwnerSubscriptions { node } => {
-                let n = get(&node)?;
-                let mut list =
-                    Element::new("subscriptions", proto::NS_OWNER).attr("node", node.as_str());
-                for (jid, subid) in &n.subscribers {
-                    let mut s = subscription(&node, jid, Some(subid), "subscribed");
-                    s.ns = proto::NS_OWNER.into();
-                    s.remove_attr("node");
-                    list = list.child(s);
-                }
-                Ok(Some(owner_payload(list)))
-            }
-            Request::OwnerSetSubscriptions { node, changes } => {
-                let mut n = get(&node)?;
-                for (jid, sub) in changes {
-                    let jid = crate::xmpp::jid(&jid)
-                        .map_err(|_| StanzaError::new(Condition::JidMalformed))?;
-                    let jid = jid.as_str().to_owned();
-                    match sub.as_str() {
-                        "none" => {
-                            n.subscribers.remove(&jid);
-                        }
-                        "subscribed" if n.subscribers.contains_key(&jid) => {}
-                        "subscribed" if n.subscribers.len() < proto::MAX_SUBSCRIBERS => {
-                            n.subscribers.insert(jid, random_id(16));
-                        }
-                        "subscribed" => {
-                            return Err(proto::error(Condition::ResourceConstraint, None))
-                        }
-                        _ => return Err(proto::unsupported("subscription-notifications")),
-                    }
-                }
-                put(&node, &n)?;
-                Ok(None)
             }
             Request::OwnerAffiliations { node } => {
                 let n = get(stored_name(&node))?;
@@ -592,6 +576,143 @@ impl PepService {
                 put(name, &n)?;
                 Ok(None)
             }
+            other => unreachable!("affiliation_request: {other:?}"),
+        }
+    }
+
+    /// PEP requests: read and retract items.
+    fn read_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker {
+            owner, who, d, u, ..
+        } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (get, put) = node_access(store, &d, &u);
+        match req {
+            Request::Items { node, .. } if node == bookmarks::LEGACY => {
+                let n = get(bookmarks::NODE)?;
+                self.may_see(&owner, &n, who.as_str())?;
+                let item = Element::new("item", proto::NS)
+                    .attr("id", "current")
+                    .child(legacy_view(&n));
+                Ok(Some(
+                    Element::new("pubsub", proto::NS).child(
+                        Element::new("items", proto::NS)
+                            .attr("node", node)
+                            .child(item),
+                    ),
+                ))
+            }
+            Request::Items { node, max, ids } => {
+                let n = get(&node)?;
+                self.may_see(&owner, &n, who.as_str())?;
+                let mut chosen: Vec<&(String, String)> = if ids.is_empty() {
+                    n.items.iter().collect()
+                } else {
+                    n.items.iter().filter(|(i, _)| ids.contains(i)).collect()
+                };
+                if let Some(m) = max {
+                    let skip = chosen.len().saturating_sub(m);
+                    chosen.drain(..skip);
+                }
+                let mut items = Element::new("items", proto::NS).attr("node", node.as_str());
+                for (id, xml) in chosen {
+                    let mut item = Element::new("item", proto::NS).attr("id", id.as_str());
+                    if let Ok(p) = parse_element(xml) {
+                        item = item.child(p);
+                    }
+                    items = items.child(item);
+                }
+                Ok(Some(Element::new("pubsub", proto::NS).child(items)))
+            }
+            Request::Retract { node, ids, notify } => {
+                let mut n = get(&node)?;
+                let before = n.items.len();
+                n.items.retain(|(i, _)| !ids.contains(i));
+                if n.items.len() == before {
+                    return Err(Condition::ItemNotFound.into());
+                }
+                put(&node, &n)?;
+                if notify {
+                    let event = proto::retract_event(&node, &ids);
+                    self.notify(&owner, &node, &n, &event);
+                }
+                if node == bookmarks::NODE {
+                    self.legacy_bookmarks_changed(&owner, &n);
+                }
+                Ok(None)
+            }
+            other => unreachable!("read_request: {other:?}"),
+        }
+    }
+
+    /// PEP requests: the owner's view and management of a node's subscriptions.
+    fn owner_subscription_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker { d, u, .. } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (get, put) = node_access(store, &d, &u);
+        match req {
+            Request::OwnerSubscriptions { node } => {
+                let n = get(&node)?;
+                let mut list =
+                    Element::new("subscriptions", proto::NS_OWNER).attr("node", node.as_str());
+                for (jid, subid) in &n.subscribers {
+                    let mut s = subscription(&node, jid, Some(subid), "subscribed");
+                    s.ns = proto::NS_OWNER.into();
+                    s.remove_attr("node");
+                    list = list.child(s);
+                }
+                Ok(Some(owner_payload(list)))
+            }
+            Request::OwnerSetSubscriptions { node, changes } => {
+                let mut n = get(&node)?;
+                for (jid, sub) in changes {
+                    let jid = crate::xmpp::jid(&jid)
+                        .map_err(|_| StanzaError::new(Condition::JidMalformed))?;
+                    let jid = jid.as_str().to_owned();
+                    match sub.as_str() {
+                        "none" => {
+                            n.subscribers.remove(&jid);
+                        }
+                        "subscribed" if n.subscribers.contains_key(&jid) => {}
+                        "subscribed" if n.subscribers.len() < proto::MAX_SUBSCRIBERS => {
+                            n.subscribers.insert(jid, random_id(16));
+                        }
+                        "subscribed" => {
+                            return Err(proto::error(Condition::ResourceConstraint, None))
+                        }
+                        _ => return Err(proto::unsupported("subscription-notifications")),
+                    }
+                }
+                put(&node, &n)?;
+                Ok(None)
+            }
+            other => unreachable!("owner_subscription_request: {other:?}"),
+        }
+    }
+
+    /// PEP requests: disco#items and disco#info of the service and its nodes.
+    fn disco_request(
+        &mut self,
+        asker: &Asker,
+        req: Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Asker {
+            owner, who, d, u, ..
+        } = asker.clone();
+        let shared = self.shared.clone();
+        let store = &shared.store.pep;
+        let (get, _) = node_access(store, &d, &u);
+        match req {
             Request::DiscoItems { node: None } => {
                 let mut q = Element::new("query", ns::DISCO_ITEMS);
                 for (name, n) in store.nodes(&d, &u).map_err(internal)? {
@@ -649,6 +770,7 @@ impl PepService {
                         .child(Element::new("feature", ns::DISCO_INFO).attr("var", proto::NS)),
                 ))
             }
+            other => unreachable!("disco_request: {other:?}"),
         }
     }
 

@@ -7,12 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
+use super::directory::{RosterHandle, RouterHandle, SessionDirectory};
 use super::messages::*;
-use crate::roster::SubKind;
+use crate::roster::{blocks, SubKind};
 use crate::shared::ConnId;
 use crate::xml::Element;
 use crate::xmpp::{
@@ -45,16 +45,6 @@ struct UserState {
     subscribers: HashSet<String>,
     /// The user's XEP-0191 block list.
     blocked: HashSet<String>,
-}
-
-/// Does a block list hold `jid` (full, bare or domain, XEP-0191 §3.1)?
-pub fn blocks(list: &HashSet<String>, jid: &str) -> bool {
-    if list.is_empty() {
-        return false;
-    }
-    let bare = jid.split('/').next().unwrap_or(jid);
-    let domain = bare.rsplit('@').next().unwrap_or(bare);
-    list.contains(jid) || list.contains(bare) || list.contains(domain)
 }
 
 /// What to do with a stanza (the routing table's cells).
@@ -142,71 +132,6 @@ fn best(sessions: &[&&SessionView<'_>]) -> Vec<String> {
         .collect()
 }
 
-/// Read-mostly index of bound sessions by full JID, written only by the router.
-///
-/// A stanza to a bound full JID needs no routing decision (row 4 of `doc/routing.md`), so a
-/// session may hand it straight to the recipient's mailbox, saving two thread hops. To keep
-/// RFC 6120 §10.1 in-order delivery, a session takes this path only while the router has
-/// none of its earlier stanzas still to handle (its [`InFlight`] count is zero): whatever the
-/// router delivered for it is then already in the recipient's mailbox, ahead of this one.
-/// Everything else (bare JIDs, unbound resources, full mailboxes) goes through the router.
-#[derive(Clone, Default)]
-pub struct SessionDirectory(
-    Arc<RwLock<HashMap<String, DirectoryEntry>>>,
-    /// Accounts with at least one carbon-enabled session (XEP-0280), so that sessions only
-    /// ask the router for carbons when someone wants them.
-    Arc<RwLock<HashSet<String>>>,
-);
-
-/// A bound session in the directory: its connection and its inbox.
-type DirectoryEntry = (ConnId, Recipient<ToSession>);
-
-impl SessionDirectory {
-    /// Does the account have a session that wants message carbons?
-    pub fn wants_carbons(&self, bare: &str) -> bool {
-        self.1.read().map(|s| s.contains(bare)).unwrap_or(false)
-    }
-
-    fn set_carbons(&self, bare: &str, any: bool) {
-        if let Ok(mut s) = self.1.write() {
-            if any {
-                s.insert(bare.to_owned());
-            } else {
-                s.remove(bare);
-            }
-        }
-    }
-
-    /// Try to deliver `stanza` to the bound session `full`; the stanza comes back when there is
-    /// no such session or its mailbox is full or closed.
-    pub fn try_deliver(&self, full: &str, stanza: Element) -> Result<(), Element> {
-        let Ok(map) = self.0.read() else {
-            return Err(stanza);
-        };
-        match map.get(full) {
-            Some((_, r)) if r.connected() => {
-                r.do_send(ToSession::Stanza(stanza));
-                Ok(())
-            }
-            _ => Err(stanza),
-        }
-    }
-
-    fn insert(&self, full: &FullJid, conn: ConnId, r: Recipient<ToSession>) {
-        if let Ok(mut map) = self.0.write() {
-            map.insert(full.to_string(), (conn, r));
-        }
-    }
-
-    fn remove(&self, full: &str, conn: ConnId) {
-        if let Ok(mut map) = self.0.write() {
-            if map.get(full).is_some_and(|(c, _)| *c == conn) {
-                map.remove(full);
-            }
-        }
-    }
-}
-
 /// Marks a session's stanza as handled when dropped, i.e. after everything the handler
 /// delivered is queued.
 /// Counts a stanza as handled (the sender's in-flight count goes down) when dropped.
@@ -233,7 +158,7 @@ pub struct Router {
     /// Outgoing federation (`None` when `s2s.enabled = false`).
     remote: Option<Recipient<ToRemote>>,
     /// The PEP service, told who is available to whom with which caps.
-    pep: Option<Recipient<super::pep::PepPresence>>,
+    pep: Option<Recipient<super::messages::PepPresence>>,
     /// Subscription stanzas with the roster store, per (user, contact), and the contact's
     /// later stanzas to the user held until they are done, so that e.g. a contact's presence
     /// cannot overtake its `subscribed` (RFC 6120 §10.1 order).
@@ -251,7 +176,7 @@ impl Router {
         scheduler: Recipient<LogDeliveryError>,
         roster: Recipient<Inbound>,
         remote: Option<Recipient<ToRemote>>,
-        pep: Option<Recipient<super::pep::PepPresence>>,
+        pep: Option<Recipient<super::messages::PepPresence>>,
     ) -> Router {
         Router {
             destinations,
@@ -316,7 +241,7 @@ impl Router {
             Some("unavailable") => None,
             _ => return,
         };
-        pep.do_send(super::pep::PepPresence {
+        pep.do_send(super::messages::PepPresence {
             owner: owner.clone(),
             from: from.to_owned(),
             caps,
@@ -357,7 +282,7 @@ impl Router {
         addr: &Addr<Router>,
         roster: RosterHandle,
         (take_offline, spool_barrier): (Recipient<TakeOffline>, Recipient<Barrier>),
-        pep: super::pep::PepHandle,
+        pep: super::directory::PepHandle,
     ) -> RouterHandle {
         RouterHandle {
             take_offline,
@@ -817,7 +742,7 @@ impl Handler<Unbind> for Router {
             self.users.remove(&bare);
             // Offline: the PEP service forgets who was there for the account.
             if let Some(pep) = &self.pep {
-                pep.do_send(super::pep::PepPresence {
+                pep.do_send(super::messages::PepPresence {
                     owner: bare,
                     from: String::new(),
                     caps: None,

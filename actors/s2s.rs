@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::connection::events;
 use super::messages::*;
 use super::outbox;
 use crate::s2s::outgoing::{self, Link, OutError};
@@ -205,14 +204,6 @@ struct LinkState {
 #[rtype(result = "()")]
 struct CloseLink(&'static str);
 
-/// S2sIn -> S2s: the domains an incoming link has authenticated (none: it closed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct IncomingLink {
-    pub id: u64,
-    pub links: Vec<LinkInfo>,
-}
-
 enum OutState {
     /// No stream; the next stanza opens one.
     Down,
@@ -267,7 +258,7 @@ impl S2sOut {
                     link.method
                 );
                 let (tx, queued, abort) = outbox::spawn_writer(link.writer);
-                ctx.add_stream(events(link.reader));
+                ctx.add_stream(link.reader.into_events());
                 self.state = OutState::Up { tx, queued, abort };
                 self.report(Some(link.method.to_string()));
                 for st in queue {

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::connection::events;
+use super::directory::RouterHandle;
 use super::messages::*;
 use super::outbox;
-use super::s2s::{IncomingLink, S2s};
+use super::s2s::S2s;
 use crate::s2s::incoming::Accepted;
 use crate::s2s::pki::PeerCert;
 use crate::s2s::{dialback, outgoing, set_ns, AuthMethod, S2sContext, DIALBACK};
@@ -38,7 +38,7 @@ pub struct S2sIn {
     shared: Arc<Shared>,
     cx: Arc<S2sContext>,
     router: Recipient<Route>,
-    pep: super::pep::PepHandle,
+    pep: super::directory::PepHandle,
     manager: Addr<S2s>,
     local: String,
     stream_id: String,
@@ -74,7 +74,7 @@ impl S2sIn {
         } = accepted;
         let (tx, _, _) = outbox::spawn_writer(writer);
         S2sIn::create(move |ctx| {
-            ctx.add_stream(events(reader));
+            ctx.add_stream(reader.into_events());
             let mut act = S2sIn {
                 id,
                 tag: format!("s2s#{}", id.0),
@@ -239,12 +239,12 @@ impl S2sIn {
                     .get_attr("id")
                     .is_some_and(|i| i.starts_with(super::pep::CAPS_QUERY_ID))
             {
-                self.pep.caps.do_send(super::pep::CapsAnswer { iq });
+                self.pep.caps.do_send(super::messages::CapsAnswer { iq });
             }
             return;
         }
         if to.node().is_some() && to.resource().is_none() && services::pep::is_pep(&iq) {
-            let ask = self.pep.iq.send(super::pep::PepIq { iq });
+            let ask = self.pep.iq.send(super::messages::PepIq { iq });
             ctx.spawn(ask.into_actor(self).map(|res, act, _| {
                 if let Ok(Some(reply)) = res {
                     act.to_remote(reply);

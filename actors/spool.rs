@@ -89,7 +89,7 @@ impl Spool {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        if crate::actors::router::blocks(&blocked, from) {
+        if crate::roster::blocks(&blocked, from) {
             return Err((Condition::ServiceUnavailable, "blocked by the recipient"));
         }
         let cfg = &self.shared.config.offline;

@@ -13,6 +13,7 @@
 //! - [`xmpp`]: namespaces, stream/stanza errors, JIDs, stanza helpers.
 //! - [`sasl`]: SCRAM-SHA-1/256(-PLUS) and PLAIN.
 //! - [`tls`]: OpenSSL acceptor, certificates, STARTTLS, channel binding.
+//! - [`transport`]: what a client session runs over (TCP+TLS today; WebSocket, BOSH later).
 //! - [`login`]: the unauthenticated part of a client stream (SASL, registration).
 //! - [`services`]: server-side IQ handlers, one file per XEP.
 //! - [`store`]: sled trees, one module per tree.
@@ -34,6 +35,7 @@ pub mod services;
 pub mod shared;
 pub mod store;
 pub mod tls;
+pub mod transport;
 pub mod xml;
 pub mod xmpp;
 

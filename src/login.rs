@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::limits::PeerAddr;
@@ -18,7 +18,7 @@ use crate::services::register;
 use crate::shared::{blocking, ConnId, Shared};
 use crate::store::accounts::verify_bcrypt;
 use crate::store::now_secs;
-use crate::tls::{check_header, next_bounded, parse_error_condition, TlsStream};
+use crate::tls::{check_header, next_bounded, parse_error_condition};
 use crate::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
 use crate::xmpp::{error_reply, iq_result, ns, random_id, stream_header, StanzaError, StreamError};
 
@@ -26,9 +26,9 @@ use crate::xmpp::{error_reply, iq_result, ns, random_id, stream_header, StanzaEr
 const MAX_AUTH_FAILURES: u32 = 5;
 
 /// The read side of an authenticated client stream.
-pub type ClientReader = XmlReader<ReadHalf<TlsStream>>;
+pub type ClientReader = XmlReader<crate::transport::ByteReader>;
 /// The write side of an authenticated client stream.
-pub type ClientWriter = WriteHalf<TlsStream>;
+pub type ClientWriter = crate::transport::ByteWriter;
 
 /// An authenticated, restarted stream, ready for resource binding.
 pub struct LoggedIn {
@@ -206,17 +206,20 @@ enum Sasl {
     Scram(Box<ScramPending>),
 }
 
-/// Drive a TLS client stream from its first header to an authenticated, restarted stream;
+/// Drive a client transport from its first header to an authenticated, restarted stream;
 /// everything must be done by `deadline` (`limits.handshake_timeout_secs`).
 pub async fn run(
     shared: &Arc<Shared>,
     conn: ConnId,
-    stream: TlsStream,
+    transport: crate::transport::Transport,
     deadline: Instant,
     peer: Option<PeerAddr>,
 ) -> Result<LoggedIn, LoginEnd> {
-    let cb = crate::tls::channel_binding(stream.ssl());
-    let (rd, mut w) = tokio::io::split(stream);
+    let crate::transport::Transport {
+        reader: rd,
+        writer: mut w,
+        channel_binding: cb,
+    } = transport;
     let mut reader = XmlReader::new(rd, preauth_limits(shared));
     // `peer` is None for clients exempt from the abuse limits.
     let l = &shared.config.limits;

@@ -301,6 +301,18 @@ pub fn parse_ver(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// The block-list entries that block `jid` (XEP-0191 §3.1): itself, its bare JID, its domain.
+pub fn block_entries(jid: &str) -> [&str; 3] {
+    let bare = jid.split('/').next().unwrap_or(jid);
+    let domain = bare.rsplit('@').next().unwrap_or(bare);
+    [jid, bare, domain]
+}
+
+/// Does a block list hold `jid` (full, bare or domain)?
+pub fn blocks(list: &std::collections::HashSet<String>, jid: &str) -> bool {
+    !list.is_empty() && block_entries(jid).iter().any(|e| list.contains(*e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,7 +246,7 @@ async fn third_is_refused(sp: &mut Client, j: &mut Client, extra: &str) {
         .await;
     }
     for i in 0..2 {
-        let e = j.recv().await;
+        let e = common::fed::wait_for(j, |e| e.name == "message").await;
         assert_eq!(e.get_attr("id"), Some(format!("s{i}").as_str()));
     }
     let e = sp.recv().await;

@@ -8,8 +8,7 @@ use actix::prelude::*;
 
 use super::Connection;
 use crate::actors::messages::*;
-use crate::actors::router::blocks;
-use crate::roster::{self, SubKind};
+use crate::roster::{self, blocks, SubKind};
 use crate::services::carbons;
 use crate::xml::Element;
 use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, Jid, StanzaError};

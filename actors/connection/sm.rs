@@ -15,19 +15,18 @@
 //! the session ends, and the messages it had not acknowledged are routed again (to another
 //! resource, or to the offline spool): nothing is lost.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::super::outbox;
-use super::{events, Connection};
-use crate::actors::messages::{Barrier, Route};
+use super::Connection;
+use crate::actors::messages::{Barrier, Resume, Route};
 use crate::login::LoggedIn;
 use crate::shared::ConnSlot;
 use crate::xml::Element;
-use crate::xmpp::{ns, random_id, BareJid, StreamError};
+use crate::xmpp::{ns, random_id, StreamError};
 
 pub const NS: &str = "urn:xmpp:sm:3";
 /// Ask the client for an ack after this many unacknowledged stanzas.
@@ -60,45 +59,6 @@ pub struct State {
     settling: u32,
     /// The highest `h` acknowledged so far (acks never go back).
     acked: u32,
-}
-
-/// A resumable session: its owner and its actor.
-type ResumableSession = (BareJid, Addr<Connection>);
-
-/// Sessions that can be resumed, by resumption id.
-#[derive(Clone, Default)]
-pub struct Resumable(Arc<Mutex<HashMap<String, ResumableSession>>>);
-
-impl Resumable {
-    /// The session `id` of `user`, if it exists.
-    pub fn get(&self, id: &str, user: &BareJid) -> Option<Addr<Connection>> {
-        let map = self.0.lock().ok()?;
-        map.get(id)
-            .filter(|(owner, addr)| owner == user && addr.connected())
-            .map(|(_, a)| a.clone())
-    }
-
-    fn insert(&self, id: String, user: BareJid, addr: Addr<Connection>) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(id, (user, addr));
-        }
-    }
-
-    fn remove(&self, id: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(id);
-        }
-    }
-}
-
-/// A new authenticated stream asks to resume the session: its transport, the client's `h`,
-/// and its place in the connection limit. The transport comes back if resumption fails.
-#[derive(Message)]
-#[rtype(result = "Result<(), Box<(LoggedIn, ConnSlot)>>")]
-pub struct Resume {
-    pub login: LoggedIn,
-    pub h: u32,
-    pub slot: ConnSlot,
 }
 
 /// `<failed/>` for a `<resume/>` that cannot be honoured.
@@ -158,9 +118,11 @@ impl Connection {
                     let mut state = State::default();
                     if wants && timeout > 0 {
                         let id = random_id(24);
-                        self.router
-                            .resumable
-                            .insert(id.clone(), self.bare.clone(), ctx.address());
+                        self.router.resumable.insert(
+                            id.clone(),
+                            self.bare.clone(),
+                            ctx.address().recipient(),
+                        );
                         self.send_raw(
                             format!(
                                 "<enabled xmlns='{NS}' id='{id}' resume='true' max='{timeout}'/>"
@@ -358,7 +320,7 @@ impl Handler<Resume> for Connection {
         self.out = Some(tx);
         self.queued = queued;
         self.abort = abort;
-        self.reader = Some(ctx.add_stream(events(reader)));
+        self.reader = Some(ctx.add_stream(reader.into_events()));
         self.limited = limited;
         self._slot = slot;
         self.last_heard = std::time::Instant::now();

@@ -143,9 +143,7 @@ impl Rosters {
     /// Does the account's block list hold `jid` (as given, its bare JID or its domain,
     /// XEP-0191 §3.1)? Three point lookups, no scan.
     pub fn is_blocked(&self, domain: &str, user: &str, jid: &str) -> Result<bool, StoreError> {
-        let bare = jid.split('/').next().unwrap_or(jid);
-        let host = bare.rsplit('@').next().unwrap_or(bare);
-        for j in [jid, bare, host] {
+        for j in crate::roster::block_entries(jid) {
             if self.blocks.contains_key(key(domain, user, j))? {
                 return Ok(true);
             }

@@ -351,6 +351,20 @@ impl<R: AsyncRead + Unpin> XmlReader<R> {
         self.budget.allowed.store(allowed, Ordering::Relaxed);
     }
 
+    /// The reader as a stream of events that ends after the stream's end or an error (what
+    /// an actor adds to its context).
+    pub fn into_events(self) -> impl futures_util::Stream<Item = Result<StreamEvent, ParseError>>
+    where
+        R: 'static,
+    {
+        futures_util::stream::unfold(Some(self), |reader| async move {
+            let mut reader = reader?;
+            let ev = reader.next().await;
+            let more = matches!(ev, Ok(StreamEvent::Element(_)));
+            Some((ev, more.then_some(reader)))
+        })
+    }
+
     /// The next event of the stream.
     pub async fn next(&mut self) -> Result<StreamEvent, ParseError> {
         if !self.open {
