@@ -42,6 +42,21 @@ pub struct Route {
     pub inflight: Option<InFlight>,
 }
 
+impl Route {
+    /// A stanza made by the server (an answer, a bounce, a notification), routed by the
+    /// `from` and `to` it carries; `None` when either is missing or malformed.
+    pub fn of(stanza: Element) -> Option<Route> {
+        let from = crate::xmpp::jid(stanza.get_attr("from")?).ok()?;
+        let to = crate::xmpp::jid(stanza.get_attr("to")?).ok()?;
+        Some(Route {
+            stanza,
+            from,
+            to,
+            inflight: None,
+        })
+    }
+}
+
 /// A session's count of stanzas handed to the router and not yet handled by it.
 pub type InFlight = std::sync::Arc<std::sync::atomic::AtomicUsize>;
 

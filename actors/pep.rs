@@ -106,17 +106,8 @@ impl PepService {
     }
 
     fn send(&self, stanza: Element) {
-        let from = stanza
-            .get_attr("from")
-            .and_then(|f| crate::xmpp::jid(f).ok());
-        let to = stanza.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok());
-        if let (Some(from), Some(to)) = (from, to) {
-            self.route.do_send(Route {
-                stanza,
-                from,
-                to,
-                inflight: None,
-            });
+        if let Some(r) = Route::of(stanza) {
+            self.route.do_send(r);
         }
     }
 

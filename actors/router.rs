@@ -251,11 +251,10 @@ impl Router {
     /// Send a stanza (`from` and `to` set) wherever its `to` is: a local session or, through
     /// federation, another server.
     fn send_to(&mut self, stanza: Element) {
-        let from = stanza
-            .get_attr("from")
-            .and_then(|f| crate::xmpp::jid(f).ok());
-        let to = stanza.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok());
-        let (Some(from), Some(to)) = (from, to) else {
+        let Some(Route {
+            stanza, from, to, ..
+        }) = Route::of(stanza)
+        else {
             return;
         };
         if !self.is_local_jid(&to) {

@@ -279,17 +279,8 @@ impl S2sIn {
 
     /// Send one of our answers to the peer's domain (through our outgoing link).
     fn to_remote(&self, stanza: Element) {
-        let from = stanza
-            .get_attr("from")
-            .and_then(|f| crate::xmpp::jid(f).ok());
-        let to = stanza.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok());
-        if let (Some(from), Some(to)) = (from, to) {
-            self.router.do_send(Route {
-                stanza,
-                from,
-                to,
-                inflight: None,
-            });
+        if let Some(r) = Route::of(stanza) {
+            self.router.do_send(r);
         }
     }
 

@@ -35,12 +35,6 @@ pub struct Scheduler {
     close_account: Option<Recipient<CloseAccount>>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Scheduler {
     pub fn new(shared: Arc<Shared>) -> Scheduler {
         Scheduler {
@@ -53,7 +47,7 @@ impl Scheduler {
 
     fn prune(&mut self) {
         let retention = self.shared.config.delivery_errors.retention_days * 86_400_000;
-        let cutoff = now_ms().saturating_sub(retention);
+        let cutoff = crate::store::now_ms().saturating_sub(retention);
         match self.shared.store.delivery_errors.prune(cutoff) {
             Ok(0) => {}
             Ok(n) => log::info!("scheduler: pruned {n} delivery-error entries"),
@@ -206,7 +200,7 @@ impl Handler<LogDeliveryError> for Scheduler {
         );
         self.seq = self.seq.wrapping_add(1);
         let entry = DeliveryError {
-            time_ms: now_ms(),
+            time_ms: crate::store::now_ms(),
             from: msg.from,
             to: msg.to,
             reason: msg.reason,

@@ -25,12 +25,6 @@ pub struct Spool {
     scheduler: Recipient<LogDeliveryError>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Spool {
     pub fn new(
         shared: Arc<Shared>,
@@ -54,18 +48,9 @@ impl Spool {
             to: to.to_string(),
             reason: format!("{cond}: {reason}"),
         });
-        let (Ok(from_jid), Ok(to_jid)) = (
-            crate::xmpp::jid(&from),
-            crate::xmpp::jid(reply.get_attr("from").unwrap_or_default()),
-        ) else {
-            return;
-        };
-        self.router.do_send(Route {
-            stanza: reply,
-            from: to_jid,
-            to: from_jid,
-            inflight: None,
-        });
+        if let Some(r) = Route::of(reply) {
+            self.router.do_send(r);
+        }
     }
 
     /// Keep the message if the account exists, the type qualifies and the quota allows.
@@ -108,7 +93,7 @@ impl Spool {
         }
         store
             .offline
-            .push(domain, user, now_ms(), xml)
+            .push(domain, user, crate::store::now_ms(), xml)
             .map_err(|e| match e {
                 crate::store::StoreError::Full(_) => (Condition::ResourceConstraint, "disk full"),
                 e => {
@@ -156,9 +141,7 @@ impl Handler<TakeOffline> for Spool {
             .filter_map(|rec| {
                 let mut el = parse_element(&rec.xml).ok()?;
                 // XEP-0203: when the server received it.
-                let stamp = chrono::DateTime::from_timestamp_millis(rec.ts_ms as i64)?
-                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                    .to_string();
+                let stamp = crate::xmpp::xep0082(rec.ts_ms)?;
                 el.children.push(crate::xml::Node::Element(
                     Element::new("delay", "urn:xmpp:delay")
                         .attr("from", domain)

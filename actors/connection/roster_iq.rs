@@ -324,16 +324,8 @@ impl Connection {
         let Some(reply) = error_reply(el, &err) else {
             return;
         };
-        if let (Ok(from), Ok(to)) = (
-            crate::xmpp::jid(reply.get_attr("from").unwrap_or_default()),
-            crate::xmpp::jid(reply.get_attr("to").unwrap_or_default()),
-        ) {
-            self.router.route.do_send(Route {
-                stanza: reply,
-                from,
-                to,
-                inflight: None,
-            });
+        if let Some(r) = Route::of(reply) {
+            self.router.route.do_send(r);
         }
     }
 }

@@ -5,8 +5,8 @@ use crate::xmpp::ns;
 
 /// The `<time/>` payload of the answer.
 pub fn answer() -> Element {
-    let now = chrono::Utc::now();
+    let now = crate::xmpp::xep0082(crate::store::now_ms()).unwrap_or_default();
     Element::new("time", ns::TIME)
         .child(Element::new("tzo", ns::TIME).text("+00:00"))
-        .child(Element::new("utc", ns::TIME).text(now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+        .child(Element::new("utc", ns::TIME).text(now))
 }

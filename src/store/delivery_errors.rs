@@ -76,10 +76,7 @@ impl DeliveryErrors {
 
 /// The log of the last `days` days as text, one line per entry (for `kleiber errors`).
 pub fn format_since(store: &super::Store, days: u64) -> Result<String, StoreError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let since = now.saturating_sub(days * 86_400_000);
+    let since = super::now_ms().saturating_sub(days * 86_400_000);
     let mut out = String::new();
     for e in store.delivery_errors.since(since, usize::MAX)? {
         let t = chrono::DateTime::from_timestamp_millis(e.time_ms as i64)

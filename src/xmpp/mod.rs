@@ -108,6 +108,13 @@ pub fn iq_payload(iq: &Element) -> Result<Option<&Element>, StanzaError> {
     }
 }
 
+/// A time as XEP-0082 DateTime in UTC with milliseconds (`2026-12-07T14:15:16.123Z`), as
+/// delays (XEP-0203) and entity time (XEP-0202) carry it; `None` outside chrono's range.
+pub fn xep0082(ms_since_epoch: u64) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_millis(i64::try_from(ms_since_epoch).ok()?)?;
+    Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
 /// A random identifier (stream ids, generated resources, SCRAM nonces): `n` bytes, base64url.
 pub fn random_id(n: usize) -> String {
     use base64::Engine;

@@ -24,14 +24,8 @@ impl Actor for Echo {
 
 impl Echo {
     fn send(&self, stanza: Element) {
-        let from = kleiber::xmpp::jid(stanza.get_attr("from").unwrap()).unwrap();
-        let to = kleiber::xmpp::jid(stanza.get_attr("to").unwrap()).unwrap();
-        self.route.do_send(Route {
-            stanza,
-            from,
-            to,
-            inflight: None,
-        });
+        self.route
+            .do_send(Route::of(stanza).expect("from and to set"));
     }
 }
 
