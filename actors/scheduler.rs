@@ -125,7 +125,8 @@ impl Scheduler {
             let dir = shared.config.snapshot_dir();
             let keep = Duration::from_secs(shared.config.snapshots.keep_days * 86_400);
             let result = crate::shared::blocking(move || -> Result<std::path::PathBuf, String> {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                crate::store::create_private_dir(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
                 // Expired ones go first: that may be the space the new one needs.
                 prune_snapshots(&dir, keep);
                 // No copy of everything while the disk is short of space (storage.min_free_mb).

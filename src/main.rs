@@ -99,6 +99,14 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
+    // Everything kleiber creates (database, snapshots, backups, certificates, the control
+    // socket) is for its own user only, even when started outside the systemd unit. Set
+    // before any file exists, so no file is ever created wider and narrowed later.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode mask; no thread exists yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sled=warn"))
         .format_timestamp_secs()
         .init();

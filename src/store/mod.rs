@@ -123,9 +123,10 @@ impl Store {
     /// Open with a flush window: writes are durable at most `flush_ms` after they were made
     /// (sled's background group commit: one fsync per window, not one per write).
     pub fn open_with(dir: &Path, flush_ms: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        create_private_dir(dir).map_err(|e| {
             StoreError::Db(format!("data_dir {}: cannot create it: {e}", dir.display()))
         })?;
+        check_not_shared(dir)?;
         let path = dir.join("db");
         let db = sled::Config::new()
             .path(&path)
@@ -310,6 +311,39 @@ impl Store {
         self.flush()?;
         Ok(existed)
     }
+}
+
+/// Create `dir` (and missing parents) readable by the owner only (0700), whatever the umask.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Refuse a data directory that other users may write to: they could replace the database
+/// or the control socket.
+fn check_not_shared(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| StoreError::Db(format!("data_dir {}: {e}", dir.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(StoreError::Db(format!(
+                "data_dir {}: writable by group or others (mode {:04o}); run chmod go-w on it",
+                dir.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.
