@@ -632,21 +632,19 @@ impl Connection {
                 }));
             }
             register::Request::Remove => {
-                let delete = self.router.roster.delete.clone();
+                let live = super::account::Live::from(&self.router);
                 let bare = self.bare.clone();
+                // The whole deletion (contacts told, sessions closed, data removed) happens
+                // while this actor waits, so the result below goes out before the close.
                 let fut = async move {
-                    // RFC 6121 §3: the account's contacts learn it is gone (unsubscribe /
-                    // unsubscribed) before its roster is deleted with the account.
-                    let _ = delete.send(DeleteRoster { user: bare }).await;
-                    register::remove(&shared, &host, &user).await
+                    super::account::delete(&shared.store, Some(&live), vec![bare])
+                        .await
+                        .map_err(|e| e.stanza_error("account deletion"))
                 };
                 ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
-                    Ok(()) => {
-                        log::info!("{}: account {} deleted by its owner", act.id, act.bare);
+                    Ok(_) => {
+                        log::info!("{}: account deleted by its owner", act.id);
                         act.send(&iq_result(&iq, None), ctx);
-                        act.router.close_account.do_send(CloseAccount {
-                            jid: act.bare.clone(),
-                        });
                         act.close(StreamError::NotAuthorized, "account removed", ctx);
                     }
                     Err(e) => act.register_error(&iq, e, ctx),

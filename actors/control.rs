@@ -13,7 +13,7 @@ use actix::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::messages::{CloseAccount, DeleteRoster, RouterHandle, SessionCount, SessionsPerHost};
+use super::messages::{RouterHandle, SessionCount, SessionsPerHost};
 use super::router::Router;
 use crate::services::register;
 use crate::shared::{blocking, Shared};
@@ -224,16 +224,8 @@ async fn command(
                 return Err(format!("{user}@{host} does not exist"));
             }
             let bare = BareJid::new(&format!("{user}@{host}")).map_err(|e| e.to_string())?;
-            // As an in-band cancel: contacts unsubscribed, sessions closed, everything removed.
-            let _ = handle
-                .roster
-                .delete
-                .send(DeleteRoster { user: bare.clone() })
-                .await;
-            handle.close_account.do_send(CloseAccount { jid: bare });
-            let s = shared.clone();
-            let (h, u) = (host.clone(), user.clone());
-            blocking(move || s.store.delete_account(&h, &u))
+            let live = super::account::Live::from(handle);
+            super::account::delete(&shared.store, Some(&live), vec![bare])
                 .await
                 .map_err(st)?;
             log::info!("operator deleted {user}@{host}");

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::messages::{Barrier, CloseAccount, DeleteRoster, LogDeliveryError, WireScheduler};
+use super::account;
+use super::messages::{Barrier, LogDeliveryError, WireScheduler};
 use crate::shared::Shared;
 use crate::store::{now_secs, DeliveryError};
 use crate::xmpp::BareJid;
@@ -31,8 +32,7 @@ pub struct Scheduler {
     /// Disambiguates entries within one millisecond.
     seq: u32,
     /// Set by [`WireScheduler`] once the roster store and router exist.
-    delete_roster: Option<Recipient<DeleteRoster>>,
-    close_account: Option<Recipient<CloseAccount>>,
+    accounts: Option<account::Live>,
 }
 
 fn now_ms() -> u64 {
@@ -46,8 +46,7 @@ impl Scheduler {
         Scheduler {
             shared,
             seq: 0,
-            delete_roster: None,
-            close_account: None,
+            accounts: None,
         }
     }
 
@@ -84,36 +83,14 @@ impl Scheduler {
         if stale.is_empty() {
             return;
         }
-        let (shared, delete, close) = (
-            self.shared.clone(),
-            self.delete_roster.clone(),
-            self.close_account.clone(),
-        );
+        let (shared, live) = (self.shared.clone(), self.accounts.clone());
         let job = async move {
-            let n = stale.len();
-            for jid in stale {
-                // Contacts learn the account is gone (RFC 6121 unsubscribe/unsubscribed)
-                // before its roster goes with it.
-                if let Some(d) = &delete {
-                    let _ = d.send(DeleteRoster { user: jid.clone() }).await;
+            match account::delete(&shared.store, live.as_ref(), stale).await {
+                Ok(n) => {
+                    log::info!("scheduler: deleted {n} accounts inactive for more than {days} days")
                 }
-                if let Some(c) = &close {
-                    c.do_send(CloseAccount { jid: jid.clone() });
-                }
-                let (domain, user) = (
-                    jid.domain().as_str().to_owned(),
-                    jid.node()
-                        .map(|n| n.as_str().to_owned())
-                        .unwrap_or_default(),
-                );
-                let s = shared.clone();
-                match crate::shared::blocking(move || s.store.delete_account(&domain, &user)).await
-                {
-                    Ok(_) => log::debug!("scheduler: deleted inactive account {jid}"),
-                    Err(e) => log::error!("scheduler: deleting {jid} failed: {e}"),
-                }
+                Err(e) => log::error!("scheduler: deleting inactive accounts failed: {e}"),
             }
-            log::info!("scheduler: deleted {n} accounts inactive for more than {days} days");
         };
         ctx.spawn(job.into_actor(self));
     }
@@ -182,8 +159,7 @@ impl Actor for Scheduler {
 impl Handler<WireScheduler> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: WireScheduler, ctx: &mut Context<Self>) {
-        self.delete_roster = Some(msg.delete_roster);
-        self.close_account = Some(msg.close_account);
+        self.accounts = Some(msg.accounts);
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let cleanup = Duration::from_secs(cfg.accounts.cleanup_interval_hours * 3600);

@@ -270,6 +270,7 @@ fn open_store(config: &Config) -> Result<Store, String> {
     let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
         .map_err(|e| e.to_string())?;
     store.space.set_min_free(config.storage.min_free_mb << 20);
+    store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
     Ok(store)
 }
 
@@ -362,17 +363,16 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         }
         UserAction::Del { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
-            // The server is stopped, so no unsubscribe can be sent: update the local
-            // contacts' rosters as those stanzas would have.
-            store
-                .rosters
-                .unsubscribe_local_contacts(&host, &user, |d| config.hosts.contains_key(d))
+            let bare = kleiber::xmpp::BareJid::new(&format!("{user}@{host}"))
                 .map_err(|e| e.to_string())?;
-            store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
-            if !store
-                .delete_account(&host, &user)
-                .map_err(|e| e.to_string())?
-            {
+            // The server is stopped: no stanza can be sent, the store's part does the rest.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let n = rt
+                .block_on(kleiber::actors::account::delete(&store, None, vec![bare]))
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
                 return Err(format!("{user}@{host} does not exist"));
             }
             println!("deleted {user}@{host}");

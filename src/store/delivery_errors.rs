@@ -62,6 +62,28 @@ impl DeliveryErrors {
         Ok(out)
     }
 
+    /// Remove the entries from or to the bare JIDs `jids` (accounts being deleted); returns
+    /// how many.
+    pub fn forget(&self, jids: &std::collections::HashSet<String>) -> Result<usize, StoreError> {
+        if jids.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let s = String::from_utf8_lossy(&v);
+            let named = s
+                .splitn(3, '\0')
+                .take(2)
+                .any(|j| jids.contains(j.split('/').next().unwrap_or(j)));
+            if named {
+                self.tree.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Remove entries older than `before_ms`; returns how many.
     pub fn prune(&self, before_ms: u64) -> Result<usize, StoreError> {
         let mut n = 0;

@@ -291,25 +291,77 @@ impl Store {
         Ok(n)
     }
 
-    /// Remove an account and everything stored for it, and block its name from being
-    /// registered again for a while, so that a stranger cannot take it over and receive what
-    /// was meant for the old owner. The block keeps only a keyed hash of the JID.
+    /// Remove an account and everything stored for it (see [`Store::delete_accounts`]);
+    /// `Ok(false)` if it did not exist.
     pub fn delete_account(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_accounts(&[(domain.to_owned(), user.to_owned())])? == 1)
+    }
+
+    /// The store's part of deleting accounts, the same whether the server runs or not
+    /// (`actors::account::delete` adds what only a running server can do). For each
+    /// `(domain, user)`:
+    ///
+    /// - block the name from being registered again for a while, so that a stranger cannot
+    ///   take it over and receive what was meant for the old owner (a keyed hash only);
+    /// - apply to each local contact's roster what the account's `unsubscribe` /
+    ///   `unsubscribed` do (RFC 6121 §3.2-3.3; a running server has sent them already and
+    ///   removed the roster, so this finds nothing left to do);
+    /// - remove every record of the account;
+    ///
+    /// and then, for all of them at once (one pass over those trees), their affiliations and
+    /// subscriptions on other accounts' PEP nodes (else whoever registers the name later
+    /// inherits `member` access) and their delivery-error entries. What other accounts hold
+    /// of their own accord stays theirs: roster items (with subscription `none`), block list
+    /// entries, offline messages from the account, client data. Returns how many existed.
+    pub fn delete_accounts(&self, accounts: &[(String, String)]) -> Result<usize, StoreError> {
         let block = self
             .tombstone_secs
             .load(std::sync::atomic::Ordering::Relaxed);
-        if block > 0 {
-            let until = now_secs() + block;
-            self.tombstones
-                .insert(self.tombstone_id(domain, user), &until.to_be_bytes())?;
+        let mut existed = 0;
+        let mut jids = std::collections::HashSet::new();
+        for (domain, user) in accounts {
+            // A name that was never taken is not blocked.
+            if block > 0 && self.accounts.exists(domain, user)? {
+                let until = now_secs() + block;
+                self.tombstones
+                    .insert(self.tombstone_id(domain, user), &until.to_be_bytes())?;
+            }
+            self.rosters.unsubscribe_local_contacts(domain, user)?;
+            existed += self.accounts.remove(domain, user)? as usize;
+            self.rosters.remove_account(domain, user)?;
+            self.offline.remove_account(domain, user)?;
+            self.client_data.remove_account(domain, user)?;
+            self.pep.remove_account(domain, user)?;
+            jids.insert(format!("{user}@{domain}"));
         }
-        let existed = self.accounts.remove(domain, user)?;
-        self.rosters.remove_account(domain, user)?;
-        self.offline.remove_account(domain, user)?;
-        self.client_data.remove_account(domain, user)?;
-        self.pep.remove_account(domain, user)?;
+        self.pep.forget(&jids)?;
+        self.delivery_errors.forget(&jids)?;
         self.flush()?;
         Ok(existed)
+    }
+
+    /// The names of every tree in the database (for the data inventory and the tests that
+    /// check deletion tree by tree).
+    pub fn tree_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every entry of the tree `name`, as raw bytes.
+    pub fn entries(&self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let tree = self.db.open_tree(name)?;
+        let mut out = Vec::new();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 }
 
