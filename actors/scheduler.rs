@@ -1,8 +1,8 @@
 //! The scheduler: the delivery-error log and the periodic jobs that keep the privacy policy.
 //!
 //! - The delivery-error log: the only writer of the `delivery_errors` tree; each failed
-//!   delivery becomes one entry (time, from, to, reason; never content, never an address)
-//!   and one `info` log line; entries older than `delivery_errors.retention_days` are pruned
+//!   delivery becomes one entry (time, bare from and to, reason; never content, never an
+//!   address) and one `info` log line without JIDs (they are at `debug`); entries older than `delivery_errors.retention_days` are pruned
 //!   hourly.
 //! - Inactive accounts: every `accounts.cleanup_interval_hours`, accounts not seen for
 //!   `accounts.delete_inactive_after_days` are deleted with everything stored for them, after
@@ -175,22 +175,19 @@ impl Handler<WireScheduler> for Scheduler {
 impl Handler<LogDeliveryError> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: LogDeliveryError, _: &mut Context<Self>) {
-        log::info!(
-            "delivery failed: {} -> {}: {}",
-            msg.from,
-            msg.to,
-            msg.reason
-        );
         self.seq = self.seq.wrapping_add(1);
-        let entry = DeliveryError {
-            time_ms: now_ms(),
-            from: msg.from,
-            to: msg.to,
-            reason: msg.reason,
-        };
+        let entry = DeliveryError::new(now_ms(), &msg.from, &msg.to, &msg.reason);
+        // Who -> whom only at debug: at info the log is no record of who writes to whom.
+        log::info!("delivery failed: {}", entry.reason);
+        log::debug!(
+            "delivery failed: {} -> {}: {}",
+            entry.from,
+            entry.to,
+            entry.reason
+        );
         match self.shared.store.delivery_errors.append(&entry, self.seq) {
             Ok(()) => {}
-            // Disk full: logged once by the space guard; the entry is in the log line above.
+            // Disk full: logged once by the space guard; the entry is in the debug line above.
             Err(crate::store::StoreError::Full(_)) => {}
             Err(e) => log::error!("scheduler: cannot write the delivery-error log: {e}"),
         }

@@ -426,3 +426,41 @@ fn offline_cli_deletion_leaves_no_trace_in_any_tree() {
     assert!(n > 5, "{n} entries");
     assert!(store.is_tombstoned("localhost", "alice").unwrap());
 }
+
+/// The delivery-error log keeps who -> whom as bare JIDs, and does not tell the operator that
+/// the recipient blocks the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_errors_keep_bare_jids_and_hide_blocks() {
+    let s = TestServer::start();
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    s.shared()
+        .store
+        .rosters
+        .set_blocked("localhost", "bob", "alice@localhost", true)
+        .unwrap();
+    let mut a = s.online("alice", "phone").await;
+    a.send("<message to='bob@localhost' type='chat' id='m'><body>x</body></message>")
+        .await;
+    loop {
+        let e = a.recv().await;
+        if e.get_attr("id") == Some("m") {
+            assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+            break;
+        }
+    }
+    let mut entries = Vec::new();
+    for _ in 0..200 {
+        entries = s.shared().store.delivery_errors.since(0, 10).unwrap();
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(
+        (e.from.as_str(), e.to.as_str(), e.reason.as_str()),
+        ("alice@localhost", "bob@localhost", "service-unavailable")
+    );
+}

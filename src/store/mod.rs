@@ -26,8 +26,9 @@ pub use offline::Offline;
 pub use pep::Pep;
 pub use roster::{RosterMeta, Rosters};
 
-/// The schema version written into the `meta` tree.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version written into the `meta` tree. 2: account records without their
+/// creation time (migrated from 1 when the store opens).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A storage failure.
 #[derive(Debug)]
@@ -144,6 +145,7 @@ impl Store {
                 }
             })?;
         let meta = db.open_tree("meta")?;
+        let mut migrate_from = None;
         match meta.get("schema")? {
             None => {
                 meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
@@ -159,6 +161,9 @@ impl Store {
                         "database schema {v} is newer than this kleiber ({SCHEMA_VERSION})"
                     )));
                 }
+                if v < SCHEMA_VERSION {
+                    migrate_from = Some(v);
+                }
             }
         }
         let tombstone_key = match meta.get("tombstone_key")? {
@@ -171,7 +176,7 @@ impl Store {
         };
         // The reserve is off until the server sets it from the configuration.
         let space = std::sync::Arc::new(space::Space::new(dir.to_owned(), 0));
-        Ok(Store {
+        let store = Store {
             tombstones: db.open_tree("tombstones")?,
             tombstone_key: std::sync::Arc::new(tombstone_key),
             tombstone_secs: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(30 * 86_400)),
@@ -198,7 +203,22 @@ impl Store {
             space,
             commit: Default::default(),
             db,
-        })
+        };
+        if let Some(v) = migrate_from {
+            store.migrate(v)?;
+        }
+        Ok(store)
+    }
+
+    /// Bring a store of schema `from` to [`SCHEMA_VERSION`].
+    fn migrate(&self, from: u32) -> Result<(), StoreError> {
+        if from < 2 {
+            let n = self.accounts.migrate_records()?;
+            log::info!("store: schema {from} -> 2: {n} account records without creation time");
+        }
+        let meta = self.db.open_tree("meta")?;
+        meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+        self.flush()
     }
 
     /// Resolves once everything written so far is on disk: what a caller awaits before it
