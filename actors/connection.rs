@@ -625,7 +625,8 @@ impl Connection {
                 };
                 ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(()) => {
-                        log::info!("{}: {} changed the password", act.id, act.bare);
+                        log::info!("{}: password changed", act.id);
+                        log::debug!("{}: {} changed the password", act.id, act.bare);
                         act.send(&iq_result(&iq, None), ctx);
                     }
                     Err(e) => act.register_error(&iq, e, ctx),
@@ -739,7 +740,8 @@ impl Connection {
         ctx.wait(fut.into_actor(self).map(
             move |res: Result<SessionRoster, Result<BindError, ()>>, act, ctx| match res {
                 Ok(roster) => {
-                    log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
+                    log::info!("{}: logged in ({})", act.id, act.mechanism);
+                    log::debug!("{}: {} logged in", act.id, full);
                     act.blocked = roster.blocked.into_iter().collect();
                     act.subscriptions = roster.subscriptions.into_iter().collect();
                     act.contacts = roster.contacts.into_iter().collect();
@@ -820,14 +822,15 @@ impl Actor for Connection {
                 conn: self.id,
             });
             self.sm_reroute();
-            log::info!("{}: {} logged out ({})", self.id, jid, self.end_reason);
+            log::info!("{}: logged out ({})", self.id, self.end_reason);
+            log::debug!("{}: {} logged out", self.id, jid);
         } else {
             log::info!(
-                "{}: {} disconnected before binding ({})",
+                "{}: disconnected before binding ({})",
                 self.id,
-                self.bare,
                 self.end_reason
             );
+            log::debug!("{}: {} disconnected before binding", self.id, self.bare);
         }
         if let Some(out) = self.out.take() {
             let _ = out.send("</stream:stream>".to_owned());

@@ -196,22 +196,14 @@ async fn command(
             let (user, host) = split_jid(shared, jid)?;
             let create = *action == "add";
             if set_password(shared, &host, &user, password, create).await? {
-                log::info!(
-                    "operator {} {user}@{host}",
-                    if create {
-                        "created"
-                    } else {
-                        "changed the password of"
-                    }
-                );
-                Ok(format!(
-                    "{} {user}@{host}",
-                    if create {
-                        "created"
-                    } else {
-                        "password changed for"
-                    }
-                ))
+                let done = if create {
+                    "created"
+                } else {
+                    "password changed for"
+                };
+                log::info!("operator: account {done}");
+                log::debug!("operator: {done} {user}@{host}");
+                Ok(format!("{done} {user}@{host}"))
             } else if create {
                 Err(format!("{user}@{host} already exists"))
             } else {
@@ -228,7 +220,8 @@ async fn command(
             super::account::delete(&shared.store, Some(&live), vec![bare])
                 .await
                 .map_err(st)?;
-            log::info!("operator deleted {user}@{host}");
+            log::info!("operator: account deleted");
+            log::debug!("operator: deleted {user}@{host}");
             Ok(format!("deleted {user}@{host}"))
         }
         ["user", "list", rest @ ..] => {
