@@ -2,15 +2,16 @@
 //!
 //! - The delivery-error log: the only writer of the `delivery_errors` tree; each failed
 //!   delivery becomes one entry (time, bare from and to, reason; never content, never an
-//!   address) and one `info` log line without JIDs (they are at `debug`); entries older than `delivery_errors.retention_days` are pruned
-//!   hourly.
+//!   address) and one `info` log line without JIDs (they are at `debug`); entries older
+//!   than `delivery_errors.retention_days` are pruned at start and hourly.
 //! - Inactive accounts: every `accounts.cleanup_interval_hours`, accounts not seen for
 //!   `accounts.delete_inactive_after_days` are deleted with everything stored for them, after
 //!   their contacts were unsubscribed (count at `info`, each JID at `debug`); expired name
 //!   blocks are forgotten.
 //! - Snapshots: every `snapshots.interval_hours` a snapshot of all data is written to the
-//!   snapshot directory (on the blocking pool), and snapshots older than `snapshots.keep_days`
-//!   are deleted.
+//!   snapshot directory (on the blocking pool). Snapshots older than `snapshots.keep_days` and
+//!   `.tmp` files left by an interrupted snapshot are deleted at start and hourly, also with
+//!   snapshots switched off and across restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,10 @@ use crate::shared::Shared;
 use crate::store::{now_secs, DeliveryError};
 use crate::xmpp::BareJid;
 
-/// How often old delivery-error entries are pruned.
+/// How often old delivery-error entries and snapshots are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// A snapshot's `.tmp` file untouched for this long belongs to no running snapshot.
+const TMP_STALE: Duration = Duration::from_secs(3600);
 
 /// The scheduler actor.
 pub struct Scheduler {
@@ -50,7 +53,11 @@ impl Scheduler {
         }
     }
 
-    fn prune(&mut self) {
+    /// The hourly retention job: delivery-error entries and snapshots.
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let dir = self.shared.config.snapshot_dir();
+        let keep = Duration::from_secs(self.shared.config.snapshots.keep_days * 86_400);
+        ctx.spawn(crate::shared::blocking(move || prune_snapshots(&dir, keep)).into_actor(self));
         let retention = self.shared.config.delivery_errors.retention_days * 86_400_000;
         let cutoff = now_ms().saturating_sub(retention);
         match self.shared.store.delivery_errors.prune(cutoff) {
@@ -125,24 +132,27 @@ impl Scheduler {
     }
 }
 
-/// Delete `kleiber-*.snap` files in `dir` older than `keep`.
+/// Delete `kleiber-*.snap` files in `dir` older than `keep`, and `kleiber-*.tmp` files of
+/// interrupted snapshots (untouched for [`TMP_STALE`]).
 pub fn prune_snapshots(dir: &std::path::Path, keep: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("kleiber-") && name.ends_with(".snap")) {
-            continue;
-        }
+        let max_age = match name.strip_prefix("kleiber-") {
+            Some(n) if n.ends_with(".snap") => keep,
+            Some(n) if n.ends_with(".tmp") => TMP_STALE,
+            _ => continue,
+        };
         let old = e
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > keep);
+            .is_some_and(|age| age > max_age);
         if old && std::fs::remove_file(e.path()).is_ok() {
-            log::info!("scheduler: deleted expired snapshot {name}");
+            log::info!("scheduler: deleted expired snapshot file {name}");
         }
     }
 }
@@ -151,8 +161,8 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.prune();
-        ctx.run_interval(PRUNE_EVERY, |act, _| act.prune());
+        self.prune(ctx);
+        ctx.run_interval(PRUNE_EVERY, |act, ctx| act.prune(ctx));
     }
 }
 

@@ -34,7 +34,30 @@ pub struct Config {
     pub s2s: S2sConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
+    /// Allow retention keys beyond the privacy policy's bounds ([`RETENTION_BOUNDS`]); the
+    /// server then warns at every start.
+    pub allow_longer_retention: bool,
 }
+
+/// Retention keys whose bound the privacy policy fixes: (key, most days, what the policy
+/// says). `accounts.delete_inactive_after_days = 0` (never) counts as beyond its bound.
+pub const RETENTION_BOUNDS: &[(&str, u64, &str)] = &[
+    (
+        "accounts.delete_inactive_after_days",
+        365,
+        "accounts unused for 12 months are deleted",
+    ),
+    (
+        "snapshots.keep_days",
+        31,
+        "snapshots are kept at most a month",
+    ),
+    (
+        "delivery_errors.retention_days",
+        31,
+        "delivery errors are kept for diagnosis, at most a month",
+    ),
+];
 
 /// One virtual host.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -324,6 +347,7 @@ impl Default for Config {
             contact: ContactConfig::default(),
             s2s: S2sConfig::default(),
             workers: 0,
+            allow_longer_retention: false,
         }
     }
 }
@@ -560,7 +584,35 @@ impl Config {
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
+        if !self.allow_longer_retention {
+            if let Some((key, most, why)) = self.retention_beyond_policy().first() {
+                return Err(err(
+                    key,
+                    format!(
+                        "must be between 1 and {most} days ({why}); set allow_longer_retention = true to keep data longer than the privacy policy says"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The retention keys set beyond their privacy-policy bound ([`RETENTION_BOUNDS`]).
+    pub fn retention_beyond_policy(&self) -> Vec<(&'static str, u64, &'static str)> {
+        RETENTION_BOUNDS
+            .iter()
+            .filter(|(key, most, _)| {
+                let days = match *key {
+                    "accounts.delete_inactive_after_days" => {
+                        self.accounts.delete_inactive_after_days
+                    }
+                    "snapshots.keep_days" => self.snapshots.keep_days,
+                    _ => self.delivery_errors.retention_days,
+                };
+                days == 0 || days > *most
+            })
+            .copied()
+            .collect()
     }
 
     /// Where snapshots go.
@@ -665,6 +717,37 @@ mod tests {
         assert!(e.key.starts_with("hosts."), "{e}");
         let e = Config::parse("[listen]\nc2s_starttls = [\"nope\"]\n").unwrap_err();
         assert!(e.key.starts_with("listen.c2s_starttls"), "{e}");
+    }
+
+    #[test]
+    fn retention_beyond_the_policy_needs_allow_longer_retention() {
+        for (text, key) in [
+            (
+                "[accounts]\ndelete_inactive_after_days = 366\n",
+                "accounts.delete_inactive_after_days",
+            ),
+            (
+                "[accounts]\ndelete_inactive_after_days = 0\n",
+                "accounts.delete_inactive_after_days",
+            ),
+            ("[snapshots]\nkeep_days = 32\n", "snapshots.keep_days"),
+            (
+                "[delivery_errors]\nretention_days = 90\n",
+                "delivery_errors.retention_days",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains("allow_longer_retention"), "{e}");
+            assert!(!e.to_string().contains('\n'));
+            let c = Config::parse(&format!("allow_longer_retention = true\n{text}")).unwrap();
+            assert_eq!(c.retention_beyond_policy()[0].0, key);
+        }
+        let c = Config::parse(
+            "[snapshots]\nkeep_days = 31\n[accounts]\ndelete_inactive_after_days = 365\n",
+        )
+        .unwrap();
+        assert!(c.retention_beyond_policy().is_empty());
     }
 
     #[test]

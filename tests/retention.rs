@@ -464,3 +464,72 @@ async fn delivery_errors_keep_bare_jids_and_hide_blocks() {
         ("alice@localhost", "bob@localhost", "service-unavailable")
     );
 }
+
+/// Expired snapshots and stale `.tmp` files go at start, with snapshots switched off; fresh
+/// ones and files that are not kleiber's stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_snapshots_are_pruned_at_start_even_when_snapshots_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snapshots");
+    std::fs::create_dir(&snaps).unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let files = [
+        ("kleiber-20260101-000000.snap", now - 40 * day, false),
+        ("kleiber-20260102-000000.tmp", now - day, false),
+        ("kleiber-20261201-000000.snap", now - 2 * day, true),
+        ("kleiber-20261207-000000.tmp", now, true),
+        ("operator-copy.snap", now - 40 * day, true),
+    ];
+    for (name, mtime, _) in files {
+        let f = std::fs::File::create(snaps.join(name)).unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    let mut cfg = test_config(dir.path());
+    cfg.snapshots.interval_hours = 0;
+    cfg.snapshots.keep_days = 30;
+    let _s = TestServer::start_in(dir, cfg);
+    for _ in 0..200 {
+        if !snaps.join(files[0].0).exists() && !snaps.join(files[1].0).exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    for (name, _, stays) in files {
+        assert_eq!(snaps.join(name).exists(), stays, "{name}");
+    }
+}
+
+/// A retention beyond the privacy policy is refused with one line naming the key, unless
+/// `allow_longer_retention = true`, and then the server warns at start.
+#[test]
+fn longer_retention_is_refused_or_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let body = format!(
+        "data_dir = {data:?}\n{{allow}}[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = []\n[snapshots]\nkeep_days = 60\n"
+    );
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(&cfg, body.replace("{allow}", "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["check-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("snapshots.keep_days"), "{err}");
+    let b = Binary::start_config(
+        &data,
+        &body.replace("{allow}", "allow_longer_retention = true\n"),
+        "info",
+    );
+    let lines = b.stop();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("snapshots.keep_days")),
+        "{lines:?}"
+    );
+}
