@@ -411,6 +411,28 @@ impl Default for DeliveryErrorsConfig {
     }
 }
 
+/// Is `domain` one the public can reach, rather than a name for tests or a local network
+/// (`localhost`, RFC 2606 / RFC 6761 / RFC 6762 names such as `.test`, `.local`, `.example`,
+/// `.invalid`, `home.arpa`, `.internal`, `.lan`) or an address literal?
+pub fn is_public_domain(domain: &str) -> bool {
+    const PRIVATE: &[&str] = &[
+        "localhost",
+        "test",
+        "local",
+        "example",
+        "invalid",
+        "internal",
+        "lan",
+        "home.arpa",
+    ];
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let private_suffix = PRIVATE
+        .iter()
+        .any(|p| d == *p || d.ends_with(&format!(".{p}")));
+    let literal = d.parse::<std::net::IpAddr>().is_ok() || d.starts_with('[');
+    !(private_suffix || literal || !d.contains('.'))
+}
+
 /// A configuration problem, printed as one line: `config: <key>: <problem>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -597,6 +619,27 @@ impl Config {
         Ok(())
     }
 
+    /// What an operator should know about a valid configuration, one line each: retention
+    /// beyond the privacy policy (`allow_longer_retention`), public hosts without an abuse
+    /// contact (XEP-0157). `kleiber check-config` prints them, the server logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .retention_beyond_policy()
+            .into_iter()
+            .map(|(key, most, why)| {
+                format!("allow_longer_retention: {key} is beyond the privacy policy's {most} days ({why})")
+            })
+            .collect();
+        if self.contact.abuse.is_empty() {
+            for host in self.hosts.keys().filter(|h| is_public_domain(h)) {
+                out.push(format!(
+                    "hosts.{host}: a public server should publish an abuse contact (contact.abuse, XEP-0157), e.g. abuse = [\"mailto:abuse@{host}\"]"
+                ));
+            }
+        }
+        out
+    }
+
     /// The retention keys set beyond their privacy-policy bound ([`RETENTION_BOUNDS`]).
     pub fn retention_beyond_policy(&self) -> Vec<(&'static str, u64, &'static str)> {
         RETENTION_BOUNDS
@@ -748,6 +791,33 @@ mod tests {
         )
         .unwrap();
         assert!(c.retention_beyond_policy().is_empty());
+    }
+
+    #[test]
+    fn public_hosts_without_an_abuse_contact_are_warned_about() {
+        for d in [
+            "localhost",
+            "a.test",
+            "box.local",
+            "x.example",
+            "chat.home.arpa",
+            "127.0.0.1",
+        ] {
+            assert!(!is_public_domain(d), "{d}");
+        }
+        for d in ["example.org", "jabber.kleinerdrei.net"] {
+            assert!(is_public_domain(d), "{d}");
+        }
+        assert!(Config::parse("").unwrap().warnings().is_empty());
+        let c = Config::parse("[hosts.\"example.org\"]\n").unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("hosts.example.org") && w[0].contains("contact.abuse"));
+        let c = Config::parse(
+            "[hosts.\"example.org\"]\n[contact]\nabuse = [\"mailto:abuse@example.org\"]\n",
+        )
+        .unwrap();
+        assert!(c.warnings().is_empty());
     }
 
     #[test]

@@ -232,6 +232,9 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
             "closed"
         }
     );
+    for w in config.warnings() {
+        println!("warning: {w}");
+    }
     println!("config OK");
     Ok(())
 }

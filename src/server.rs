@@ -51,10 +51,8 @@ impl ServerThread {
             }
             _ => {}
         }
-        for (key, most, why) in config.retention_beyond_policy() {
-            log::warn!(
-                "allow_longer_retention: {key} is beyond the privacy policy's {most} days ({why})"
-            );
+        for w in config.warnings() {
+            log::warn!("config: {w}");
         }
         let tls = TlsAcceptor::from_config(&config).map_err(|e| StartError(e.to_string()))?;
         let shared = Shared::new(config, store, tls);
