@@ -30,6 +30,9 @@ pub use roster::{RosterMeta, Rosters};
 /// creation time (migrated from 1 when the store opens).
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// A key and its value, as stored.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
+
 /// A storage failure.
 #[derive(Debug)]
 pub enum StoreError {
@@ -374,7 +377,7 @@ impl Store {
     }
 
     /// Every entry of the tree `name`, as raw bytes.
-    pub fn entries(&self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn entries(&self, name: &str) -> Result<Vec<RawEntry>, StoreError> {
         let tree = self.db.open_tree(name)?;
         let mut out = Vec::new();
         for kv in tree.iter() {
