@@ -606,17 +606,23 @@ impl Config {
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
-        if !self.allow_longer_retention {
-            if let Some((key, most, why)) = self.retention_beyond_policy().first() {
-                return Err(err(
-                    key,
-                    format!(
-                        "must be between 1 and {most} days ({why}); set allow_longer_retention = true to keep data longer than the privacy policy says"
-                    ),
-                ));
-            }
+        self.validate_retention()
+    }
+
+    /// Retention beyond the privacy policy only with `allow_longer_retention`.
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        if self.allow_longer_retention {
+            return Ok(());
         }
-        Ok(())
+        match self.retention_beyond_policy().first() {
+            Some((key, most, why)) => Err(err(
+                key,
+                format!(
+                    "must be between 1 and {most} days ({why}); set allow_longer_retention = true to keep data longer than the privacy policy says"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// What an operator should know about a valid configuration, one line each: retention
