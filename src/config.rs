@@ -19,6 +19,9 @@ use serde::Deserialize;
 pub struct Config {
     /// Directory of the database and of generated certificates.
     pub data_dir: PathBuf,
+    /// Allow retention keys beyond the privacy policy's bounds ([`RETENTION_BOUNDS`]); the
+    /// server then warns at every start.
+    pub allow_longer_retention: bool,
     /// Served domains, each with its certificate; the first is the default host.
     pub hosts: BTreeMap<String, HostConfig>,
     pub listen: ListenConfig,
@@ -34,9 +37,6 @@ pub struct Config {
     pub s2s: S2sConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
-    /// Allow retention keys beyond the privacy policy's bounds ([`RETENTION_BOUNDS`]); the
-    /// server then warns at every start.
-    pub allow_longer_retention: bool,
 }
 
 /// Retention keys whose bound the privacy policy fixes: (key, most days, what the policy
@@ -334,6 +334,7 @@ impl Default for Config {
         hosts.insert("localhost".to_owned(), HostConfig::default());
         Config {
             data_dir: PathBuf::from("./data"),
+            allow_longer_retention: false,
             hosts,
             listen: ListenConfig::default(),
             registration: RegistrationConfig::default(),
@@ -347,7 +348,6 @@ impl Default for Config {
             contact: ContactConfig::default(),
             s2s: S2sConfig::default(),
             workers: 0,
-            allow_longer_retention: false,
         }
     }
 }
