@@ -675,28 +675,27 @@ impl Connection {
                 };
                 ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(()) => {
-                        log::info!("{}: {} changed the password", act.id, act.bare);
+                        log::info!("{}: password changed", act.id);
+                        log::debug!("{}: {} changed the password", act.id, act.bare);
                         act.send(&iq_result(&iq, None), ctx);
                     }
                     Err(e) => act.register_error(&iq, e, ctx),
                 }));
             }
             register::Request::Remove => {
-                let delete = self.router.roster.delete.clone();
+                let live = super::account::Live::from(&self.router);
                 let bare = self.bare.clone();
+                // The whole deletion (contacts told, sessions closed, data removed) happens
+                // while this actor waits, so the result below goes out before the close.
                 let fut = async move {
-                    // RFC 6121 §3: the account's contacts learn it is gone (unsubscribe /
-                    // unsubscribed) before its roster is deleted with the account.
-                    let _ = delete.send(DeleteRoster { user: bare }).await;
-                    register::remove(&shared, &host, &user).await
+                    super::account::delete(&shared.store, Some(&live), vec![bare])
+                        .await
+                        .map_err(|e| e.stanza_error("account deletion"))
                 };
                 ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
-                    Ok(()) => {
-                        log::info!("{}: account {} deleted by its owner", act.id, act.bare);
+                    Ok(_) => {
+                        log::info!("{}: account deleted by its owner", act.id);
                         act.send(&iq_result(&iq, None), ctx);
-                        act.router.close_account.do_send(CloseAccount {
-                            jid: act.bare.clone(),
-                        });
                         act.close(StreamError::NotAuthorized, "account removed", ctx);
                     }
                     Err(e) => act.register_error(&iq, e, ctx),
@@ -791,7 +790,8 @@ impl Connection {
         ctx.wait(fut.into_actor(self).map(
             move |res: Result<SessionRoster, Result<BindError, ()>>, act, ctx| match res {
                 Ok(roster) => {
-                    log::info!("{}: {} logged in ({})", act.id, full, act.mechanism);
+                    log::info!("{}: logged in ({})", act.id, act.mechanism);
+                    log::debug!("{}: {} logged in", act.id, full);
                     act.blocked = roster.blocked.into_iter().collect();
                     act.subscriptions = roster.subscriptions.into_iter().collect();
                     act.contacts = roster.contacts.into_iter().collect();
@@ -872,14 +872,15 @@ impl Actor for Connection {
                 conn: self.id,
             });
             self.sm_reroute();
-            log::info!("{}: {} logged out ({})", self.id, jid, self.end_reason);
+            log::info!("{}: logged out ({})", self.id, self.end_reason);
+            log::debug!("{}: {} logged out", self.id, jid);
         } else {
             log::info!(
-                "{}: {} disconnected before binding ({})",
+                "{}: disconnected before binding ({})",
                 self.id,
-                self.bare,
                 self.end_reason
             );
+            log::debug!("{}: {} disconnected before binding", self.id, self.bare);
         }
         if let Some(out) = self.out.take() {
             let _ = out.send("</stream:stream>".to_owned());

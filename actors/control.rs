@@ -2,7 +2,8 @@
 //!
 //! sled lets one process open a data directory, so the running daemon serves `kleiber user`,
 //! `registration`, `status`, `errors` and `backup` itself, over a Unix socket in the data
-//! directory (`control.sock`, mode 0600: the service user only). One request per connection:
+//! directory (`control.sock`, mode 0600, and only peers running as the server's user or root
+//! are served). One request per connection:
 //! a JSON array of words; the answer is the output, then a last line `OK` or `ERR <reason>`.
 
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::directory::RouterHandle;
-use super::messages::{CloseAccount, DeleteRoster, SessionCount, SessionsPerHost};
+use super::messages::{SessionCount, SessionsPerHost};
 use super::router::Router;
 use crate::services::register;
 use crate::shared::{blocking, Shared};
@@ -35,12 +36,9 @@ pub fn start(
     let path = socket_path(&shared.config.data_dir);
     // We hold the database lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(&path);
+    // Created 0600 by the umask `kleiber serve` sets at start (no bind-then-chmod window);
+    // `serve` checks each peer's uid as well.
     let listener = UnixListener::bind(&path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
     actix_rt::spawn(async move {
         let mut shutdown = shared.shutdown_signal();
         loop {
@@ -70,10 +68,16 @@ async fn serve(
     handle: RouterHandle,
     s2s: Option<Addr<super::s2s::S2s>>,
 ) {
+    let uid = stream.peer_cred().map(|c| c.uid()).ok();
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     let mut r = BufReader::new(r);
     if r.read_line(&mut line).await.is_err() {
+        return;
+    }
+    if !peer_allowed(uid) {
+        log::warn!("control socket: refused a peer running as another user");
+        let _ = w.write_all(b"ERR permission denied\n").await;
         return;
     }
     let answer = match serde_json::from_str::<Vec<String>>(&line) {
@@ -92,6 +96,14 @@ async fn serve(
         Err(e) => format!("ERR {e}\n"),
     };
     let _ = w.write_all(out.as_bytes()).await;
+}
+
+/// Operator commands come from the server's own user or root only (the socket's mode says
+/// so too; this holds even if the mode was widened).
+fn peer_allowed(uid: Option<u32>) -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let own = unsafe { libc::geteuid() };
+    uid.is_some_and(|u| u == own || u == 0)
 }
 
 fn split_jid(shared: &Shared, jid: &str) -> Result<(String, String), String> {
@@ -185,22 +197,14 @@ async fn command(
             let (user, host) = split_jid(shared, jid)?;
             let create = *action == "add";
             if set_password(shared, &host, &user, password, create).await? {
-                log::info!(
-                    "operator {} {user}@{host}",
-                    if create {
-                        "created"
-                    } else {
-                        "changed the password of"
-                    }
-                );
-                Ok(format!(
-                    "{} {user}@{host}",
-                    if create {
-                        "created"
-                    } else {
-                        "password changed for"
-                    }
-                ))
+                let done = if create {
+                    "created"
+                } else {
+                    "password changed for"
+                };
+                log::info!("operator: account {done}");
+                log::debug!("operator: {done} {user}@{host}");
+                Ok(format!("{done} {user}@{host}"))
             } else if create {
                 Err(format!("{user}@{host} already exists"))
             } else {
@@ -213,19 +217,12 @@ async fn command(
                 return Err(format!("{user}@{host} does not exist"));
             }
             let bare = BareJid::new(&format!("{user}@{host}")).map_err(|e| e.to_string())?;
-            // As an in-band cancel: contacts unsubscribed, sessions closed, everything removed.
-            let _ = handle
-                .roster
-                .delete
-                .send(DeleteRoster { user: bare.clone() })
-                .await;
-            handle.close_account.do_send(CloseAccount { jid: bare });
-            let s = shared.clone();
-            let (h, u) = (host.clone(), user.clone());
-            blocking(move || s.store.delete_account(&h, &u))
+            let live = super::account::Live::from(handle);
+            super::account::delete(&shared.store, Some(&live), vec![bare])
                 .await
                 .map_err(st)?;
-            log::info!("operator deleted {user}@{host}");
+            log::info!("operator: account deleted");
+            log::debug!("operator: deleted {user}@{host}");
             Ok(format!("deleted {user}@{host}"))
         }
         ["user", "list", rest @ ..] => {

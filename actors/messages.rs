@@ -178,8 +178,8 @@ pub struct LogDeliveryError {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WireScheduler {
-    pub delete_roster: Recipient<DeleteRoster>,
-    pub close_account: Recipient<CloseAccount>,
+    /// For deleting inactive accounts.
+    pub accounts: super::account::Live,
 }
 
 /// Connection -> Router: the session enabled or disabled message carbons (XEP-0280).

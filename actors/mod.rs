@@ -20,6 +20,7 @@
 //! RosterStore share a storage arbiter; S2s and its links have a federation arbiter. Every
 //! message type is in [`messages`].
 
+pub mod account;
 pub mod connection;
 pub mod control;
 pub mod directory;
@@ -251,8 +252,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
     control::start(shared.clone(), router.clone(), handle.clone(), s2s.clone())
         .map_err(|e| std::io::Error::new(e.kind(), format!("control socket: {e}")))?;
     scheduler.do_send(messages::WireScheduler {
-        delete_roster: handle.roster.delete.clone(),
-        close_account: handle.close_account.clone(),
+        accounts: account::Live::from(&handle),
     });
 
     let mut listeners = Vec::new();

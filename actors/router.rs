@@ -686,7 +686,8 @@ impl Handler<Bind> for Router {
         let mut replaced = None;
         if let Some(pos) = state.sessions.iter().position(|s| s.resource == resource) {
             let old = state.sessions.remove(pos);
-            log::info!("{}: {} replaced by {}", old.conn, msg.jid, msg.conn);
+            log::info!("{}: session replaced by {}", old.conn, msg.conn);
+            log::debug!("{}: {} replaced by {}", old.conn, msg.jid, msg.conn);
             old.recipient.do_send(ToSession::Close(
                 StreamError::Conflict,
                 "replaced by a new session",

@@ -1,29 +1,33 @@
 //! The scheduler: the delivery-error log and the periodic jobs that keep the privacy policy.
 //!
 //! - The delivery-error log: the only writer of the `delivery_errors` tree; each failed
-//!   delivery becomes one entry (time, from, to, reason; never content, never an address)
-//!   and one `info` log line; entries older than `delivery_errors.retention_days` are pruned
-//!   hourly.
+//!   delivery becomes one entry (time, bare from and to, reason; never content, never an
+//!   address) and one `info` log line without JIDs (they are at `debug`); entries older
+//!   than `delivery_errors.retention_days` are pruned at start and hourly.
 //! - Inactive accounts: every `accounts.cleanup_interval_hours`, accounts not seen for
 //!   `accounts.delete_inactive_after_days` are deleted with everything stored for them, after
 //!   their contacts were unsubscribed (count at `info`, each JID at `debug`); expired name
 //!   blocks are forgotten.
 //! - Snapshots: every `snapshots.interval_hours` a snapshot of all data is written to the
-//!   snapshot directory (on the blocking pool), and snapshots older than `snapshots.keep_days`
-//!   are deleted.
+//!   snapshot directory (on the blocking pool). Snapshots older than `snapshots.keep_days` and
+//!   `.tmp` files left by an interrupted snapshot are deleted at start and hourly, also with
+//!   snapshots switched off and across restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::messages::{Barrier, CloseAccount, DeleteRoster, LogDeliveryError, WireScheduler};
+use super::account;
+use super::messages::{Barrier, LogDeliveryError, WireScheduler};
 use crate::shared::Shared;
 use crate::store::{now_secs, DeliveryError};
 use crate::xmpp::BareJid;
 
-/// How often old delivery-error entries are pruned.
+/// How often old delivery-error entries and snapshots are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// A snapshot's `.tmp` file untouched for this long belongs to no running snapshot.
+const TMP_STALE: Duration = Duration::from_secs(3600);
 
 /// The scheduler actor.
 pub struct Scheduler {
@@ -31,8 +35,7 @@ pub struct Scheduler {
     /// Disambiguates entries within one millisecond.
     seq: u32,
     /// Set by [`WireScheduler`] once the roster store and router exist.
-    delete_roster: Option<Recipient<DeleteRoster>>,
-    close_account: Option<Recipient<CloseAccount>>,
+    accounts: Option<account::Live>,
 }
 
 impl Scheduler {
@@ -40,12 +43,15 @@ impl Scheduler {
         Scheduler {
             shared,
             seq: 0,
-            delete_roster: None,
-            close_account: None,
+            accounts: None,
         }
     }
 
-    fn prune(&mut self) {
+    /// The hourly retention job: delivery-error entries and snapshots.
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let dir = self.shared.config.snapshot_dir();
+        let keep = Duration::from_secs(self.shared.config.snapshots.keep_days * 86_400);
+        ctx.spawn(crate::shared::blocking(move || prune_snapshots(&dir, keep)).into_actor(self));
         let retention = self.shared.config.delivery_errors.retention_days * 86_400_000;
         let cutoff = crate::store::now_ms().saturating_sub(retention);
         match self.shared.store.delivery_errors.prune(cutoff) {
@@ -78,36 +84,14 @@ impl Scheduler {
         if stale.is_empty() {
             return;
         }
-        let (shared, delete, close) = (
-            self.shared.clone(),
-            self.delete_roster.clone(),
-            self.close_account.clone(),
-        );
+        let (shared, live) = (self.shared.clone(), self.accounts.clone());
         let job = async move {
-            let n = stale.len();
-            for jid in stale {
-                // Contacts learn the account is gone (RFC 6121 unsubscribe/unsubscribed)
-                // before its roster goes with it.
-                if let Some(d) = &delete {
-                    let _ = d.send(DeleteRoster { user: jid.clone() }).await;
+            match account::delete(&shared.store, live.as_ref(), stale).await {
+                Ok(n) => {
+                    log::info!("scheduler: deleted {n} accounts inactive for more than {days} days")
                 }
-                if let Some(c) = &close {
-                    c.do_send(CloseAccount { jid: jid.clone() });
-                }
-                let (domain, user) = (
-                    jid.domain().as_str().to_owned(),
-                    jid.node()
-                        .map(|n| n.as_str().to_owned())
-                        .unwrap_or_default(),
-                );
-                let s = shared.clone();
-                match crate::shared::blocking(move || s.store.delete_account(&domain, &user)).await
-                {
-                    Ok(_) => log::debug!("scheduler: deleted inactive account {jid}"),
-                    Err(e) => log::error!("scheduler: deleting {jid} failed: {e}"),
-                }
+                Err(e) => log::error!("scheduler: deleting inactive accounts failed: {e}"),
             }
-            log::info!("scheduler: deleted {n} accounts inactive for more than {days} days");
         };
         ctx.spawn(job.into_actor(self));
     }
@@ -119,7 +103,8 @@ impl Scheduler {
             let dir = shared.config.snapshot_dir();
             let keep = Duration::from_secs(shared.config.snapshots.keep_days * 86_400);
             let result = crate::shared::blocking(move || -> Result<std::path::PathBuf, String> {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                crate::store::create_private_dir(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
                 // Expired ones go first: that may be the space the new one needs.
                 prune_snapshots(&dir, keep);
                 // No copy of everything while the disk is short of space (storage.min_free_mb).
@@ -141,24 +126,27 @@ impl Scheduler {
     }
 }
 
-/// Delete `kleiber-*.snap` files in `dir` older than `keep`.
+/// Delete `kleiber-*.snap` files in `dir` older than `keep`, and `kleiber-*.tmp` files of
+/// interrupted snapshots (untouched for [`TMP_STALE`]).
 pub fn prune_snapshots(dir: &std::path::Path, keep: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("kleiber-") && name.ends_with(".snap")) {
-            continue;
-        }
+        let max_age = match name.strip_prefix("kleiber-") {
+            Some(n) if n.ends_with(".snap") => keep,
+            Some(n) if n.ends_with(".tmp") => TMP_STALE,
+            _ => continue,
+        };
         let old = e
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > keep);
+            .is_some_and(|age| age > max_age);
         if old && std::fs::remove_file(e.path()).is_ok() {
-            log::info!("scheduler: deleted expired snapshot {name}");
+            log::info!("scheduler: deleted expired snapshot file {name}");
         }
     }
 }
@@ -167,16 +155,15 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.prune();
-        ctx.run_interval(PRUNE_EVERY, |act, _| act.prune());
+        self.prune(ctx);
+        ctx.run_interval(PRUNE_EVERY, |act, ctx| act.prune(ctx));
     }
 }
 
 impl Handler<WireScheduler> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: WireScheduler, ctx: &mut Context<Self>) {
-        self.delete_roster = Some(msg.delete_roster);
-        self.close_account = Some(msg.close_account);
+        self.accounts = Some(msg.accounts);
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let cleanup = Duration::from_secs(cfg.accounts.cleanup_interval_hours * 3600);
@@ -192,22 +179,19 @@ impl Handler<WireScheduler> for Scheduler {
 impl Handler<LogDeliveryError> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: LogDeliveryError, _: &mut Context<Self>) {
-        log::info!(
-            "delivery failed: {} -> {}: {}",
-            msg.from,
-            msg.to,
-            msg.reason
-        );
         self.seq = self.seq.wrapping_add(1);
-        let entry = DeliveryError {
-            time_ms: crate::store::now_ms(),
-            from: msg.from,
-            to: msg.to,
-            reason: msg.reason,
-        };
+        let entry = DeliveryError::new(crate::store::now_ms(), &msg.from, &msg.to, &msg.reason);
+        // Who -> whom only at debug: at info the log is no record of who writes to whom.
+        log::info!("delivery failed: {}", entry.reason);
+        log::debug!(
+            "delivery failed: {} -> {}: {}",
+            entry.from,
+            entry.to,
+            entry.reason
+        );
         match self.shared.store.delivery_errors.append(&entry, self.seq) {
             Ok(()) => {}
-            // Disk full: logged once by the space guard; the entry is in the log line above.
+            // Disk full: logged once by the space guard; the entry is in the debug line above.
             Err(crate::store::StoreError::Full(_)) => {}
             Err(e) => log::error!("scheduler: cannot write the delivery-error log: {e}"),
         }

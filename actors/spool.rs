@@ -89,6 +89,9 @@ impl Spool {
         if usage.count + 1 > cfg.max_messages_per_user
             || usage.bytes + xml.len() as u64 > cfg.max_bytes_per_user
         {
+            // The delivery-error log keeps service-unavailable without its reason (it would
+            // tell blocks apart); the operator still learns that quotas are being hit.
+            log::info!("spool: offline storage full for an account: a message bounced");
             return Err((Condition::ServiceUnavailable, "offline storage full"));
         }
         store

@@ -19,6 +19,9 @@ use serde::Deserialize;
 pub struct Config {
     /// Directory of the database and of generated certificates.
     pub data_dir: PathBuf,
+    /// Allow retention keys beyond the privacy policy's bounds ([`RETENTION_BOUNDS`]); the
+    /// server then warns at every start.
+    pub allow_longer_retention: bool,
     /// Served domains, each with its certificate; the first is the default host.
     pub hosts: BTreeMap<String, HostConfig>,
     pub listen: ListenConfig,
@@ -40,6 +43,26 @@ pub struct Config {
     #[serde(skip)]
     pub services: BTreeMap<String, String>,
 }
+
+/// Retention keys whose bound the privacy policy fixes: (key, most days, what the policy
+/// says). `accounts.delete_inactive_after_days = 0` (never) counts as beyond its bound.
+pub const RETENTION_BOUNDS: &[(&str, u64, &str)] = &[
+    (
+        "accounts.delete_inactive_after_days",
+        365,
+        "accounts unused for 12 months are deleted",
+    ),
+    (
+        "snapshots.keep_days",
+        31,
+        "snapshots are kept at most a month",
+    ),
+    (
+        "delivery_errors.retention_days",
+        31,
+        "delivery errors are kept for diagnosis, at most a month",
+    ),
+];
 
 /// One virtual host.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -320,6 +343,7 @@ impl Default for Config {
         hosts.insert("localhost".to_owned(), HostConfig::default());
         Config {
             data_dir: PathBuf::from("./data"),
+            allow_longer_retention: false,
             hosts,
             listen: ListenConfig::default(),
             registration: RegistrationConfig::default(),
@@ -395,6 +419,28 @@ impl Default for DeliveryErrorsConfig {
     fn default() -> Self {
         DeliveryErrorsConfig { retention_days: 30 }
     }
+}
+
+/// Is `domain` one the public can reach, rather than a name for tests or a local network
+/// (`localhost`, RFC 2606 / RFC 6761 / RFC 6762 names such as `.test`, `.local`, `.example`,
+/// `.invalid`, `home.arpa`, `.internal`, `.lan`) or an address literal?
+pub fn is_public_domain(domain: &str) -> bool {
+    const PRIVATE: &[&str] = &[
+        "localhost",
+        "test",
+        "local",
+        "example",
+        "invalid",
+        "internal",
+        "lan",
+        "home.arpa",
+    ];
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let private_suffix = PRIVATE
+        .iter()
+        .any(|p| d == *p || d.ends_with(&format!(".{p}")));
+    let literal = d.parse::<std::net::IpAddr>().is_ok() || d.starts_with('[');
+    !(private_suffix || literal || !d.contains('.'))
 }
 
 /// A configuration problem, printed as one line: `config: <key>: <problem>`.
@@ -570,7 +616,62 @@ impl Config {
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
-        Ok(())
+        self.validate_retention()
+    }
+
+    /// Retention beyond the privacy policy only with `allow_longer_retention`.
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        if self.allow_longer_retention {
+            return Ok(());
+        }
+        match self.retention_beyond_policy().first() {
+            Some((key, most, why)) => Err(err(
+                key,
+                format!(
+                    "must be between 1 and {most} days ({why}); set allow_longer_retention = true to keep data longer than the privacy policy says"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// What an operator should know about a valid configuration, one line each: retention
+    /// beyond the privacy policy (`allow_longer_retention`), public hosts without an abuse
+    /// contact (XEP-0157). `kleiber check-config` prints them, the server logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .retention_beyond_policy()
+            .into_iter()
+            .map(|(key, most, why)| {
+                format!("allow_longer_retention: {key} is beyond the privacy policy's {most} days ({why})")
+            })
+            .collect();
+        if self.contact.abuse.is_empty() {
+            for host in self.hosts.keys().filter(|h| is_public_domain(h)) {
+                out.push(format!(
+                    "hosts.{host}: a public server should publish an abuse contact (contact.abuse, XEP-0157), e.g. abuse = [\"mailto:abuse@{host}\"]"
+                ));
+            }
+        }
+        out
+    }
+
+    /// The retention keys set beyond their privacy-policy bound ([`RETENTION_BOUNDS`]).
+    pub fn retention_beyond_policy(&self) -> Vec<(&'static str, u64, &'static str)> {
+        RETENTION_BOUNDS
+            .iter()
+            .filter(|(key, most, _)| {
+                let days = match *key {
+                    "accounts.delete_inactive_after_days" => {
+                        self.accounts.delete_inactive_after_days
+                    }
+                    "snapshots.keep_days" => self.snapshots.keep_days,
+                    _ => self.delivery_errors.retention_days,
+                };
+                days == 0 || days > *most
+            })
+            .copied()
+            .collect()
     }
 
     /// Where snapshots go.
@@ -684,6 +785,64 @@ mod tests {
         assert!(e.key.starts_with("hosts."), "{e}");
         let e = Config::parse("[listen]\nc2s_starttls = [\"nope\"]\n").unwrap_err();
         assert!(e.key.starts_with("listen.c2s_starttls"), "{e}");
+    }
+
+    #[test]
+    fn retention_beyond_the_policy_needs_allow_longer_retention() {
+        for (text, key) in [
+            (
+                "[accounts]\ndelete_inactive_after_days = 366\n",
+                "accounts.delete_inactive_after_days",
+            ),
+            (
+                "[accounts]\ndelete_inactive_after_days = 0\n",
+                "accounts.delete_inactive_after_days",
+            ),
+            ("[snapshots]\nkeep_days = 32\n", "snapshots.keep_days"),
+            (
+                "[delivery_errors]\nretention_days = 90\n",
+                "delivery_errors.retention_days",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains("allow_longer_retention"), "{e}");
+            assert!(!e.to_string().contains('\n'));
+            let c = Config::parse(&format!("allow_longer_retention = true\n{text}")).unwrap();
+            assert_eq!(c.retention_beyond_policy()[0].0, key);
+        }
+        let c = Config::parse(
+            "[snapshots]\nkeep_days = 31\n[accounts]\ndelete_inactive_after_days = 365\n",
+        )
+        .unwrap();
+        assert!(c.retention_beyond_policy().is_empty());
+    }
+
+    #[test]
+    fn public_hosts_without_an_abuse_contact_are_warned_about() {
+        for d in [
+            "localhost",
+            "a.test",
+            "box.local",
+            "x.example",
+            "chat.home.arpa",
+            "127.0.0.1",
+        ] {
+            assert!(!is_public_domain(d), "{d}");
+        }
+        for d in ["example.org", "jabber.kleinerdrei.net"] {
+            assert!(is_public_domain(d), "{d}");
+        }
+        assert!(Config::parse("").unwrap().warnings().is_empty());
+        let c = Config::parse("[hosts.\"example.org\"]\n").unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("hosts.example.org") && w[0].contains("contact.abuse"));
+        let c = Config::parse(
+            "[hosts.\"example.org\"]\n[contact]\nabuse = [\"mailto:abuse@example.org\"]\n",
+        )
+        .unwrap();
+        assert!(c.warnings().is_empty());
     }
 
     #[test]

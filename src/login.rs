@@ -587,7 +587,8 @@ async fn preauth_iq(
         Ok(register::Request::Set { username, password }) => {
             match register::create(shared, host, &username, &password).await {
                 Ok(user) => {
-                    log::info!("{conn}: registered {user}@{host}");
+                    log::info!("{conn}: registered an account");
+                    log::debug!("{conn}: registered {user}@{host}");
                     Ok(None)
                 }
                 Err(e) => {

@@ -99,6 +99,14 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
+    // Everything kleiber creates (database, snapshots, backups, certificates, the control
+    // socket) is for its own user only, even when started outside the systemd unit. Set
+    // before any file exists, so no file is ever created wider and narrowed later.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode mask; no thread exists yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sled=warn"))
         .format_timestamp_secs()
         .init();
@@ -224,6 +232,9 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
             "closed"
         }
     );
+    for w in config.warnings() {
+        println!("warning: {w}");
+    }
     println!("config OK");
     Ok(())
 }
@@ -262,6 +273,7 @@ fn open_store(config: &Config) -> Result<Store, String> {
     let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
         .map_err(|e| e.to_string())?;
     store.space.set_min_free(config.storage.min_free_mb << 20);
+    store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
     Ok(store)
 }
 
@@ -354,17 +366,16 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         }
         UserAction::Del { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
-            // The server is stopped, so no unsubscribe can be sent: update the local
-            // contacts' rosters as those stanzas would have.
-            store
-                .rosters
-                .unsubscribe_local_contacts(&host, &user, |d| config.hosts.contains_key(d))
+            let bare = kleiber::xmpp::BareJid::new(&format!("{user}@{host}"))
                 .map_err(|e| e.to_string())?;
-            store.set_reregistration_block(config.accounts.reregistration_block_days * 86_400);
-            if !store
-                .delete_account(&host, &user)
-                .map_err(|e| e.to_string())?
-            {
+            // The server is stopped: no stanza can be sent, the store's part does the rest.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let n = rt
+                .block_on(kleiber::actors::account::delete(&store, None, vec![bare]))
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
                 return Err(format!("{user}@{host} does not exist"));
             }
             println!("deleted {user}@{host}");

@@ -70,6 +70,9 @@ impl ServerThread {
             }
             _ => {}
         }
+        for w in config.warnings() {
+            log::warn!("config: {w}");
+        }
         let tls = TlsAcceptor::from_config(&config).map_err(|e| StartError(e.to_string()))?;
         let shared = Shared::new(config, store, tls);
         shared.set_registration_open(registration);

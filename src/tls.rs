@@ -383,7 +383,7 @@ pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> Re
     b.sign(&pkey, MessageDigest::sha256()).map_err(e)?;
     let cert = b.build();
     if let Some(dir) = cert_path.parent() {
-        std::fs::create_dir_all(dir)
+        crate::store::create_private_dir(dir)
             .map_err(|err| TlsError(format!("{}: {err}", dir.display())))?;
     }
     let key_pem = pkey.private_key_to_pem_pkcs8().map_err(e)?;

@@ -282,3 +282,81 @@ async fn no_ip_address_or_message_body_in_federation_logs() {
         }
     }
 }
+
+/// At the default level (`info`) the log is no login history: a workload of registrations,
+/// SCRAM and PLAIN logins, chat, a message to an offline user, a failed delivery, a session
+/// replaced and logouts leaves lines with connection ids and counts, and no JID, user name,
+/// resource or address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_jid_resource_or_address_in_info_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Binary::start(&dir.path().join("data"), "", "info");
+    let (alice, bob) = ("alicexq", "bobzv");
+    let (res_a, res_b) = ("phone-r7k", "desk-w2m");
+    let mut a = Client::starttls(b.starttls, "localhost").await;
+    assert_eq!(
+        a.register(alice, "pw").await.get_attr("type"),
+        Some("result")
+    );
+    let mut c = Client::direct(b.direct, "localhost").await;
+    assert_eq!(c.register(bob, "pw").await.get_attr("type"), Some("result"));
+    a.auth_scram("SCRAM-SHA-256", alice, "pw").await.unwrap();
+    a.bind(Some(res_a)).await;
+    a.send("<presence/>").await;
+    c.auth_plain("", bob, "pw").await.unwrap();
+    c.bind(Some(res_b)).await;
+    a.send(&format!(
+        "<message to='{bob}@localhost/{res_b}' type='chat'><body>hi</body></message>"
+    ))
+    .await;
+    loop {
+        if c.recv().await.name == "message" {
+            break;
+        }
+    }
+    // The same resource again replaces the session.
+    let mut c2 = Client::starttls(b.starttls, "localhost").await;
+    c2.auth_plain("", bob, "pw").await.unwrap();
+    c2.bind(Some(res_b)).await;
+    drop(c2);
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // bob is offline now: kept for him. nobody does not exist: a delivery error.
+    for to in [format!("{bob}@localhost"), "nobody@localhost".to_owned()] {
+        a.send(&format!(
+            "<message to='{to}' type='chat' id='m'><body>x</body></message>"
+        ))
+        .await;
+    }
+    loop {
+        let e = a.recv().await;
+        if e.get_attr("id") == Some("m") && e.get_attr("type") == Some("error") {
+            break;
+        }
+    }
+    a.send("<presence type='unavailable'/>").await;
+    let port = a.local_port();
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let lines = b.stop();
+    let text = lines.join("\n");
+    for event in [
+        "registered",
+        "logged in",
+        "logged out",
+        "replaced",
+        "delivery failed",
+    ] {
+        assert!(text.contains(event), "no {event:?} line:\n{text}");
+    }
+    for line in &lines {
+        for needle in [alice, bob, res_a, res_b, "@localhost", "nobody"] {
+            assert!(!line.contains(needle), "{needle} in an info line: {line}");
+        }
+        if !line.contains("listening for") {
+            assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
+        }
+        assert!(!line.contains(&format!(":{port}")), "client port: {line}");
+    }
+    eprintln!("{} info lines checked:\n{text}", lines.len());
+}

@@ -268,3 +268,268 @@ async fn backup_and_restore_round_trip() {
     }
     b.stop();
 }
+
+/// Data about `alice@localhost` that other accounts hold or that names her: roster items both
+/// ways, a PEP node of juliet's where alice is a `member` and subscribed (bare and full), a
+/// delivery-error entry, and alice's own data of every kind.
+fn seed_alice_everywhere(store: &Store) {
+    use kleiber::store::pep::Node;
+    let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+    for u in ["alice", "juliet"] {
+        let rec = AccountRecord::new(creds.clone(), now_secs());
+        store.accounts.create("localhost", u, &rec).unwrap();
+    }
+    let both = kleiber::roster::Item {
+        in_roster: true,
+        to: true,
+        from: true,
+        ..Default::default()
+    };
+    let r = &store.rosters;
+    r.put("localhost", "alice", "juliet@localhost", &both)
+        .unwrap();
+    r.put("localhost", "juliet", "alice@localhost", &both)
+        .unwrap();
+    r.set_blocked("localhost", "alice", "spam.example", true)
+        .unwrap();
+    let mut node = Node {
+        access_model: "whitelist".into(),
+        max_items: 1,
+        items: vec![("1".into(), "<x xmlns='urn:example'/>".into())],
+        ..Default::default()
+    };
+    node.affiliations
+        .insert("alice@localhost".into(), "member".into());
+    node.affiliations
+        .insert("romeo@localhost".into(), "member".into());
+    node.subscribers
+        .insert("alice@localhost".into(), "s1".into());
+    node.subscribers
+        .insert("alice@localhost/phone".into(), "s2".into());
+    store
+        .pep
+        .put("localhost", "juliet", "urn:example", &node)
+        .unwrap();
+    store
+        .pep
+        .put("localhost", "alice", "urn:example", &node)
+        .unwrap();
+    let c = &store.client_data;
+    c.set_vcard("localhost", "alice", "<vCard xmlns='vcard-temp'/>")
+        .unwrap();
+    c.set_private(
+        "localhost",
+        "alice",
+        "urn:example",
+        "<x xmlns='urn:example'/>",
+    )
+    .unwrap();
+    store
+        .offline
+        .push(
+            "localhost",
+            "alice",
+            1,
+            "<message><body>hi</body></message>".into(),
+        )
+        .unwrap();
+    let e = kleiber::store::DeliveryError {
+        time_ms: now_secs() * 1000,
+        from: "alice@localhost/phone".into(),
+        to: "nobody@localhost".into(),
+        reason: "service-unavailable".into(),
+    };
+    store.delivery_errors.append(&e, 1).unwrap();
+    store.flush().unwrap();
+}
+
+/// Tree by tree, every key and value: nothing names alice (her user name, hence her bare
+/// JID), except juliet's roster item for her (juliet's data, subscription `none` now).
+/// Returns the number of entries checked.
+fn assert_alice_gone(store: &Store) -> usize {
+    let mut checked = 0;
+    for tree in store.tree_names() {
+        for (k, v) in store.entries(&tree).unwrap() {
+            checked += 1;
+            if tree == "roster" && k.starts_with(b"localhost\0juliet\0") {
+                let item: kleiber::roster::Item = serde_json::from_slice(&v).unwrap();
+                assert!(!item.to && !item.from && !item.pending_in && !item.pending_out);
+                continue;
+            }
+            for part in [&k, &v] {
+                assert!(
+                    !contains(part, "alice"),
+                    "tree {tree} still names alice: {} = {}",
+                    String::from_utf8_lossy(&k),
+                    String::from_utf8_lossy(&v)
+                );
+            }
+        }
+    }
+    let node = store.pep.get("localhost", "juliet", "urn:example").unwrap();
+    assert_eq!(node.unwrap().affiliations.len(), 1, "romeo keeps his");
+    checked
+}
+
+/// In-band cancellation on a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_band_deletion_leaves_no_trace_in_any_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_alice_everywhere(&Store::open(dir.path()).unwrap());
+    let cfg = test_config(dir.path());
+    let s = TestServer::start_in(dir, cfg);
+    let mut a = Client::starttls(s.starttls, "localhost").await;
+    a.auth_scram("SCRAM-SHA-256", "alice", "pw").await.unwrap();
+    a.bind(Some("phone")).await;
+    a.send("<iq type='set' id='del'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    loop {
+        let e = a.recv().await;
+        if e.get_attr("id") == Some("del") {
+            assert_eq!(e.get_attr("type"), Some("result"));
+            break;
+        }
+    }
+    // juliet's roster is updated by the roster store shortly after.
+    for _ in 0..200 {
+        let item = s
+            .shared()
+            .store
+            .rosters
+            .get("localhost", "juliet", "alice@localhost")
+            .unwrap();
+        if item.is_some_and(|i| !i.to && !i.from) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let n = assert_alice_gone(&s.shared().store);
+    assert!(n > 5, "{n} entries");
+}
+
+/// `kleiber user del` with the server stopped: the same store part.
+#[test]
+fn offline_cli_deletion_leaves_no_trace_in_any_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    seed_alice_everywhere(&Store::open(&data).unwrap());
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(&cfg, format!("data_dir = {data:?}\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["user", "del", "alice@localhost", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let store = Store::open(&data).unwrap();
+    let n = assert_alice_gone(&store);
+    assert!(n > 5, "{n} entries");
+    assert!(store.is_tombstoned("localhost", "alice").unwrap());
+}
+
+/// The delivery-error log keeps who -> whom as bare JIDs, and does not tell the operator that
+/// the recipient blocks the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_errors_keep_bare_jids_and_hide_blocks() {
+    let s = TestServer::start();
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    s.shared()
+        .store
+        .rosters
+        .set_blocked("localhost", "bob", "alice@localhost", true)
+        .unwrap();
+    let mut a = s.online("alice", "phone").await;
+    a.send("<message to='bob@localhost' type='chat' id='m'><body>x</body></message>")
+        .await;
+    loop {
+        let e = a.recv().await;
+        if e.get_attr("id") == Some("m") {
+            assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+            break;
+        }
+    }
+    let mut entries = Vec::new();
+    for _ in 0..200 {
+        entries = s.shared().store.delivery_errors.since(0, 10).unwrap();
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(
+        (e.from.as_str(), e.to.as_str(), e.reason.as_str()),
+        ("alice@localhost", "bob@localhost", "service-unavailable")
+    );
+}
+
+/// Expired snapshots and stale `.tmp` files go at start, with snapshots switched off; fresh
+/// ones and files that are not kleiber's stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_snapshots_are_pruned_at_start_even_when_snapshots_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snapshots");
+    std::fs::create_dir(&snaps).unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let files = [
+        ("kleiber-20260101-000000.snap", now - 40 * day, false),
+        ("kleiber-20260102-000000.tmp", now - day, false),
+        ("kleiber-20261201-000000.snap", now - 2 * day, true),
+        ("kleiber-20261207-000000.tmp", now, true),
+        ("operator-copy.snap", now - 40 * day, true),
+    ];
+    for (name, mtime, _) in files {
+        let f = std::fs::File::create(snaps.join(name)).unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    let mut cfg = test_config(dir.path());
+    cfg.snapshots.interval_hours = 0;
+    cfg.snapshots.keep_days = 30;
+    let _s = TestServer::start_in(dir, cfg);
+    for _ in 0..200 {
+        if !snaps.join(files[0].0).exists() && !snaps.join(files[1].0).exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    for (name, _, stays) in files {
+        assert_eq!(snaps.join(name).exists(), stays, "{name}");
+    }
+}
+
+/// A retention beyond the privacy policy is refused with one line naming the key, unless
+/// `allow_longer_retention = true`, and then the server warns at start.
+#[test]
+fn longer_retention_is_refused_or_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let body = format!(
+        "data_dir = {data:?}\n{{allow}}[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = []\n[snapshots]\nkeep_days = 60\n"
+    );
+    let cfg = dir.path().join("k.toml");
+    std::fs::write(&cfg, body.replace("{allow}", "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kleiber"))
+        .args(["check-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("snapshots.keep_days"), "{err}");
+    let b = Binary::start_config(
+        &data,
+        &body.replace("{allow}", "allow_longer_retention = true\n"),
+        "info",
+    );
+    let lines = b.stop();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("snapshots.keep_days")),
+        "{lines:?}"
+    );
+}

@@ -418,7 +418,7 @@ async fn row6_unknown_user() {
     );
     assert_eq!(
         logged_error(&s, "ghost@localhost").await,
-        "romeo@localhost/orchard -> ghost@localhost: service-unavailable: no such user"
+        "romeo@localhost -> ghost@localhost: service-unavailable"
     );
     r.send("<iq type='get' id='i' to='ghost@localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
@@ -451,7 +451,7 @@ async fn row7_remote_domains_and_malformed_jids() {
     );
     assert_eq!(
         logged_error(&s, "juliet@capulet.example").await,
-        "romeo@localhost/orchard -> juliet@capulet.example: remote-server-not-found: federation disabled"
+        "romeo@localhost -> juliet@capulet.example: remote-server-not-found: federation disabled"
     );
     r.send("<iq type='get' id='i' to='capulet.example'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;

@@ -244,11 +244,7 @@ impl Connection {
         self.out = None;
         self.reader = None;
         let timeout = self.shared.config.limits.sm_resume_timeout_secs;
-        log::info!(
-            "{}: {} connection lost, resumable for {timeout} s",
-            self.id,
-            self.jid.as_ref().map(|j| j.as_str()).unwrap_or_default()
-        );
+        log::info!("{}: connection lost, resumable for {timeout} s", self.id);
         ctx.run_later(Duration::from_secs(timeout), move |act, ctx| {
             if act.sm.as_ref().and_then(|s| s.hibernating) == Some(epoch) {
                 act.end_reason = "not resumed in time";
@@ -365,11 +361,6 @@ impl Connection {
         for el in &again {
             self.send_raw(el.to_xml(ns::CLIENT), ctx);
         }
-        log::info!(
-            "{}: {} resumed ({} stanzas sent again)",
-            self.id,
-            self.jid.as_ref().map(|j| j.as_str()).unwrap_or_default(),
-            again.len()
-        );
+        log::info!("{}: resumed ({} stanzas sent again)", self.id, again.len());
     }
 }

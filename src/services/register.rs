@@ -2,7 +2,8 @@
 //!
 //! Before authentication: the form (user name and password, nothing else: the privacy policy
 //! asks for nothing more) and account creation. After authentication: password change and
-//! cancellation, which deletes the account with everything stored for it.
+//! cancellation, which deletes the account with everything stored for it
+//! (`actors/account.rs`).
 
 use std::sync::Arc;
 
@@ -189,16 +190,6 @@ pub async fn change_password(
     .map_err(internal)?
     .then_some(())
     .ok_or_else(|| Condition::ItemNotFound.into())
-}
-
-/// Delete `user@host` with everything stored for it.
-pub async fn remove(shared: &Arc<Shared>, host: &str, user: &str) -> Result<(), StanzaError> {
-    let s = shared.clone();
-    let (h, u) = (host.to_owned(), user.to_owned());
-    blocking(move || s.store.delete_account(&h, &u))
-        .await
-        .map_err(internal)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The `accounts` tree: `domain NUL user` -> [`AccountRecord`] (JSON, versioned).
 //!
 //! A record holds what the privacy policy lists: the account exists (its JID is the key), its
-//! password only as hashes, when it was created and when it last logged in. The password is
+//! password only as hashes, and when it last logged in and out. Records of format 1 also held
+//! the creation time, which the policy does not list; it is dropped when such a record is read
+//! and written again, and from every record when the store opens (schema 2). The password is
 //! kept as a list of [`Credential`]s, one per algorithm, so a later change of algorithms adds
 //! or drops entries (at the next password change or login) without losing accounts.
 
@@ -12,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::{account_key, StoreError};
 use crate::sasl::{ScramCredentials, ScramHash};
 
-/// Current record format.
-const RECORD_VERSION: u32 = 1;
+/// Current record format (2: no creation time).
+const RECORD_VERSION: u32 = 2;
 
 /// One stored password verifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +66,6 @@ impl ScramRecord {
 pub struct AccountRecord {
     /// Record format version.
     pub v: u32,
-    /// Creation time, seconds since the epoch.
-    pub created: u64,
     /// Last successful login, seconds since the epoch (for inactive-account deletion).
     pub last_login: u64,
     /// Last logout, seconds since the epoch (XEP-0012 last activity); 0 = never.
@@ -80,7 +80,6 @@ impl AccountRecord {
     pub fn new(credentials: Vec<Credential>, now: u64) -> Self {
         AccountRecord {
             v: RECORD_VERSION,
-            created: now,
             last_login: now,
             last_logout: 0,
             credentials,
@@ -252,6 +251,24 @@ impl Accounts {
         Ok(out)
     }
 
+    /// Schema 1 -> 2: write every record again in the current format (no creation time).
+    /// Returns how many records changed.
+    pub(super) fn migrate_records(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.tree.iter() {
+            let (k, old) = kv?;
+            let mut rec = decode(&old)?;
+            rec.v = RECORD_VERSION;
+            let new = encode(&rec);
+            if new != old.as_ref() {
+                // Not over a concurrent write (there is none while the store opens).
+                let _ = self.tree.compare_and_swap(&k, Some(old), Some(new))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Number of accounts on all hosts.
     pub fn count(&self) -> usize {
         self.tree.len()
@@ -300,7 +317,34 @@ mod tests {
         let s = String::from_utf8(encode(&rec)).unwrap();
         assert_eq!(
             s,
-            r#"{"v":1,"created":5,"last_login":5,"last_logout":0,"credentials":[{"alg":"bcrypt","hash":"h"}]}"#
+            r#"{"v":2,"last_login":5,"last_logout":0,"credentials":[{"alg":"bcrypt","hash":"h"}]}"#
+        );
+    }
+
+    #[test]
+    fn format_1_records_load_and_lose_their_creation_time() {
+        let old = r#"{"v":1,"created":5,"last_login":7,"last_logout":0,"credentials":[{"alg":"bcrypt","hash":"h"}]}"#;
+        let rec = decode(old.as_bytes()).unwrap();
+        assert_eq!(rec.last_login, 7);
+        assert!(!String::from_utf8(encode(&rec)).unwrap().contains("created"));
+        // A store of schema 1 is migrated when it opens.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = crate::store::Store::open(dir.path()).unwrap();
+            let tree = store.db.open_tree("accounts").unwrap();
+            tree.insert(account_key("x", "old"), old.as_bytes())
+                .unwrap();
+            let meta = store.db.open_tree("meta").unwrap();
+            meta.insert("schema", &1u32.to_be_bytes()).unwrap();
+            store.flush().unwrap();
+        }
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let raw = store.entries("accounts").unwrap();
+        assert_eq!(raw.len(), 1);
+        assert!(!String::from_utf8_lossy(&raw[0].1).contains("created"));
+        assert_eq!(
+            store.accounts.get("x", "old").unwrap().unwrap().last_login,
+            7
         );
     }
 }

@@ -17,6 +17,28 @@ pub struct DeliveryError {
     pub reason: String,
 }
 
+impl DeliveryError {
+    /// What is kept of a failure at `time_ms`: the bare JIDs (the privacy policy's "from whom
+    /// to whom"; resources would tell which device was used), and for `service-unavailable`
+    /// the condition alone: its reasons (no such user, recipient offline, blocked by the
+    /// recipient, storage full) would show the operator who blocks whom, as the sender's
+    /// error does not show it to the sender either.
+    pub fn new(time_ms: u64, from: &str, to: &str, reason: &str) -> DeliveryError {
+        let bare = |j: &str| j.split('/').next().unwrap_or_default().to_owned();
+        let cond = reason.split(':').next().unwrap_or_default().trim();
+        DeliveryError {
+            time_ms,
+            from: bare(from),
+            to: bare(to),
+            reason: if cond == "service-unavailable" {
+                cond.to_owned()
+            } else {
+                reason.to_owned()
+            },
+        }
+    }
+}
+
 /// Handle on the delivery-error tree.
 #[derive(Clone)]
 pub struct DeliveryErrors {
@@ -62,6 +84,28 @@ impl DeliveryErrors {
         Ok(out)
     }
 
+    /// Remove the entries from or to the bare JIDs `jids` (accounts being deleted); returns
+    /// how many.
+    pub fn forget(&self, jids: &std::collections::HashSet<String>) -> Result<usize, StoreError> {
+        if jids.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let s = String::from_utf8_lossy(&v);
+            let named = s
+                .splitn(3, '\0')
+                .take(2)
+                .any(|j| jids.contains(j.split('/').next().unwrap_or(j)));
+            if named {
+                self.tree.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Remove entries older than `before_ms`; returns how many.
     pub fn prune(&self, before_ms: u64) -> Result<usize, StoreError> {
         let mut n = 0;
@@ -90,6 +134,26 @@ pub fn format_since(store: &super::Store, days: u64) -> Result<String, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_hold_bare_jids_and_no_reason_that_tells_a_block() {
+        for why in [
+            "blocked by the recipient",
+            "recipient offline",
+            "no such user",
+        ] {
+            let e = DeliveryError::new(
+                1,
+                "a@x/phone",
+                "b@x/desk",
+                &format!("service-unavailable: {why}"),
+            );
+            assert_eq!((e.from.as_str(), e.to.as_str()), ("a@x", "b@x"));
+            assert_eq!(e.reason, "service-unavailable");
+        }
+        let e = DeliveryError::new(1, "a@x/r", "b@y", "remote-server-not-found: no route");
+        assert_eq!(e.reason, "remote-server-not-found: no route");
+    }
 
     #[test]
     fn append_read_prune() {

@@ -26,8 +26,12 @@ pub use offline::Offline;
 pub use pep::Pep;
 pub use roster::{RosterMeta, Rosters};
 
-/// The schema version written into the `meta` tree.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version written into the `meta` tree. 2: account records without their
+/// creation time (migrated from 1 when the store opens).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// A key and its value, as stored.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
 
 /// A storage failure.
 #[derive(Debug)]
@@ -123,9 +127,10 @@ impl Store {
     /// Open with a flush window: writes are durable at most `flush_ms` after they were made
     /// (sled's background group commit: one fsync per window, not one per write).
     pub fn open_with(dir: &Path, flush_ms: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        create_private_dir(dir).map_err(|e| {
             StoreError::Db(format!("data_dir {}: cannot create it: {e}", dir.display()))
         })?;
+        check_not_shared(dir)?;
         let path = dir.join("db");
         let db = sled::Config::new()
             .path(&path)
@@ -143,6 +148,7 @@ impl Store {
                 }
             })?;
         let meta = db.open_tree("meta")?;
+        let mut migrate_from = None;
         match meta.get("schema")? {
             None => {
                 meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
@@ -158,6 +164,9 @@ impl Store {
                         "database schema {v} is newer than this kleiber ({SCHEMA_VERSION})"
                     )));
                 }
+                if v < SCHEMA_VERSION {
+                    migrate_from = Some(v);
+                }
             }
         }
         let tombstone_key = match meta.get("tombstone_key")? {
@@ -170,7 +179,7 @@ impl Store {
         };
         // The reserve is off until the server sets it from the configuration.
         let space = std::sync::Arc::new(space::Space::new(dir.to_owned(), 0));
-        Ok(Store {
+        let store = Store {
             tombstones: db.open_tree("tombstones")?,
             tombstone_key: std::sync::Arc::new(tombstone_key),
             tombstone_secs: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(30 * 86_400)),
@@ -197,7 +206,22 @@ impl Store {
             space,
             commit: Default::default(),
             db,
-        })
+        };
+        if let Some(v) = migrate_from {
+            store.migrate(v)?;
+        }
+        Ok(store)
+    }
+
+    /// Bring a store of schema `from` to [`SCHEMA_VERSION`].
+    fn migrate(&self, from: u32) -> Result<(), StoreError> {
+        if from < 2 {
+            let n = self.accounts.migrate_records()?;
+            log::info!("store: schema {from} -> 2: {n} account records without creation time");
+        }
+        let meta = self.db.open_tree("meta")?;
+        meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+        self.flush()
     }
 
     /// Resolves once everything written so far is on disk: what a caller awaits before it
@@ -303,26 +327,111 @@ impl Store {
         Ok(n)
     }
 
-    /// Remove an account and everything stored for it, and block its name from being
-    /// registered again for a while, so that a stranger cannot take it over and receive what
-    /// was meant for the old owner. The block keeps only a keyed hash of the JID.
+    /// Remove an account and everything stored for it (see [`Store::delete_accounts`]);
+    /// `Ok(false)` if it did not exist.
     pub fn delete_account(&self, domain: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_accounts(&[(domain.to_owned(), user.to_owned())])? == 1)
+    }
+
+    /// The store's part of deleting accounts, the same whether the server runs or not
+    /// (`actors::account::delete` adds what only a running server can do). For each
+    /// `(domain, user)`:
+    ///
+    /// - block the name from being registered again for a while, so that a stranger cannot
+    ///   take it over and receive what was meant for the old owner (a keyed hash only);
+    /// - apply to each local contact's roster what the account's `unsubscribe` /
+    ///   `unsubscribed` do (RFC 6121 §3.2-3.3; a running server has sent them already and
+    ///   removed the roster, so this finds nothing left to do);
+    /// - remove every record of the account;
+    ///
+    /// and then, for all of them at once (one pass over those trees), their affiliations and
+    /// subscriptions on other accounts' PEP nodes (else whoever registers the name later
+    /// inherits `member` access) and their delivery-error entries. What other accounts hold
+    /// of their own accord stays theirs: roster items (with subscription `none`), block list
+    /// entries, offline messages from the account, client data. Returns how many existed.
+    pub fn delete_accounts(&self, accounts: &[(String, String)]) -> Result<usize, StoreError> {
         let block = self
             .tombstone_secs
             .load(std::sync::atomic::Ordering::Relaxed);
-        if block > 0 {
-            let until = now_secs() + block;
-            self.tombstones
-                .insert(self.tombstone_id(domain, user), &until.to_be_bytes())?;
+        let mut existed = 0;
+        let mut jids = std::collections::HashSet::new();
+        for (domain, user) in accounts {
+            // A name that was never taken is not blocked.
+            if block > 0 && self.accounts.exists(domain, user)? {
+                let until = now_secs() + block;
+                self.tombstones
+                    .insert(self.tombstone_id(domain, user), &until.to_be_bytes())?;
+            }
+            self.rosters.unsubscribe_local_contacts(domain, user)?;
+            existed += self.accounts.remove(domain, user)? as usize;
+            self.rosters.remove_account(domain, user)?;
+            self.offline.remove_account(domain, user)?;
+            self.client_data.remove_account(domain, user)?;
+            self.pep.remove_account(domain, user)?;
+            jids.insert(format!("{user}@{domain}"));
         }
-        let existed = self.accounts.remove(domain, user)?;
-        self.rosters.remove_account(domain, user)?;
-        self.offline.remove_account(domain, user)?;
-        self.client_data.remove_account(domain, user)?;
-        self.pep.remove_account(domain, user)?;
+        self.pep.forget(&jids)?;
+        self.delivery_errors.forget(&jids)?;
         self.flush()?;
         Ok(existed)
     }
+
+    /// The names of every tree in the database (for the data inventory and the tests that
+    /// check deletion tree by tree).
+    pub fn tree_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every entry of the tree `name`, as raw bytes.
+    pub fn entries(&self, name: &str) -> Result<Vec<RawEntry>, StoreError> {
+        let tree = self.db.open_tree(name)?;
+        let mut out = Vec::new();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Create `dir` (and missing parents) readable by the owner only (0700), whatever the umask.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Refuse a data directory that other users may write to: they could replace the database
+/// or the control socket.
+fn check_not_shared(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| StoreError::Db(format!("data_dir {}: {e}", dir.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(StoreError::Db(format!(
+                "data_dir {}: writable by group or others (mode {:04o}); run chmod go-w on it",
+                dir.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -346,4 +455,31 @@ pub fn account_key(domain: &str, user: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(user.as_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    /// `doc/data-inventory.md` lists exactly the trees a store has: every tree in its table of
+    /// trees (rows starting with a tree name in backticks) and no other.
+    #[test]
+    fn data_inventory_lists_every_tree() {
+        let doc = include_str!("../../doc/data-inventory.md");
+        let section = doc
+            .split("## Trees")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("a Trees section");
+        let mut documented: Vec<String> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        documented.sort();
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open(dir.path()).unwrap();
+        // Every tree any code path opens exists once the store is open (and after first use).
+        store.dialback_secret().unwrap();
+        assert_eq!(store.tree_names(), documented);
+    }
 }

@@ -114,6 +114,48 @@ impl Pep {
             .sum())
     }
 
+    /// Remove the affiliations and subscriptions of the bare JIDs `jids` (and of their full
+    /// JIDs) from every node, for accounts being deleted. One pass over the tree; only nodes
+    /// that have affiliations or subscriptions at all are decoded. Returns how many nodes
+    /// changed.
+    pub fn forget(&self, jids: &std::collections::HashSet<String>) -> Result<usize, StoreError> {
+        if jids.is_empty() {
+            return Ok(0);
+        }
+        let named = |j: &str| jids.contains(j.split('/').next().unwrap_or(j));
+        let mut changed = 0;
+        for kv in self.tree.iter() {
+            let (k, mut old) = kv?;
+            let has = |v: &[u8], what: &[u8]| v.windows(what.len()).any(|w| w == what);
+            // A compare-and-swap, so that a concurrent write of the node is not lost.
+            loop {
+                if !has(&old, b"\"affiliations\"") && !has(&old, b"\"subscribers\"") {
+                    break;
+                }
+                let mut node = decode(&old)?;
+                let before = (node.affiliations.len(), node.subscribers.len());
+                node.affiliations.retain(|j, _| !named(j));
+                node.subscribers.retain(|j, _| !named(j));
+                if before == (node.affiliations.len(), node.subscribers.len()) {
+                    break;
+                }
+                let new =
+                    serde_json::to_vec(&node).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                match self.tree.compare_and_swap(&k, Some(&old), Some(new))? {
+                    Ok(()) => {
+                        changed += 1;
+                        break;
+                    }
+                    Err(e) => match e.current {
+                        Some(cur) => old = cur,
+                        None => break,
+                    },
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     /// Remove everything of an account.
     pub fn remove_account(&self, domain: &str, user: &str) -> Result<(), StoreError> {
         let mut p = account_key(domain, user);

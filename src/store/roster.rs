@@ -168,16 +168,14 @@ impl Rosters {
         })
     }
 
-    /// For an account about to be deleted while the server is stopped: apply to each local
-    /// contact's roster what the `unsubscribe`/`unsubscribed` the account would send does
-    /// (RFC 6121 §3.2-3.3), so that no contact keeps seeing a subscription to a deleted
-    /// account. `is_local` tells which domains are served here. Returns how many contacts
-    /// changed.
+    /// For an account about to be deleted: apply to each local contact's roster what the
+    /// `unsubscribe`/`unsubscribed` the account would send does (RFC 6121 §3.2-3.3), so that
+    /// no contact keeps seeing a subscription to a deleted account. A contact is local when
+    /// this store holds its roster entry for the account. Returns how many contacts changed.
     pub fn unsubscribe_local_contacts(
         &self,
         domain: &str,
         user: &str,
-        is_local: impl Fn(&str) -> bool,
     ) -> Result<usize, StoreError> {
         use crate::roster::{inbound, SubKind};
         let me = format!("{user}@{domain}");
@@ -186,9 +184,6 @@ impl Rosters {
             let Some((c_user, c_domain)) = contact.split_once('@') else {
                 continue;
             };
-            if !is_local(c_domain) {
-                continue;
-            }
             let Some(mut theirs) = self.get(c_domain, c_user, &me)? else {
                 continue;
             };
@@ -245,11 +240,7 @@ mod tests {
         r.put("x", "old", "juliet@x", &both).unwrap();
         r.put("x", "juliet", "old@x", &both).unwrap();
         r.put("x", "old", "far@remote.example", &both).unwrap();
-        assert_eq!(
-            r.unsubscribe_local_contacts("x", "old", |d| d == "x")
-                .unwrap(),
-            1
-        );
+        assert_eq!(r.unsubscribe_local_contacts("x", "old").unwrap(), 1);
         let theirs = r.get("x", "juliet", "old@x").unwrap().unwrap();
         assert!(!theirs.to && !theirs.from && theirs.in_roster, "{theirs:?}");
         assert_eq!(

@@ -14,6 +14,14 @@ use super::{Store, StoreError};
 
 const MAGIC: &[u8] = b"KLEIBER-SNAPSHOT 1\n";
 
+/// Entries never written to a snapshot: (tree, key). The dialback secret (XEP-0185) is made
+/// again at random after a restore (peers then verify this server's new keys; nothing is
+/// lost), so a snapshot cannot be used to pass as this server. The tombstone key stays: the
+/// name blocks in the snapshot are hashes under it and would stop working without it, and
+/// with it a snapshot tells no more than the snapshots of the same month hold anyway (the
+/// deleted accounts themselves).
+const NOT_IN_SNAPSHOTS: &[(&[u8], &[u8])] = &[(b"meta", b"dialback_secret")];
+
 fn io(e: std::io::Error) -> StoreError {
     StoreError::Db(format!("snapshot: {e}"))
 }
@@ -38,6 +46,9 @@ impl Store {
             w.write_all(&name).map_err(io)?;
             for kv in tree.iter() {
                 let (k, v) = kv?;
+                if NOT_IN_SNAPSHOTS.contains(&(&name[..], &k[..])) {
+                    continue;
+                }
                 w.write_all(&[1]).map_err(io)?;
                 for part in [&k[..], &v[..]] {
                     w.write_all(&(part.len() as u32).to_be_bytes())
@@ -128,5 +139,27 @@ mod tests {
         assert!(restored.client_data.vcard("x", "juliet").unwrap().is_some());
         assert_eq!(restored.offline.usage("x", "juliet").unwrap().count, 1);
         assert!(restored.restore_from(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn no_dialback_secret_in_snapshots_but_name_blocks_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("a")).unwrap();
+        let secret = store.dialback_secret().unwrap();
+        let creds = crate::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+        let rec = crate::store::AccountRecord::new(creds, 1);
+        store.accounts.create("x", "gone", &rec).unwrap();
+        store.delete_account("x", "gone").unwrap();
+        let snap = dir.path().join("s.snap");
+        store.snapshot(&snap).unwrap();
+        let bytes = std::fs::read(&snap).unwrap();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+        crate::store::Store::open(&dir.path().join("b"))
+            .unwrap()
+            .restore_from(&snap)
+            .unwrap();
+        let restored = crate::store::Store::open(&dir.path().join("b")).unwrap();
+        assert_ne!(restored.dialback_secret().unwrap(), secret, "made anew");
+        assert!(restored.is_tombstoned("x", "gone").unwrap());
     }
 }
