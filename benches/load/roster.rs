@@ -1,0 +1,689 @@
+//! Large-roster login (--roster-login N).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::cli::*;
+use crate::client::*;
+use crate::cpu::*;
+use crate::link::*;
+use crate::shared::*;
+use crate::stats::*;
+use crate::xml::*;
+use crate::Res;
+
+pub(crate) fn has_to(sub: &str) -> bool {
+    sub == "to" || sub == "both"
+}
+
+pub(crate) fn has_from(sub: &str) -> bool {
+    sub == "from" || sub == "both"
+}
+
+/// (bare JID lower-cased, subscription, ask='subscribe') of each `<item/>` in a roster element.
+pub(crate) fn roster_items(e: &str) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(p) = e[from..].find("<item") {
+        let at = from + p;
+        from = at + 5;
+        if !matches!(
+            e.as_bytes().get(from),
+            Some(b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>')
+        ) {
+            continue;
+        }
+        let tag = &e[at..];
+        if let Some(j) = attr(tag, "jid") {
+            out.push((
+                bare(j).to_ascii_lowercase(),
+                attr(tag, "subscription").unwrap_or("none").to_owned(),
+                attr(tag, "ask") == Some("subscribe"),
+            ));
+        }
+    }
+    out
+}
+
+pub(crate) fn contact_name(a: &Args, i: usize) -> String {
+    format!("{}-c{i}", a.user_prefix)
+}
+
+pub(crate) fn roster_get(id: &str) -> String {
+    format!("<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'/></iq>")
+}
+
+pub(crate) fn sub_presence(kind: &str, to: &str) -> String {
+    format!("<presence type='{kind}' to='{}'/>", xml_escape(to))
+}
+
+/// Names and state shared by the set-up and the measurement.
+pub(crate) struct RosterBench {
+    pub(crate) sh: Arc<Shared>,
+    pub(crate) n: usize,
+    pub(crate) online: usize,
+    /// The owner's user name and bare JID.
+    pub(crate) owner: String,
+    pub(crate) owner_bare: String,
+    /// Bare JIDs of the contacts.
+    pub(crate) contacts: Vec<String>,
+    /// Contact bare JID (lower case) -> index.
+    pub(crate) index: HashMap<String, usize>,
+    pub(crate) evs_tx: mpsc::UnboundedSender<Ev>,
+    pub(crate) evs: mpsc::UnboundedReceiver<Ev>,
+}
+
+/// One measured login of the owner.
+#[derive(Default, Clone)]
+pub(crate) struct RosterRun {
+    pub(crate) roster_items: usize,
+    pub(crate) login_ms: f64,
+    pub(crate) roster_ms: f64,
+    pub(crate) presence_at_ms: f64,
+    /// From the TCP connect until the owner had every online contact's presence.
+    pub(crate) in_ms: Option<f64>,
+    /// Until every online contact had the owner's presence.
+    pub(crate) saw_ms: Option<f64>,
+    pub(crate) presences_in: usize,
+    pub(crate) contacts_saw: usize,
+    pub(crate) presence_stanzas: usize,
+    pub(crate) unexpected: usize,
+    pub(crate) server_cpu_ms: Option<f64>,
+    pub(crate) server_cpu_pct: Option<f64>,
+    pub(crate) gen_cpu_pct: Option<f64>,
+    /// Busy CPU of the whole machine (100 = all CPUs) in the second before the login.
+    pub(crate) busy_before_pct: Option<f64>,
+    pub(crate) errors: u64,
+}
+
+impl RosterBench {
+    pub(crate) fn who(&self, id: usize) -> String {
+        if id < self.n {
+            self.contacts[id].clone()
+        } else {
+            self.owner.clone()
+        }
+    }
+
+    /// Sets up the subscriptions through the protocol (only those that are not `both` yet),
+    /// then closes every session except those of the online contacts, which are returned.
+    pub(crate) async fn setup(&mut self, register_first: bool) -> Res<Vec<Link>> {
+        let n = self.n;
+        let owner_id = n;
+        let t0 = Instant::now();
+        let mut users: Vec<String> = (0..n).map(|i| contact_name(&self.sh.args, i)).collect();
+        users.push(self.owner.clone());
+        eprintln!(
+            "setup: logging in {} users{}",
+            users.len(),
+            if register_first {
+                " (registering them first)"
+            } else {
+                ""
+            }
+        );
+        let mut links = Vec::with_capacity(n + 1);
+        let mut first_err = None;
+        for (id, r) in login_all(&self.sh, &users, register_first)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            match r {
+                Ok((x, jid)) => links.push(Some(Link::spawn(x, jid, id, &self.evs_tx))),
+                Err(e) => {
+                    first_err.get_or_insert(e.to_string());
+                    links.push(None);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(format!("setup: some logins failed, first: {e}").into());
+        }
+        let mut links: Vec<Link> = links.into_iter().flatten().collect();
+        if self.sh.args.register_only {
+            return Ok(links);
+        }
+        eprintln!(
+            "setup: {} sessions in {:.1} s; getting the rosters",
+            links.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        for l in &links {
+            l.send(roster_get("rs0"));
+        }
+        // Subscription state as seen by the owner (of contact i) and by contact i (of the owner).
+        let mut owner_view: Vec<(String, bool)> = vec![("none".into(), false); n];
+        let mut contact_view: Vec<(String, bool)> = vec![("none".into(), false); n];
+        let mut have_roster = vec![false; n + 1];
+        let mut rosters = 0;
+        let mut asked_back = vec![false; n];
+        // Handshakes run --setup-window at a time (a burst of hundreds may be more than a server
+        // queues for one session); `active[i]`: contact i's handshake is under way.
+        let window = self.sh.args.setup_window.max(1);
+        let mut todo: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+        let mut active = vec![false; n];
+        let mut in_flight = 0usize;
+        let mut kicked = false;
+        let limit = Instant::now() + Duration::from_secs(self.sh.args.login_timeout);
+        const RETRY_S: u64 = 5;
+        let mut next_retry = Instant::now() + Duration::from_secs(RETRY_S);
+        let mut retries = 0;
+        let mut last_print = Instant::now();
+        let is_both = |ov: &[(String, bool)], cv: &[(String, bool)], i: usize| {
+            ov[i].0 == "both" && cv[i].0 == "both"
+        };
+        // Each side asks where it lacks 'to' and approves where it lacks 'from' (a 'subscribed'
+        // completes a stored pending request; without one it is ignored or a pre-approval).
+        let ask_again = |links: &[Link], ov: &str, cv: &str, i: usize| {
+            if !has_to(ov) {
+                links[owner_id].send(sub_presence("subscribe", &self.contacts[i]));
+            }
+            if !has_from(ov) {
+                links[owner_id].send(sub_presence("subscribed", &self.contacts[i]));
+            }
+            if !has_to(cv) {
+                links[i].send(sub_presence("subscribe", &self.owner_bare));
+            }
+            if !has_from(cv) {
+                links[i].send(sub_presence("subscribed", &self.owner_bare));
+            }
+        };
+        loop {
+            if rosters == n + 1 && !kicked {
+                kicked = true;
+                todo = (0..n)
+                    .filter(|&i| !is_both(&owner_view, &contact_view, i))
+                    .collect();
+                eprintln!(
+                    "setup: {} of {n} contacts already subscribed both ways; {} handshakes to \
+                     do, {window} at a time",
+                    n - todo.len(),
+                    todo.len()
+                );
+            }
+            if kicked {
+                // Finished handshakes make room for new ones.
+                while in_flight < window {
+                    let Some(i) = todo.pop_front() else { break };
+                    active[i] = true;
+                    in_flight += 1;
+                    let (ov, cv) = (&owner_view[i], &contact_view[i]);
+                    if ov.0 == "none" && !ov.1 && cv.0 == "none" && !cv.1 {
+                        // The usual way: the owner asks; the contact approves and asks back
+                        // (on receipt, below); the owner approves.
+                        links[owner_id].send(sub_presence("subscribe", &self.contacts[i]));
+                    } else {
+                        // Half done by an earlier run.
+                        asked_back[i] = has_to(&cv.0);
+                        ask_again(&links, &ov.0, &cv.0, i);
+                    }
+                }
+                if in_flight == 0 && todo.is_empty() {
+                    break;
+                }
+            }
+            let now = Instant::now();
+            if now > limit {
+                let done = (0..n)
+                    .filter(|&i| is_both(&owner_view, &contact_view, i))
+                    .count();
+                return Err(format!(
+                    "setup: subscriptions not settled after {} s ({done} of {n} both ways, \
+                     {rosters} of {} rosters)",
+                    self.sh.args.login_timeout,
+                    n + 1
+                )
+                .into());
+            }
+            if kicked && now > next_retry {
+                // No roster push for a while: a stanza got lost (a server may drop one under
+                // load, and RFC 6121 does not deliver a repeated subscribe that is already
+                // pending). Ask again for the handshakes under way. (Not on a timer: a busy
+                // server would only get more work.)
+                next_retry = now + Duration::from_secs(RETRY_S);
+                let mut again = 0;
+                for i in (0..n).filter(|&i| active[i]) {
+                    ask_again(&links, &owner_view[i].0, &contact_view[i].0, i);
+                    again += 1;
+                }
+                retries += again;
+                eprintln!("setup: no progress for {RETRY_S} s, asked again for {again} contacts");
+            }
+            if last_print.elapsed() > Duration::from_secs(5) {
+                last_print = Instant::now();
+                let done = (0..n)
+                    .filter(|&i| is_both(&owner_view, &contact_view, i))
+                    .count();
+                eprintln!(
+                    "  ... {done} of {n} subscribed both ways, {} of {} rosters",
+                    rosters,
+                    n + 1
+                );
+            }
+            let ev = match tokio::time::timeout(Duration::from_millis(500), self.evs.recv()).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return Err("event channel closed".into()),
+                Err(_) => continue,
+            };
+            let (id, el) = match ev {
+                Ev::El { id, el, .. } => (id, el),
+                Ev::Down { id, why } => {
+                    return Err(
+                        format!("setup: {} lost its connection: {why}", self.who(id)).into(),
+                    )
+                }
+            };
+            if self.sh.args.trace {
+                eprintln!(
+                    "trace {:.3} {} <- {el}",
+                    t0.elapsed().as_secs_f64(),
+                    self.who(id)
+                );
+            }
+            if note_error(&self.sh, &self.who(id), &el) {
+                continue;
+            }
+            match elem_name(&el) {
+                "iq" if el.contains("jabber:iq:roster") => {
+                    let ty = attr(&el, "type");
+                    let is_result = ty == Some("result") && attr(&el, "id") == Some("rs0");
+                    if !(is_result || ty == Some("set")) {
+                        continue;
+                    }
+                    next_retry = Instant::now() + Duration::from_secs(RETRY_S);
+                    for (jid, sub, ask) in roster_items(&el) {
+                        let i = if id == owner_id {
+                            let Some(&i) = self.index.get(&jid) else {
+                                continue;
+                            };
+                            owner_view[i] = (sub, ask);
+                            i
+                        } else if jid == self.owner_bare {
+                            contact_view[id] = (sub, ask);
+                            id
+                        } else {
+                            continue;
+                        };
+                        if active[i] && is_both(&owner_view, &contact_view, i) {
+                            active[i] = false;
+                            in_flight -= 1;
+                        }
+                    }
+                    if is_result && !have_roster[id] {
+                        have_roster[id] = true;
+                        rosters += 1;
+                    }
+                }
+                // An empty roster result has no query element.
+                "iq" if attr(&el, "type") == Some("result")
+                    && attr(&el, "id") == Some("rs0")
+                    && !have_roster[id] =>
+                {
+                    have_roster[id] = true;
+                    rosters += 1;
+                }
+                "presence" if attr(&el, "type") == Some("subscribe") => {
+                    let from = attr(&el, "from").map(|f| bare(f).to_ascii_lowercase());
+                    let Some(from) = from else { continue };
+                    if id == owner_id {
+                        if self.index.contains_key(&from) {
+                            links[owner_id].send(sub_presence("subscribed", &from));
+                        }
+                    } else if from == self.owner_bare {
+                        links[id].send(sub_presence("subscribed", &self.owner_bare));
+                        if !has_to(&contact_view[id].0) && !asked_back[id] {
+                            asked_back[id] = true;
+                            links[id].send(sub_presence("subscribe", &self.owner_bare));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if retries > 0 {
+            eprintln!("setup: note: {retries} handshakes had to be asked for again (lost stanzas)");
+        }
+        eprintln!(
+            "setup: all {n} contacts subscribed both ways after {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        // Only the online contacts stay; wait until the others' sessions are gone.
+        let online_links: Vec<Link> = links.drain(..self.online).collect();
+        let owner_jid = links.last().map(|l| l.jid.clone()).unwrap_or_default();
+        for l in &mut links {
+            l.close();
+        }
+        for l in links {
+            let _ = l.task.await;
+        }
+        self.wait_unavailable(&owner_jid).await;
+        eprintln!(
+            "setup: done in {:.1} s; {} contacts online",
+            t0.elapsed().as_secs_f64(),
+            self.online
+        );
+        Ok(online_links)
+    }
+
+    /// Waits (up to 10 s) until every online contact got `jid`'s unavailable presence.
+    pub(crate) async fn wait_unavailable(&mut self, jid: &str) {
+        let mut seen = vec![false; self.online];
+        let mut count = 0;
+        let limit = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count < self.online {
+            let ev = match tokio::time::timeout_at(limit, self.evs.recv()).await {
+                Ok(Some(ev)) => ev,
+                _ => break,
+            };
+            let Ev::El { id, el, .. } = ev else { continue };
+            if note_error(&self.sh, &self.who(id), &el) {
+                continue;
+            }
+            if id < self.online
+                && elem_name(&el) == "presence"
+                && attr(&el, "type") == Some("unavailable")
+                && attr(&el, "from").is_some_and(|f| f.eq_ignore_ascii_case(jid))
+                && !seen[id]
+            {
+                seen[id] = true;
+                count += 1;
+            }
+        }
+        if count < self.online {
+            eprintln!(
+                "  note: only {count} of {} online contacts saw {jid} go offline within 10 s",
+                self.online
+            );
+        }
+    }
+
+    /// One measured login of the owner (resource `res`), then its logout.
+    pub(crate) async fn measure(&mut self, run: usize, online: &[Link]) -> Res<RosterRun> {
+        let sh = self.sh.clone();
+        let a = &sh.args;
+        let pids = &a.server_pid;
+        let owner_id = self.n + 1 + run;
+        let online_full: HashMap<String, usize> = online
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.jid.to_ascii_lowercase(), i))
+            .collect();
+        let mut r = RosterRun::default();
+        // How busy the machine is just before (the run itself is too short for tick counts).
+        let m0 = machine_ticks();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        r.busy_before_pct = busy_pct_since(m0);
+        // Anything left over from before (late presences) is not part of this run.
+        while let Ok(ev) = self.evs.try_recv() {
+            if let Ev::El { id, el, .. } = ev {
+                note_error(&sh, &self.who(id), &el);
+            }
+        }
+        let errors0 = sh.stats.errors.load(Ordering::Relaxed);
+        let cpu0 = server_cpu_ns(pids);
+        let self0 = cpu_ns("self");
+        let t0 = Instant::now();
+        let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+        let resource = format!("{}{run}", a.resource);
+        let (x, jid) = login_as(&sh, &self.owner, &resource, false, false).await?;
+        r.login_ms = ms(Instant::now());
+        let mut owner = Link::spawn(x, jid.clone(), owner_id, &self.evs_tx);
+        let rid = format!("rl{run}");
+        owner.send(roster_get(&rid));
+        let limit = tokio::time::Instant::now() + Duration::from_secs(a.presence_timeout);
+        let mut got_roster = false;
+        let mut presence_at = None;
+        let mut seen_in = vec![false; self.online];
+        let mut seen_by = vec![false; self.online];
+        let mut last_in = None;
+        let mut last_by = None;
+        let mut result_cpu = None;
+        loop {
+            if presence_at.is_some()
+                && r.presences_in == self.online
+                && r.contacts_saw == self.online
+            {
+                result_cpu = Some((server_cpu_ns(pids), cpu_ns("self"), Instant::now()));
+                break;
+            }
+            let ev = match tokio::time::timeout_at(limit, self.evs.recv()).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return Err("event channel closed".into()),
+                Err(_) => {
+                    sh.stats.error(format!(
+                        "run {run}: timeout after {} s: roster {}, {} of {} presences in, {} of {} contacts saw the owner",
+                        a.presence_timeout,
+                        if got_roster { "received" } else { "NOT received" },
+                        r.presences_in,
+                        self.online,
+                        r.contacts_saw,
+                        self.online
+                    ));
+                    break;
+                }
+            };
+            let (id, at, el) = match ev {
+                Ev::El { id, at, el } => (id, at, el),
+                Ev::Down { id, why } => {
+                    sh.stats.error(format!(
+                        "run {run}: {} lost its connection: {why}",
+                        self.who(id)
+                    ));
+                    if id == owner_id || id < self.online {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if note_error(&sh, &self.who(id), &el) {
+                continue;
+            }
+            let name = elem_name(&el);
+            if id == owner_id {
+                if name == "iq"
+                    && attr(&el, "id") == Some(rid.as_str())
+                    && attr(&el, "type") == Some("result")
+                {
+                    got_roster = true;
+                    r.roster_items = roster_items(&el).len();
+                    r.roster_ms = ms(at);
+                    let now = Instant::now();
+                    owner.send("<presence/>".into());
+                    presence_at = Some(now);
+                    r.presence_at_ms = ms(now);
+                } else if name == "presence" && attr(&el, "type").is_none() {
+                    let from = attr(&el, "from").unwrap_or("").to_ascii_lowercase();
+                    if from == jid.to_ascii_lowercase() {
+                        continue; // our own presence, reflected
+                    }
+                    r.presence_stanzas += 1;
+                    match online_full.get(&from) {
+                        Some(&i) if !seen_in[i] => {
+                            seen_in[i] = true;
+                            r.presences_in += 1;
+                            last_in = Some(at);
+                        }
+                        Some(_) => {}
+                        None => {
+                            r.unexpected += 1;
+                            if r.unexpected <= 3 {
+                                eprintln!(
+                                    "  unexpected available presence to the owner from {from}"
+                                );
+                            }
+                        }
+                    }
+                }
+            } else if id < self.online
+                && name == "presence"
+                && attr(&el, "type").is_none()
+                && attr(&el, "from").is_some_and(|f| f.eq_ignore_ascii_case(&jid))
+                && !seen_by[id]
+            {
+                seen_by[id] = true;
+                r.contacts_saw += 1;
+                last_by = Some(at);
+            }
+        }
+        if let Some((cpu1, self1, t1)) = result_cpu {
+            let wall = t1.saturating_duration_since(t0).as_secs_f64();
+            let cpu_s = match (cpu0, cpu1) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+                _ => None,
+            };
+            let own_s = match (self0, self1) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+                _ => None,
+            };
+            r.server_cpu_ms = cpu_s.map(|c| c * 1000.0);
+            r.server_cpu_pct = cpu_s.map(|c| c / wall * 100.0);
+            r.gen_cpu_pct = own_s.map(|c| c / wall * 100.0);
+        }
+        if r.presences_in == self.online {
+            r.in_ms = last_in.map(ms).or(Some(r.presence_at_ms));
+        }
+        if r.contacts_saw == self.online {
+            r.saw_ms = last_by.map(ms).or(Some(r.presence_at_ms));
+        }
+        // Log out, and wait until the contacts know.
+        owner.close();
+        let _ = owner.task.await;
+        self.wait_unavailable(&jid).await;
+        r.errors = sh.stats.errors.load(Ordering::Relaxed) - errors0;
+        Ok(r)
+    }
+}
+
+pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
+    if n == 0 {
+        return Err("--roster-login needs at least 1 contact".into());
+    }
+    let online = args.roster_online.unwrap_or(n / 2);
+    TRACE.store(args.trace, Ordering::Relaxed);
+    if online > n {
+        return Err("--roster-online is larger than --roster-login".into());
+    }
+    let (sh, _phase) = Shared::new(&args, 0)?;
+    let contacts: Vec<String> = (0..n).map(|i| contact_name(&args, i)).collect();
+    let owner = format!("{}-owner", args.user_prefix);
+    let domain = args.domain.to_ascii_lowercase();
+    let (evs_tx, evs) = mpsc::unbounded_channel();
+    let mut rb = RosterBench {
+        sh: sh.clone(),
+        n,
+        online,
+        owner_bare: format!("{}@{domain}", owner.to_ascii_lowercase()),
+        owner,
+        index: contacts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{}@{domain}", c.to_ascii_lowercase()), i))
+            .collect(),
+        contacts: contacts.iter().map(|c| format!("{c}@{domain}")).collect(),
+        evs_tx,
+        evs,
+    };
+    eprintln!(
+        "roster-login: {} with {n} contacts ({online} online) at {}:{} domain {} mech {}{}",
+        rb.owner_bare,
+        args.host,
+        args.port,
+        args.domain,
+        args.mech.name(),
+        if args.direct_tls { " direct-tls" } else { "" }
+    );
+    let setup_start = Instant::now();
+    let register_first = args.register || args.register_only;
+    let mut online_links = rb.setup(register_first).await?;
+    let setup_s = setup_start.elapsed().as_secs_f64();
+    if args.register_only {
+        let errors = sh.stats.errors.load(Ordering::Relaxed);
+        return register_result(&args, n + 1, n + 1, setup_s, errors);
+    }
+    let setup_errors = sh.stats.errors.load(Ordering::Relaxed);
+    let mut runs = Vec::new();
+    for k in 0..args.repeat.max(1) {
+        let r = rb.measure(k, &online_links).await?;
+        eprintln!(
+            "run {k}: roster {} items; login {:.1} ms, roster {:.1} ms, presence sent at {:.1} ms; \
+             all {} presences in at {} ms, all contacts saw the owner at {} ms; server CPU {} ms ({} %), \
+             machine {} % busy before; {} presence stanzas, {} unexpected, {} errors",
+            r.roster_items,
+            r.login_ms,
+            r.roster_ms,
+            r.presence_at_ms,
+            online,
+            fmt_opt(r.in_ms, 1),
+            fmt_opt(r.saw_ms, 1),
+            fmt_opt(r.server_cpu_ms, 1),
+            fmt_opt(r.server_cpu_pct, 0),
+            fmt_opt(r.busy_before_pct, 0),
+            r.presence_stanzas,
+            r.unexpected,
+            r.errors
+        );
+        runs.push(r);
+    }
+    for l in &mut online_links {
+        l.close();
+    }
+    for l in online_links {
+        let _ = l.task.await;
+    }
+    let med = |f: &dyn Fn(&RosterRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
+    let after = |t: Option<f64>, r: &RosterRun| t.map(|t| t - r.presence_at_ms);
+    let incomplete = runs
+        .iter()
+        .filter(|r| r.in_ms.is_none() || r.saw_ms.is_none())
+        .count();
+    let list = |f: &dyn Fn(&RosterRun) -> Option<f64>| {
+        runs.iter()
+            .map(|r| fmt_opt(f(r), 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let min_us = |f: &dyn Fn(&RosterRun) -> usize| runs.iter().map(f).min().unwrap_or(0);
+    let max_us = |f: &dyn Fn(&RosterRun) -> usize| runs.iter().map(f).max().unwrap_or(0);
+    let done = |r: &RosterRun| match (r.in_ms, r.saw_ms) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    };
+    let errors = sh.stats.errors.load(Ordering::Relaxed);
+    println!(
+        "RESULT server={} mode=roster-login contacts={n} online={online} runs={} roster_items={} \
+         login_ms={} roster_ms={} presences_in_ms={} presences_in_after_presence_ms={} \
+         contacts_saw_ms={} contacts_saw_after_presence_ms={} done_ms={} \
+         server_cpu_ms={} server_cpu_pct={} gen_cpu_pct={} busy_before_pct={} \
+         presences_in={} contacts_saw={} presence_stanzas={} unexpected={} incomplete={incomplete} \
+         presences_in_ms_runs={} contacts_saw_ms_runs={} setup_s={setup_s:.1} setup_errors={setup_errors} errors={errors}",
+        args.label,
+        runs.len(),
+        min_us(&|r| r.roster_items),
+        fmt_opt(med(&|r| Some(r.login_ms)), 1),
+        fmt_opt(med(&|r| Some(r.roster_ms)), 1),
+        fmt_opt(med(&|r| r.in_ms), 1),
+        fmt_opt(med(&|r| after(r.in_ms, r)), 1),
+        fmt_opt(med(&|r| r.saw_ms), 1),
+        fmt_opt(med(&|r| after(r.saw_ms, r)), 1),
+        fmt_opt(med(&done), 1),
+        fmt_opt(med(&|r| r.server_cpu_ms), 1),
+        fmt_opt(med(&|r| r.server_cpu_pct), 0),
+        fmt_opt(med(&|r| r.gen_cpu_pct), 0),
+        fmt_opt(med(&|r| r.busy_before_pct), 0),
+        min_us(&|r| r.presences_in),
+        min_us(&|r| r.contacts_saw),
+        max_us(&|r| r.presence_stanzas),
+        max_us(&|r| r.unexpected),
+        list(&|r| r.in_ms),
+        list(&|r| r.saw_ms),
+    );
+    if errors > 0 || incomplete > 0 {
+        return Err(format!("{errors} errors, {incomplete} incomplete runs").into());
+    }
+    Ok(())
+}
