@@ -163,29 +163,21 @@ pub(crate) async fn session<S: Io>(
     }
 }
 
-/// The throughput, federation, idle and register-only modes.
-pub(crate) async fn run(args: Args) -> Res<()> {
-    let federation = args.peer_port.is_some();
-    let idle = args.idle;
-    let total = match idle {
-        Some(n) => n,
-        None => args.pairs * 2,
-    };
-    if total == 0 {
-        return Err("nothing to do (0 clients)".into());
-    }
-    let (sh, phase_tx) = Shared::new(&args, total)?;
-    let pids = &args.server_pid;
-    let ticks = clock_ticks();
-    let mode = if args.register_only {
+/// The mode name of the RESULT line.
+fn mode_name(args: &Args) -> &'static str {
+    if args.register_only {
         "register"
-    } else if idle.is_some() {
+    } else if args.idle.is_some() {
         "idle"
-    } else if federation {
+    } else if args.peer_port.is_some() {
         "federation"
     } else {
         "throughput"
-    };
+    }
+}
+
+/// Says on stderr what is about to be done.
+fn announce(args: &Args, mode: &str, total: usize) {
     eprintln!(
         "{mode}: {total} clients to {}:{} domain {} mech {}{}",
         args.host,
@@ -194,69 +186,116 @@ pub(crate) async fn run(args: Args) -> Res<()> {
         args.mech.name(),
         if args.direct_tls { " direct-tls" } else { "" }
     );
-    if let Some(p) = peer_server(&args).filter(|_| federation) {
+    if let Some(p) = peer_server(args).filter(|_| args.peer_port.is_some()) {
         eprintln!(
             "  clients {}..{} to {}:{} domain {} (messages cross between the servers)",
             args.pairs, total, p.host, p.port, p.domain
         );
     }
+}
 
-    let rss_before = server_rss(pids);
-    let login0 = CpuMark::now(pids);
-    let mut handles = Vec::with_capacity(total);
-    for i in 0..total {
-        let (partner, initiator) = match idle {
-            Some(_) => (None, false),
-            None if i < args.pairs => (Some(i + args.pairs), true),
-            None => (Some(i - args.pairs), false),
-        };
-        handles.push(tokio::spawn(client(sh.clone(), i, partner, initiator)));
+/// Client tasks for `total` clients: client `i < pairs` initiates the ping-pong with client
+/// `i + pairs` (no partners in the idle mode).
+fn spawn_clients(sh: &Arc<Shared>, total: usize) -> Vec<tokio::task::JoinHandle<Vec<u32>>> {
+    let (idle, pairs) = (sh.args.idle, sh.args.pairs);
+    (0..total)
+        .map(|i| {
+            let (partner, initiator) = match idle {
+                Some(_) => (None, false),
+                None if i < pairs => (Some(i + pairs), true),
+                None => (Some(i - pairs), false),
+            };
+            tokio::spawn(client(sh.clone(), i, partner, initiator))
+        })
+        .collect()
+}
+
+/// The latencies of all clients, sorted, once they are done.
+async fn join_clients(handles: Vec<tokio::task::JoinHandle<Vec<u32>>>) -> Vec<u32> {
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.unwrap_or_default());
     }
-    let all_done = wait_logins(&sh, total).await;
+    lat.sort_unstable();
+    lat
+}
+
+/// How the logins went.
+struct Logins {
+    all_done: bool,
+    bound: usize,
+    secs: f64,
+    per_s: f64,
+    /// `login_fields` of the CPU used meanwhile.
+    cpu: String,
+}
+
+/// Waits for the clients' logins (or the timeout), started at `login0`, and reports them.
+async fn logins(sh: &Shared, total: usize, login0: CpuMark, ticks: f64) -> Logins {
+    let pids = &sh.args.server_pid;
+    let all_done = wait_logins(sh, total).await;
     let login_use = CpuMark::now(pids).since(&login0, ticks);
-    let login_secs = login_use.wall;
-    let login_cpu = login_use.login_fields();
+    let secs = login_use.wall;
     let bound = sh.stats.bound.load(Ordering::SeqCst);
     let failed = sh.stats.failed.load(Ordering::SeqCst);
-    let logins_per_s = bound as f64 / login_secs;
-    eprintln!(
-        "{bound} sessions ready, {failed} failed, in {login_secs:.2} s ({logins_per_s:.0}/s)"
-    );
-    if bound == 0 {
+    let per_s = bound as f64 / secs;
+    eprintln!("{bound} sessions ready, {failed} failed, in {secs:.2} s ({per_s:.0}/s)");
+    Logins {
+        all_done,
+        bound,
+        secs,
+        per_s,
+        cpu: login_use.login_fields(),
+    }
+}
+
+/// The throughput, federation, idle and register-only modes.
+pub(crate) async fn run(args: Args) -> Res<()> {
+    let total = args.idle.unwrap_or(args.pairs * 2);
+    if total == 0 {
+        return Err("nothing to do (0 clients)".into());
+    }
+    let (sh, phase_tx) = Shared::new(&args, total)?;
+    let pids = &args.server_pid;
+    let ticks = clock_ticks();
+    let mode = mode_name(&args);
+    announce(&args, mode, total);
+    let rss_before = server_rss(pids);
+    // The logins start with the clients (the CPU mark just before).
+    let login0 = CpuMark::now(pids);
+    let handles = spawn_clients(&sh, total);
+    let lg = logins(&sh, total, login0, ticks).await;
+    if lg.bound == 0 {
         let _ = phase_tx.send(Phase::Close);
         return Err("no session could be established".into());
     }
     if args.register_only {
-        for h in handles {
-            let _ = h.await;
-        }
+        join_clients(handles).await;
         let errors = sh.stats.errors.load(Ordering::Relaxed);
-        return register_result(&args, total, bound, login_secs, errors);
+        return register_result(&args, total, lg.bound, lg.secs, errors);
     }
-
     let mut rss_after = server_rss(pids);
-    if idle.is_some() && all_done {
+    if args.idle.is_some() && lg.all_done {
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
         rss_after = server_rss(pids);
     }
     let rss_per_conn = match (rss_before, rss_after) {
-        (Some(b), Some(a)) if bound > 0 => Some((a as f64 - b as f64) / bound as f64),
+        (Some(b), Some(a)) => Some((a as f64 - b as f64) / lg.bound as f64),
         _ => None,
     };
-
     let mut line = format!("RESULT server={} mode={mode}", args.label);
-
-    if let Some(n) = idle {
+    if let Some(n) = args.idle {
         let _ = phase_tx.send(Phase::Close);
-        let mut lat = Vec::new();
-        for h in handles {
-            lat.extend(h.await.unwrap_or_default());
-        }
+        join_clients(handles).await;
         let errors = sh.stats.errors.load(Ordering::Relaxed);
         let _ = write!(
             line,
-            " sessions={n} bound={bound} login_s={login_secs:.2} logins_per_s={logins_per_s:.1} \
-             {login_cpu} rss_before_kib={} rss_after_kib={} rss_kib_per_session={} errors={errors}",
+            " sessions={n} bound={} login_s={:.2} logins_per_s={:.1} {} rss_before_kib={} \
+             rss_after_kib={} rss_kib_per_session={} errors={errors}",
+            lg.bound,
+            lg.secs,
+            lg.per_s,
+            lg.cpu,
             fmt_u64(rss_before),
             fmt_u64(rss_after),
             fmt_opt(rss_per_conn, 1)
@@ -264,22 +303,30 @@ pub(crate) async fn run(args: Args) -> Res<()> {
         println!("{line}");
         return Ok(());
     }
-
-    // Throughput run (after --warmup seconds of unmeasured ping-pong).
-    let (duration, warmup) = (args.duration.unwrap_or(30), args.warmup.unwrap_or(0));
-    let start_us = now_us() + warmup * 1_000_000;
-    let deadline_us = start_us + duration * 1_000_000;
-    let _ = phase_tx.send(Phase::Run {
-        start_us,
-        deadline_us,
-    });
-    if warmup > 0 {
-        eprintln!("  warm-up, {warmup} s");
-        tokio::time::sleep(Duration::from_secs(warmup)).await;
+    let m = ping_pong(&sh, &phase_tx, handles, ticks).await;
+    line.push_str(&throughput_fields(&sh, &m, &lg, rss_per_conn));
+    if args.peer_port.is_some() {
+        line.push_str(&federation_fields(pids, &m, ticks));
     }
-    let mark0 = CpuMark::now(pids);
-    let cpu0_by_pid: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(&p.to_string())).collect();
-    let t0 = mark0.at;
+    println!("{line}");
+    Ok(())
+}
+
+/// What the measured ping-pong gave.
+struct PingPong {
+    warmup: u64,
+    used: CpuUse,
+    /// Latencies in µs, sorted.
+    lat: Vec<u32>,
+    undelivered: i64,
+    /// Server CPU ticks per pid at the start and at the end of the measurement, RSS at the end.
+    cpu0_by_pid: Vec<Option<u64>>,
+    cpu1_by_pid: Vec<Option<u64>>,
+    rss_by_pid: Vec<Option<u64>>,
+}
+
+/// Sleeps until `end`, printing progress every 5 s.
+async fn run_until(sh: &Shared, t0: Instant, duration: u64) {
     let mut progress = tokio::time::interval(Duration::from_secs(5));
     progress.tick().await;
     let end = tokio::time::Instant::from_std(t0 + Duration::from_secs(duration));
@@ -295,10 +342,38 @@ pub(crate) async fn run(args: Args) -> Res<()> {
             }
         }
     }
+}
+
+/// Starts the ping-pong (after --warmup seconds of unmeasured ping-pong), measures --duration
+/// seconds, lets the messages in flight arrive and closes the clients.
+async fn ping_pong(
+    sh: &Shared,
+    phase_tx: &tokio::sync::watch::Sender<Phase>,
+    handles: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+    ticks: f64,
+) -> PingPong {
+    let args = &sh.args;
+    let pids = &args.server_pid;
+    let (duration, warmup) = (args.duration.unwrap_or(30), args.warmup.unwrap_or(0));
+    let start_us = now_us() + warmup * 1_000_000;
+    let deadline_us = start_us + duration * 1_000_000;
+    let _ = phase_tx.send(Phase::Run {
+        start_us,
+        deadline_us,
+    });
+    if warmup > 0 {
+        eprintln!("  warm-up, {warmup} s");
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
+    }
+    let by_pid = |f: fn(&str) -> Option<u64>| -> Vec<Option<u64>> {
+        pids.iter().map(|p| f(&p.to_string())).collect()
+    };
+    let mark0 = CpuMark::now(pids);
+    let cpu0_by_pid = by_pid(cpu_ticks);
+    run_until(sh, mark0.at, duration).await;
     let used = CpuMark::now(pids).since(&mark0, ticks);
-    let wall = used.wall;
-    let cpu1_by_pid: Vec<Option<u64>> = pids.iter().map(|p| cpu_ticks(&p.to_string())).collect();
-    let rss_by_pid: Vec<Option<u64>> = pids.iter().map(|p| rss_kib(&p.to_string())).collect();
+    let cpu1_by_pid = by_pid(cpu_ticks);
+    let rss_by_pid = by_pid(rss_kib);
     let _ = phase_tx.send(Phase::Drain);
     // Let messages still in flight arrive, so that the server does not store them offline.
     let drain_start = Instant::now();
@@ -309,11 +384,21 @@ pub(crate) async fn run(args: Args) -> Res<()> {
     }
     let undelivered = sh.stats.inflight.load(Ordering::Relaxed);
     let _ = phase_tx.send(Phase::Close);
-    let mut lat: Vec<u32> = Vec::new();
-    for h in handles {
-        lat.extend(h.await.unwrap_or_default());
+    PingPong {
+        warmup,
+        used,
+        lat: join_clients(handles).await,
+        undelivered,
+        cpu0_by_pid,
+        cpu1_by_pid,
+        rss_by_pid,
     }
-    lat.sort_unstable();
+}
+
+/// The RESULT fields of the throughput and federation modes.
+fn throughput_fields(sh: &Shared, m: &PingPong, lg: &Logins, rss_per_conn: Option<f64>) -> String {
+    let (lat, used) = (&m.lat, &m.used);
+    let wall = used.wall;
     let msgs = lat.len();
     let msg_per_s = msgs as f64 / wall;
     let mean = if msgs > 0 {
@@ -325,57 +410,62 @@ pub(crate) async fn run(args: Args) -> Res<()> {
     let cpu_s_per_1k = cpu_s.filter(|_| msgs > 0).map(|c| c / msgs as f64 * 1000.0);
     let errors = sh.stats.errors.load(Ordering::Relaxed);
     let stale = sh.stats.stale.load(Ordering::Relaxed);
-    let _ = write!(
-        line,
+    format!(
         " pairs={} duration_s={wall:.1} msgs={msgs} msg_per_s={msg_per_s:.1} \
          mean_ms={mean:.2} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} \
          cpu_s_per_1k={} server_cpu_pct={} gen_cpu_pct={} other_cpu_pct={} \
-         logins_per_s={logins_per_s:.1} {login_cpu} rss_kib_per_conn={} bound={bound} errors={errors} stale={stale} undelivered={undelivered}",
-        args.pairs,
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.90),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0),
+         logins_per_s={:.1} {} rss_kib_per_conn={} bound={} errors={errors} stale={stale} \
+         undelivered={}",
+        sh.args.pairs,
+        percentile(lat, 0.50),
+        percentile(lat, 0.90),
+        percentile(lat, 0.99),
+        percentile(lat, 1.0),
         fmt_opt(cpu_s_per_1k, 3),
         fmt_opt(used.pct(cpu_s), 0),
         fmt_opt(used.pct(used.gen_s), 0),
         fmt_opt(used.pct(used.other_s), 0),
+        lg.per_s,
+        lg.cpu,
         fmt_opt(rss_per_conn, 1),
-    );
-    if federation {
-        // Per server (pid): CPU seconds per 1000 messages and RSS at the end of the run.
-        let by_pid = |f: &dyn Fn(usize) -> String| {
-            let v: Vec<String> = pids
-                .iter()
-                .enumerate()
-                .map(|(k, p)| format!("{p}:{}", f(k)))
-                .collect();
-            if v.is_empty() {
-                "na".to_string()
-            } else {
-                v.join(",")
-            }
-        };
-        let cpu_k = |k: usize| match (cpu0_by_pid[k], cpu1_by_pid[k]) {
-            (Some(a), Some(b)) if msgs > 0 => {
-                Some(b.saturating_sub(a) as f64 / ticks / msgs as f64 * 1000.0)
-            }
-            _ => None,
-        };
-        let _ = write!(
-            line,
-            " warmup_s={warmup} rss_kib={} cpu_s_per_1k_by_pid={} rss_kib_by_pid={}",
-            fmt_u64(
-                rss_by_pid
-                    .iter()
-                    .copied()
-                    .sum::<Option<u64>>()
-                    .filter(|_| !pids.is_empty())
-            ),
-            by_pid(&|k| fmt_opt(cpu_k(k), 3)),
-            by_pid(&|k| fmt_u64(rss_by_pid[k])),
-        );
-    }
-    println!("{line}");
-    Ok(())
+        lg.bound,
+        m.undelivered,
+    )
+}
+
+/// The federation mode's extra RESULT fields: per server (pid), CPU seconds per 1000 messages
+/// and RSS at the end of the run.
+fn federation_fields(pids: &[u32], m: &PingPong, ticks: f64) -> String {
+    let msgs = m.lat.len();
+    let by_pid = |f: &dyn Fn(usize) -> String| {
+        let v: Vec<String> = pids
+            .iter()
+            .enumerate()
+            .map(|(k, p)| format!("{p}:{}", f(k)))
+            .collect();
+        if v.is_empty() {
+            "na".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let cpu_k = |k: usize| match (m.cpu0_by_pid[k], m.cpu1_by_pid[k]) {
+        (Some(a), Some(b)) if msgs > 0 => {
+            Some(b.saturating_sub(a) as f64 / ticks / msgs as f64 * 1000.0)
+        }
+        _ => None,
+    };
+    let rss_total = m
+        .rss_by_pid
+        .iter()
+        .copied()
+        .sum::<Option<u64>>()
+        .filter(|_| !pids.is_empty());
+    format!(
+        " warmup_s={} rss_kib={} cpu_s_per_1k_by_pid={} rss_kib_by_pid={}",
+        m.warmup,
+        fmt_u64(rss_total),
+        by_pid(&|k| fmt_opt(cpu_k(k), 3)),
+        by_pid(&|k| fmt_u64(m.rss_by_pid[k])),
+    )
 }
