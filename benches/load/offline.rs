@@ -19,9 +19,6 @@ use crate::throughput::*;
 use crate::xml::*;
 use crate::Res;
 
-// Two connections run by pump tasks (see the large-roster login above): the sender, logged in
-// for the whole run, and the recipient, logged in once per round after the messages are stored.
-
 /// Event ids of the offline mode: the sender, then one recipient session per login.
 pub(crate) const OFF_SENDER: usize = 0;
 pub(crate) const OFF_DRAIN: usize = 1;

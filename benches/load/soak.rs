@@ -21,10 +21,6 @@ use crate::throughput::*;
 use crate::xml::*;
 use crate::Res;
 
-// The N sessions are run by pump tasks (see the large-roster login above). One controller sends
-// the messages (every 10 ms, as many as are due at --rate) from a random session to a random
-// other one, checks what arrives where, and samples the server's RSS and CPU.
-
 /// A soak message: its sender and addressee (client indices), and how often it arrived.
 #[derive(Clone, Copy)]
 pub(crate) struct SoakMsg {
