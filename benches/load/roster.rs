@@ -100,6 +100,200 @@ pub(crate) struct RosterRun {
     pub(crate) errors: u64,
 }
 
+/// Seconds without a roster push after which the handshakes under way are asked for again.
+const RETRY_S: u64 = 5;
+
+/// The subscription handshakes of the set-up between the owner (the last link, id `n`) and
+/// each contact i (link i).
+struct Handshakes {
+    n: usize,
+    /// Subscription state as seen by the owner (of contact i) and by contact i (of the owner):
+    /// (subscription, ask='subscribe').
+    owner_view: Vec<(String, bool)>,
+    contact_view: Vec<(String, bool)>,
+    have_roster: Vec<bool>,
+    rosters: usize,
+    asked_back: Vec<bool>,
+    /// Handshakes run --setup-window at a time (a burst of hundreds may be more than a server
+    /// queues for one session); `active[i]`: contact i's handshake is under way.
+    window: usize,
+    todo: std::collections::VecDeque<usize>,
+    active: Vec<bool>,
+    in_flight: usize,
+    /// All rosters are in: the handshakes have started.
+    kicked: bool,
+    next_retry: Instant,
+    retries: usize,
+}
+
+impl Handshakes {
+    fn new(n: usize, window: usize) -> Handshakes {
+        Handshakes {
+            n,
+            owner_view: vec![("none".into(), false); n],
+            contact_view: vec![("none".into(), false); n],
+            have_roster: vec![false; n + 1],
+            rosters: 0,
+            asked_back: vec![false; n],
+            window,
+            todo: std::collections::VecDeque::new(),
+            active: vec![false; n],
+            in_flight: 0,
+            kicked: false,
+            next_retry: Instant::now() + Duration::from_secs(RETRY_S),
+            retries: 0,
+        }
+    }
+
+    fn is_both(&self, i: usize) -> bool {
+        self.owner_view[i].0 == "both" && self.contact_view[i].0 == "both"
+    }
+
+    /// Contacts subscribed both ways.
+    fn done(&self) -> usize {
+        (0..self.n).filter(|&i| self.is_both(i)).count()
+    }
+
+    /// All rosters are in: queues the handshakes still to do.
+    fn kick(&mut self) {
+        self.kicked = true;
+        self.todo = (0..self.n).filter(|&i| !self.is_both(i)).collect();
+        eprintln!(
+            "setup: {} of {} contacts already subscribed both ways; {} handshakes to do, {} at \
+             a time",
+            self.n - self.todo.len(),
+            self.n,
+            self.todo.len(),
+            self.window
+        );
+    }
+
+    /// Each side asks where it lacks 'to' and approves where it lacks 'from' (a 'subscribed'
+    /// completes a stored pending request; without one it is ignored or a pre-approval).
+    fn ask_again(&self, rb: &RosterBench, links: &[Link], i: usize) {
+        let (ov, cv) = (&self.owner_view[i].0, &self.contact_view[i].0);
+        let owner = &links[self.n];
+        if !has_to(ov) {
+            owner.send(sub_presence("subscribe", &rb.contacts[i]));
+        }
+        if !has_from(ov) {
+            owner.send(sub_presence("subscribed", &rb.contacts[i]));
+        }
+        if !has_to(cv) {
+            links[i].send(sub_presence("subscribe", &rb.owner_bare));
+        }
+        if !has_from(cv) {
+            links[i].send(sub_presence("subscribed", &rb.owner_bare));
+        }
+    }
+
+    /// Starts handshakes while there is room in the window; true when all are done.
+    fn start_more(&mut self, rb: &RosterBench, links: &[Link]) -> bool {
+        // Finished handshakes make room for new ones.
+        while self.in_flight < self.window {
+            let Some(i) = self.todo.pop_front() else {
+                break;
+            };
+            self.active[i] = true;
+            self.in_flight += 1;
+            let (ov, cv) = (&self.owner_view[i], &self.contact_view[i]);
+            if ov.0 == "none" && !ov.1 && cv.0 == "none" && !cv.1 {
+                // The usual way: the owner asks; the contact approves and asks back (on
+                // receipt, `on_subscribe`); the owner approves.
+                links[self.n].send(sub_presence("subscribe", &rb.contacts[i]));
+            } else {
+                // Half done by an earlier run.
+                self.asked_back[i] = has_to(&cv.0);
+                self.ask_again(rb, links, i);
+            }
+        }
+        self.in_flight == 0 && self.todo.is_empty()
+    }
+
+    /// No roster push for a while: a stanza got lost (a server may drop one under load, and
+    /// RFC 6121 does not deliver a repeated subscribe that is already pending). Asks again for
+    /// the handshakes under way. (Not on a timer: a busy server would only get more work.)
+    fn retry(&mut self, rb: &RosterBench, links: &[Link], now: Instant) {
+        self.next_retry = now + Duration::from_secs(RETRY_S);
+        let mut again = 0;
+        for i in (0..self.n).filter(|&i| self.active[i]) {
+            self.ask_again(rb, links, i);
+            again += 1;
+        }
+        self.retries += again;
+        eprintln!("setup: no progress for {RETRY_S} s, asked again for {again} contacts");
+    }
+
+    /// Handles an element (not an error) that link `id` received.
+    fn on_element(&mut self, rb: &RosterBench, links: &[Link], id: usize, el: &str) {
+        match elem_name(el) {
+            "iq" if el.contains("jabber:iq:roster") => self.on_roster(rb, id, el),
+            // An empty roster result has no query element.
+            "iq" if attr(el, "type") == Some("result")
+                && attr(el, "id") == Some("rs0")
+                && !self.have_roster[id] =>
+            {
+                self.have_roster[id] = true;
+                self.rosters += 1;
+            }
+            "presence" if attr(el, "type") == Some("subscribe") => {
+                let from = attr(el, "from").map(|f| bare(f).to_ascii_lowercase());
+                if let Some(from) = from {
+                    self.on_subscribe(rb, links, id, &from);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A roster result or push: updates the views, ends the handshakes that are done.
+    fn on_roster(&mut self, rb: &RosterBench, id: usize, el: &str) {
+        let ty = attr(el, "type");
+        let is_result = ty == Some("result") && attr(el, "id") == Some("rs0");
+        if !(is_result || ty == Some("set")) {
+            return;
+        }
+        self.next_retry = Instant::now() + Duration::from_secs(RETRY_S);
+        for (jid, sub, ask) in roster_items(el) {
+            let i = if id == self.n {
+                let Some(&i) = rb.index.get(&jid) else {
+                    continue;
+                };
+                self.owner_view[i] = (sub, ask);
+                i
+            } else if jid == rb.owner_bare {
+                self.contact_view[id] = (sub, ask);
+                id
+            } else {
+                continue;
+            };
+            if self.active[i] && self.is_both(i) {
+                self.active[i] = false;
+                self.in_flight -= 1;
+            }
+        }
+        if is_result && !self.have_roster[id] {
+            self.have_roster[id] = true;
+            self.rosters += 1;
+        }
+    }
+
+    /// A subscription request `from` to link `id`: approved (and asked back by a contact).
+    fn on_subscribe(&mut self, rb: &RosterBench, links: &[Link], id: usize, from: &str) {
+        if id == self.n {
+            if rb.index.contains_key(from) {
+                links[id].send(sub_presence("subscribed", from));
+            }
+        } else if from == rb.owner_bare {
+            links[id].send(sub_presence("subscribed", &rb.owner_bare));
+            if !has_to(&self.contact_view[id].0) && !self.asked_back[id] {
+                self.asked_back[id] = true;
+                links[id].send(sub_presence("subscribe", &rb.owner_bare));
+            }
+        }
+    }
+}
+
 impl RosterBench {
     pub(crate) fn who(&self, id: usize) -> String {
         if id < self.n {
@@ -109,12 +303,9 @@ impl RosterBench {
         }
     }
 
-    /// Sets up the subscriptions through the protocol (only those that are not `both` yet),
-    /// then closes every session except those of the online contacts, which are returned.
-    pub(crate) async fn setup(&mut self, register_first: bool) -> Res<Vec<Link>> {
+    /// Logs the contacts and the owner (last) in, each run by a pump task.
+    async fn setup_logins(&mut self, register_first: bool) -> Res<Vec<Link>> {
         let n = self.n;
-        let owner_id = n;
-        let t0 = Instant::now();
         let mut users: Vec<String> = (0..n).map(|i| contact_name(&self.sh.args, i)).collect();
         users.push(self.owner.clone());
         eprintln!(
@@ -144,7 +335,15 @@ impl RosterBench {
         if let Some(e) = first_err {
             return Err(format!("setup: some logins failed, first: {e}").into());
         }
-        let mut links: Vec<Link> = links.into_iter().flatten().collect();
+        Ok(links.into_iter().flatten().collect())
+    }
+
+    /// Sets up the subscriptions through the protocol (only those that are not `both` yet),
+    /// then closes every session except those of the online contacts, which are returned.
+    pub(crate) async fn setup(&mut self, register_first: bool) -> Res<Vec<Link>> {
+        let n = self.n;
+        let t0 = Instant::now();
+        let mut links = self.setup_logins(register_first).await?;
         if self.sh.args.register_only {
             return Ok(links);
         }
@@ -156,112 +355,70 @@ impl RosterBench {
         for l in &links {
             l.send(roster_get("rs0"));
         }
-        // Subscription state as seen by the owner (of contact i) and by contact i (of the owner).
-        let mut owner_view: Vec<(String, bool)> = vec![("none".into(), false); n];
-        let mut contact_view: Vec<(String, bool)> = vec![("none".into(), false); n];
-        let mut have_roster = vec![false; n + 1];
-        let mut rosters = 0;
-        let mut asked_back = vec![false; n];
-        // Handshakes run --setup-window at a time (a burst of hundreds may be more than a server
-        // queues for one session); `active[i]`: contact i's handshake is under way.
-        let window = self.sh.args.setup_window.max(1);
-        let mut todo: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-        let mut active = vec![false; n];
-        let mut in_flight = 0usize;
-        let mut kicked = false;
+        let mut hs = Handshakes::new(n, self.sh.args.setup_window.max(1));
+        self.handshakes(&mut hs, &links, t0).await?;
+        if hs.retries > 0 {
+            eprintln!(
+                "setup: note: {} handshakes had to be asked for again (lost stanzas)",
+                hs.retries
+            );
+        }
+        eprintln!(
+            "setup: all {n} contacts subscribed both ways after {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        // Only the online contacts stay; wait until the others' sessions are gone.
+        let online_links: Vec<Link> = links.drain(..self.online).collect();
+        let owner_jid = links.last().map(|l| l.jid.clone()).unwrap_or_default();
+        for l in &mut links {
+            l.close();
+        }
+        for l in links {
+            let _ = l.task.await;
+        }
+        self.wait_unavailable(&owner_jid).await;
+        eprintln!(
+            "setup: done in {:.1} s; {} contacts online",
+            t0.elapsed().as_secs_f64(),
+            self.online
+        );
+        Ok(online_links)
+    }
+
+    /// Runs the handshakes until every contact and the owner are subscribed both ways (an error
+    /// after --login-timeout or if a connection is lost).
+    async fn handshakes(&mut self, hs: &mut Handshakes, links: &[Link], t0: Instant) -> Res<()> {
+        let n = self.n;
         let limit = Instant::now() + Duration::from_secs(self.sh.args.login_timeout);
-        const RETRY_S: u64 = 5;
-        let mut next_retry = Instant::now() + Duration::from_secs(RETRY_S);
-        let mut retries = 0;
         let mut last_print = Instant::now();
-        let is_both = |ov: &[(String, bool)], cv: &[(String, bool)], i: usize| {
-            ov[i].0 == "both" && cv[i].0 == "both"
-        };
-        // Each side asks where it lacks 'to' and approves where it lacks 'from' (a 'subscribed'
-        // completes a stored pending request; without one it is ignored or a pre-approval).
-        let ask_again = |links: &[Link], ov: &str, cv: &str, i: usize| {
-            if !has_to(ov) {
-                links[owner_id].send(sub_presence("subscribe", &self.contacts[i]));
-            }
-            if !has_from(ov) {
-                links[owner_id].send(sub_presence("subscribed", &self.contacts[i]));
-            }
-            if !has_to(cv) {
-                links[i].send(sub_presence("subscribe", &self.owner_bare));
-            }
-            if !has_from(cv) {
-                links[i].send(sub_presence("subscribed", &self.owner_bare));
-            }
-        };
         loop {
-            if rosters == n + 1 && !kicked {
-                kicked = true;
-                todo = (0..n)
-                    .filter(|&i| !is_both(&owner_view, &contact_view, i))
-                    .collect();
-                eprintln!(
-                    "setup: {} of {n} contacts already subscribed both ways; {} handshakes to \
-                     do, {window} at a time",
-                    n - todo.len(),
-                    todo.len()
-                );
+            if hs.rosters == n + 1 && !hs.kicked {
+                hs.kick();
             }
-            if kicked {
-                // Finished handshakes make room for new ones.
-                while in_flight < window {
-                    let Some(i) = todo.pop_front() else { break };
-                    active[i] = true;
-                    in_flight += 1;
-                    let (ov, cv) = (&owner_view[i], &contact_view[i]);
-                    if ov.0 == "none" && !ov.1 && cv.0 == "none" && !cv.1 {
-                        // The usual way: the owner asks; the contact approves and asks back
-                        // (on receipt, below); the owner approves.
-                        links[owner_id].send(sub_presence("subscribe", &self.contacts[i]));
-                    } else {
-                        // Half done by an earlier run.
-                        asked_back[i] = has_to(&cv.0);
-                        ask_again(&links, &ov.0, &cv.0, i);
-                    }
-                }
-                if in_flight == 0 && todo.is_empty() {
-                    break;
-                }
+            if hs.kicked && hs.start_more(self, links) {
+                return Ok(());
             }
             let now = Instant::now();
             if now > limit {
-                let done = (0..n)
-                    .filter(|&i| is_both(&owner_view, &contact_view, i))
-                    .count();
                 return Err(format!(
-                    "setup: subscriptions not settled after {} s ({done} of {n} both ways, \
-                     {rosters} of {} rosters)",
+                    "setup: subscriptions not settled after {} s ({} of {n} both ways, \
+                     {} of {} rosters)",
                     self.sh.args.login_timeout,
+                    hs.done(),
+                    hs.rosters,
                     n + 1
                 )
                 .into());
             }
-            if kicked && now > next_retry {
-                // No roster push for a while: a stanza got lost (a server may drop one under
-                // load, and RFC 6121 does not deliver a repeated subscribe that is already
-                // pending). Ask again for the handshakes under way. (Not on a timer: a busy
-                // server would only get more work.)
-                next_retry = now + Duration::from_secs(RETRY_S);
-                let mut again = 0;
-                for i in (0..n).filter(|&i| active[i]) {
-                    ask_again(&links, &owner_view[i].0, &contact_view[i].0, i);
-                    again += 1;
-                }
-                retries += again;
-                eprintln!("setup: no progress for {RETRY_S} s, asked again for {again} contacts");
+            if hs.kicked && now > hs.next_retry {
+                hs.retry(self, links, now);
             }
             if last_print.elapsed() > Duration::from_secs(5) {
                 last_print = Instant::now();
-                let done = (0..n)
-                    .filter(|&i| is_both(&owner_view, &contact_view, i))
-                    .count();
                 eprintln!(
-                    "  ... {done} of {n} subscribed both ways, {} of {} rosters",
-                    rosters,
+                    "  ... {} of {n} subscribed both ways, {} of {} rosters",
+                    hs.done(),
+                    hs.rosters,
                     n + 1
                 );
             }
@@ -285,89 +442,10 @@ impl RosterBench {
                     self.who(id)
                 );
             }
-            if note_error(&self.sh, &self.who(id), &el) {
-                continue;
-            }
-            match elem_name(&el) {
-                "iq" if el.contains("jabber:iq:roster") => {
-                    let ty = attr(&el, "type");
-                    let is_result = ty == Some("result") && attr(&el, "id") == Some("rs0");
-                    if !(is_result || ty == Some("set")) {
-                        continue;
-                    }
-                    next_retry = Instant::now() + Duration::from_secs(RETRY_S);
-                    for (jid, sub, ask) in roster_items(&el) {
-                        let i = if id == owner_id {
-                            let Some(&i) = self.index.get(&jid) else {
-                                continue;
-                            };
-                            owner_view[i] = (sub, ask);
-                            i
-                        } else if jid == self.owner_bare {
-                            contact_view[id] = (sub, ask);
-                            id
-                        } else {
-                            continue;
-                        };
-                        if active[i] && is_both(&owner_view, &contact_view, i) {
-                            active[i] = false;
-                            in_flight -= 1;
-                        }
-                    }
-                    if is_result && !have_roster[id] {
-                        have_roster[id] = true;
-                        rosters += 1;
-                    }
-                }
-                // An empty roster result has no query element.
-                "iq" if attr(&el, "type") == Some("result")
-                    && attr(&el, "id") == Some("rs0")
-                    && !have_roster[id] =>
-                {
-                    have_roster[id] = true;
-                    rosters += 1;
-                }
-                "presence" if attr(&el, "type") == Some("subscribe") => {
-                    let from = attr(&el, "from").map(|f| bare(f).to_ascii_lowercase());
-                    let Some(from) = from else { continue };
-                    if id == owner_id {
-                        if self.index.contains_key(&from) {
-                            links[owner_id].send(sub_presence("subscribed", &from));
-                        }
-                    } else if from == self.owner_bare {
-                        links[id].send(sub_presence("subscribed", &self.owner_bare));
-                        if !has_to(&contact_view[id].0) && !asked_back[id] {
-                            asked_back[id] = true;
-                            links[id].send(sub_presence("subscribe", &self.owner_bare));
-                        }
-                    }
-                }
-                _ => {}
+            if !note_error(&self.sh, &self.who(id), &el) {
+                hs.on_element(self, links, id, &el);
             }
         }
-        if retries > 0 {
-            eprintln!("setup: note: {retries} handshakes had to be asked for again (lost stanzas)");
-        }
-        eprintln!(
-            "setup: all {n} contacts subscribed both ways after {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
-        // Only the online contacts stay; wait until the others' sessions are gone.
-        let online_links: Vec<Link> = links.drain(..self.online).collect();
-        let owner_jid = links.last().map(|l| l.jid.clone()).unwrap_or_default();
-        for l in &mut links {
-            l.close();
-        }
-        for l in links {
-            let _ = l.task.await;
-        }
-        self.wait_unavailable(&owner_jid).await;
-        eprintln!(
-            "setup: done in {:.1} s; {} contacts online",
-            t0.elapsed().as_secs_f64(),
-            self.online
-        );
-        Ok(online_links)
     }
 
     /// Waits (up to 10 s) until every online contact got `jid`'s unavailable presence.
@@ -559,6 +637,54 @@ impl RosterBench {
     }
 }
 
+/// Prints one measured login on stderr.
+fn print_run(k: usize, r: &RosterRun, online: usize) {
+    eprintln!(
+        "run {k}: roster {} items; login {:.1} ms, roster {:.1} ms, presence sent at {:.1} ms; \
+         all {} presences in at {} ms, all contacts saw the owner at {} ms; server CPU {} ms ({} %), \
+         machine {} % busy before; {} presence stanzas, {} unexpected, {} errors",
+        r.roster_items,
+        r.login_ms,
+        r.roster_ms,
+        r.presence_at_ms,
+        online,
+        fmt_opt(r.in_ms, 1),
+        fmt_opt(r.saw_ms, 1),
+        fmt_opt(r.server_cpu_ms, 1),
+        fmt_opt(r.server_cpu_pct, 0),
+        fmt_opt(r.busy_before_pct, 0),
+        r.presence_stanzas,
+        r.unexpected,
+        r.errors
+    );
+}
+
+impl RosterBench {
+    /// PREFIX-owner and the contacts PREFIX-c0..c{n-1} on --domain, `online` of them online.
+    fn new(sh: &Arc<Shared>, n: usize, online: usize) -> RosterBench {
+        let args = &sh.args;
+        let contacts: Vec<String> = (0..n).map(|i| contact_name(args, i)).collect();
+        let owner = format!("{}-owner", args.user_prefix);
+        let domain = args.domain.to_ascii_lowercase();
+        let (evs_tx, evs) = mpsc::unbounded_channel();
+        RosterBench {
+            sh: sh.clone(),
+            n,
+            online,
+            owner_bare: format!("{}@{domain}", owner.to_ascii_lowercase()),
+            owner,
+            index: contacts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{}@{domain}", c.to_ascii_lowercase()), i))
+                .collect(),
+            contacts: contacts.iter().map(|c| format!("{c}@{domain}")).collect(),
+            evs_tx,
+            evs,
+        }
+    }
+}
+
 pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
     if n == 0 {
         return Err("--roster-login needs at least 1 contact".into());
@@ -569,25 +695,7 @@ pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
         return Err("--roster-online is larger than --roster-login".into());
     }
     let (sh, _phase) = Shared::new(&args, 0)?;
-    let contacts: Vec<String> = (0..n).map(|i| contact_name(&args, i)).collect();
-    let owner = format!("{}-owner", args.user_prefix);
-    let domain = args.domain.to_ascii_lowercase();
-    let (evs_tx, evs) = mpsc::unbounded_channel();
-    let mut rb = RosterBench {
-        sh: sh.clone(),
-        n,
-        online,
-        owner_bare: format!("{}@{domain}", owner.to_ascii_lowercase()),
-        owner,
-        index: contacts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("{}@{domain}", c.to_ascii_lowercase()), i))
-            .collect(),
-        contacts: contacts.iter().map(|c| format!("{c}@{domain}")).collect(),
-        evs_tx,
-        evs,
-    };
+    let mut rb = RosterBench::new(&sh, n, online);
     eprintln!(
         "roster-login: {} with {n} contacts ({online} online) at {}:{} domain {} mech {}{}",
         rb.owner_bare,
@@ -609,24 +717,7 @@ pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
     let mut runs = Vec::new();
     for k in 0..args.repeat.max(1) {
         let r = rb.measure(k, &online_links).await?;
-        eprintln!(
-            "run {k}: roster {} items; login {:.1} ms, roster {:.1} ms, presence sent at {:.1} ms; \
-             all {} presences in at {} ms, all contacts saw the owner at {} ms; server CPU {} ms ({} %), \
-             machine {} % busy before; {} presence stanzas, {} unexpected, {} errors",
-            r.roster_items,
-            r.login_ms,
-            r.roster_ms,
-            r.presence_at_ms,
-            online,
-            fmt_opt(r.in_ms, 1),
-            fmt_opt(r.saw_ms, 1),
-            fmt_opt(r.server_cpu_ms, 1),
-            fmt_opt(r.server_cpu_pct, 0),
-            fmt_opt(r.busy_before_pct, 0),
-            r.presence_stanzas,
-            r.unexpected,
-            r.errors
-        );
+        print_run(k, &r, online);
         runs.push(r);
     }
     for l in &mut online_links {
@@ -635,33 +726,42 @@ pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
     for l in online_links {
         let _ = l.task.await;
     }
-    let med = |f: &dyn Fn(&RosterRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
-    let after = |t: Option<f64>, r: &RosterRun| t.map(|t| t - r.presence_at_ms);
     let incomplete = runs
         .iter()
         .filter(|r| r.in_ms.is_none() || r.saw_ms.is_none())
         .count();
-    let list = |f: &dyn Fn(&RosterRun) -> Option<f64>| {
-        runs.iter()
-            .map(|r| fmt_opt(f(r), 1))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let errors = sh.stats.errors.load(Ordering::Relaxed);
+    println!(
+        "RESULT server={} mode=roster-login contacts={n} online={online} {} \
+         incomplete={incomplete} {} setup_s={setup_s:.1} setup_errors={setup_errors} \
+         errors={errors}",
+        args.label,
+        median_fields(&runs),
+        run_lists(&runs),
+    );
+    if errors > 0 || incomplete > 0 {
+        return Err(format!("{errors} errors, {incomplete} incomplete runs").into());
+    }
+    Ok(())
+}
+
+/// The RESULT fields of the measured logins: medians, and the least (counts of what arrived)
+/// or the most (counts of what should not have) over the runs.
+fn median_fields(runs: &[RosterRun]) -> String {
+    let med = |f: &dyn Fn(&RosterRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
+    let after = |t: Option<f64>, r: &RosterRun| t.map(|t| t - r.presence_at_ms);
     let min_us = |f: &dyn Fn(&RosterRun) -> usize| runs.iter().map(f).min().unwrap_or(0);
     let max_us = |f: &dyn Fn(&RosterRun) -> usize| runs.iter().map(f).max().unwrap_or(0);
     let done = |r: &RosterRun| match (r.in_ms, r.saw_ms) {
         (Some(a), Some(b)) => Some(a.max(b)),
         _ => None,
     };
-    let errors = sh.stats.errors.load(Ordering::Relaxed);
-    println!(
-        "RESULT server={} mode=roster-login contacts={n} online={online} runs={} roster_items={} \
+    format!(
+        "runs={} roster_items={} \
          login_ms={} roster_ms={} presences_in_ms={} presences_in_after_presence_ms={} \
          contacts_saw_ms={} contacts_saw_after_presence_ms={} done_ms={} \
          server_cpu_ms={} server_cpu_pct={} gen_cpu_pct={} busy_before_pct={} \
-         presences_in={} contacts_saw={} presence_stanzas={} unexpected={} incomplete={incomplete} \
-         presences_in_ms_runs={} contacts_saw_ms_runs={} setup_s={setup_s:.1} setup_errors={setup_errors} errors={errors}",
-        args.label,
+         presences_in={} contacts_saw={} presence_stanzas={} unexpected={}",
         runs.len(),
         min_us(&|r| r.roster_items),
         fmt_opt(med(&|r| Some(r.login_ms)), 1),
@@ -679,11 +779,20 @@ pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
         min_us(&|r| r.contacts_saw),
         max_us(&|r| r.presence_stanzas),
         max_us(&|r| r.unexpected),
+    )
+}
+
+/// The per-run RESULT fields: when the presences were in, and when the contacts saw the owner.
+fn run_lists(runs: &[RosterRun]) -> String {
+    let list = |f: &dyn Fn(&RosterRun) -> Option<f64>| {
+        runs.iter()
+            .map(|r| fmt_opt(f(r), 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "presences_in_ms_runs={} contacts_saw_ms_runs={}",
         list(&|r| r.in_ms),
-        list(&|r| r.saw_ms),
-    );
-    if errors > 0 || incomplete > 0 {
-        return Err(format!("{errors} errors, {incomplete} incomplete runs").into());
-    }
-    Ok(())
+        list(&|r| r.saw_ms)
+    )
 }
