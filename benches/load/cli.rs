@@ -12,6 +12,20 @@ pub(crate) enum Mech {
     ScramSha256,
 }
 
+impl Args {
+    /// `HOST:PORT domain DOMAIN mech MECH` (and ` direct-tls`), for the progress messages.
+    pub(crate) fn target(&self) -> String {
+        format!(
+            "{}:{} domain {} mech {}{}",
+            self.host,
+            self.port,
+            self.domain,
+            self.mech.name(),
+            if self.direct_tls { " direct-tls" } else { "" }
+        )
+    }
+}
+
 impl Mech {
     pub(crate) fn name(self) -> &'static str {
         match self {

@@ -409,12 +409,9 @@ pub(crate) async fn offline(args: Args, n: usize) -> Res<()> {
     let recv_user = format!("{}-orecv", args.user_prefix);
     let recv_bare = format!("{}@{domain}", recv_user.to_ascii_lowercase());
     eprintln!(
-        "offline: {send_user}@{domain} sends {n} messages ({}-byte bodies) to {recv_bare} at {}:{} mech {}{}",
+        "offline: {send_user}@{domain} sends {n} messages ({}-byte bodies) to {recv_bare} at {}",
         args.body_size,
-        args.host,
-        args.port,
-        args.mech.name(),
-        if args.direct_tls { " direct-tls" } else { "" }
+        args.target()
     );
     let register_first = args.register || args.register_only;
     let t_setup = Instant::now();

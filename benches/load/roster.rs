@@ -697,13 +697,9 @@ pub(crate) async fn roster_login(args: Args, n: usize) -> Res<()> {
     let (sh, _phase) = Shared::new(&args, 0)?;
     let mut rb = RosterBench::new(&sh, n, online);
     eprintln!(
-        "roster-login: {} with {n} contacts ({online} online) at {}:{} domain {} mech {}{}",
+        "roster-login: {} with {n} contacts ({online} online) at {}",
         rb.owner_bare,
-        args.host,
-        args.port,
-        args.domain,
-        args.mech.name(),
-        if args.direct_tls { " direct-tls" } else { "" }
+        args.target()
     );
     let setup_start = Instant::now();
     let register_first = args.register || args.register_only;

@@ -303,13 +303,9 @@ pub(crate) async fn soak(args: Args, n: usize) -> Res<()> {
     let pids = &args.server_pid;
     let ticks = clock_ticks();
     eprintln!(
-        "soak: {n} sessions at {}:{} domain {} mech {}{}, {} logins at a time; then {} msg/s \
-         for {duration} s (warm-up {warmup} s), a sample every {} s",
-        args.host,
-        args.port,
-        args.domain,
-        args.mech.name(),
-        if args.direct_tls { " direct-tls" } else { "" },
+        "soak: {n} sessions at {}, {} logins at a time; then {} msg/s for {duration} s \
+         (warm-up {warmup} s), a sample every {} s",
+        args.target(),
         args.concurrency.max(1),
         args.rate,
         args.sample_secs

@@ -481,12 +481,8 @@ pub(crate) async fn resume_storm(args: Args, n: usize) -> Res<()> {
 /// Says on stderr what is about to be done.
 fn announce_storm(args: &Args, n: usize) {
     eprintln!(
-        "resume-storm: {n} sessions at {}:{} domain {} mech {}{}, {} logins at a time{}",
-        args.host,
-        args.port,
-        args.domain,
-        args.mech.name(),
-        if args.direct_tls { " direct-tls" } else { "" },
+        "resume-storm: {n} sessions at {}, {} logins at a time{}",
+        args.target(),
         args.concurrency.max(1),
         if args.storm_message {
             ", one message each to send again"

@@ -178,14 +178,7 @@ fn mode_name(args: &Args) -> &'static str {
 
 /// Says on stderr what is about to be done.
 fn announce(args: &Args, mode: &str, total: usize) {
-    eprintln!(
-        "{mode}: {total} clients to {}:{} domain {} mech {}{}",
-        args.host,
-        args.port,
-        args.domain,
-        args.mech.name(),
-        if args.direct_tls { " direct-tls" } else { "" }
-    );
+    eprintln!("{mode}: {total} clients to {}", args.target());
     if let Some(p) = peer_server(args).filter(|_| args.peer_port.is_some()) {
         eprintln!(
             "  clients {}..{} to {}:{} domain {} (messages cross between the servers)",
