@@ -193,20 +193,37 @@ impl OfflineBench {
     /// One round: store N messages, wait for the server to settle, deliver them.
     pub(crate) async fn measure(&mut self, k: usize) -> Res<OfflineRun> {
         let sh = self.sh.clone();
-        let a = &sh.args;
-        let pids = &a.server_pid;
-        let n = self.n;
         let mut r = OfflineRun::default();
         let errors0 = sh.stats.errors.load(Ordering::Relaxed);
+        let writes = self.writes(k);
+        // How busy the machine is just before (other builds, ...), and anything left over.
+        let m0 = machine_ticks();
+        let quiet = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Some((id, _, el)) = self.next(quiet).await? {
+            note_error(&sh, &self.who(id), &el);
+        }
+        r.busy_before_pct = busy_pct_since(m0);
+        self.bounced = 0;
+        let (pinged, cpu1) = self.store(k, writes, &mut r).await?;
+        self.settle(pinged, cpu1, &mut r).await?;
+        self.deliver(k, &mut r).await?;
+        r.bounced = self.bounced;
+        r.errors = sh.stats.errors.load(Ordering::Relaxed) - errors0;
+        Ok(r)
+    }
+
+    /// The messages of round `k` in writes of --batch messages each, or (0) as many as fit in
+    /// 64 KiB.
+    fn writes(&self, k: usize) -> Vec<String> {
+        let (sh, n) = (&self.sh, self.n);
         let base = (k * n) as u64;
-        let filler = "x".repeat(a.body_size.saturating_sub(40));
-        // The writes: --batch messages each, or (0) as many as fit in 64 KiB.
+        let filler = "x".repeat(sh.args.body_size.saturating_sub(40));
         let mut writes: Vec<String> = Vec::new();
         let mut cur = String::new();
         let mut in_cur = 0;
         for i in 0..n as u64 {
-            let m = message(&sh, &self.recv_bare, base + i, &filler);
-            let full = match a.batch {
+            let m = message(sh, &self.recv_bare, base + i, &filler);
+            let full = match sh.args.batch {
                 0 => cur.len() + m.len() > 1 << 16,
                 b => in_cur == b,
             };
@@ -218,22 +235,25 @@ impl OfflineBench {
             in_cur += 1;
         }
         writes.push(cur);
-        // How busy the machine is just before (other builds, ...), and anything left over.
-        let m0 = machine_ticks();
-        let quiet = tokio::time::Instant::now() + Duration::from_secs(1);
-        while let Some((id, _, el)) = self.next(quiet).await? {
-            note_error(&sh, &self.who(id), &el);
-        }
-        r.busy_before_pct = busy_pct_since(m0);
-        self.bounced = 0;
+        writes
+    }
 
-        // Store: all N messages, then a ping to the server.
+    /// Store: all N messages, then a ping to the server; returns when the ping result arrived
+    /// and the server's CPU then.
+    async fn store(
+        &mut self,
+        k: usize,
+        writes: Vec<String>,
+        r: &mut OfflineRun,
+    ) -> Res<(Instant, Option<CpuSnap>)> {
+        let sh = self.sh.clone();
+        let (a, n) = (&sh.args, self.n);
         let ping_id = format!("op{k}");
         let ping = format!(
             "<iq type='get' id='{ping_id}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
             xml_escape(&self.domain)
         );
-        let cpu0 = cpu_snap(pids);
+        let cpu0 = cpu_snap(&a.server_pid);
         let self0 = cpu_ns("self");
         let t0 = Instant::now();
         for w in writes {
@@ -261,17 +281,26 @@ impl OfflineBench {
             }
             note_error(&sh, &self.who(id), &el);
         };
-        let cpu1 = cpu_snap(pids);
+        let cpu1 = cpu_snap(&a.server_pid);
         let self1 = cpu_ns("self");
         r.store_ms = ms_since(t0, pinged);
         r.store_cpu_ms = cpu_between_ms(&cpu0, &cpu1);
         r.store_gen_cpu_pct = ns_diff_ms(self0, self1).map(|c| c / r.store_ms * 100.0);
+        Ok((pinged, cpu1))
+    }
 
-        // Settle: until the server has been idle (under 0.5 ms of CPU per 10 ms) for 300 ms
-        // (longer than kleiber's default flush window), at least 500 ms, at most 10 s; without
-        // --server-pid, 1 s. Whether the messages are on disk is not observable from here
-        // (kleiber: within its flush window; Prosody: written to the file, not fsynced, before
-        // it handles the next stanza).
+    /// Settle: until the server has been idle (under 0.5 ms of CPU per 10 ms) for 300 ms
+    /// (longer than kleiber's default flush window), at least 500 ms, at most 10 s; without
+    /// --server-pid, 1 s. Whether the messages are on disk is not observable from here
+    /// (kleiber: within its flush window; Prosody: written to the file, not fsynced, before
+    /// it handles the next stanza).
+    async fn settle(
+        &mut self,
+        pinged: Instant,
+        cpu1: Option<CpuSnap>,
+        r: &mut OfflineRun,
+    ) -> Res<()> {
+        let sh = self.sh.clone();
         let settle_start = Instant::now();
         let mut last_cpu = cpu1.clone();
         let mut last_busy = None;
@@ -289,7 +318,7 @@ impl OfflineBench {
                 }
                 continue;
             }
-            let c = cpu_snap(pids);
+            let c = cpu_snap(&sh.args.server_pid);
             if cpu_between_ms(&last_cpu, &c).unwrap_or(0.0) >= 0.5 {
                 last_busy = Some(now);
                 idle_since = now;
@@ -306,8 +335,15 @@ impl OfflineBench {
             r.tail_cpu_ms = cpu_between_ms(&cpu1, &last_cpu);
             r.quiet_ms = Some(last_busy.map_or(0.0, |t| ms_since(pinged, t)));
         }
+        Ok(())
+    }
 
-        // Deliver: the recipient logs in, sends initial presence, gets the N messages.
+    /// Deliver: the recipient logs in, sends initial presence, gets the N messages; then logs
+    /// out, so that the next round starts with the recipient offline.
+    async fn deliver(&mut self, k: usize, r: &mut OfflineRun) -> Res<()> {
+        let sh = self.sh.clone();
+        let (a, n) = (&sh.args, self.n);
+        let pids = &a.server_pid;
         let cpu2 = cpu_snap(pids);
         let self2 = cpu_ns("self");
         let tc = Instant::now();
@@ -320,14 +356,45 @@ impl OfflineBench {
         let mut recv = Link::spawn(x, jid.clone(), rid, &self.evs_tx);
         let tp = Instant::now();
         recv.send("<presence/>".into());
-        let mut seen = vec![false; n];
-        let mut max_seen: Option<usize> = None;
-        let mut first = None;
-        let mut last = None;
-        let mut done = None;
-        let mut limit = tokio::time::Instant::now() + Duration::from_secs(a.presence_timeout);
+        let got = self.receive(k, rid, r).await?;
+        if let (Some((cpu3, self3)), Some(last)) = (got.done, got.last) {
+            r.first_ms = got.first.map(|t| ms_since(tp, t));
+            r.deliver_ms = Some(ms_since(tp, last));
+            r.from_connect_ms = Some(ms_since(tc, last));
+            r.deliver_cpu_ms = cpu_between_ms(&cpu2, &cpu3);
+            r.deliver_gen_cpu_pct =
+                ns_diff_ms(self2, self3).map(|c| c / ms_since(tc, last) * 100.0);
+        } else {
+            sh.stats.error(if self.bounced > 0 {
+                format!(
+                    "round {k}: only {} of {n} messages arrived; {} were refused",
+                    r.received, self.bounced
+                )
+            } else {
+                format!(
+                    "round {k}: only {} of {n} messages arrived within {} s of the presence",
+                    r.received, a.presence_timeout
+                )
+            });
+        }
+        recv.close();
+        let _ = recv.task.await;
+        self.wait_gone(&jid, &k.to_string()).await
+    }
+
+    /// Reads what the recipient `rid` gets until the N messages of round `k` are in (and
+    /// 300 ms more for duplicates and strays), all others were refused, or --presence-timeout.
+    async fn receive(&mut self, k: usize, rid: usize, r: &mut OfflineRun) -> Res<Delivery> {
+        let sh = self.sh.clone();
+        let n = self.n;
+        let base = (k * n) as u64;
+        let mut got = Delivery {
+            seen: vec![false; n],
+            ..Delivery::default()
+        };
+        let mut limit = tokio::time::Instant::now() + Duration::from_secs(sh.args.presence_timeout);
         loop {
-            if done.is_none() && r.received + self.bounced >= n {
+            if got.done.is_none() && r.received + self.bounced >= n {
                 break; // the others were refused (quota): no use waiting for them
             }
             let Some((id, at, el)) = self.next(limit).await? else {
@@ -350,52 +417,110 @@ impl OfflineBench {
             if !el.contains("urn:xmpp:delay") {
                 r.no_delay += 1;
             }
-            if seen[idx] {
-                r.duplicates += 1;
-                continue;
-            }
-            seen[idx] = true;
-            r.received += 1;
-            if max_seen.is_some_and(|m| idx < m) {
-                r.out_of_order += 1;
-            }
-            max_seen = Some(max_seen.map_or(idx, |m| m.max(idx)));
-            first.get_or_insert(at);
-            last = Some(at);
-            if r.received == n && done.is_none() {
-                done = Some((cpu_snap(pids), cpu_ns("self")));
+            if got.count(idx, at, r) && r.received == n && got.done.is_none() {
+                got.done = Some((cpu_snap(&sh.args.server_pid), cpu_ns("self")));
                 // Stay a little longer for duplicates and strays.
                 limit = tokio::time::Instant::now() + Duration::from_millis(300);
             }
         }
-        if let (Some((cpu3, self3)), Some(last)) = (done, last) {
-            r.first_ms = first.map(|t| ms_since(tp, t));
-            r.deliver_ms = Some(ms_since(tp, last));
-            r.from_connect_ms = Some(ms_since(tc, last));
-            r.deliver_cpu_ms = cpu_between_ms(&cpu2, &cpu3);
-            r.deliver_gen_cpu_pct =
-                ns_diff_ms(self2, self3).map(|c| c / ms_since(tc, last) * 100.0);
-        } else {
-            sh.stats.error(if self.bounced > 0 {
-                format!(
-                    "round {k}: only {} of {n} messages arrived; {} were refused",
-                    r.received, self.bounced
-                )
-            } else {
-                format!(
-                    "round {k}: only {} of {n} messages arrived within {} s of the presence",
-                    r.received, a.presence_timeout
-                )
-            });
-        }
-        // Log out; the next round starts with the recipient offline.
-        recv.close();
-        let _ = recv.task.await;
-        self.wait_gone(&jid, &k.to_string()).await?;
-        r.bounced = self.bounced;
-        r.errors = sh.stats.errors.load(Ordering::Relaxed) - errors0;
-        Ok(r)
+        Ok(got)
     }
+}
+
+/// What the recipient got in one round.
+#[derive(Default)]
+pub(crate) struct Delivery {
+    /// By message index.
+    seen: Vec<bool>,
+    max_seen: Option<usize>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// Server and generator CPU when the last message was in.
+    done: Option<(Option<CpuSnap>, Option<u64>)>,
+}
+
+impl Delivery {
+    /// Counts message `idx`, arrived `at`; false if it is a duplicate.
+    fn count(&mut self, idx: usize, at: Instant, r: &mut OfflineRun) -> bool {
+        if self.seen[idx] {
+            r.duplicates += 1;
+            return false;
+        }
+        self.seen[idx] = true;
+        r.received += 1;
+        if self.max_seen.is_some_and(|m| idx < m) {
+            r.out_of_order += 1;
+        }
+        self.max_seen = Some(self.max_seen.map_or(idx, |m| m.max(idx)));
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+        true
+    }
+}
+
+/// Prints one measured round on stderr.
+fn print_round(k: usize, n: usize, r: &OfflineRun) {
+    eprintln!(
+        "round {k}: stored {n} in {:.1} ms ({:.0}/s), server CPU {} ms + {} ms after the ping \
+         result (busy until {} ms after it); recipient bound in {:.1} ms, first message {} ms \
+         and all {} ms after the presence ({}/s), {} ms from the connect, server CPU {} ms; \
+         received {} dup {} out-of-order {} no-delay {} bounced {} stale {} errors {}; \
+         machine {} % busy before",
+        r.store_ms,
+        n as f64 / r.store_ms * 1000.0,
+        fmt_opt(r.store_cpu_ms, 1),
+        fmt_opt(r.tail_cpu_ms, 1),
+        fmt_opt(r.quiet_ms, 0),
+        r.login_ms,
+        fmt_opt(r.first_ms, 1),
+        fmt_opt(r.deliver_ms, 1),
+        fmt_opt(r.deliver_ms.map(|d| n as f64 / d * 1000.0), 0),
+        fmt_opt(r.from_connect_ms, 1),
+        fmt_opt(r.deliver_cpu_ms, 1),
+        r.received,
+        r.duplicates,
+        r.out_of_order,
+        r.no_delay,
+        r.bounced,
+        r.stale,
+        r.errors,
+        fmt_opt(r.busy_before_pct, 0),
+    );
+}
+
+/// The median RESULT fields of the rounds of `n` messages.
+fn median_fields(runs: &[OfflineRun], n: usize) -> String {
+    let med = |f: &dyn Fn(&OfflineRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
+    let per_s = |ms: Option<f64>| ms.map(|ms| n as f64 / ms * 1000.0);
+    let per_msg_us = |ms: Option<f64>| ms.map(|ms| ms * 1000.0 / n as f64);
+    let store_cpu = |r: &OfflineRun| match (r.store_cpu_ms, r.tail_cpu_ms) {
+        (Some(a), Some(b)) => Some(a + b),
+        _ => None,
+    };
+    format!(
+        "runs={} stored_per_s={} store_ms={} store_server_cpu_ms={} store_tail_cpu_ms={} \
+         store_quiet_ms={} store_cpu_us_per_msg={} store_gen_cpu_pct={} delivered_per_s={} \
+         deliver_ms={} first_ms={} deliver_from_connect_ms={} login_ms={} \
+         deliver_server_cpu_ms={} deliver_cpu_us_per_msg={} deliver_gen_cpu_pct={} \
+         busy_before_pct={}",
+        runs.len(),
+        fmt_opt(med(&|r| per_s(Some(r.store_ms))), 0),
+        fmt_opt(med(&|r| Some(r.store_ms)), 1),
+        fmt_opt(med(&|r| r.store_cpu_ms), 1),
+        fmt_opt(med(&|r| r.tail_cpu_ms), 1),
+        fmt_opt(med(&|r| r.quiet_ms), 0),
+        fmt_opt(med(&|r| per_msg_us(store_cpu(r))), 1),
+        fmt_opt(med(&|r| r.store_gen_cpu_pct), 0),
+        fmt_opt(med(&|r| per_s(r.deliver_ms)), 0),
+        fmt_opt(med(&|r| r.deliver_ms), 1),
+        fmt_opt(med(&|r| r.first_ms), 1),
+        fmt_opt(med(&|r| r.from_connect_ms), 1),
+        fmt_opt(med(&|r| Some(r.login_ms)), 1),
+        fmt_opt(med(&|r| r.deliver_cpu_ms), 1),
+        fmt_opt(med(&|r| per_msg_us(r.deliver_cpu_ms)), 1),
+        fmt_opt(med(&|r| r.deliver_gen_cpu_pct), 0),
+        fmt_opt(med(&|r| r.busy_before_pct), 0),
+    )
 }
 
 pub(crate) async fn offline(args: Args, n: usize) -> Res<()> {
@@ -448,90 +573,38 @@ pub(crate) async fn offline(args: Args, n: usize) -> Res<()> {
     let mut runs = Vec::new();
     for k in 0..args.repeat.max(1) {
         let r = ob.measure(k).await?;
-        eprintln!(
-            "round {k}: stored {n} in {:.1} ms ({:.0}/s), server CPU {} ms + {} ms after the ping \
-             result (busy until {} ms after it); recipient bound in {:.1} ms, first message {} ms \
-             and all {} ms after the presence ({}/s), {} ms from the connect, server CPU {} ms; \
-             received {} dup {} out-of-order {} no-delay {} bounced {} stale {} errors {}; \
-             machine {} % busy before",
-            r.store_ms,
-            n as f64 / r.store_ms * 1000.0,
-            fmt_opt(r.store_cpu_ms, 1),
-            fmt_opt(r.tail_cpu_ms, 1),
-            fmt_opt(r.quiet_ms, 0),
-            r.login_ms,
-            fmt_opt(r.first_ms, 1),
-            fmt_opt(r.deliver_ms, 1),
-            fmt_opt(r.deliver_ms.map(|d| n as f64 / d * 1000.0), 0),
-            fmt_opt(r.from_connect_ms, 1),
-            fmt_opt(r.deliver_cpu_ms, 1),
-            r.received,
-            r.duplicates,
-            r.out_of_order,
-            r.no_delay,
-            r.bounced,
-            r.stale,
-            r.errors,
-            fmt_opt(r.busy_before_pct, 0),
-        );
+        print_round(k, n, &r);
         runs.push(r);
     }
     ob.sender.close();
     let _ = ob.sender.task.await;
 
-    let med = |f: &dyn Fn(&OfflineRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
+    let sum = |f: &dyn Fn(&OfflineRun) -> usize| runs.iter().map(f).sum::<usize>();
+    let per_s = |ms: Option<f64>| ms.map(|ms| n as f64 / ms * 1000.0);
     let list = |f: &dyn Fn(&OfflineRun) -> Option<f64>| {
         runs.iter()
             .map(|r| fmt_opt(f(r), 0))
             .collect::<Vec<_>>()
             .join(",")
     };
-    let sum = |f: &dyn Fn(&OfflineRun) -> usize| runs.iter().map(f).sum::<usize>();
-    let per_s = |ms: Option<f64>| ms.map(|ms| n as f64 / ms * 1000.0);
-    let per_msg_us = |ms: Option<f64>| ms.map(|ms| ms * 1000.0 / n as f64);
-    let stored = |r: &OfflineRun| per_s(Some(r.store_ms));
-    let delivered = |r: &OfflineRun| per_s(r.deliver_ms);
-    let store_cpu = |r: &OfflineRun| match (r.store_cpu_ms, r.tail_cpu_ms) {
-        (Some(a), Some(b)) => Some(a + b),
-        _ => None,
-    };
     let received_min = runs.iter().map(|r| r.received).min().unwrap_or(0);
     let missing = sum(&|r| n - r.received);
     let errors = sh.stats.errors.load(Ordering::Relaxed);
     println!(
-        "RESULT server={} mode=offline msgs={n} body_size={} runs={} stored_per_s={} store_ms={} \
-         store_server_cpu_ms={} store_tail_cpu_ms={} store_quiet_ms={} store_cpu_us_per_msg={} \
-         store_gen_cpu_pct={} delivered_per_s={} deliver_ms={} first_ms={} deliver_from_connect_ms={} \
-         login_ms={} deliver_server_cpu_ms={} deliver_cpu_us_per_msg={} deliver_gen_cpu_pct={} \
-         busy_before_pct={} received={received_min} missing={missing} duplicates={} out_of_order={} \
-         no_delay={} bounced={} stale={} leftover={leftover} stored_per_s_runs={} \
-         delivered_per_s_runs={} setup_s={setup_s:.1} setup_errors={setup_errors} errors={errors}",
+        "RESULT server={} mode=offline msgs={n} body_size={} {} received={received_min} \
+         missing={missing} duplicates={} out_of_order={} no_delay={} bounced={} stale={} \
+         leftover={leftover} stored_per_s_runs={} delivered_per_s_runs={} setup_s={setup_s:.1} \
+         setup_errors={setup_errors} errors={errors}",
         args.label,
         args.body_size,
-        runs.len(),
-        fmt_opt(med(&stored), 0),
-        fmt_opt(med(&|r| Some(r.store_ms)), 1),
-        fmt_opt(med(&|r| r.store_cpu_ms), 1),
-        fmt_opt(med(&|r| r.tail_cpu_ms), 1),
-        fmt_opt(med(&|r| r.quiet_ms), 0),
-        fmt_opt(med(&|r| per_msg_us(store_cpu(r))), 1),
-        fmt_opt(med(&|r| r.store_gen_cpu_pct), 0),
-        fmt_opt(med(&delivered), 0),
-        fmt_opt(med(&|r| r.deliver_ms), 1),
-        fmt_opt(med(&|r| r.first_ms), 1),
-        fmt_opt(med(&|r| r.from_connect_ms), 1),
-        fmt_opt(med(&|r| Some(r.login_ms)), 1),
-        fmt_opt(med(&|r| r.deliver_cpu_ms), 1),
-        fmt_opt(med(&|r| per_msg_us(r.deliver_cpu_ms)), 1),
-        fmt_opt(med(&|r| r.deliver_gen_cpu_pct), 0),
-        fmt_opt(med(&|r| r.busy_before_pct), 0),
+        median_fields(&runs, n),
         sum(&|r| r.duplicates),
         sum(&|r| r.out_of_order),
         sum(&|r| r.no_delay),
         sum(&|r| r.bounced),
         sum(&|r| r.stale),
-        list(&stored),
-        list(&delivered),
+        list(&|r| per_s(Some(r.store_ms))),
+        list(&|r| per_s(r.deliver_ms)),
     );
     let bad = missing + sum(&|r| r.duplicates + r.out_of_order + r.no_delay + r.bounced);
     if errors > 0 || bad > 0 {
