@@ -485,49 +485,92 @@ impl RosterBench {
         let sh = self.sh.clone();
         let a = &sh.args;
         let pids = &a.server_pid;
-        let owner_id = self.n + 1 + run;
-        let online_full: HashMap<String, usize> = online
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.jid.to_ascii_lowercase(), i))
-            .collect();
         let mut r = RosterRun::default();
-        // How busy the machine is just before (the run itself is too short for tick counts).
-        let m0 = machine_ticks();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        r.busy_before_pct = busy_pct_since(m0);
-        // Anything left over from before (late presences) is not part of this run.
-        while let Ok(ev) = self.evs.try_recv() {
-            if let Ev::El { id, el, .. } = ev {
-                note_error(&sh, &self.who(id), &el);
-            }
-        }
+        self.before_run(&mut r).await;
         let errors0 = sh.stats.errors.load(Ordering::Relaxed);
         let cpu0 = server_cpu_ns(pids);
         let self0 = cpu_ns("self");
         let t0 = Instant::now();
-        let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
         let resource = format!("{}{run}", a.resource);
         let (x, jid) = login_as(&sh, &self.owner, &resource, false, false).await?;
-        r.login_ms = ms(Instant::now());
-        let mut owner = Link::spawn(x, jid.clone(), owner_id, &self.evs_tx);
-        let rid = format!("rl{run}");
-        owner.send(roster_get(&rid));
+        let mut w = LoginWatch {
+            owner_id: self.n + 1 + run,
+            owner_jid: jid.to_ascii_lowercase(),
+            rid: format!("rl{run}"),
+            t0,
+            got_roster: false,
+            presence_at: None,
+            seen_in: vec![false; self.online],
+            seen_by: vec![false; self.online],
+            last_in: None,
+            last_by: None,
+            online_full: online
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.jid.to_ascii_lowercase(), i))
+                .collect(),
+        };
+        r.login_ms = w.ms(Instant::now());
+        let mut owner = Link::spawn(x, jid.clone(), w.owner_id, &self.evs_tx);
+        owner.send(roster_get(&w.rid));
+        if let Some((cpu1, self1, t1)) = self.watch_login(run, &mut w, &owner, &mut r).await? {
+            let wall = t1.saturating_duration_since(t0).as_secs_f64();
+            let s = |a: Option<u64>, b: Option<u64>| ns_diff_ms(a, b).map(|ms| ms / 1000.0);
+            let (cpu_s, own_s) = (s(cpu0, cpu1), s(self0, self1));
+            r.server_cpu_ms = cpu_s.map(|c| c * 1000.0);
+            r.server_cpu_pct = cpu_s.map(|c| c / wall * 100.0);
+            r.gen_cpu_pct = own_s.map(|c| c / wall * 100.0);
+        }
+        if r.presences_in == self.online {
+            r.in_ms = w.last_in.map(|t| w.ms(t)).or(Some(r.presence_at_ms));
+        }
+        if r.contacts_saw == self.online {
+            r.saw_ms = w.last_by.map(|t| w.ms(t)).or(Some(r.presence_at_ms));
+        }
+        // Log out, and wait until the contacts know.
+        owner.close();
+        let _ = owner.task.await;
+        self.wait_unavailable(&jid).await;
+        r.errors = sh.stats.errors.load(Ordering::Relaxed) - errors0;
+        Ok(r)
+    }
+
+    /// How busy the machine is just before (the run itself is too short for tick counts);
+    /// anything left over from before (late presences) is not part of the run.
+    async fn before_run(&mut self, r: &mut RosterRun) {
+        let m0 = machine_ticks();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        r.busy_before_pct = busy_pct_since(m0);
+        while let Ok(ev) = self.evs.try_recv() {
+            if let Ev::El { id, el, .. } = ev {
+                note_error(&self.sh, &self.who(id), &el);
+            }
+        }
+    }
+
+    /// Follows the owner's login until the presences are exchanged both ways (then returns the
+    /// server's and the generator's CPU ns and the time), --presence-timeout passes or a
+    /// connection is lost.
+    async fn watch_login(
+        &mut self,
+        run: usize,
+        w: &mut LoginWatch,
+        owner: &Link,
+        r: &mut RosterRun,
+    ) -> Res<Option<(Option<u64>, Option<u64>, Instant)>> {
+        let sh = self.sh.clone();
+        let a = &sh.args;
         let limit = tokio::time::Instant::now() + Duration::from_secs(a.presence_timeout);
-        let mut got_roster = false;
-        let mut presence_at = None;
-        let mut seen_in = vec![false; self.online];
-        let mut seen_by = vec![false; self.online];
-        let mut last_in = None;
-        let mut last_by = None;
-        let mut result_cpu = None;
         loop {
-            if presence_at.is_some()
+            if w.presence_at.is_some()
                 && r.presences_in == self.online
                 && r.contacts_saw == self.online
             {
-                result_cpu = Some((server_cpu_ns(pids), cpu_ns("self"), Instant::now()));
-                break;
+                return Ok(Some((
+                    server_cpu_ns(&a.server_pid),
+                    cpu_ns("self"),
+                    Instant::now(),
+                )));
             }
             let ev = match tokio::time::timeout_at(limit, self.evs.recv()).await {
                 Ok(Some(ev)) => ev,
@@ -536,13 +579,13 @@ impl RosterBench {
                     sh.stats.error(format!(
                         "run {run}: timeout after {} s: roster {}, {} of {} presences in, {} of {} contacts saw the owner",
                         a.presence_timeout,
-                        if got_roster { "received" } else { "NOT received" },
+                        if w.got_roster { "received" } else { "NOT received" },
                         r.presences_in,
                         self.online,
                         r.contacts_saw,
                         self.online
                     ));
-                    break;
+                    return Ok(None);
                 }
             };
             let (id, at, el) = match ev {
@@ -552,8 +595,8 @@ impl RosterBench {
                         "run {run}: {} lost its connection: {why}",
                         self.who(id)
                     ));
-                    if id == owner_id || id < self.online {
-                        break;
+                    if id == w.owner_id || id < self.online {
+                        return Ok(None);
                     }
                     continue;
                 }
@@ -561,79 +604,91 @@ impl RosterBench {
             if note_error(&sh, &self.who(id), &el) {
                 continue;
             }
-            let name = elem_name(&el);
-            if id == owner_id {
-                if name == "iq"
-                    && attr(&el, "id") == Some(rid.as_str())
-                    && attr(&el, "type") == Some("result")
-                {
-                    got_roster = true;
-                    r.roster_items = roster_items(&el).len();
-                    r.roster_ms = ms(at);
-                    let now = Instant::now();
-                    owner.send("<presence/>".into());
-                    presence_at = Some(now);
-                    r.presence_at_ms = ms(now);
-                } else if name == "presence" && attr(&el, "type").is_none() {
-                    let from = attr(&el, "from").unwrap_or("").to_ascii_lowercase();
-                    if from == jid.to_ascii_lowercase() {
-                        continue; // our own presence, reflected
-                    }
-                    r.presence_stanzas += 1;
-                    match online_full.get(&from) {
-                        Some(&i) if !seen_in[i] => {
-                            seen_in[i] = true;
-                            r.presences_in += 1;
-                            last_in = Some(at);
-                        }
-                        Some(_) => {}
-                        None => {
-                            r.unexpected += 1;
-                            if r.unexpected <= 3 {
-                                eprintln!(
-                                    "  unexpected available presence to the owner from {from}"
-                                );
-                            }
-                        }
-                    }
-                }
-            } else if id < self.online
-                && name == "presence"
-                && attr(&el, "type").is_none()
-                && attr(&el, "from").is_some_and(|f| f.eq_ignore_ascii_case(&jid))
-                && !seen_by[id]
-            {
-                seen_by[id] = true;
-                r.contacts_saw += 1;
-                last_by = Some(at);
+            if id == w.owner_id {
+                w.on_owner(r, owner, &el, at);
+            } else if id < self.online {
+                w.on_contact(r, id, &el, at);
             }
         }
-        if let Some((cpu1, self1, t1)) = result_cpu {
-            let wall = t1.saturating_duration_since(t0).as_secs_f64();
-            let cpu_s = match (cpu0, cpu1) {
-                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
-                _ => None,
-            };
-            let own_s = match (self0, self1) {
-                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
-                _ => None,
-            };
-            r.server_cpu_ms = cpu_s.map(|c| c * 1000.0);
-            r.server_cpu_pct = cpu_s.map(|c| c / wall * 100.0);
-            r.gen_cpu_pct = own_s.map(|c| c / wall * 100.0);
+    }
+}
+
+/// What one measured login of the owner has seen so far.
+struct LoginWatch {
+    owner_id: usize,
+    /// The owner's full JID, lower case.
+    owner_jid: String,
+    /// Id of the roster get.
+    rid: String,
+    /// The TCP connect.
+    t0: Instant,
+    got_roster: bool,
+    /// When the owner sent its initial presence.
+    presence_at: Option<Instant>,
+    /// By online contact: its presence reached the owner; the owner's reached it.
+    seen_in: Vec<bool>,
+    seen_by: Vec<bool>,
+    last_in: Option<Instant>,
+    last_by: Option<Instant>,
+    /// Online contacts' full JIDs (lower case) -> index.
+    online_full: HashMap<String, usize>,
+}
+
+impl LoginWatch {
+    /// Milliseconds since the TCP connect.
+    fn ms(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.t0).as_secs_f64() * 1000.0
+    }
+
+    /// The owner got `el` at `at`: the roster result (then the owner sends its initial
+    /// presence), or an available presence.
+    fn on_owner(&mut self, r: &mut RosterRun, owner: &Link, el: &str, at: Instant) {
+        let name = elem_name(el);
+        if name == "iq"
+            && attr(el, "id") == Some(self.rid.as_str())
+            && attr(el, "type") == Some("result")
+        {
+            self.got_roster = true;
+            r.roster_items = roster_items(el).len();
+            r.roster_ms = self.ms(at);
+            let now = Instant::now();
+            owner.send("<presence/>".into());
+            self.presence_at = Some(now);
+            r.presence_at_ms = self.ms(now);
+        } else if name == "presence" && attr(el, "type").is_none() {
+            let from = attr(el, "from").unwrap_or("").to_ascii_lowercase();
+            if from == self.owner_jid {
+                return; // our own presence, reflected
+            }
+            r.presence_stanzas += 1;
+            match self.online_full.get(&from) {
+                Some(&i) if !self.seen_in[i] => {
+                    self.seen_in[i] = true;
+                    r.presences_in += 1;
+                    self.last_in = Some(at);
+                }
+                Some(_) => {}
+                None => {
+                    r.unexpected += 1;
+                    if r.unexpected <= 3 {
+                        eprintln!("  unexpected available presence to the owner from {from}");
+                    }
+                }
+            }
         }
-        if r.presences_in == self.online {
-            r.in_ms = last_in.map(ms).or(Some(r.presence_at_ms));
+    }
+
+    /// Online contact `id` got `el` at `at`: the owner's available presence, the first time.
+    fn on_contact(&mut self, r: &mut RosterRun, id: usize, el: &str, at: Instant) {
+        if elem_name(el) == "presence"
+            && attr(el, "type").is_none()
+            && attr(el, "from").is_some_and(|f| f.eq_ignore_ascii_case(&self.owner_jid))
+            && !self.seen_by[id]
+        {
+            self.seen_by[id] = true;
+            r.contacts_saw += 1;
+            self.last_by = Some(at);
         }
-        if r.contacts_saw == self.online {
-            r.saw_ms = last_by.map(ms).or(Some(r.presence_at_ms));
-        }
-        // Log out, and wait until the contacts know.
-        owner.close();
-        let _ = owner.task.await;
-        self.wait_unavailable(&jid).await;
-        r.errors = sh.stats.errors.load(Ordering::Relaxed) - errors0;
-        Ok(r)
     }
 }
 
