@@ -1,5 +1,14 @@
 //! Incremental scanning of the server's XML stream into top-level elements kept as strings,
 //! and string helpers on them (element name, attribute, child text, error condition).
+//!
+//! Why not kleiber's own parser (`kleiber::xml::XmlReader`, `Element`): the load generator
+//! must not become the bottleneck, and that parser does much more per element (namespaces,
+//! entities, limits, building a tree). Measured on 200,000 chat messages of 165 bytes (release
+//! build, one core): this scanner splits 2.1 to 4.5 million elements/s, `XmlReader` builds
+//! 290,000 to 340,000 elements/s, about 3 µs more per element; at the 13,000 messages/s of
+//! `--pairs 100` that is 4 % more of a core for the generator, on a 2-core machine where it
+//! already uses about 30 %. The scanner is not a validating parser: it trusts the server
+//! under test to send well-formed XML, and the modes look into elements as text.
 
 use crate::Res;
 
