@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# benches/compare.sh - run the load generator (benches/load.rs) against Prosody, ejabberd and
+# benches/compare.sh - run the load generator (benches/load/) against Prosody, ejabberd and
 # kleiber, one server at a time, and print the RESULT lines.
 #
 # For each server: start, register the users (XEP-0077), stop; start, idle-memory run, stop;

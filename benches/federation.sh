@@ -6,7 +6,7 @@
 # [s2s.routes]; Prosody only knows DNS, so tests/interop/prosody/mod_test_s2s_routes.lua does
 # the same for it). Certificates are self-signed on both sides (kleiber generates its own,
 # Prosody's come from openssl), so the links authenticate with dialback, STARTTLS required.
-# The load generator (benches/load.rs, federation mode: --peer-port) logs users 0..PAIRS-1 in
+# The load generator (benches/load/, federation mode: --peer-port) logs users 0..PAIRS-1 in
 # on a.test and users PAIRS..2*PAIRS-1 on b.test; user i and user i+PAIRS ping-pong chat
 # messages, so every message crosses the server-to-server links.
 #

@@ -2,11 +2,11 @@
 # benches/soak.sh - soak test and idle memory per session at scale: kleiber, Prosody and
 # ejabberd, one server at a time, and print the RESULT lines.
 #
-# Idle memory (benches/load.rs --idle N): for each N in IDLE, on a freshly started server: its
+# Idle memory (benches/load, --idle N): for each N in IDLE, on a freshly started server: its
 # RSS, then N sessions log in (STARTTLS, SCRAM, bind, initial presence; 100 at a time) and stay
 # idle; its RSS SETTLE s after the last login. RSS growth / sessions = KiB per session.
 #
-# Soak (benches/load.rs --soak N; see its doc comment), on a freshly started server: N sessions
+# Soak (benches/load, --soak N; see benches/load/soak.rs), on a freshly started server: N sessions
 # log in, then RATE chat messages per second in all go from random sessions to random other
 # ones for DURATION s; every message must arrive exactly once (lost, duplicated, unexpected,
 # errors, stream errors and lost connections are counted). The server's RSS and CPU are sampled

@@ -24,10 +24,10 @@
 //! moment: bursts of every kind of write, pipelined, and SIGKILL the instant the last
 //! acknowledgement has arrived. Timeouts only guard against hangs.
 //!
-//! They found that kleiber used to acknowledge before the write was on disk (roster, vCard,
-//! private storage and offline messages relied on sled's background flush), and that a XEP-0198
-//! `<a h/>` covered stanzas the roster store and spool had not handled yet; both are fixed
-//! (`Store::durable`, group commit; `sm.rs`, `settled`).
+//! So they check that an acknowledgement comes only after the write is on disk (roster, vCard,
+//! private storage and offline messages: `Store::durable`, group commit, not sled's background
+//! flush), and that a XEP-0198 `<a h/>` covers only stanzas the roster store and spool have
+//! handled (`sm.rs`, `settled`).
 
 mod common;
 use common::*;

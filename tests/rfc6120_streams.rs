@@ -1152,9 +1152,9 @@ async fn handshake_timeout() {
     c.ping("alive").await;
 }
 
-/// Bug: the handshake deadline before STARTTLS is enforced by a timeout around
-/// `tls::negotiate_starttls` in `actors/mod.rs`, which drops the connection silently; the
-/// function should take the deadline and send `connection-timeout` itself.
+/// A client that opens a stream but never starts TLS gets a `connection-timeout` stream error
+/// when the handshake deadline passes, and the connection is closed: the deadline before
+/// STARTTLS ends the stream with an error, not silently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_timeout_before_starttls() {
     let s = TestServer::start_with(|c| c.limits.handshake_timeout_secs = 1);
@@ -1206,9 +1206,9 @@ async fn shutdown_with(c: Client, s: TestServer) -> Result<(), String> {
     r
 }
 
-/// Bug: shutdown only reaches sessions bound in the router; worse, the worker and router
-/// arbiters keep running after `ServerThread::stop` returns (the connection is still served:
-/// it can even bind a resource).
+/// A session that has authenticated but not yet bound a resource gets `system-shutdown` and
+/// is closed when the server stops: shutdown reaches every authenticated connection, not only
+/// the sessions bound in the router.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_shutdown_after_authentication_before_bind() {
     let s = TestServer::start();
@@ -1218,8 +1218,8 @@ async fn system_shutdown_after_authentication_before_bind() {
     shutdown_with(c, s).await.unwrap();
 }
 
-/// Bug: connections still in TLS/SASL are not closed at shutdown and outlive `stop()` (they are
-/// still answered, until the handshake timeout sends `connection-timeout`).
+/// A connection still in SASL (TLS done, not authenticated) gets `system-shutdown` and is
+/// closed when the server stops, before `stop()` returns (not left to the handshake timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_shutdown_before_authentication() {
     let s = TestServer::start();

@@ -6,6 +6,7 @@ pub mod echo;
 pub mod fed;
 pub mod pep;
 pub mod s2s;
+pub mod scram;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,9 +14,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use openssl::ssl::{Ssl, SslConnector, SslMethod, SslVerifyMode};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -415,7 +414,7 @@ impl Client {
             None => "n,,".to_owned(),
         };
         let cnonce = "fyko+d2lbbFgONRv9qkxdawL";
-        let first_bare = format!("n={user},r={cnonce}");
+        let first_bare = scram::client_first_bare(user, cnonce);
         self.send(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
             B64.encode(format!("{gs2}{first_bare}"))
@@ -431,18 +430,7 @@ impl Client {
         }
         assert_eq!(ch.name, "challenge");
         let server_first = String::from_utf8(B64.decode(ch.text_content()).unwrap()).unwrap();
-        let mut nonce = "";
-        let mut salt = Vec::new();
-        let mut iters = 0u32;
-        for a in server_first.split(',') {
-            match &a[..2] {
-                "r=" => nonce = &a[2..],
-                "s=" => salt = B64.decode(&a[2..]).unwrap(),
-                "i=" => iters = a[2..].parse().unwrap(),
-                _ => {}
-            }
-        }
-        assert!(nonce.starts_with(cnonce));
+        let first = scram::ServerFirst::parse(&server_first, cnonce).unwrap();
         let mut cbind = gs2.as_bytes().to_vec();
         if let Some(t) = cb {
             let data = cb_data_override.unwrap_or_else(|| match t {
@@ -451,48 +439,26 @@ impl Client {
             });
             cbind.extend_from_slice(&data);
         }
-        let sha1 = mech.starts_with("SCRAM-SHA-1");
-        let (client_key, server_key, hash): (Vec<u8>, Vec<u8>, HashFn) = if sha1 {
-            let mut salted = [0u8; 20];
-            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(pw.as_bytes(), &salt, iters, &mut salted);
-            (
-                hmac1(&salted, b"Client Key"),
-                hmac1(&salted, b"Server Key"),
-                |d| sha1::Sha1::digest(d).to_vec(),
-            )
-        } else {
-            let mut salted = [0u8; 32];
-            pbkdf2::pbkdf2_hmac::<Sha256>(pw.as_bytes(), &salt, iters, &mut salted);
-            (
-                hmac256(&salted, b"Client Key"),
-                hmac256(&salted, b"Server Key"),
-                |d| Sha256::digest(d).to_vec(),
-            )
-        };
-        let stored = hash(&client_key);
-        let without = format!("c={},r={nonce}", B64.encode(&cbind));
-        let am = format!("{first_bare},{server_first},{without}");
-        let sig = if sha1 {
-            hmac1(&stored, am.as_bytes())
-        } else {
-            hmac256(&stored, am.as_bytes())
-        };
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        let sha256 = !mech.starts_with("SCRAM-SHA-1");
+        let salted = scram::salted_password(sha256, pw, &first.salt, first.iterations);
+        let fin = scram::client_final(
+            sha256,
+            &salted,
+            &first_bare,
+            &server_first,
+            &first.nonce,
+            &cbind,
+        );
         self.send(&format!(
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
-            B64.encode(format!("{without},p={}", B64.encode(proof)))
+            B64.encode(fin.message)
         ))
         .await;
         let r = self.recv().await;
         match r.name.as_str() {
             "success" => {
                 let v = String::from_utf8(B64.decode(r.text_content()).unwrap()).unwrap();
-                let expect = if sha1 {
-                    hmac1(&server_key, am.as_bytes())
-                } else {
-                    hmac256(&server_key, am.as_bytes())
-                };
-                assert_eq!(v, format!("v={}", B64.encode(expect)), "server signature");
+                scram::verify_server_final(&v, &fin.server_signature).expect("server signature");
                 self.reader.reset();
                 let domain = self.domain.clone();
                 self.open(&domain).await;
@@ -538,21 +504,6 @@ impl Client {
         .await;
         self.recv().await
     }
-}
-
-/// A hash function of a SCRAM variant.
-type HashFn = fn(&[u8]) -> Vec<u8>;
-
-fn hmac1(k: &[u8], d: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<sha1::Sha1>::new_from_slice(k).unwrap();
-    m.update(d);
-    m.finalize().into_bytes().to_vec()
-}
-
-fn hmac256(k: &[u8], d: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(k).unwrap();
-    m.update(d);
-    m.finalize().into_bytes().to_vec()
 }
 
 /// The stanza error condition of an error stanza.
