@@ -304,7 +304,7 @@ impl Connection {
             }
         }
         el.set_attr("from", full.as_str());
-        let to = match el.get_attr("to").map(Jid::new) {
+        let to = match el.get_attr("to").map(crate::xmpp::jid) {
             None => None,
             Some(Ok(j)) => Some(j),
             Some(Err(_)) => {

@@ -990,7 +990,7 @@ fn internal(e: crate::store::StoreError) -> StanzaError {
 
 /// The bare part of a JID string.
 fn bare_of(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
+    crate::xmpp::bare_part(jid)
 }
 
 /// Where a node is kept: the XEP-0048 `storage:bookmarks` node is the XEP-0402 one (XEP-0411).

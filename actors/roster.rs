@@ -167,9 +167,7 @@ impl RosterStore {
 
     fn is_blocked(&self, user: &BareJid, contact: &str) -> bool {
         let (d, u) = parts(user);
-        let blocked = self.rosters().blocked(d, u).unwrap_or_default();
-        let domain = contact.rsplit('@').next().unwrap_or(contact);
-        blocked.iter().any(|b| b == contact || b == domain)
+        self.rosters().is_blocked(d, u, contact).unwrap_or(false)
     }
 
     /// Is the user's roster at `limits.max_roster_items`?

@@ -424,7 +424,7 @@ impl Router {
         targets.extend(
             extra
                 .into_iter()
-                .filter(|c| !state.subscribers.contains(c.split('/').next().unwrap_or(c))),
+                .filter(|c| !state.subscribers.contains(crate::xmpp::bare_part(c))),
         );
         for t in targets {
             self.send_presence(stanza.clone(), full, &t);

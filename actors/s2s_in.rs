@@ -174,7 +174,7 @@ impl S2sIn {
                 ctx,
             );
         }
-        let from = match el.get_attr("from").map(Jid::new) {
+        let from = match el.get_attr("from").map(crate::xmpp::jid) {
             Some(Ok(j)) if self.shared.is_local(j.domain().as_str()) => {
                 return self.close(StreamError::InvalidFrom, "from a local domain", ctx)
             }
@@ -188,7 +188,7 @@ impl S2sIn {
         let mut el = el;
         set_ns(&mut el, ns::SERVER, ns::CLIENT);
         el.set_attr("from", from.as_str());
-        let to = match el.get_attr("to").map(Jid::new) {
+        let to = match el.get_attr("to").map(crate::xmpp::jid) {
             Some(Ok(j)) => j,
             Some(Err(_)) => {
                 el.remove_attr("to");

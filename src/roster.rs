@@ -303,9 +303,11 @@ pub fn parse_ver(s: &str) -> Option<u64> {
 
 /// The block-list entries that block `jid` (XEP-0191 §3.1): itself, its bare JID, its domain.
 pub fn block_entries(jid: &str) -> [&str; 3] {
-    let bare = jid.split('/').next().unwrap_or(jid);
-    let domain = bare.rsplit('@').next().unwrap_or(bare);
-    [jid, bare, domain]
+    [
+        jid,
+        crate::xmpp::bare_part(jid),
+        crate::xmpp::domain_part(jid),
+    ]
 }
 
 /// Does a block list hold `jid` (full, bare or domain)?

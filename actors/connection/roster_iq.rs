@@ -11,7 +11,7 @@ use crate::actors::messages::*;
 use crate::roster::{self, blocks, SubKind};
 use crate::services::carbons;
 use crate::xml::Element;
-use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, Jid, StanzaError};
+use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, StanzaError};
 
 use crate::xmpp::ns::BLOCKING;
 /// XEP-0191 error namespace.
@@ -75,7 +75,7 @@ impl Connection {
                 let block = payload.name == "block";
                 let mut jids = Vec::new();
                 for item in payload.elements().filter(|e| e.is("item", BLOCKING)) {
-                    match item.get_attr("jid").map(Jid::new) {
+                    match item.get_attr("jid").map(crate::xmpp::jid) {
                         Some(Ok(j)) => jids.push(j.to_string()),
                         _ => {
                             self.reply(iq, StanzaError::new(Condition::JidMalformed), ctx);
@@ -332,8 +332,7 @@ impl Connection {
 
 /// The bare JID of a stanza's sender.
 fn from_of(el: &Element) -> &str {
-    let f = el.get_attr("from").unwrap_or_default();
-    f.split('/').next().unwrap_or(f)
+    crate::xmpp::bare_part(el.get_attr("from").unwrap_or_default())
 }
 
 impl Connection {

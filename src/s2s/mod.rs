@@ -205,8 +205,7 @@ pub fn set_ns(el: &mut Element, from: &str, to: &str) {
 
 /// The domain part of a JID string (without node and resource).
 pub fn domain_of(jid: &str) -> &str {
-    let bare = jid.split('/').next().unwrap_or(jid);
-    bare.rsplit('@').next().unwrap_or(bare)
+    crate::xmpp::domain_part(jid)
 }
 
 #[cfg(test)]

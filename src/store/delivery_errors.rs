@@ -24,7 +24,7 @@ impl DeliveryError {
     /// recipient, storage full) would show the operator who blocks whom, as the sender's
     /// error does not show it to the sender either.
     pub fn new(time_ms: u64, from: &str, to: &str, reason: &str) -> DeliveryError {
-        let bare = |j: &str| j.split('/').next().unwrap_or_default().to_owned();
+        let bare = |j: &str| crate::xmpp::bare_part(j).to_owned();
         let cond = reason.split(':').next().unwrap_or_default().trim();
         DeliveryError {
             time_ms,
@@ -97,7 +97,7 @@ impl DeliveryErrors {
             let named = s
                 .splitn(3, '\0')
                 .take(2)
-                .any(|j| jids.contains(j.split('/').next().unwrap_or(j)));
+                .any(|j| jids.contains(crate::xmpp::bare_part(j)));
             if named {
                 self.tree.remove(k)?;
                 n += 1;

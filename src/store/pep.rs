@@ -122,7 +122,7 @@ impl Pep {
         if jids.is_empty() {
             return Ok(0);
         }
-        let named = |j: &str| jids.contains(j.split('/').next().unwrap_or(j));
+        let named = |j: &str| jids.contains(crate::xmpp::bare_part(j));
         let mut changed = 0;
         for kv in self.tree.iter() {
             let (k, mut old) = kv?;

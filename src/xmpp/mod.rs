@@ -32,6 +32,18 @@ pub fn jid(s: &str) -> Result<Jid, jid::Error> {
     Err(jid::Error::NamePrep)
 }
 
+/// The bare part of a JID string (`node@domain/resource` -> `node@domain`), for JIDs that were
+/// parsed already (stamped `from`s, stored keys); the one place that splits a JID by hand.
+pub fn bare_part(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
+/// The domain part of a JID string (`node@domain/resource` -> `domain`); see [`bare_part`].
+pub fn domain_part(jid: &str) -> &str {
+    let bare = bare_part(jid);
+    bare.rsplit_once('@').map_or(bare, |(_, domain)| domain)
+}
+
 /// The three stanza kinds of RFC 6120 §8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StanzaKind {
