@@ -291,23 +291,8 @@ pub async fn run(
                     }
                 }
             }
-        } else if el.is("iq", ns::CLIENT) {
-            let reply = preauth_iq(shared, conn, &host, &el, peer).await;
-            match reply {
-                Some(r) => send(&mut w, &r.to_xml(ns::CLIENT)).await?,
-                None => {
-                    return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await)
-                }
-            }
-        } else if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence") {
-            return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await);
-        } else if el.is("starttls", ns::TLS) {
-            // TLS is already up; a second STARTTLS is a protocol violation.
-            return Err(stream_error(&mut w, true, &host, StreamError::PolicyViolation).await);
         } else {
-            return Err(
-                stream_error(&mut w, true, &host, StreamError::UnsupportedStanzaType).await,
-            );
+            not_sasl(shared, conn, &host, &el, peer, &mut w).await?;
         }
     };
 
@@ -323,6 +308,31 @@ pub async fn run(
         host,
         mechanism,
     })
+}
+
+/// An element other than SASL before authentication: an in-band registration IQ is
+/// answered; anything else ends the stream with a stream error.
+async fn not_sasl(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    host: &str,
+    el: &Element,
+    peer: Option<PeerAddr>,
+    w: &mut ClientWriter,
+) -> Result<(), LoginEnd> {
+    if el.is("iq", ns::CLIENT) {
+        match preauth_iq(shared, conn, host, el, peer).await {
+            Some(r) => send(w, &r.to_xml(ns::CLIENT)).await,
+            None => Err(stream_error(w, true, host, StreamError::NotAuthorized).await),
+        }
+    } else if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence") {
+        Err(stream_error(w, true, host, StreamError::NotAuthorized).await)
+    } else if el.is("starttls", ns::TLS) {
+        // TLS is already up; a second STARTTLS is a protocol violation.
+        Err(stream_error(w, true, host, StreamError::PolicyViolation).await)
+    } else {
+        Err(stream_error(w, true, host, StreamError::UnsupportedStanzaType).await)
+    }
 }
 
 /// The stream features before authentication: SASL mechanisms, in-band registration if

@@ -52,11 +52,7 @@ pub async fn negotiate(
     deadline: Instant,
 ) -> Result<Accepted, AcceptEnd> {
     let stream = if direct_tls {
-        let tls = tokio::time::timeout_at(deadline, shared.tls.accept_server(tcp))
-            .await
-            .map_err(|_| AcceptEnd::Closed)?
-            .map_err(|_| AcceptEnd::Closed)?;
-        S2sStream::Tls(Box::new(tls))
+        S2sStream::Tls(Box::new(accept_tls(shared, tcp, deadline).await?))
     } else {
         S2sStream::Plain(tcp)
     };
@@ -191,13 +187,22 @@ async fn upgrade_tls(
     let S2sStream::Plain(tcp) = reader.into_inner().unsplit(w) else {
         unreachable!("plain before STARTTLS");
     };
-    let t = tokio::time::timeout_at(deadline, shared.tls.accept_server(tcp))
-        .await
-        .map_err(|_| AcceptEnd::Closed)?
-        .map_err(|_| AcceptEnd::Closed)?;
+    let t = accept_tls(shared, tcp, deadline).await?;
     let peer_cert = PeerCert::of(t.ssl());
     let (r, w) = tokio::io::split(S2sStream::Tls(Box::new(t)));
     Ok((XmlReader::new(r, reader_limits(shared)), w, peer_cert))
+}
+
+/// The server side of a TLS handshake, before `deadline`.
+async fn accept_tls(
+    shared: &Shared,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<crate::tls::TlsStream, AcceptEnd> {
+    tokio::time::timeout_at(deadline, shared.tls.accept_server(tcp))
+        .await
+        .map_err(|_| AcceptEnd::Closed)?
+        .map_err(|_| AcceptEnd::Closed)
 }
 
 /// SASL EXTERNAL, possibly after failed attempts: `Ok(domain)` once `<success/>` was sent
