@@ -252,20 +252,7 @@ pub async fn run(
                     .await?;
                 }
                 Step::Success(user, mech, data) => {
-                    shared.limiter.login_succeeded(&user);
-                    let payload = match data {
-                        Some(d) => sasl::encode_payload(d.as_bytes()),
-                        None => String::new(),
-                    };
-                    // Reset the parser before the client can see <success/>: its new stream
-                    // header must land in a fresh parser.
-                    reader.reset();
-                    reader.set_limits(session_limits(shared));
-                    send(
-                        &mut w,
-                        &format!("<success xmlns='{}'>{payload}</success>", ns::SASL),
-                    )
-                    .await?;
+                    sasl_success(shared, &mut reader, &mut w, &user, data).await?;
                     break (user, mech);
                 }
                 Step::Failure(f) => {
@@ -308,6 +295,31 @@ pub async fn run(
         host,
         mechanism,
     })
+}
+
+/// Authentication of `user` succeeded: reset the parser for the restarted stream, with the
+/// session limits, and send `<success/>` (with the server's final SASL `data`, if any).
+async fn sasl_success(
+    shared: &Shared,
+    reader: &mut ClientReader,
+    w: &mut ClientWriter,
+    user: &str,
+    data: Option<String>,
+) -> Result<(), LoginEnd> {
+    shared.limiter.login_succeeded(user);
+    let payload = match data {
+        Some(d) => sasl::encode_payload(d.as_bytes()),
+        None => String::new(),
+    };
+    // Reset the parser before the client can see <success/>: its new stream
+    // header must land in a fresh parser.
+    reader.reset();
+    reader.set_limits(session_limits(shared));
+    send(
+        w,
+        &format!("<success xmlns='{}'>{payload}</success>", ns::SASL),
+    )
+    .await
 }
 
 /// An element other than SASL before authentication: an in-band registration IQ is
