@@ -128,103 +128,18 @@ async fn command(
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let st = |e: store::StoreError| e.to_string();
     match words.as_slice() {
-        ["status"] => {
-            let sessions = router.send(SessionCount).await.unwrap_or(0);
-            let per_host: Vec<String> = router
-                .send(SessionsPerHost)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(h, n)| format!("{h} {n}"))
-                .collect();
-            let up = shared.started.elapsed().as_secs();
-            let federation = match s2s {
-                None => "off".to_owned(),
-                Some(m) => {
-                    let links = m.send(super::messages::S2sLinks).await.unwrap_or_default();
-                    let list: Vec<String> = links
-                        .iter()
-                        .map(|l| {
-                            let arrow = if l.outgoing { "->" } else { "<-" };
-                            format!("{} {arrow} {} ({})", l.local, l.remote, l.method)
-                        })
-                        .collect();
-                    format!(
-                        "{} links{}{}",
-                        links.len(),
-                        if list.is_empty() { "" } else { ": " },
-                        list.join(", ")
-                    )
-                }
-            };
-            Ok(format!(
-                "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}\nfederation: {federation}",
-                env!("CARGO_PKG_VERSION"),
-                up / 86_400,
-                up % 86_400 / 3600,
-                up % 3600 / 60,
-                shared.config.hosts.keys().cloned().collect::<Vec<_>>().join(", "),
-                per_host.join(", "),
-                shared.connection_count(),
-                shared.store.accounts.count(),
-                shared.store.offline.total(),
-                if shared.registration_open() { "open" } else { "closed" }
-            ))
-        }
+        ["status"] => Ok(status(shared, router, s2s).await),
         ["registration", "status"] => Ok(if shared.registration_open() {
             "open"
         } else {
             "closed"
         }
         .into()),
-        ["registration", which @ ("open" | "close")] => {
-            let open = *which == "open";
-            shared.set_registration_open(open);
-            shared
-                .store
-                .set_registration_override(open, shared.config.registration.open)
-                .map_err(st)?;
-            log::info!(
-                "registration {} by the operator",
-                if open { "opened" } else { "closed" }
-            );
-            Ok(format!(
-                "registration {}",
-                if open { "open" } else { "closed" }
-            ))
-        }
+        ["registration", which @ ("open" | "close")] => set_registration(shared, *which == "open"),
         ["user", action @ ("add" | "passwd"), jid, password] => {
-            let (user, host) = split_jid(shared, jid)?;
-            let create = *action == "add";
-            if set_password(shared, &host, &user, password, create).await? {
-                let done = if create {
-                    "created"
-                } else {
-                    "password changed for"
-                };
-                log::info!("operator: account {done}");
-                log::debug!("operator: {done} {user}@{host}");
-                Ok(format!("{done} {user}@{host}"))
-            } else if create {
-                Err(format!("{user}@{host} already exists"))
-            } else {
-                Err(format!("{user}@{host} does not exist"))
-            }
+            set_user_password(shared, jid, password, *action == "add").await
         }
-        ["user", "del", jid] => {
-            let (user, host) = split_jid(shared, jid)?;
-            if !shared.store.accounts.exists(&host, &user).map_err(st)? {
-                return Err(format!("{user}@{host} does not exist"));
-            }
-            let bare = BareJid::new(&format!("{user}@{host}")).map_err(|e| e.to_string())?;
-            let live = super::account::Live::from(handle);
-            super::account::delete(&shared.store, Some(&live), vec![bare])
-                .await
-                .map_err(st)?;
-            log::info!("operator: account deleted");
-            log::debug!("operator: deleted {user}@{host}");
-            Ok(format!("deleted {user}@{host}"))
-        }
+        ["user", "del", jid] => delete_user(shared, handle, jid).await,
         ["user", "list", rest @ ..] => {
             let hosts: Vec<String> = match rest {
                 [h] if shared.is_account_host(h) => vec![(*h).to_owned()],
@@ -253,6 +168,123 @@ async fn command(
         }
         _ => Err(format!("unknown command: {}", words.join(" "))),
     }
+}
+
+/// `status`: version, uptime, hosts, sessions, connections, accounts, queued offline
+/// messages, registration and federation.
+async fn status(
+    shared: &Arc<Shared>,
+    router: &Addr<Router>,
+    s2s: Option<&Addr<super::s2s::S2s>>,
+) -> String {
+    let sessions = router.send(SessionCount).await.unwrap_or(0);
+    let per_host: Vec<String> = router
+        .send(SessionsPerHost)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(h, n)| format!("{h} {n}"))
+        .collect();
+    let up = shared.started.elapsed().as_secs();
+    let federation = federation_status(s2s).await;
+    format!(
+        "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}\nfederation: {federation}",
+        env!("CARGO_PKG_VERSION"),
+        up / 86_400,
+        up % 86_400 / 3600,
+        up % 3600 / 60,
+        shared.config.hosts.keys().cloned().collect::<Vec<_>>().join(", "),
+        per_host.join(", "),
+        shared.connection_count(),
+        shared.store.accounts.count(),
+        shared.store.offline.total(),
+        if shared.registration_open() { "open" } else { "closed" }
+    )
+}
+
+/// The federation line of `status`: `off`, or the server-to-server links.
+async fn federation_status(s2s: Option<&Addr<super::s2s::S2s>>) -> String {
+    match s2s {
+        None => "off".to_owned(),
+        Some(m) => {
+            let links = m.send(super::messages::S2sLinks).await.unwrap_or_default();
+            let list: Vec<String> = links
+                .iter()
+                .map(|l| {
+                    let arrow = if l.outgoing { "->" } else { "<-" };
+                    format!("{} {arrow} {} ({})", l.local, l.remote, l.method)
+                })
+                .collect();
+            format!(
+                "{} links{}{}",
+                links.len(),
+                if list.is_empty() { "" } else { ": " },
+                list.join(", ")
+            )
+        }
+    }
+}
+
+/// `registration open|close`: switch in-band registration, and keep that over restarts.
+fn set_registration(shared: &Shared, open: bool) -> Result<String, String> {
+    shared.set_registration_open(open);
+    shared
+        .store
+        .set_registration_override(open, shared.config.registration.open)
+        .map_err(|e| e.to_string())?;
+    log::info!(
+        "registration {} by the operator",
+        if open { "opened" } else { "closed" }
+    );
+    Ok(format!(
+        "registration {}",
+        if open { "open" } else { "closed" }
+    ))
+}
+
+/// `user add|passwd JID PASSWORD`: create the account (`create`) or change its password.
+async fn set_user_password(
+    shared: &Arc<Shared>,
+    jid: &str,
+    password: &str,
+    create: bool,
+) -> Result<String, String> {
+    let (user, host) = split_jid(shared, jid)?;
+    if set_password(shared, &host, &user, password, create).await? {
+        let done = if create {
+            "created"
+        } else {
+            "password changed for"
+        };
+        log::info!("operator: account {done}");
+        log::debug!("operator: {done} {user}@{host}");
+        Ok(format!("{done} {user}@{host}"))
+    } else if create {
+        Err(format!("{user}@{host} already exists"))
+    } else {
+        Err(format!("{user}@{host} does not exist"))
+    }
+}
+
+/// `user del JID`: delete the account with everything stored for it.
+async fn delete_user(
+    shared: &Arc<Shared>,
+    handle: &RouterHandle,
+    jid: &str,
+) -> Result<String, String> {
+    let st = |e: store::StoreError| e.to_string();
+    let (user, host) = split_jid(shared, jid)?;
+    if !shared.store.accounts.exists(&host, &user).map_err(st)? {
+        return Err(format!("{user}@{host} does not exist"));
+    }
+    let bare = BareJid::new(&format!("{user}@{host}")).map_err(|e| e.to_string())?;
+    let live = super::account::Live::from(handle);
+    super::account::delete(&shared.store, Some(&live), vec![bare])
+        .await
+        .map_err(st)?;
+    log::info!("operator: account deleted");
+    log::debug!("operator: deleted {user}@{host}");
+    Ok(format!("deleted {user}@{host}"))
 }
 
 /// Create the account with `password` (`create`), or change its password; `Ok(false)` when

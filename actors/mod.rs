@@ -164,86 +164,15 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
         let scheduler = scheduler.clone();
         let s2s_cx = s2s_cx.clone();
         router_arbiter.spawn_fn(move || {
-            let ctx: Context<Router> = Context::new();
-            let addr = ctx.address();
-            let s2s = s2s_cx.map(|cx| {
-                let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
-                s2s::S2s::start_in_arbiter(&s2s_handle, move |_| {
-                    s2s::S2s::new(shared, cx, router.recipient(), sched.recipient())
-                })
-            });
-            let spool = Spool::start_in_arbiter(&store_handle, {
-                let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
-                move |_| Spool::new(shared, router.recipient(), sched.recipient())
-            });
-            let roster = RosterStore::start_in_arbiter(&store_handle, {
-                let (shared, router) = (shared.clone(), addr.clone());
-                move |_| {
-                    RosterStore::new(
-                        shared,
-                        RouterInbox {
-                            route: router.clone().recipient(),
-                            push: router.clone().recipient(),
-                            deliver: router.clone().recipient(),
-                            changed: router.clone().recipient(),
-                            blocks: router.clone().recipient(),
-                            inbound_done: router.recipient(),
-                        },
-                    )
-                }
-            });
-            let pep = pep::PepService::start_in_arbiter(&store_handle, {
-                let (shared, router) = (shared.clone(), addr.clone());
-                move |_| pep::PepService::new(shared, router.recipient())
-            });
-            let pep_handle = directory::PepHandle {
-                iq: pep.clone().recipient(),
-                client_data_set: pep.clone().recipient(),
-                presence: pep.clone().recipient(),
-                caps: pep.clone().recipient(),
-            };
-            let roster_handle = RosterHandle {
-                load: roster.clone().recipient(),
-                get: roster.clone().recipient(),
-                set: roster.clone().recipient(),
-                outbound: roster.clone().recipient(),
-                inbound: roster.clone().recipient(),
-                block_get: roster.clone().recipient(),
-                block_set: roster.clone().recipient(),
-                delete: roster.clone().recipient(),
-                barrier: roster.clone().recipient(),
-            };
-            let mut router = Router::new(
-                shared.destinations.clone(),
-                spool.clone().recipient(),
-                scheduler.recipient(),
-                roster.clone().recipient(),
-                s2s.clone().map(Addr::recipient),
-                Some(pep.clone().recipient()),
+            let started = start_router(
+                shared,
+                store_handle,
+                s2s_handle,
+                scheduler,
+                s2s_cx,
+                services,
             );
-            for spec in services {
-                let inbox = (spec.start)(ServiceContext {
-                    shared: shared.clone(),
-                    route: addr.clone().recipient(),
-                    set_service: addr.clone().recipient(),
-                    arbiter: store_handle.clone(),
-                });
-                router.set_service(spec.domain, Some(inbox));
-            }
-            let handle = router.handle(
-                &addr,
-                roster_handle,
-                (spool.clone().recipient(), spool.clone().recipient()),
-                pep_handle,
-            );
-            let addr = ctx.run(router);
-            let writers: Vec<Recipient<messages::Barrier>> = vec![
-                addr.clone().recipient(),
-                roster.clone().recipient(),
-                spool.clone().recipient(),
-                pep.recipient(),
-            ];
-            let _ = tx.send((addr, handle, writers, s2s));
+            let _ = tx.send(started);
         });
     }
     let (router, handle, mut writers, s2s) = rx
@@ -255,6 +184,145 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
         accounts: account::Live::from(&handle),
     });
 
+    let listeners = bind_listeners(&shared, &handle, &s2s, &s2s_cx, &workers)?;
+    let mut arbiters = vec![store_arbiter, router_arbiter, s2s_arbiter];
+    arbiters.extend(workers);
+    writers.push(scheduler.clone().recipient());
+    if let Some(s) = &s2s {
+        // After the router: the last presence of closing sessions goes out first.
+        writers.insert(1, s.clone().recipient());
+    }
+    Ok(Running {
+        router,
+        s2s,
+        writers,
+        listeners,
+        _arbiters: arbiters,
+    })
+}
+
+/// What the router's thread hands back to [`start`]: the router, its handle for
+/// connections, the actors that write to the store (router, roster store, spool, PEP, in
+/// the order they are drained), and the federation manager.
+type RouterSide = (
+    Addr<Router>,
+    RouterHandle,
+    Vec<Recipient<messages::Barrier>>,
+    Option<Addr<s2s::S2s>>,
+);
+
+/// On the router's thread: create the router's address, start the actors that talk to it
+/// (federation on its arbiter; spool, roster store, PEP and the services on the store's),
+/// then run the router with their inboxes.
+fn start_router(
+    shared: Arc<Shared>,
+    store_handle: ArbiterHandle,
+    s2s_handle: ArbiterHandle,
+    scheduler: Addr<Scheduler>,
+    s2s_cx: Option<Arc<crate::s2s::S2sContext>>,
+    services: Vec<ServiceSpec>,
+) -> RouterSide {
+    let ctx: Context<Router> = Context::new();
+    let addr = ctx.address();
+    let s2s = s2s_cx.map(|cx| {
+        let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
+        s2s::S2s::start_in_arbiter(&s2s_handle, move |_| {
+            s2s::S2s::new(shared, cx, router.recipient(), sched.recipient())
+        })
+    });
+    let spool = Spool::start_in_arbiter(&store_handle, {
+        let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
+        move |_| Spool::new(shared, router.recipient(), sched.recipient())
+    });
+    let roster = RosterStore::start_in_arbiter(&store_handle, {
+        let (shared, router) = (shared.clone(), addr.clone());
+        move |_| RosterStore::new(shared, router_inbox(router))
+    });
+    let pep = pep::PepService::start_in_arbiter(&store_handle, {
+        let (shared, router) = (shared.clone(), addr.clone());
+        move |_| pep::PepService::new(shared, router.recipient())
+    });
+    let mut router = Router::new(
+        shared.destinations.clone(),
+        spool.clone().recipient(),
+        scheduler.recipient(),
+        roster.clone().recipient(),
+        s2s.clone().map(Addr::recipient),
+        Some(pep.clone().recipient()),
+    );
+    for spec in services {
+        let inbox = (spec.start)(ServiceContext {
+            shared: shared.clone(),
+            route: addr.clone().recipient(),
+            set_service: addr.clone().recipient(),
+            arbiter: store_handle.clone(),
+        });
+        router.set_service(spec.domain, Some(inbox));
+    }
+    let handle = router.handle(
+        &addr,
+        roster_handle(&roster),
+        (spool.clone().recipient(), spool.clone().recipient()),
+        pep_handle(&pep),
+    );
+    let addr = ctx.run(router);
+    let writers: Vec<Recipient<messages::Barrier>> = vec![
+        addr.clone().recipient(),
+        roster.clone().recipient(),
+        spool.clone().recipient(),
+        pep.recipient(),
+    ];
+    (addr, handle, writers, s2s)
+}
+
+/// The router's inboxes the roster store answers to.
+fn router_inbox(router: Addr<Router>) -> RouterInbox {
+    RouterInbox {
+        route: router.clone().recipient(),
+        push: router.clone().recipient(),
+        deliver: router.clone().recipient(),
+        changed: router.clone().recipient(),
+        blocks: router.clone().recipient(),
+        inbound_done: router.recipient(),
+    }
+}
+
+/// The roster store's inboxes, for the router's handle.
+fn roster_handle(roster: &Addr<RosterStore>) -> RosterHandle {
+    RosterHandle {
+        load: roster.clone().recipient(),
+        get: roster.clone().recipient(),
+        set: roster.clone().recipient(),
+        outbound: roster.clone().recipient(),
+        inbound: roster.clone().recipient(),
+        block_get: roster.clone().recipient(),
+        block_set: roster.clone().recipient(),
+        delete: roster.clone().recipient(),
+        barrier: roster.clone().recipient(),
+    }
+}
+
+/// The PEP service's inboxes, for the router's handle.
+fn pep_handle(pep: &Addr<pep::PepService>) -> directory::PepHandle {
+    directory::PepHandle {
+        iq: pep.clone().recipient(),
+        client_data_set: pep.clone().recipient(),
+        presence: pep.clone().recipient(),
+        caps: pep.clone().recipient(),
+    }
+}
+
+/// Bind the client listeners, and the server-to-server ones when federation runs, each
+/// with an accept loop that hands connections to the `workers` in turn. Returns the bound
+/// addresses (with the real port when the config said port 0).
+fn bind_listeners(
+    shared: &Arc<Shared>,
+    handle: &RouterHandle,
+    s2s: &Option<Addr<s2s::S2s>>,
+    s2s_cx: &Option<Arc<crate::s2s::S2sContext>>,
+    workers: &[Arbiter],
+) -> std::io::Result<Vec<(ListenerKind, SocketAddr)>> {
+    let cfg = &shared.config;
     let mut listeners = Vec::new();
     let kinds = cfg
         .listen
@@ -287,7 +355,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr()?;
         listeners.push((kind, local));
-        let federation = match (&s2s, &s2s_cx) {
+        let federation = match (s2s, s2s_cx) {
             (Some(m), Some(cx)) => Some((m.clone(), cx.clone())),
             _ => None,
         };
@@ -300,20 +368,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
             worker_handles.clone(),
         ));
     }
-    let mut arbiters = vec![store_arbiter, router_arbiter, s2s_arbiter];
-    arbiters.extend(workers);
-    writers.push(scheduler.clone().recipient());
-    if let Some(s) = &s2s {
-        // After the router: the last presence of closing sessions goes out first.
-        writers.insert(1, s.clone().recipient());
-    }
-    Ok(Running {
-        router,
-        s2s,
-        writers,
-        listeners,
-        _arbiters: arbiters,
-    })
+    Ok(listeners)
 }
 
 /// Connections the kernel queues before they are accepted. The standard library's 128 makes

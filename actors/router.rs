@@ -431,6 +431,8 @@ impl Router {
         }
     }
 
+    /// Route a stanza: to a service, a remote server, or a local user (through the held
+    /// subscription stanzas, presence handling and the delivery decision).
     fn route(&mut self, msg: Route) {
         let Route {
             stanza, to, from, ..
@@ -443,33 +445,7 @@ impl Router {
             return self.deliver_to_service(stanza, from, to);
         }
         if !self.destinations.serves(domain) {
-            if let Some(r) = &self.remote {
-                // RFC 6121 §3.1.5: after approving a subscription, the user's server sends
-                // the user's current presence to the new subscriber (whose server may not
-                // probe for it).
-                let approved = kind == StanzaKind::Presence
-                    && stanza.get_attr("type") == Some("subscribed")
-                    && self.is_local_jid(&from);
-                let contact = to.to_bare();
-                r.do_send(ToRemote {
-                    stanza,
-                    from: from.clone(),
-                    to,
-                });
-                if approved {
-                    self.push_presence(&from.to_bare(), contact.as_str());
-                }
-                return;
-            }
-            match kind {
-                StanzaKind::Presence => {}
-                _ => self.bounce(
-                    &stanza,
-                    Condition::RemoteServerNotFound,
-                    "federation disabled",
-                ),
-            }
-            return;
+            return self.route_remote(kind, stanza, from, to);
         }
         if to.node().is_none() {
             // To a local domain from a session: answered by the connection already; what
@@ -481,32 +457,18 @@ impl Router {
         let sub = (kind == StanzaKind::Presence)
             .then(|| SubKind::from_type(&msg_type))
             .flatten();
-        if !self.held.is_empty() {
-            if let Some(h) = self.held.get_mut(&(bare.clone(), from.to_bare())) {
-                if sub.is_none() || !h.1.is_empty() {
-                    h.1.push(Route {
-                        stanza,
-                        from,
-                        to,
-                        inflight: None,
-                    });
-                    return;
-                }
-            }
+        if let Some(queue) = self.held_queue(&bare, &from, sub) {
+            queue.push(Route {
+                stanza,
+                from,
+                to,
+                inflight: None,
+            });
+            return;
         }
         if kind == StanzaKind::Presence {
             if let Some(sub) = sub {
-                self.held
-                    .entry((bare.clone(), from.to_bare()))
-                    .or_insert((0, Vec::new()))
-                    .0 += 1;
-                self.roster.do_send(Inbound {
-                    user: bare,
-                    contact: from.to_bare(),
-                    kind: sub,
-                    stanza,
-                });
-                return;
+                return self.inbound_subscription(bare, &from, sub, stanza);
             }
             if msg_type == "probe" {
                 return self.answer_probe(&from, &bare);
@@ -515,69 +477,146 @@ impl Router {
             self.pep_presence(&bare, from.as_str(), &stanza);
         }
         let resource = to.resource().map(|r| r.as_str().to_owned());
-        let decision = {
-            let views: Vec<SessionView<'_>> = self
-                .users
-                .get(&bare)
-                .map(|st| {
-                    st.sessions
-                        .iter()
-                        .map(|s| SessionView {
-                            resource: &s.resource,
-                            priority: s.priority,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            decide(kind, &msg_type, resource.as_deref(), &views)
-        };
-        match decision {
+        match self.decide_for(&bare, kind, &msg_type, resource.as_deref()) {
             Decision::Drop => {}
             Decision::Bounce(c, why) => self.bounce(&stanza, c, why),
             Decision::Offline => self.spool.do_send(Offline { stanza, to: bare }),
             Decision::Deliver(resources) => {
-                // XEP-0280: a message to the bare JID is copied to the carbon-enabled sessions
-                // that did not get it (a message to a full JID is copied by its recipient).
-                if resource.is_none() && crate::services::carbons::eligible(&stanza) {
-                    if let Some(st) = self.users.get(&bare) {
-                        let except: Vec<ConnId> = st
-                            .sessions
-                            .iter()
-                            .filter(|s| resources.contains(&s.resource))
-                            .map(|s| s.conn)
-                            .collect();
-                        self.copy_carbons(&bare, &except, CarbonKind::Received, &stanza);
-                    }
-                }
-                let last = resources.len().saturating_sub(1);
-                let mut stanza = Some(stanza);
-                for (i, r) in resources.iter().enumerate() {
-                    let copy = if i == last {
-                        stanza.take()
-                    } else {
-                        stanza.clone()
-                    };
-                    let Some(copy) = copy else { break };
-                    let target = self
-                        .users
-                        .get(&bare)
-                        .and_then(|st| st.sessions.iter().find(|s| &s.resource == r))
-                        .map(|s| s.recipient.clone());
-                    if let Some(rcpt) = target {
-                        // do_send: a session's backlog is bounded in bytes by the connection
-                        // itself (limits.max_outbound_queue_bytes), which drops a client that
-                        // does not read; refusing here would lose stanzas of healthy sessions
-                        // that are merely busy.
-                        if rcpt.connected() {
-                            rcpt.do_send(ToSession::Stanza(copy));
-                        } else if copy.name == "message" {
-                            // The session is closing: as if it were gone (row 5).
-                            self.spool.do_send(Offline {
-                                stanza: copy,
-                                to: bare.clone(),
-                            });
-                        }
-                    }
+                self.deliver(stanza, &bare, resource.is_none(), &resources);
+            }
+        }
+    }
+
+    /// A stanza to a domain neither served nor a service: to the federation manager, or
+    /// bounced (presence dropped) when federation is off.
+    fn route_remote(&mut self, kind: StanzaKind, stanza: Element, from: Jid, to: Jid) {
+        if let Some(r) = &self.remote {
+            // RFC 6121 §3.1.5: after approving a subscription, the user's server sends
+            // the user's current presence to the new subscriber (whose server may not
+            // probe for it).
+            let approved = kind == StanzaKind::Presence
+                && stanza.get_attr("type") == Some("subscribed")
+                && self.is_local_jid(&from);
+            let contact = to.to_bare();
+            r.do_send(ToRemote {
+                stanza,
+                from: from.clone(),
+                to,
+            });
+            if approved {
+                self.push_presence(&from.to_bare(), contact.as_str());
+            }
+            return;
+        }
+        match kind {
+            StanzaKind::Presence => {}
+            _ => self.bounce(
+                &stanza,
+                Condition::RemoteServerNotFound,
+                "federation disabled",
+            ),
+        }
+    }
+
+    /// The queue a stanza from `from` to `bare` must wait in: behind an inbound subscription
+    /// stanza between them that the roster store has not handled yet (a subscription stanza
+    /// waits only if others already do).
+    fn held_queue(
+        &mut self,
+        bare: &BareJid,
+        from: &Jid,
+        sub: Option<SubKind>,
+    ) -> Option<&mut Vec<Route>> {
+        if self.held.is_empty() {
+            return None;
+        }
+        let h = self.held.get_mut(&(bare.clone(), from.to_bare()))?;
+        (sub.is_none() || !h.1.is_empty()).then_some(&mut h.1)
+    }
+
+    /// An inbound subscription stanza to `user`: to the roster store, holding back what
+    /// follows from the same contact until it is done.
+    fn inbound_subscription(&mut self, user: BareJid, from: &Jid, kind: SubKind, stanza: Element) {
+        self.held
+            .entry((user.clone(), from.to_bare()))
+            .or_insert((0, Vec::new()))
+            .0 += 1;
+        self.roster.do_send(Inbound {
+            user,
+            contact: from.to_bare(),
+            kind,
+            stanza,
+        });
+    }
+
+    /// The routing table's decision for a stanza to `bare` (or its `resource`), from the
+    /// user's sessions.
+    fn decide_for(
+        &self,
+        bare: &BareJid,
+        kind: StanzaKind,
+        msg_type: &str,
+        resource: Option<&str>,
+    ) -> Decision {
+        let views: Vec<SessionView<'_>> = self
+            .users
+            .get(bare)
+            .map(|st| {
+                st.sessions
+                    .iter()
+                    .map(|s| SessionView {
+                        resource: &s.resource,
+                        priority: s.priority,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        decide(kind, msg_type, resource, &views)
+    }
+
+    /// Deliver `stanza` to these `resources` of `bare` (carbons first when it was sent to
+    /// the bare JID); a message for a closing session goes offline.
+    fn deliver(&mut self, stanza: Element, bare: &BareJid, to_bare: bool, resources: &[String]) {
+        // XEP-0280: a message to the bare JID is copied to the carbon-enabled sessions
+        // that did not get it (a message to a full JID is copied by its recipient).
+        if to_bare && crate::services::carbons::eligible(&stanza) {
+            if let Some(st) = self.users.get(bare) {
+                let except: Vec<ConnId> = st
+                    .sessions
+                    .iter()
+                    .filter(|s| resources.contains(&s.resource))
+                    .map(|s| s.conn)
+                    .collect();
+                self.copy_carbons(bare, &except, CarbonKind::Received, &stanza);
+            }
+        }
+        let last = resources.len().saturating_sub(1);
+        let mut stanza = Some(stanza);
+        for (i, r) in resources.iter().enumerate() {
+            let copy = if i == last {
+                stanza.take()
+            } else {
+                stanza.clone()
+            };
+            let Some(copy) = copy else { break };
+            let target = self
+                .users
+                .get(bare)
+                .and_then(|st| st.sessions.iter().find(|s| &s.resource == r))
+                .map(|s| s.recipient.clone());
+            if let Some(rcpt) = target {
+                // do_send: a session's backlog is bounded in bytes by the connection
+                // itself (limits.max_outbound_queue_bytes), which drops a client that
+                // does not read; refusing here would lose stanzas of healthy sessions
+                // that are merely busy.
+                if rcpt.connected() {
+                    rcpt.do_send(ToSession::Stanza(copy));
+                } else if copy.name == "message" {
+                    // The session is closing: as if it were gone (row 5).
+                    self.spool.do_send(Offline {
+                        stanza: copy,
+                        to: bare.clone(),
+                    });
                 }
             }
         }

@@ -508,7 +508,24 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Checks the whole configuration, section by section, first problem first.
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_hosts()?;
+        if self.listen.c2s_starttls.is_empty() && self.listen.c2s_direct_tls.is_empty() {
+            return Err(err("listen", "no client listener configured"));
+        }
+        self.validate_auth()?;
+        self.validate_limits()?;
+        self.validate_storage()?;
+        self.validate_s2s()?;
+        if self.delivery_errors.retention_days == 0 {
+            return Err(err("delivery_errors.retention_days", "must be at least 1"));
+        }
+        self.validate_retention()
+    }
+
+    /// `hosts`: at least one, each a normalised domain, certificate and key together.
+    fn validate_hosts(&self) -> Result<(), ConfigError> {
         if self.hosts.is_empty() {
             return Err(err("hosts", "at least one host is required"));
         }
@@ -523,15 +540,22 @@ impl Config {
                 return Err(err(&key, "certificate and key must be given together"));
             }
         }
-        if self.listen.c2s_starttls.is_empty() && self.listen.c2s_direct_tls.is_empty() {
-            return Err(err("listen", "no client listener configured"));
-        }
+        Ok(())
+    }
+
+    /// `auth`: the bcrypt cost and SCRAM iteration count.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return Err(err("auth.bcrypt_cost", "must be between 4 and 31"));
         }
         if self.auth.scram_iterations < 4096 {
             return Err(err("auth.scram_iterations", "must be at least 4096"));
         }
+        Ok(())
+    }
+
+    /// `limits`: stanza sizes, connection and queue bounds, timers, roster size.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         if l.max_stanza_bytes < 10_000 {
             return Err(err(
@@ -568,6 +592,11 @@ impl Config {
         if l.max_roster_items == 0 {
             return Err(err("limits.max_roster_items", "must be at least 1"));
         }
+        Ok(())
+    }
+
+    /// `storage`, `offline`, `accounts` and `snapshots`: what is kept on disk, and for how long.
+    fn validate_storage(&self) -> Result<(), ConfigError> {
         if self.storage.min_free_mb > 1 << 30 {
             return Err(err(
                 "storage.min_free_mb",
@@ -580,7 +609,7 @@ impl Config {
                 "must be between 1 and 10000",
             ));
         }
-        if self.offline.max_bytes_per_user < l.max_stanza_bytes as u64
+        if self.offline.max_bytes_per_user < self.limits.max_stanza_bytes as u64
             && self.offline.max_messages_per_user > 0
         {
             return Err(err(
@@ -594,6 +623,11 @@ impl Config {
         if self.snapshots.keep_days == 0 {
             return Err(err("snapshots.keep_days", "must be at least 1"));
         }
+        Ok(())
+    }
+
+    /// `s2s`: timeouts, and static routes to normalised remote (not local) domains.
+    fn validate_s2s(&self) -> Result<(), ConfigError> {
         let s = &self.s2s;
         if s.idle_timeout_secs == 0 {
             return Err(err("s2s.idle_timeout_secs", "must be at least 1"));
@@ -613,10 +647,7 @@ impl Config {
             }
             StaticRoute::parse(route).map_err(|p| err(&key, p))?;
         }
-        if self.delivery_errors.retention_days == 0 {
-            return Err(err("delivery_errors.retention_days", "must be at least 1"));
-        }
-        self.validate_retention()
+        Ok(())
     }
 
     /// Retention beyond the privacy policy only with `allow_longer_retention`.

@@ -21,6 +21,9 @@
 //! - [`actors`]: connection, router, spool, scheduler and the messages between them.
 //! - [`server`]: running a whole server in a thread (the daemon and the tests use it).
 
+// Functions longer than `too-many-lines-threshold` (clippy.toml) are split by concern.
+#![warn(clippy::too_many_lines)]
+
 pub mod config;
 pub mod destinations;
 #[doc(hidden)]

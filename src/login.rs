@@ -228,16 +228,7 @@ pub async fn run(
     }
     let (host, _id) = open_stream(shared, &mut reader, &mut w, None, deadline).await?;
 
-    let mut features = String::from("<stream:features>");
-    features.push_str(&mechanisms_feature(&cb));
-    if shared.registration_open() {
-        features.push_str(&format!("<register xmlns='{}'/>", ns::REGISTER_FEATURE));
-    }
-    features.push_str(&limits_feature(
-        shared.config.limits.max_stanza_bytes_before_auth,
-    ));
-    features.push_str("</stream:features>");
-    send(&mut w, &features).await?;
+    send(&mut w, &preauth_features(shared, &cb)).await?;
 
     let mut state = Sasl::Idle;
     let mut failures = 0u32;
@@ -261,32 +252,12 @@ pub async fn run(
                     .await?;
                 }
                 Step::Success(user, mech, data) => {
-                    shared.limiter.login_succeeded(&user);
-                    let payload = match data {
-                        Some(d) => sasl::encode_payload(d.as_bytes()),
-                        None => String::new(),
-                    };
-                    // Reset the parser before the client can see <success/>: its new stream
-                    // header must land in a fresh parser.
-                    reader.reset();
-                    reader.set_limits(session_limits(shared));
-                    send(
-                        &mut w,
-                        &format!("<success xmlns='{}'>{payload}</success>", ns::SASL),
-                    )
-                    .await?;
+                    sasl_success(shared, &mut reader, &mut w, &user, data).await?;
                     break (user, mech);
                 }
                 Step::Failure(f) => {
                     if f == Failure::NotAuthorized {
-                        // Growing delays against password guessing (addresses in memory only).
-                        let account = attempted.unwrap_or_default();
-                        let max = std::time::Duration::from_secs(
-                            shared.config.limits.max_login_delay_secs,
-                        );
-                        let delay = shared.limiter.login_delay(peer, &account, max);
-                        shared.limiter.login_failed(peer, &account);
-                        tokio::time::sleep(delay).await;
+                        delay_after_wrong_password(shared, peer, attempted).await;
                     }
                     // A refused channel binding is the client trying its next mechanism
                     // (Debian's poezio needs four of them before PLAIN, doc/sasl-clients.md):
@@ -307,28 +278,108 @@ pub async fn run(
                     }
                 }
             }
-        } else if el.is("iq", ns::CLIENT) {
-            let reply = preauth_iq(shared, conn, &host, &el, peer).await;
-            match reply {
-                Some(r) => send(&mut w, &r.to_xml(ns::CLIENT)).await?,
-                None => {
-                    return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await)
-                }
-            }
-        } else if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence") {
-            return Err(stream_error(&mut w, true, &host, StreamError::NotAuthorized).await);
-        } else if el.is("starttls", ns::TLS) {
-            // TLS is already up; a second STARTTLS is a protocol violation.
-            return Err(stream_error(&mut w, true, &host, StreamError::PolicyViolation).await);
         } else {
-            return Err(
-                stream_error(&mut w, true, &host, StreamError::UnsupportedStanzaType).await,
-            );
+            not_sasl(shared, conn, &host, &el, peer, &mut w).await?;
         }
     };
 
+    record_last_login(shared, &host, &user);
+
+    open_stream(shared, &mut reader, &mut w, Some(&host), deadline).await?;
+    send(&mut w, &session_features(shared)).await?;
+    Ok(LoggedIn {
+        limited: peer.is_some(),
+        reader,
+        writer: w,
+        user,
+        host,
+        mechanism,
+    })
+}
+
+/// Authentication of `user` succeeded: reset the parser for the restarted stream, with the
+/// session limits, and send `<success/>` (with the server's final SASL `data`, if any).
+async fn sasl_success(
+    shared: &Shared,
+    reader: &mut ClientReader,
+    w: &mut ClientWriter,
+    user: &str,
+    data: Option<String>,
+) -> Result<(), LoginEnd> {
+    shared.limiter.login_succeeded(user);
+    let payload = match data {
+        Some(d) => sasl::encode_payload(d.as_bytes()),
+        None => String::new(),
+    };
+    // Reset the parser before the client can see <success/>: its new stream
+    // header must land in a fresh parser.
+    reader.reset();
+    reader.set_limits(session_limits(shared));
+    send(
+        w,
+        &format!("<success xmlns='{}'>{payload}</success>", ns::SASL),
+    )
+    .await
+}
+
+/// An element other than SASL before authentication: an in-band registration IQ is
+/// answered; anything else ends the stream with a stream error.
+async fn not_sasl(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    host: &str,
+    el: &Element,
+    peer: Option<PeerAddr>,
+    w: &mut ClientWriter,
+) -> Result<(), LoginEnd> {
+    if el.is("iq", ns::CLIENT) {
+        match preauth_iq(shared, conn, host, el, peer).await {
+            Some(r) => send(w, &r.to_xml(ns::CLIENT)).await,
+            None => Err(stream_error(w, true, host, StreamError::NotAuthorized).await),
+        }
+    } else if el.ns == ns::CLIENT && matches!(el.name.as_str(), "message" | "presence") {
+        Err(stream_error(w, true, host, StreamError::NotAuthorized).await)
+    } else if el.is("starttls", ns::TLS) {
+        // TLS is already up; a second STARTTLS is a protocol violation.
+        Err(stream_error(w, true, host, StreamError::PolicyViolation).await)
+    } else {
+        Err(stream_error(w, true, host, StreamError::UnsupportedStanzaType).await)
+    }
+}
+
+/// The stream features before authentication: SASL mechanisms, in-band registration if
+/// open, and the pre-authentication stanza size limit.
+fn preauth_features(shared: &Shared, cb: &ChannelBinding) -> String {
+    let mut features = String::from("<stream:features>");
+    features.push_str(&mechanisms_feature(cb));
+    if shared.registration_open() {
+        features.push_str(&format!("<register xmlns='{}'/>", ns::REGISTER_FEATURE));
+    }
+    features.push_str(&limits_feature(
+        shared.config.limits.max_stanza_bytes_before_auth,
+    ));
+    features.push_str("</stream:features>");
+    features
+}
+
+/// Growing delays against password guessing (addresses in memory only): waits before a
+/// `not-authorized` failure is sent, and counts the failure for `peer` and the account.
+async fn delay_after_wrong_password(
+    shared: &Shared,
+    peer: Option<PeerAddr>,
+    attempted: Option<String>,
+) {
+    let account = attempted.unwrap_or_default();
+    let max = std::time::Duration::from_secs(shared.config.limits.max_login_delay_secs);
+    let delay = shared.limiter.login_delay(peer, &account, max);
+    shared.limiter.login_failed(peer, &account);
+    tokio::time::sleep(delay).await;
+}
+
+/// Store the time of `user`'s login, in the background (a failure is logged).
+fn record_last_login(shared: &Arc<Shared>, host: &str, user: &str) {
     let s = shared.clone();
-    let (h, u) = (host.clone(), user.clone());
+    let (h, u) = (host.to_owned(), user.to_owned());
     // Last login is one of the few things the privacy policy says is stored.
     tokio::task::spawn_blocking(move || {
         if let Err(e) = s
@@ -339,8 +390,10 @@ pub async fn run(
             log::error!("cannot record last login: {e}");
         }
     });
+}
 
-    open_stream(shared, &mut reader, &mut w, Some(&host), deadline).await?;
+/// The stream features after authentication: resource binding and what a session offers.
+fn session_features(shared: &Shared) -> String {
     let mut features = String::from("<stream:features>");
     features.push_str(&format!("<bind xmlns='{}'/>", ns::BIND));
     features.push_str(&format!(
@@ -357,15 +410,7 @@ pub async fn run(
     features.push_str(&shared.server_info.caps().to_xml(ns::CLIENT));
     features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes));
     features.push_str("</stream:features>");
-    send(&mut w, &features).await?;
-    Ok(LoggedIn {
-        limited: peer.is_some(),
-        reader,
-        writer: w,
-        user,
-        host,
-        mechanism,
-    })
+    features
 }
 
 enum Step {

@@ -1,5 +1,7 @@
 //! The `kleiber` command: `serve` runs the daemon; the other commands are for the operator.
 
+#![warn(clippy::too_many_lines)]
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -52,11 +52,7 @@ pub async fn negotiate(
     deadline: Instant,
 ) -> Result<Accepted, AcceptEnd> {
     let stream = if direct_tls {
-        let tls = tokio::time::timeout_at(deadline, shared.tls.accept_server(tcp))
-            .await
-            .map_err(|_| AcceptEnd::Closed)?
-            .map_err(|_| AcceptEnd::Closed)?;
-        S2sStream::Tls(Box::new(tls))
+        S2sStream::Tls(Box::new(accept_tls(shared, tcp, deadline).await?))
     } else {
         S2sStream::Plain(tcp)
     };
@@ -74,42 +70,13 @@ pub async fn negotiate(
             header_sent: false,
             host: shared.config.default_host().to_owned(),
         };
-        let h = match io.next(&mut reader, &mut w).await? {
-            StreamEvent::Header(h) => h,
-            _ => return Err(io.fail(&mut w, StreamError::NotWellFormed).await),
-        };
-        let (to, from) = match check_header(&h) {
-            Ok(v) => v,
-            Err(e) => return Err(io.fail(&mut w, e).await),
-        };
-        let local = match to.filter(|t| shared.is_local(t)) {
-            Some(l) => l,
-            None => return Err(io.fail(&mut w, StreamError::HostUnknown).await),
-        };
-        io.host = local.clone();
+        let (local, from) = io.open(&mut reader, &mut w).await?;
         let id = random_id(16);
         let mut out = header(&local, from.as_deref(), Some(&id));
         io.header_sent = true;
         out.push_str("<stream:features>");
         if !tls {
-            out.push_str(&format!("<starttls xmlns='{}'>", ns::TLS));
-            if s2s.require_encryption {
-                out.push_str("<required/>");
-            }
-            out.push_str("</starttls>");
-            if !s2s.require_encryption {
-                out.push_str(&dialback_feature());
-            }
-            out.push_str("</stream:features>");
-            send(&mut w, &out).await?;
-            let el = match io.next(&mut reader, &mut w).await? {
-                StreamEvent::Element(el) => el,
-                _ => return Err(io.fail(&mut w, StreamError::NotWellFormed).await),
-            };
-            if !el.is("starttls", ns::TLS) {
-                if s2s.require_encryption {
-                    return Err(io.fail(&mut w, StreamError::PolicyViolation).await);
-                }
+            if let Some(first) = offer_starttls(&mut io, &mut reader, &mut w, out).await? {
                 return Ok(Accepted {
                     reader,
                     writer: w,
@@ -117,23 +84,11 @@ pub async fn negotiate(
                     local,
                     authenticated: None,
                     peer_cert: None,
-                    first: Some(el),
+                    first: Some(first),
                 });
             }
-            send(&mut w, &format!("<proceed xmlns='{}'/>", ns::TLS)).await?;
-            // Plaintext pipelined after <starttls/> is dropped with the reader.
-            let S2sStream::Plain(tcp) = reader.into_inner().unsplit(w) else {
-                unreachable!("plain before STARTTLS");
-            };
-            let t = tokio::time::timeout_at(deadline, shared.tls.accept_server(tcp))
-                .await
-                .map_err(|_| AcceptEnd::Closed)?
-                .map_err(|_| AcceptEnd::Closed)?;
-            peer_cert = PeerCert::of(t.ssl());
+            (reader, w, peer_cert) = upgrade_tls(shared, reader, w, deadline).await?;
             tls = true;
-            let (r, w2) = tokio::io::split(S2sStream::Tls(Box::new(t)));
-            reader = XmlReader::new(r, reader_limits(shared));
-            w = w2;
             continue;
         }
         if let Some(done) = authenticated {
@@ -169,13 +124,9 @@ pub async fn negotiate(
         }
         out.push_str("</stream:features>");
         send(&mut w, &out).await?;
-        // SASL EXTERNAL, possibly after failed attempts; anything else is the actor's.
-        loop {
-            let el = match io.next(&mut reader, &mut w).await? {
-                StreamEvent::Element(el) => el,
-                _ => return Err(io.fail(&mut w, StreamError::NotWellFormed).await),
-            };
-            if el.ns != ns::SASL {
+        match sasl_external(&mut io, &mut reader, &mut w, from.as_deref(), &cert_ok).await? {
+            Ok(domain) => authenticated = Some((domain, AuthMethod::SaslExternal)),
+            Err(first) => {
                 return Ok(Accepted {
                     reader,
                     writer: w,
@@ -183,26 +134,110 @@ pub async fn negotiate(
                     local,
                     authenticated: None,
                     peer_cert,
-                    first: Some(el),
-                });
+                    first: Some(first),
+                })
             }
-            let claimed = external_authzid(&el, from.as_deref());
-            match claimed.filter(|d| cert_ok(d)) {
-                Some(domain) => {
-                    // Reset before the peer can see <success/>: its new header must reach a
-                    // fresh parser.
-                    reader.reset();
-                    send(&mut w, &format!("<success xmlns='{}'/>", ns::SASL)).await?;
-                    authenticated = Some((domain, AuthMethod::SaslExternal));
-                    break;
-                }
-                None => {
-                    send(
-                        &mut w,
-                        &format!("<failure xmlns='{}'><not-authorized/></failure>", ns::SASL),
-                    )
-                    .await?;
-                }
+        }
+    }
+}
+
+/// On a plaintext stream: finish the features `out` with STARTTLS (and dialback when
+/// encryption is optional), then read the peer's answer. `Ok(None)` after `<proceed/>` was
+/// sent; `Ok(Some(el))` when the peer goes on without TLS where that is allowed.
+async fn offer_starttls(
+    io: &mut Io<'_>,
+    reader: &mut S2sReader,
+    w: &mut S2sWriter,
+    mut out: String,
+) -> Result<Option<Element>, AcceptEnd> {
+    let s2s = &io.shared.config.s2s;
+    out.push_str(&format!("<starttls xmlns='{}'>", ns::TLS));
+    if s2s.require_encryption {
+        out.push_str("<required/>");
+    }
+    out.push_str("</starttls>");
+    if !s2s.require_encryption {
+        out.push_str(&dialback_feature());
+    }
+    out.push_str("</stream:features>");
+    send(w, &out).await?;
+    let el = match io.next(reader, w).await? {
+        StreamEvent::Element(el) => el,
+        _ => return Err(io.fail(w, StreamError::NotWellFormed).await),
+    };
+    if !el.is("starttls", ns::TLS) {
+        if s2s.require_encryption {
+            return Err(io.fail(w, StreamError::PolicyViolation).await);
+        }
+        return Ok(Some(el));
+    }
+    send(w, &format!("<proceed xmlns='{}'/>", ns::TLS)).await?;
+    Ok(None)
+}
+
+/// The TLS handshake after `<proceed/>`, before `deadline`: the new reader and writer, and
+/// the peer's certificate.
+async fn upgrade_tls(
+    shared: &Shared,
+    reader: S2sReader,
+    w: S2sWriter,
+    deadline: Instant,
+) -> Result<(S2sReader, S2sWriter, Option<PeerCert>), AcceptEnd> {
+    // Plaintext pipelined after <starttls/> is dropped with the reader.
+    let S2sStream::Plain(tcp) = reader.into_inner().unsplit(w) else {
+        unreachable!("plain before STARTTLS");
+    };
+    let t = accept_tls(shared, tcp, deadline).await?;
+    let peer_cert = PeerCert::of(t.ssl());
+    let (r, w) = tokio::io::split(S2sStream::Tls(Box::new(t)));
+    Ok((XmlReader::new(r, reader_limits(shared)), w, peer_cert))
+}
+
+/// The server side of a TLS handshake, before `deadline`.
+async fn accept_tls(
+    shared: &Shared,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<crate::tls::TlsStream, AcceptEnd> {
+    tokio::time::timeout_at(deadline, shared.tls.accept_server(tcp))
+        .await
+        .map_err(|_| AcceptEnd::Closed)?
+        .map_err(|_| AcceptEnd::Closed)
+}
+
+/// SASL EXTERNAL, possibly after failed attempts: `Ok(domain)` once `<success/>` was sent
+/// for a domain `cert_ok` accepts; `Err(el)` with the first other element, which is the
+/// actor's.
+async fn sasl_external(
+    io: &mut Io<'_>,
+    reader: &mut S2sReader,
+    w: &mut S2sWriter,
+    from: Option<&str>,
+    cert_ok: &impl Fn(&str) -> bool,
+) -> Result<Result<String, Element>, AcceptEnd> {
+    loop {
+        let el = match io.next(reader, w).await? {
+            StreamEvent::Element(el) => el,
+            _ => return Err(io.fail(w, StreamError::NotWellFormed).await),
+        };
+        if el.ns != ns::SASL {
+            return Ok(Err(el));
+        }
+        let claimed = external_authzid(&el, from);
+        match claimed.filter(|d| cert_ok(d)) {
+            Some(domain) => {
+                // Reset before the peer can see <success/>: its new header must reach a
+                // fresh parser.
+                reader.reset();
+                send(w, &format!("<success xmlns='{}'/>", ns::SASL)).await?;
+                return Ok(Ok(domain));
+            }
+            None => {
+                send(
+                    w,
+                    &format!("<failure xmlns='{}'><not-authorized/></failure>", ns::SASL),
+                )
+                .await?;
             }
         }
     }
@@ -245,6 +280,29 @@ struct Io<'a> {
 }
 
 impl Io<'_> {
+    /// Read the peer's stream header: the local host it addresses (which becomes `host`)
+    /// and the domain it claims to be, if any.
+    async fn open(
+        &mut self,
+        reader: &mut S2sReader,
+        w: &mut S2sWriter,
+    ) -> Result<(String, Option<String>), AcceptEnd> {
+        let h = match self.next(reader, w).await? {
+            StreamEvent::Header(h) => h,
+            _ => return Err(self.fail(w, StreamError::NotWellFormed).await),
+        };
+        let (to, from) = match check_header(&h) {
+            Ok(v) => v,
+            Err(e) => return Err(self.fail(w, e).await),
+        };
+        let local = match to.filter(|t| self.shared.is_local(t)) {
+            Some(l) => l,
+            None => return Err(self.fail(w, StreamError::HostUnknown).await),
+        };
+        self.host = local.clone();
+        Ok((local, from))
+    }
+
     async fn next(
         &mut self,
         reader: &mut S2sReader,

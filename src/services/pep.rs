@@ -214,16 +214,8 @@ fn changes(op: &Element, child: &str, attr: &str) -> Result<Vec<(String, String)
 pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
     let set = iq.get_attr("type") == Some("set");
     if !set {
-        if let Some(q) = iq
-            .elements()
-            .find(|c| c.name == "query" && (c.ns == ns::DISCO_ITEMS || c.ns == ns::DISCO_INFO))
-        {
-            let node = q.get_attr("node").map(str::to_owned);
-            return match (q.ns == ns::DISCO_ITEMS, node) {
-                (true, node) => Ok(Request::DiscoItems { node }),
-                (false, Some(node)) => Ok(Request::DiscoInfo { node }),
-                (false, None) => Err(Condition::BadRequest.into()),
-            };
+        if let Some(request) = parse_disco(iq) {
+            return request;
         }
     }
     let Some(pubsub) = iq
@@ -232,82 +224,90 @@ pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
     else {
         return Err(Condition::BadRequest.into());
     };
-    let node_of = |e: &Element| -> Result<String, StanzaError> {
-        match e.get_attr("node") {
-            Some(n) if !n.is_empty() && n.len() <= 1024 => Ok(n.to_owned()),
-            _ => Err(bad("nodeid-required")),
-        }
-    };
-    let options_in = |parent: &Element, name: &str| -> Result<Option<Options>, StanzaError> {
-        match parent.get_child(name, &parent.ns.clone()) {
-            Some(o) => match o.get_child("x", ns::DATA_FORMS) {
-                Some(x) => parse_options(x).map(Some),
-                None => Ok(None),
-            },
-            None => Ok(None),
-        }
-    };
     if pubsub.ns == NS_OWNER {
-        let Some(op) = pubsub.elements().next() else {
-            return Err(Condition::BadRequest.into());
-        };
-        if op.name == "default" && !set {
-            return Ok(Request::DefaultConfig);
-        }
-        let node = node_of(op)?;
-        return match (op.name.as_str(), set) {
-            ("subscriptions", false) => Ok(Request::OwnerSubscriptions { node }),
-            ("subscriptions", true) => Ok(Request::OwnerSetSubscriptions {
-                changes: changes(op, "subscription", "subscription")?,
-                node,
-            }),
-            ("affiliations", false) => Ok(Request::OwnerAffiliations { node }),
-            ("affiliations", true) => Ok(Request::OwnerSetAffiliations {
-                changes: changes(op, "affiliation", "affiliation")?,
-                node,
-            }),
-            ("delete", true) => Ok(Request::Delete { node }),
-            ("configure", false) => Ok(Request::ConfigureGet { node }),
-            ("configure", true) => {
-                let x = op
-                    .get_child("x", ns::DATA_FORMS)
-                    .ok_or_else(|| StanzaError::from(Condition::BadRequest))?;
-                Ok(Request::ConfigureSet {
-                    node,
-                    options: parse_options(x)?,
-                })
-            }
-            _ => Err(unsupported(&op.name)),
-        };
+        parse_owner(pubsub, set)
+    } else {
+        parse_user(pubsub, set)
     }
+}
+
+/// A disco#items or disco#info query in a `get`, if the IQ holds one.
+fn parse_disco(iq: &Element) -> Option<Result<Request, StanzaError>> {
+    let q = iq
+        .elements()
+        .find(|c| c.name == "query" && (c.ns == ns::DISCO_ITEMS || c.ns == ns::DISCO_INFO))?;
+    let node = q.get_attr("node").map(str::to_owned);
+    Some(match (q.ns == ns::DISCO_ITEMS, node) {
+        (true, node) => Ok(Request::DiscoItems { node }),
+        (false, Some(node)) => Ok(Request::DiscoInfo { node }),
+        (false, None) => Err(Condition::BadRequest.into()),
+    })
+}
+
+/// The `node` attribute a request needs: non-empty, at most 1024 bytes.
+fn node_of(e: &Element) -> Result<String, StanzaError> {
+    match e.get_attr("node") {
+        Some(n) if !n.is_empty() && n.len() <= 1024 => Ok(n.to_owned()),
+        _ => Err(bad("nodeid-required")),
+    }
+}
+
+/// The options form in `parent`'s child `name` (e.g. `<publish-options/>`), if any.
+fn options_in(parent: &Element, name: &str) -> Result<Option<Options>, StanzaError> {
+    match parent.get_child(name, &parent.ns.clone()) {
+        Some(o) => match o.get_child("x", ns::DATA_FORMS) {
+            Some(x) => parse_options(x).map(Some),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// A `<pubsub/>` in the owner namespace: default configuration, subscriptions and
+/// affiliations of a node, its deletion and configuration.
+fn parse_owner(pubsub: &Element, set: bool) -> Result<Request, StanzaError> {
+    let Some(op) = pubsub.elements().next() else {
+        return Err(Condition::BadRequest.into());
+    };
+    if op.name == "default" && !set {
+        return Ok(Request::DefaultConfig);
+    }
+    let node = node_of(op)?;
+    match (op.name.as_str(), set) {
+        ("subscriptions", false) => Ok(Request::OwnerSubscriptions { node }),
+        ("subscriptions", true) => Ok(Request::OwnerSetSubscriptions {
+            changes: changes(op, "subscription", "subscription")?,
+            node,
+        }),
+        ("affiliations", false) => Ok(Request::OwnerAffiliations { node }),
+        ("affiliations", true) => Ok(Request::OwnerSetAffiliations {
+            changes: changes(op, "affiliation", "affiliation")?,
+            node,
+        }),
+        ("delete", true) => Ok(Request::Delete { node }),
+        ("configure", false) => Ok(Request::ConfigureGet { node }),
+        ("configure", true) => {
+            let x = op
+                .get_child("x", ns::DATA_FORMS)
+                .ok_or_else(|| StanzaError::from(Condition::BadRequest))?;
+            Ok(Request::ConfigureSet {
+                node,
+                options: parse_options(x)?,
+            })
+        }
+        _ => Err(unsupported(&op.name)),
+    }
+}
+
+/// A `<pubsub/>` in the user namespace: publish, items, retract, create, (un)subscribe,
+/// and one's own subscriptions and affiliations.
+fn parse_user(pubsub: &Element, set: bool) -> Result<Request, StanzaError> {
     let mut children = pubsub.elements();
     let Some(op) = children.next() else {
         return Err(Condition::BadRequest.into());
     };
     match (op.name.as_str(), set) {
-        ("publish", true) => {
-            let node = node_of(op)?;
-            let mut items = op.elements().filter(|i| i.name == "item");
-            let item = items.next().ok_or_else(|| bad("item-required"))?;
-            if items.next().is_some() {
-                return Err(bad("invalid-payload"));
-            }
-            let mut payloads = item.elements();
-            let payload = payloads.next().ok_or_else(|| bad("item-required"))?.clone();
-            if payloads.next().is_some() {
-                return Err(bad("invalid-payload"));
-            }
-            let id = item
-                .get_attr("id")
-                .filter(|i| !i.is_empty())
-                .map(str::to_owned);
-            Ok(Request::Publish {
-                node,
-                id,
-                payload,
-                options: options_in(pubsub, "publish-options")?,
-            })
-        }
+        ("publish", true) => parse_publish(pubsub, op),
         ("items", false) => {
             let node = node_of(op)?;
             let max = match op.get_attr("max_items") {
@@ -370,6 +370,31 @@ pub fn parse(iq: &Element) -> Result<Request, StanzaError> {
         ("default", false) => Err(unsupported("retrieve-default-sub")),
         _ => Err(Condition::BadRequest.into()),
     }
+}
+
+/// A `<publish/>`: exactly one item with exactly one payload, and the publish options.
+fn parse_publish(pubsub: &Element, op: &Element) -> Result<Request, StanzaError> {
+    let node = node_of(op)?;
+    let mut items = op.elements().filter(|i| i.name == "item");
+    let item = items.next().ok_or_else(|| bad("item-required"))?;
+    if items.next().is_some() {
+        return Err(bad("invalid-payload"));
+    }
+    let mut payloads = item.elements();
+    let payload = payloads.next().ok_or_else(|| bad("item-required"))?.clone();
+    if payloads.next().is_some() {
+        return Err(bad("invalid-payload"));
+    }
+    let id = item
+        .get_attr("id")
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned);
+    Ok(Request::Publish {
+        node,
+        id,
+        payload,
+        options: options_in(pubsub, "publish-options")?,
+    })
 }
 
 /// The fields of a node configuration or publish-options form that kleiber applies; others
