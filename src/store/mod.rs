@@ -363,7 +363,6 @@ impl Store {
                     .insert(self.tombstone_id(domain, user), &until.to_be_bytes())?;
             }
             self.rosters.unsubscribe_local_contacts(domain, user)?;
-            existed += self.accounts.remove(domain, user)? as usize;
             self.rosters.remove_account(domain, user)?;
             self.offline.remove_account(domain, user)?;
             self.client_data.remove_account(domain, user)?;
@@ -372,6 +371,11 @@ impl Store {
         }
         self.pep.forget(&jids)?;
         self.delivery_errors.forget(&jids)?;
+        // The account record last: once it is gone, so is everything else (and a crash
+        // half-way leaves an account that the next deletion finishes).
+        for (domain, user) in accounts {
+            existed += self.accounts.remove(domain, user)? as usize;
+        }
         self.flush()?;
         Ok(existed)
     }
