@@ -527,7 +527,13 @@ async fn client(
             // this outer bound only covers the TLS handshake after <proceed/>.
             match tokio::time::timeout_at(
                 deadline + Duration::from_secs(1),
-                negotiate_starttls(&shared, tcp, deadline),
+                negotiate_starttls(
+                    &shared.tls,
+                    &shared.config,
+                    shared.shutdown_signal(),
+                    tcp,
+                    deadline,
+                ),
             )
             .await
             {

@@ -485,13 +485,15 @@ pub fn check_header<'a>(
 /// STARTTLS (RFC 6120 §5): read the client's stream header in plaintext, offer `<starttls/>`
 /// as the only (required) feature, answer `<proceed/>`, and complete the handshake. Anything
 /// else is a stream error; plaintext pipelined after `<starttls/>` is dropped with the parser.
+/// `shutdown` turns `true` when the server goes down (the stream then ends with
+/// `system-shutdown`).
 pub async fn negotiate_starttls(
-    shared: &crate::shared::Shared,
+    acceptor: &TlsAcceptor,
+    cfg: &Config,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
     mut tcp: TcpStream,
     deadline: tokio::time::Instant,
 ) -> Result<TlsStream, NegotiateError> {
-    let cfg = &shared.config;
-    let mut shutdown = shared.shutdown_signal();
     let limits = ReaderLimits {
         max_stanza: 1024.max(cfg.limits.max_stanza_bytes_before_auth / 4),
         max_depth: 4,
@@ -550,7 +552,7 @@ pub async fn negotiate_starttls(
         .map_err(NegotiateError::Io)?;
     // Dropping the reader drops whatever plaintext it had buffered beyond <starttls/>.
     drop(reader);
-    shared.tls.accept(tcp).await.map_err(NegotiateError::Io)
+    acceptor.accept(tcp).await.map_err(NegotiateError::Io)
 }
 
 /// The next stream event, bounded by the handshake `deadline` (`connection-timeout`) and by
