@@ -14,11 +14,17 @@
 //!     Router, Spool --LogDeliveryError--> Scheduler
 //!     Router --ToRemote--> S2s --> S2sOut (one per local host and remote domain)
 //!     S2sIn (one per incoming server stream, on the workers) --Route--> Router
+//!     Router --ToService--> a service actor (one per service domain) --Route--> Router
+//!     anyone --SetService--> Router (a service domain's actor is up or down)
+//!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //! ```
 //!
-//! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler and
-//! RosterStore share a storage arbiter; S2s and its links have a federation arbiter. Every
-//! message type is in [`messages`].
+//! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler,
+//! RosterStore and PepService share a storage arbiter; S2s and its links have a federation
+//! arbiter. Every message type is in [`messages`] (a leaf: it imports nothing from
+//! `actors/`); the handles and the session directory are in [`directory`]. The destination
+//! table (`src/destinations.rs`) says which domains are account hosts and which are service
+//! domains; `doc/architecture.md` has the whole picture.
 
 pub mod account;
 pub mod connection;

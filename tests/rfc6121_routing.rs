@@ -26,14 +26,8 @@ async fn marker(from: &mut Client, to: &mut Client, to_jid: &str) {
 }
 
 async fn logged_error(s: &TestServer, to: &str) -> String {
-    for _ in 0..200 {
-        let entries = s.shared().store.delivery_errors.since(0, 1000).unwrap();
-        if let Some(e) = entries.iter().find(|e| e.to == to) {
-            return format!("{} -> {}: {}", e.from, e.to, e.reason);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("no delivery-error entry for {to}");
+    let e = delivery_error(s, to).await;
+    format!("{} -> {}: {}", e.from, e.to, e.reason)
 }
 
 fn body(e: &Element) -> String {

@@ -117,14 +117,7 @@ async fn offline_message_and_vcard_across_servers() {
 }
 
 async fn logged(s: &TestServer, to: &str) -> String {
-    for _ in 0..400 {
-        let entries = s.shared().store.delivery_errors.since(0, 1000).unwrap();
-        if let Some(e) = entries.iter().find(|e| e.to == to) {
-            return e.reason.clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("no delivery-error entry for {to}");
+    delivery_error(s, to).await.reason
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
