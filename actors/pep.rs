@@ -63,6 +63,21 @@ struct Asker {
     is_owner: bool,
     d: String,
     u: String,
+    /// The PEP tree.
+    store: crate::store::pep::Pep,
+}
+
+impl Asker {
+    /// Reading and writing the owner's nodes ([`node_access`]).
+    #[allow(clippy::type_complexity)]
+    fn access(
+        &self,
+    ) -> (
+        impl Fn(&str) -> Result<Node, StanzaError> + '_,
+        impl Fn(&str, &Node) -> Result<(), StanzaError> + '_,
+    ) {
+        node_access(&self.store, &self.d, &self.u)
+    }
 }
 
 /// Reading (`item-not-found` when absent) and writing one of the account `d`/`u`'s nodes.
@@ -246,6 +261,7 @@ impl PepService {
             is_owner,
             d: d.to_owned(),
             u: u.to_owned(),
+            store: self.shared.store.pep.clone(),
         };
         match req {
             r @ Request::Publish { .. } => self.publish_request(&asker, r),
@@ -277,9 +293,8 @@ impl PepService {
         req: Request,
     ) -> Result<Option<Element>, StanzaError> {
         let Asker { owner, d, u, .. } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (_, put) = node_access(store, &d, &u);
+        let store = &asker.store;
+        let (_, put) = asker.access();
         match req {
             // XEP-0411 `#compat-pep`: the XEP-0048 node is a view of the XEP-0402 one.
             Request::Publish {
@@ -348,9 +363,8 @@ impl PepService {
         req: Request,
     ) -> Result<Option<Element>, StanzaError> {
         let Asker { owner, d, u, .. } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (get, put) = node_access(store, &d, &u);
+        let store = &asker.store;
+        let (get, put) = asker.access();
         match req {
             Request::Create { node, options } => {
                 let node = stored_name(&node);
@@ -406,12 +420,8 @@ impl PepService {
         asker: &Asker,
         req: Request,
     ) -> Result<Option<Element>, StanzaError> {
-        let Asker {
-            owner, who, d, u, ..
-        } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (get, put) = node_access(store, &d, &u);
+        let Asker { owner, who, .. } = asker.clone();
+        let (get, put) = asker.access();
         match req {
             Request::Subscribe { node, jid } => {
                 let jid = crate::xmpp::jid(&jid)
@@ -487,13 +497,9 @@ impl PepService {
             owner,
             who,
             is_owner,
-            d,
-            u,
             ..
         } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (get, put) = node_access(store, &d, &u);
+        let (get, put) = asker.access();
         match req {
             Request::Affiliations { node } => {
                 let mut list = Element::new("affiliations", proto::NS);
@@ -577,12 +583,8 @@ impl PepService {
         asker: &Asker,
         req: Request,
     ) -> Result<Option<Element>, StanzaError> {
-        let Asker {
-            owner, who, d, u, ..
-        } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (get, put) = node_access(store, &d, &u);
+        let Asker { owner, who, .. } = asker.clone();
+        let (get, put) = asker.access();
         match req {
             Request::Items { node, .. } if node == bookmarks::LEGACY => {
                 let n = get(bookmarks::NODE)?;
@@ -647,10 +649,8 @@ impl PepService {
         asker: &Asker,
         req: Request,
     ) -> Result<Option<Element>, StanzaError> {
-        let Asker { d, u, .. } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (get, put) = node_access(store, &d, &u);
+        let Asker { .. } = asker.clone();
+        let (get, put) = asker.access();
         match req {
             Request::OwnerSubscriptions { node } => {
                 let n = get(&node)?;
@@ -700,9 +700,8 @@ impl PepService {
         let Asker {
             owner, who, d, u, ..
         } = asker.clone();
-        let shared = self.shared.clone();
-        let store = &shared.store.pep;
-        let (get, _) = node_access(store, &d, &u);
+        let store = &asker.store;
+        let (get, _) = asker.access();
         match req {
             Request::DiscoItems { node: None } => {
                 let mut q = Element::new("query", ns::DISCO_ITEMS);
