@@ -146,6 +146,14 @@ pub struct CloseAccount {
     pub jid: BareJid,
 }
 
+/// Router -> services that keep data about accounts (group chat): the account was deleted;
+/// forget it (affiliations, rooms it alone owned).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct AccountGone {
+    pub jid: BareJid,
+}
+
 /// Router -> Spool: a stanza for a local user with no available session.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

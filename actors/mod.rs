@@ -31,6 +31,7 @@ pub mod connection;
 pub mod control;
 pub mod directory;
 pub mod messages;
+pub mod muc;
 pub mod outbox;
 pub mod pep;
 pub mod roster;
@@ -123,10 +124,26 @@ impl Running {
 
 /// An internal service started with the server: the actor that owns the service domain
 /// `domain` (which must be in `config.services`). `start` runs on the router's thread and
-/// returns the service's inbox; the router hands it every stanza for the domain.
+/// returns the service's inboxes; the router hands it every stanza for the domain.
 pub struct ServiceSpec {
     pub domain: String,
-    pub start: Box<dyn FnOnce(ServiceContext) -> Recipient<messages::ToService> + Send>,
+    pub start: Box<dyn FnOnce(ServiceContext) -> ServiceInbox + Send>,
+}
+
+/// A service's inboxes: the stanzas for its domain, and (for services that keep data about
+/// accounts) account deletions.
+pub struct ServiceInbox {
+    pub stanzas: Recipient<messages::ToService>,
+    pub account_gone: Option<Recipient<messages::AccountGone>>,
+}
+
+impl From<Recipient<messages::ToService>> for ServiceInbox {
+    fn from(stanzas: Recipient<messages::ToService>) -> Self {
+        ServiceInbox {
+            stanzas,
+            account_gone: None,
+        }
+    }
 }
 
 /// What a service gets to work with.
@@ -138,6 +155,8 @@ pub struct ServiceContext {
     pub set_service: Recipient<messages::SetService>,
     /// The storage arbiter, for actors that touch the store.
     pub arbiter: ArbiterHandle,
+    /// The bound sessions, for services that deliver to them directly.
+    pub directory: directory::SessionDirectory,
 }
 
 /// Start the actors and listeners. Must run inside an actix `System`.
@@ -262,8 +281,12 @@ fn start_router(
             route: addr.clone().recipient(),
             set_service: addr.clone().recipient(),
             arbiter: store_handle.clone(),
+            directory: router.directory(),
         });
-        router.set_service(spec.domain, Some(inbox));
+        if let Some(l) = inbox.account_gone {
+            router.listen_accounts(l);
+        }
+        router.set_service(spec.domain, Some(inbox.stanzas));
     }
     let handle = router.handle(
         &addr,

@@ -164,6 +164,8 @@ pub struct Router {
     /// cannot overtake its `subscribed` (RFC 6120 §10.1 order).
     held: HashMap<(BareJid, BareJid), (usize, Vec<Route>)>,
     directory: SessionDirectory,
+    /// Services told when an account is deleted ([`AccountGone`]).
+    account_listeners: Vec<Recipient<AccountGone>>,
 }
 
 impl Router {
@@ -189,6 +191,7 @@ impl Router {
             pep,
             held: HashMap::new(),
             directory: SessionDirectory::default(),
+            account_listeners: Vec::new(),
         }
     }
 
@@ -966,6 +969,11 @@ impl Handler<CloseAccount> for Router {
     type Result = ();
     fn handle(&mut self, msg: CloseAccount, _: &mut Context<Self>) {
         self.directory.set_carbons(msg.jid.as_str(), false);
+        for l in &self.account_listeners {
+            l.do_send(AccountGone {
+                jid: msg.jid.clone(),
+            });
+        }
         if let Some(state) = self.users.remove(&msg.jid) {
             for s in state.sessions {
                 self.directory
@@ -1005,6 +1013,17 @@ impl Handler<SessionsPerHost> for Router {
 
 impl Router {
     /// The service domain `domain` is served by `service` from now on (`None`: it is down).
+    /// The session directory, for services that deliver to sessions themselves (group chat
+    /// fans out inside its rooms, not through the router).
+    pub fn directory(&self) -> SessionDirectory {
+        self.directory.clone()
+    }
+
+    /// Tell `l` of every account deletion from now on.
+    pub fn listen_accounts(&mut self, l: Recipient<AccountGone>) {
+        self.account_listeners.push(l);
+    }
+
     pub fn set_service(&mut self, domain: String, service: Option<Recipient<ToService>>) {
         if !self.destinations.is_service(&domain) {
             log::warn!("service for {domain} ignored: not a service domain");

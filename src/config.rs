@@ -35,6 +35,7 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     pub contact: ContactConfig,
     pub s2s: S2sConfig,
+    pub muc: MucConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -61,6 +62,11 @@ pub const RETENTION_BOUNDS: &[(&str, u64, &str)] = &[
         "delivery_errors.retention_days",
         31,
         "delivery errors are kept for diagnosis, at most a month",
+    ),
+    (
+        "muc.delete_unused_rooms_after_days",
+        365,
+        "group chats unused for 12 months are deleted, like accounts",
     ),
 ];
 
@@ -264,6 +270,81 @@ pub struct OfflineConfig {
     pub max_bytes_per_user: u64,
 }
 
+/// Group chat (XEP-0045): one multi-user chat service per host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MucConfig {
+    /// Whether each host has a group-chat service.
+    pub enabled: bool,
+    /// The service's domain; `{host}` stands for the host's domain.
+    pub domain: String,
+    /// Who may create rooms: `"local"` (accounts of this server), `"anyone"` (users of other
+    /// servers too), `"nobody"`, or a list of bare JIDs.
+    pub create_rooms: RoomCreators,
+    /// Messages of discussion history a room keeps in memory for those who enter (never
+    /// stored).
+    pub history_messages: usize,
+    /// Persistent rooms nobody entered for this many days are deleted.
+    pub delete_unused_rooms_after_days: u64,
+    /// Rooms one account may create per hour.
+    pub max_rooms_created_per_hour: u32,
+    /// Most occupants of a room (and the highest `muc#roomconfig_maxusers`).
+    pub max_occupants: usize,
+    /// Rooms one session (full JID) may be in at once.
+    pub max_rooms_per_session: usize,
+    /// Messages an occupant may send to a room per second (twice that in a burst).
+    pub max_messages_per_second: u32,
+    /// Longest subject, in characters.
+    pub max_subject_chars: usize,
+    /// Longest nickname, in characters.
+    pub max_nick_chars: usize,
+}
+
+/// Who may create rooms: a policy (`"local"`, `"anyone"`, `"nobody"`) or a list of bare JIDs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RoomCreators {
+    Policy(String),
+    Jids(Vec<String>),
+}
+
+impl Default for MucConfig {
+    fn default() -> Self {
+        MucConfig {
+            enabled: true,
+            domain: "conference.{host}".into(),
+            create_rooms: RoomCreators::Policy("local".into()),
+            history_messages: 20,
+            delete_unused_rooms_after_days: 365,
+            max_rooms_created_per_hour: 10,
+            max_occupants: 1000,
+            max_rooms_per_session: 100,
+            max_messages_per_second: 5,
+            max_subject_chars: 1000,
+            max_nick_chars: 64,
+        }
+    }
+}
+
+impl MucConfig {
+    /// The group-chat domain of `host`.
+    pub fn domain_of(&self, host: &str) -> String {
+        self.domain.replace("{host}", host)
+    }
+
+    /// May `jid` (bare) create rooms? `local`: whether it is an account of this server.
+    pub fn may_create(&self, jid: &str, local: bool) -> bool {
+        match &self.create_rooms {
+            RoomCreators::Policy(p) => match p.as_str() {
+                "anyone" => true,
+                "local" => local,
+                _ => false,
+            },
+            RoomCreators::Jids(list) => list.iter().any(|j| j == jid),
+        }
+    }
+}
+
 /// XEP-0157 contact addresses shown in the server's disco#info (URIs: `mailto:`, `xmpp:`,
 /// `https:`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -356,6 +437,7 @@ impl Default for Config {
             snapshots: SnapshotsConfig::default(),
             contact: ContactConfig::default(),
             s2s: S2sConfig::default(),
+            muc: MucConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -508,6 +590,50 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `muc`: a domain per host that is neither a host nor another host's service, a known
+    /// creation policy, limits of at least one.
+    fn validate_muc(&self) -> Result<(), ConfigError> {
+        let m = &self.muc;
+        if let RoomCreators::Policy(p) = &m.create_rooms {
+            if !matches!(p.as_str(), "local" | "anyone" | "nobody") {
+                return Err(err(
+                    "muc.create_rooms",
+                    format!("{p:?}: expected \"local\", \"anyone\", \"nobody\" or a list of JIDs"),
+                ));
+            }
+        }
+        if !m.enabled {
+            return Ok(());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for host in self.hosts.keys() {
+            let d = m.domain_of(host);
+            let ok =
+                crate::xmpp::jid(&d).is_ok_and(|j| j.node().is_none() && j.resource().is_none());
+            if !ok || self.hosts.contains_key(&d) || !seen.insert(d.clone()) {
+                return Err(err(
+                    "muc.domain",
+                    format!("{d:?} (for {host}) must be a domain of its own for each host, e.g. \"conference.{{host}}\""),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("muc.max_occupants", m.max_occupants),
+            ("muc.max_rooms_per_session", m.max_rooms_per_session),
+            (
+                "muc.max_messages_per_second",
+                m.max_messages_per_second as usize,
+            ),
+            ("muc.max_subject_chars", m.max_subject_chars),
+            ("muc.max_nick_chars", m.max_nick_chars),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the whole configuration, section by section, first problem first.
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_hosts()?;
@@ -518,6 +644,7 @@ impl Config {
         self.validate_limits()?;
         self.validate_storage()?;
         self.validate_s2s()?;
+        self.validate_muc()?;
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
@@ -697,6 +824,7 @@ impl Config {
                         self.accounts.delete_inactive_after_days
                     }
                     "snapshots.keep_days" => self.snapshots.keep_days,
+                    "muc.delete_unused_rooms_after_days" => self.muc.delete_unused_rooms_after_days,
                     _ => self.delivery_errors.retention_days,
                 };
                 days == 0 || days > *most

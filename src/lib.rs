@@ -30,6 +30,7 @@ pub mod destinations;
 pub mod fuzzing;
 pub mod limits;
 pub mod login;
+pub mod muc;
 pub mod roster;
 pub mod s2s;
 pub mod sasl;

@@ -45,8 +45,14 @@ impl ServerThread {
     /// the service domain of `spec` under `parent` to the destination table.
     pub fn start_with_services(
         mut config: Config,
-        services: Vec<(actors::ServiceSpec, String)>,
+        mut services: Vec<(actors::ServiceSpec, String)>,
     ) -> Result<ServerThread, StartError> {
+        if config.muc.enabled {
+            for host in config.hosts.keys() {
+                let domain = config.muc.domain_of(host);
+                services.push((actors::muc::spec(domain, host.clone()), host.clone()));
+            }
+        }
         for (spec, parent) in &services {
             if !config.hosts.contains_key(parent) {
                 return Err(StartError(format!(

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod client_data;
 pub mod commit;
 pub mod delivery_errors;
+pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod roster;
@@ -113,6 +114,8 @@ pub struct Store {
     pub offline: Offline,
     pub client_data: ClientData,
     pub pep: Pep,
+    /// Group-chat rooms (configuration, affiliations, subject).
+    pub muc: muc::Rooms,
     /// The disk-space guard every new write asks first (`storage.min_free_mb`).
     pub space: std::sync::Arc<space::Space>,
     commit: commit::GroupCommit,
@@ -191,6 +194,7 @@ impl Store {
                 space.clone(),
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
+            muc: muc::Rooms::new(db.open_tree("muc")?, space.clone()),
             offline: Offline::new(
                 db.clone(),
                 db.open_tree("offline")?,
@@ -370,6 +374,7 @@ impl Store {
             jids.insert(format!("{user}@{domain}"));
         }
         self.pep.forget(&jids)?;
+        self.muc.forget(&jids)?;
         self.delivery_errors.forget(&jids)?;
         // The account record last: once it is gone, so is everything else (and a crash
         // half-way leaves an account that the next deletion finishes).

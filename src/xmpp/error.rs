@@ -100,6 +100,7 @@ pub enum Condition {
     NotAuthorized,
     PolicyViolation,
     RecipientUnavailable,
+    RegistrationRequired,
     RemoteServerNotFound,
     RemoteServerTimeout,
     ResourceConstraint,
@@ -125,6 +126,7 @@ impl Condition {
             NotAuthorized => "not-authorized",
             PolicyViolation => "policy-violation",
             RecipientUnavailable => "recipient-unavailable",
+            RegistrationRequired => "registration-required",
             RemoteServerNotFound => "remote-server-not-found",
             RemoteServerTimeout => "remote-server-timeout",
             ResourceConstraint => "resource-constraint",
@@ -139,7 +141,7 @@ impl Condition {
         use Condition::*;
         match self {
             BadRequest | JidMalformed | NotAcceptable | PolicyViolation => ErrorType::Modify,
-            NotAuthorized | Forbidden => ErrorType::Auth,
+            NotAuthorized | Forbidden | RegistrationRequired => ErrorType::Auth,
             ResourceConstraint | RecipientUnavailable | RemoteServerTimeout => ErrorType::Wait,
             InternalServerError => ErrorType::Cancel,
             _ => ErrorType::Cancel,

@@ -4,6 +4,7 @@
 //! PRECIS/stringprep), so a bare and a full JID are different types.
 
 pub mod error;
+pub mod form;
 pub mod ns;
 
 pub use error::{error_reply, Condition, ErrorType, StanzaError, StreamError};

@@ -76,7 +76,9 @@ pub fn echo(domain: &str) -> ServiceSpec {
         domain: domain.to_owned(),
         start: Box::new(|cx| {
             let route = cx.route;
-            Echo::start_in_arbiter(&cx.arbiter, move |_| Echo { route }).recipient()
+            Echo::start_in_arbiter(&cx.arbiter, move |_| Echo { route })
+                .recipient()
+                .into()
         }),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod echo;
 pub mod fed;
+pub mod muc;
 pub mod pep;
 pub mod s2s;
 pub mod scram;
