@@ -217,13 +217,10 @@ impl Room {
         if invites.is_empty() {
             return;
         }
-        let Some(nick) = self.sessions.get(from) else {
-            return self.error(
-                el,
-                err(Condition::NotAcceptable, "only occupants may invite"),
-            );
-        };
-        let _ = nick;
+        if !self.sessions.contains_key(from) {
+            let e = err(Condition::NotAcceptable, "only occupants may invite");
+            return self.error(el, e);
+        }
         let aff = self.affiliation(&real);
         let cfg = &self.rec.config;
         if cfg.members_only && !cfg.allow_invites && aff < Affiliation::Admin {
