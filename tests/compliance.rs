@@ -32,6 +32,9 @@ enum Place {
     StreamPost(&'static str),
     /// A data form with this FORM_TYPE in the server's disco#info.
     ServerForm,
+    /// A `<feature var/>` of the group-chat service's disco#info (found as the item of the
+    /// server's disco#items with identity `conference/text`).
+    Muc,
 }
 
 /// (XEP number, where, feature var / namespace / identity).
@@ -41,7 +44,13 @@ const TABLE: &[(u32, Place, &str)] = &[
     (30, Place::Server, "http://jabber.org/protocol/disco#items"),
     (30, Place::Account, "http://jabber.org/protocol/disco#info"),
     (30, Place::Account, "http://jabber.org/protocol/disco#items"),
-    (45, Place::Server, "http://jabber.org/protocol/muc"),
+    (45, Place::Muc, "http://jabber.org/protocol/muc"),
+    (
+        410,
+        Place::Muc,
+        "http://jabber.org/protocol/muc#self-ping-optimization",
+    ),
+    (421, Place::Muc, "urn:xmpp:occupant-id:0"),
     (49, Place::Server, "jabber:iq:private"),
     (54, Place::Server, "vcard-temp"),
     (60, Place::Account, "http://jabber.org/protocol/pubsub"),
@@ -294,6 +303,7 @@ struct Advertised {
     server: HashSet<String>,
     server_forms: HashSet<String>,
     account: HashSet<String>,
+    muc: HashSet<String>,
     identities: HashSet<String>,
     pre: HashSet<(String, String)>,
     post: HashSet<(String, String)>,
@@ -325,6 +335,34 @@ async fn disco(c: &mut Client, to: &str, id: &str) -> Element {
     }
 }
 
+/// The disco#info of the server's group-chat service.
+async fn muc_service(c: &mut Client) -> Element {
+    const ITEMS: &str = "http://jabber.org/protocol/disco#items";
+    c.send(&format!(
+        "<iq type='get' id='items' to='localhost'><query xmlns='{ITEMS}'/></iq>"
+    ))
+    .await;
+    let items = loop {
+        let e = c.recv().await;
+        if e.get_attr("id") == Some("items") {
+            break e.get_child("query", ITEMS).unwrap().clone();
+        }
+    };
+    for (i, item) in items.elements().enumerate() {
+        let jid = item.get_attr("jid").unwrap();
+        let info = disco(c, jid, &format!("m{i}")).await;
+        let conference = info.elements().any(|e| {
+            e.name == "identity"
+                && e.get_attr("category") == Some("conference")
+                && e.get_attr("type") == Some("text")
+        });
+        if conference {
+            return info;
+        }
+    }
+    Element::new("query", DISCO_INFO)
+}
+
 async fn advertised() -> Advertised {
     let s = TestServer::start_with(|c| {
         c.contact.abuse = vec!["mailto:abuse@localhost".into()];
@@ -337,7 +375,9 @@ async fn advertised() -> Advertised {
     c.bind(Some("r")).await;
     let server = disco(&mut c, "localhost", "s").await;
     let account = disco(&mut c, "juliet@localhost", "a").await;
+    let muc = muc_service(&mut c).await;
     Advertised {
+        muc: features(&muc),
         server: features(&server),
         server_forms: server
             .elements()
@@ -376,6 +416,7 @@ fn shows(a: &Advertised, place: Place, var: &str) -> bool {
         Place::StreamPre(name) => a.pre.contains(&(name.to_owned(), var.to_owned())),
         Place::StreamPost(name) => a.post.contains(&(name.to_owned(), var.to_owned())),
         Place::ServerForm => a.server_forms.contains(var),
+        Place::Muc => a.muc.contains(var),
     }
 }
 
@@ -417,6 +458,18 @@ async fn advertised_features_match_doap() {
     for f in &a.account {
         if !account_known.contains(f.as_str()) {
             wrong.push(format!("account advertises unknown feature {f}"));
+        }
+    }
+    let muc_known = known(|p| matches!(p, Place::Muc));
+    // The service's own disco, items and ping (XEP-0030, XEP-0199) are not what this checks.
+    let generic = [
+        DISCO_INFO,
+        "http://jabber.org/protocol/disco#items",
+        "urn:xmpp:ping",
+    ];
+    for f in &a.muc {
+        if !muc_known.contains(f.as_str()) && !generic.contains(&f.as_str()) {
+            wrong.push(format!("group-chat service advertises unknown feature {f}"));
         }
     }
     let stream_known: HashSet<(String, String)> = TABLE

@@ -123,7 +123,15 @@ mod tests {
         }
         assert_eq!(h.len(), 3);
         let all = h.select(&Filter::default(), 10_000);
-        let bodies: Vec<String> = all.iter().map(|e| e.stanza.text_content()).collect();
+        let bodies: Vec<String> = all
+            .iter()
+            .map(|e| {
+                e.stanza
+                    .get_child("body", "jabber:client")
+                    .unwrap()
+                    .text_content()
+            })
+            .collect();
         assert_eq!(bodies, ["b", "c", "d"]);
         let two = Filter {
             max_stanzas: Some(2),
