@@ -68,9 +68,15 @@ impl Env {
         }
     }
 
-    /// Answer `stanza` with `err` (nothing for errors).
+    /// Answer `stanza` with `err` (nothing for errors). A presence error carries the MUC
+    /// `<x/>`, as in XEP-0045's examples (§7.2.6–§7.2.11, §7.6): clients match on it
+    /// (slixmpp's `join_muc_wait` never sees a refused entry without it).
     pub fn error(&self, stanza: &Element, err: &StanzaError) {
-        if let Some(r) = error_reply(stanza, err) {
+        if let Some(mut r) = error_reply(stanza, err) {
+            if r.name == "presence" {
+                let x = crate::xml::Node::Element(Element::new("x", NS_MUC));
+                r.children.insert(0, x);
+            }
             self.send(r);
         }
     }
