@@ -1,9 +1,8 @@
 //! IQs to a room (XEP-0045 §6, §8–§10, XEP-0410): disco#info with `muc#roominfo`, the admin
 //! protocol (roles and affiliations: kick, ban, voice, moderators, member and admin lists), the
 //! owner protocol (configuration, instant rooms, destruction), pings, and IQs to an occupant,
-//! which are passed on to one of its sessions (self-pings the room answers itself).
-
-use actix::prelude::*;
+//! which are passed on to one of its sessions (vCard requests to its account, self-pings the
+//! room answers itself).
 
 use super::room::{PendingIq, Room};
 use crate::actors::messages::ToService;
@@ -14,6 +13,8 @@ use crate::xmpp::{iq_payload, iq_result, ns, Condition, StanzaError};
 
 /// Most IQs to occupants waiting for their answers at once, per room.
 const MAX_PENDING: usize = 1000;
+
+const VCARD: &str = "vcard-temp";
 
 fn err(c: Condition, text: &str) -> StanzaError {
     StanzaError::new(c).with_text(text)
@@ -26,7 +27,7 @@ enum Change {
 }
 
 impl Room {
-    pub(super) fn on_iq(&mut self, msg: ToService, ctx: &mut Context<Self>) {
+    pub(super) fn on_iq(&mut self, msg: ToService) {
         let el = &msg.stanza;
         let from = msg.from.to_string();
         if let Some(nick) = msg.to.resource() {
@@ -52,9 +53,9 @@ impl Room {
             (ns::DISCO_ITEMS, true) => Ok(Some(Element::new("query", ns::DISCO_ITEMS))),
             (ns::PING, true) => Ok(None),
             (NS_ADMIN, true) => self.admin_get(&from, &payload),
-            (NS_ADMIN, false) => self.admin_set(&from, &payload, ctx).map(|()| None),
+            (NS_ADMIN, false) => self.admin_set(&from, &payload).map(|()| None),
             (NS_OWNER, true) => self.owner_get(&real),
-            (NS_OWNER, false) => return self.owner_set(&real, el, &payload, ctx),
+            (NS_OWNER, false) => return self.owner_set(&real, el, &payload),
             _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
         };
         match answer {
@@ -101,16 +102,8 @@ impl Room {
     /// IQs to `room/nick` (§7.2.x, XEP-0410 self-ping): answers from the occupant come back
     /// to the asker; requests from other occupants go to one of its sessions.
     fn iq_to_occupant(&mut self, from: &str, nick: &str, el: &Element) {
-        let id = el.get_attr("id").unwrap_or_default().to_owned();
         if matches!(el.get_attr("type"), Some("result" | "error")) {
-            if let Some(p) = self.pending.remove(&id) {
-                let mut answer = el.clone();
-                answer.set_attr("from", p.to);
-                answer.set_attr("to", p.from);
-                answer.set_attr("id", p.id);
-                self.env.send(answer);
-            }
-            return;
+            return self.iq_answer(from, el);
         }
         let Some(own) = self.sessions.get(from).cloned() else {
             return self.error(
@@ -130,21 +123,64 @@ impl Room {
         let Some(session) = target.sessions.last() else {
             return;
         };
+        // vCards belong to accounts: the occupant's server answers for its bare JID (as
+        // clients fetching avatars expect).
+        let vcard = el.get_attr("type") == Some("get") && el.get_child("vCard", VCARD).is_some();
+        let to = if vcard {
+            target.real.clone()
+        } else {
+            session.jid.clone()
+        };
         let new_id = crate::xmpp::random_id(12);
         let mut fwd = el.clone();
         fwd.set_attr("from", self.occupant_jid(&own));
-        fwd.set_attr("to", session.jid.as_str());
+        fwd.set_attr("to", to.as_str());
         fwd.set_attr("id", new_id.as_str());
         self.pending.insert(
             new_id,
             PendingIq {
                 from: from.to_owned(),
-                id,
+                id: el.get_attr("id").unwrap_or_default().to_owned(),
                 to: self.occupant_jid(nick),
+                target: to.clone(),
                 since: std::time::Instant::now(),
             },
         );
+        // An account of this server: answered here, as the server answers for it.
+        if let Some(answer) = vcard.then(|| self.local_account_iq(&fwd, &to)).flatten() {
+            return self.iq_answer(&to, &answer);
+        }
         self.env.send(fwd);
+    }
+
+    /// The answer (`from` the entity asked) to an IQ passed on to an occupant goes back to
+    /// the asker, from the occupant's room JID and with the asker's id; only the entity
+    /// asked may answer.
+    fn iq_answer(&mut self, from: &str, el: &Element) {
+        let id = el.get_attr("id").unwrap_or_default();
+        if self.pending.get(id).is_none_or(|p| p.target != from) {
+            return;
+        }
+        let p = self.pending.remove(id).expect("pending");
+        let mut answer = el.clone();
+        answer.set_attr("from", p.to);
+        answer.set_attr("to", p.from);
+        answer.set_attr("id", p.id);
+        self.env.send(answer);
+    }
+
+    /// The server's answer for the local account `to` to `iq` (vCards), if `to` is local.
+    fn local_account_iq(&self, iq: &Element, to: &str) -> Option<Element> {
+        if !self
+            .env
+            .destinations
+            .is_account_host(crate::xmpp::domain_part(to))
+        {
+            return None;
+        }
+        let room = crate::xmpp::BareJid::new(&self.jid).ok()?;
+        let to = crate::xmpp::jid(to).ok()?;
+        crate::services::client_data_iq(&self.env.shared, &room, Some(&to), iq)
     }
 
     /// The requester's role (if in the room) and affiliation.
@@ -206,12 +242,7 @@ impl Room {
     }
 
     /// Role and affiliation changes (§8, §9, §10): all checked first, then all made.
-    fn admin_set(
-        &mut self,
-        from: &str,
-        q: &Element,
-        ctx: &mut Context<Self>,
-    ) -> Result<(), StanzaError> {
+    fn admin_set(&mut self, from: &str, q: &Element) -> Result<(), StanzaError> {
         let (nick, role, aff) = self.standing(from);
         let mut changes = Vec::new();
         let mut owners = self.rec.owners().count();
@@ -230,10 +261,10 @@ impl Room {
         for (change, reason) in changes {
             match change {
                 Change::Role { nick, role } => {
-                    self.change_role(&actor, &nick, role, &reason, ctx)?;
+                    self.change_role(&actor, &nick, role, &reason)?;
                 }
                 Change::Affiliation { jid, aff } => {
-                    self.set_affiliation(&actor, &jid, aff, &reason, ctx);
+                    self.set_affiliation(&actor, &jid, aff, &reason);
                 }
             }
         }
@@ -265,6 +296,8 @@ impl Room {
             rules::may_set_affiliation(actor.1, old, new, *owners)?;
             if old == Affiliation::Owner && new != Affiliation::Owner {
                 *owners -= 1;
+            } else if old != Affiliation::Owner && new == Affiliation::Owner {
+                *owners += 1;
             }
             return Ok(Change::Affiliation { jid, aff: new });
         }
@@ -291,14 +324,7 @@ impl Room {
     /// Give `jid` the affiliation `aff` and bring its occupants' roles in line (§9.1, §9.3,
     /// §9.4, §10.3–§10.7): outcasts are banned (301), non-members of a members-only room
     /// leave (321).
-    fn set_affiliation(
-        &mut self,
-        actor: &str,
-        jid: &str,
-        aff: Affiliation,
-        reason: &str,
-        ctx: &mut Context<Self>,
-    ) {
+    fn set_affiliation(&mut self, actor: &str, jid: &str, aff: Affiliation, reason: &str) {
         self.rec.set_affiliation(jid, aff);
         self.save();
         let nicks: Vec<String> = self
@@ -312,9 +338,9 @@ impl Room {
         }
         for nick in nicks {
             if aff == Affiliation::Outcast {
-                self.remove_occupant(&nick, &[status::BANNED], actor, reason, ctx);
+                self.remove_occupant(&nick, &[status::BANNED], actor, reason);
             } else if self.rec.config.members_only && aff < Affiliation::Member {
-                self.remove_occupant(&nick, &[status::AFFILIATION_LOST], actor, reason, ctx);
+                self.remove_occupant(&nick, &[status::AFFILIATION_LOST], actor, reason);
             } else if let Some(o) = self.occupants.get_mut(&nick) {
                 let default = rules::default_role(aff, &self.rec.config);
                 o.role = match (aff >= Affiliation::Admin, o.role) {
@@ -330,7 +356,7 @@ impl Room {
 
     /// In a members-only room, occupants who may see real JIDs hear of affiliation changes
     /// of people who are not in the room (the member list, for e.g. OMEMO group chats).
-    fn announce_affiliation(&self, jid: &str, aff: Affiliation) {
+    pub(super) fn announce_affiliation(&self, jid: &str, aff: Affiliation) {
         let x = Element::new("x", NS_USER).child(crate::muc::presence::item(
             aff,
             Role::None,
@@ -362,7 +388,7 @@ impl Room {
 
     /// Configuration (§10.1–§10.2) and destruction (§10.9). Answers the IQ itself: a
     /// destroyed room answers before it goes.
-    fn owner_set(&mut self, real: &str, el: &Element, q: &Element, ctx: &mut Context<Self>) {
+    fn owner_set(&mut self, real: &str, el: &Element, q: &Element) {
         if self.affiliation(real) != Affiliation::Owner {
             return self.error(
                 el,
@@ -373,7 +399,7 @@ impl Room {
             self.env.send(iq_result(el, None));
             let alt = d.get_attr("jid").map(str::to_owned);
             let reason = d.get_child("reason", NS_OWNER).map(|r| r.text_content());
-            return self.destroy(alt.as_deref(), reason.as_deref(), ctx);
+            return self.destroy(alt.as_deref(), reason.as_deref());
         }
         let Some(x) = q.get_child("x", ns::DATA_FORMS) else {
             return self.error(el, err(Condition::BadRequest, "expected a form or destroy"));
@@ -381,7 +407,7 @@ impl Room {
         if x.get_attr("type") == Some("cancel") {
             self.env.send(iq_result(el, None));
             if self.locked {
-                self.destroy(None, None, ctx);
+                self.destroy(None, None);
             }
             return;
         }
@@ -390,10 +416,10 @@ impl Room {
             Err(e) => return self.error(el, e),
         };
         self.env.send(iq_result(el, None));
-        self.apply_config(new, ctx);
+        self.apply_config(new);
     }
 
-    fn apply_config(&mut self, new: crate::muc::RoomConfig, ctx: &mut Context<Self>) {
+    fn apply_config(&mut self, new: crate::muc::RoomConfig) {
         let codes = form::change_codes(&self.rec.config, &new);
         let now_members_only = new.members_only && !self.rec.config.members_only;
         let was_persistent = self.rec.config.persistent;
@@ -415,7 +441,7 @@ impl Room {
                 .map(|(n, _)| n.clone())
                 .collect();
             for nick in outsiders {
-                self.remove_occupant(&nick, &[status::MEMBERS_ONLY], "", "", ctx);
+                self.remove_occupant(&nick, &[status::MEMBERS_ONLY], "", "");
             }
         }
         if unlocked {

@@ -2,8 +2,6 @@
 //! creation of a new room, §10.1), multiple sessions under one nick (§7.2.12), presence
 //! updates, nick changes (303) and leaving; and the occupant presences everyone gets.
 
-use actix::prelude::*;
-
 use super::room::{entering_codes, Occupant, Room, Session};
 use super::{muc_x, RoomEventKind};
 use crate::actors::messages::ToService;
@@ -14,13 +12,13 @@ use crate::xml::{Element, Node};
 use crate::xmpp::{ns, Condition, StanzaError};
 
 impl Room {
-    pub(super) fn on_presence(&mut self, msg: ToService, ctx: &mut Context<Self>) {
+    pub(super) fn on_presence(&mut self, msg: ToService) {
         let from = msg.from.to_string();
         match msg.stanza.get_attr("type") {
-            Some("unavailable") => self.leave(&from, &msg.stanza, ctx),
+            Some("unavailable") => self.leave(&from, &msg.stanza),
             // An error from an occupant's session (it is gone): it leaves (§7.2.3 of the
             // ghost problem XEP-0410 describes).
-            Some("error") => self.leave(&from, &Element::new("presence", ns::CLIENT), ctx),
+            Some("error") => self.leave(&from, &Element::new("presence", ns::CLIENT)),
             None => {
                 let Some(nick) = msg.to.resource().map(|r| r.as_str().to_owned()) else {
                     return self.error(
@@ -105,6 +103,8 @@ impl Room {
             // Without the MUC <x/> (an old client) the room is an instant room (§10.1.3).
             self.locked = x.is_some();
             created = true;
+            // A locked room is not listed until it is configured.
+            self.update_listing();
         } else if self.locked && self.affiliation(&real) != Affiliation::Owner {
             let e = StanzaError::new(Condition::ItemNotFound)
                 .with_text("the room is not configured yet");
@@ -145,7 +145,7 @@ impl Room {
         let codes = entering_codes(self.rec.config.whois_anyone, created);
         if new_occupant {
             self.broadcast_presence(nick, &[], &codes[1..]);
-        } else if let Some(mut p) = self.presence_of(nick, role, &codes) {
+        } else if let Some(mut p) = self.presence_of(nick, self.occupants[nick].role, &codes) {
             p.set_attr("to", from);
             self.env.send(p);
         }
@@ -307,7 +307,7 @@ impl Room {
             ))
     }
 
-    fn leave(&mut self, from: &str, stanza: &Element, ctx: &mut Context<Self>) {
+    fn leave(&mut self, from: &str, stanza: &Element) {
         let Some(nick) = self.sessions.remove(from) else {
             return;
         };
@@ -330,7 +330,7 @@ impl Room {
         }
         let o = self.occupants.remove(&nick).expect("present");
         self.announce_exit(&nick, &o, from, status_text, &[], None);
-        self.emptied(ctx);
+        self.emptied();
     }
 
     /// Everyone (and the one leaving, at `last_session`) hears that `nick` left, with
@@ -380,14 +380,7 @@ impl Room {
     }
 
     /// Remove the occupant `nick` (kick, ban, lost membership): every session leaves.
-    pub(super) fn remove_occupant(
-        &mut self,
-        nick: &str,
-        codes: &[u16],
-        actor: &str,
-        reason: &str,
-        ctx: &mut Context<Self>,
-    ) {
+    pub(super) fn remove_occupant(&mut self, nick: &str, codes: &[u16], actor: &str, reason: &str) {
         let Some(o) = self.occupants.remove(nick) else {
             return;
         };
@@ -397,6 +390,6 @@ impl Room {
         }
         let last = o.sessions.last().map(|s| s.jid.clone()).unwrap_or_default();
         self.announce_exit(nick, &o, &last, Vec::new(), codes, Some((actor, reason)));
-        self.emptied(ctx);
+        self.emptied();
     }
 }

@@ -10,7 +10,7 @@
 //! ```text
 //!  Router --ToService--> MucService --ToService--> Room --ToSession--> local sessions
 //!                                                      --Route--> Router (remote occupants)
-//!  Room --RoomEvent (joined, left, idle, gone)--> MucService
+//!  Room --RoomEvent (joined, left, idle, gone, bounce)--> MucService --StopRoom--> Room
 //!  Router --AccountGone--> MucService --Forget--> Room
 //! ```
 
@@ -39,6 +39,8 @@ use room::Room;
 pub struct Env {
     /// The service domain.
     pub domain: String,
+    /// The server's shared state (for answering on behalf of local accounts).
+    pub shared: std::sync::Arc<crate::shared::Shared>,
     pub store: Store,
     pub cfg: MucConfig,
     /// The account hosts (whose users count as local for `muc.create_rooms`).
@@ -98,8 +100,11 @@ pub enum RoomEventKind {
     /// The room is empty and idle after handling `handled` stanzas: stop it unless more
     /// are on their way.
     Idle(u64),
-    /// The room was destroyed (and has stopped).
+    /// The room was destroyed: forget it and stop it. Stanzas handed to it before come
+    /// back as [`RoomEventKind::Bounce`].
     Gone,
+    /// A stanza a destroyed room got: handle it as if the room had never been handed it.
+    Bounce(ToService),
 }
 
 /// Service -> room: stop now (empty and idle, nothing on its way).
@@ -160,6 +165,7 @@ impl MucService {
         MucService {
             env: Rc::new(Env {
                 domain,
+                shared: cx.shared.clone(),
                 store: cx.shared.store.clone(),
                 cfg: cx.shared.config.muc.clone(),
                 destinations: cx.shared.destinations.clone(),
@@ -197,6 +203,8 @@ impl MucService {
                     rec.config.max_users = rec.config.max_users.min(self.env.cfg.max_occupants);
                     (rec, Some(creator))
                 }
+                // Leaving, or answering, a room that is gone needs no answer.
+                Err(_) if !expects_answer(&msg.stanza) => return,
                 Err(e) => return self.env.error(&msg.stanza, &e),
             },
         };
@@ -351,8 +359,8 @@ impl Actor for MucService {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(usize::MAX >> 1);
         log::info!("group chat service for {} started", self.host);
-        // Unused persistent rooms go once a day (and once shortly after start).
-        ctx.run_later(Duration::from_secs(60), |me, _| me.delete_unused());
+        // Unused persistent rooms go at start and once a day (as inactive accounts do).
+        self.delete_unused();
         ctx.run_interval(Duration::from_secs(86_400), |me, _| me.delete_unused());
     }
 }
@@ -386,6 +394,13 @@ impl MucService {
 impl Handler<ToService> for MucService {
     type Result = ();
     fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
+        self.on_stanza(msg);
+    }
+}
+
+impl MucService {
+    /// A stanza for the service or one of its rooms.
+    fn on_stanza(&mut self, msg: ToService) {
         let Some(node) = msg.to.node() else {
             return self.for_service(&msg.stanza);
         };
@@ -424,8 +439,11 @@ impl Handler<RoomEvent> for MucService {
                 }
             }
             RoomEventKind::Gone => {
-                self.rooms.remove(&ev.room);
+                if let Some(l) = self.rooms.remove(&ev.room) {
+                    l.addr.do_send(StopRoom);
+                }
             }
+            RoomEventKind::Bounce(msg) => self.on_stanza(msg),
         }
     }
 }
@@ -437,6 +455,16 @@ impl Handler<AccountGone> for MucService {
         for live in self.rooms.values() {
             live.addr.do_send(Forget(jids.clone()));
         }
+    }
+}
+
+/// Does `stanza` want an error back when its room does not exist? Not presences other than
+/// available ones (leaving a room that is gone), nor IQ results.
+fn expects_answer(stanza: &Element) -> bool {
+    match (stanza.name.as_str(), stanza.get_attr("type")) {
+        ("presence", t) => t.is_none(),
+        ("iq", t) => matches!(t, Some("get" | "set")),
+        _ => true,
     }
 }
 

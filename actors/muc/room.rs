@@ -48,6 +48,8 @@ pub struct PendingIq {
     pub id: String,
     /// The room JID the asker addressed (the answer comes from it).
     pub to: String,
+    /// Where the request went (the session, or the account for vCards): only it may answer.
+    pub target: String,
     pub since: Instant,
 }
 
@@ -75,6 +77,9 @@ pub struct Room {
     /// Stanzas handled (see [`RoomEventKind::Idle`]).
     handled: u64,
     empty_since: Option<Instant>,
+    /// Destroyed (or gone when its last occupant left): stanzas still on their way are
+    /// handed back to the service until it stops the room.
+    pub destroyed: bool,
 }
 
 impl Room {
@@ -100,6 +105,7 @@ impl Room {
             pending: HashMap::new(),
             handled: 0,
             empty_since: Some(Instant::now()),
+            destroyed: false,
         }
     }
 
@@ -209,13 +215,9 @@ impl Room {
         });
     }
 
-    /// Destroy the room (XEP-0045 §10.9): everyone leaves with `<destroy/>`, the record goes.
-    pub fn destroy(
-        &mut self,
-        alternate: Option<&str>,
-        reason: Option<&str>,
-        ctx: &mut Context<Self>,
-    ) {
+    /// Destroy the room (XEP-0045 §10.9): everyone leaves with `<destroy/>`, the record goes,
+    /// and the service hears of it ([`RoomEventKind::Gone`]) and stops the actor.
+    pub fn destroy(&mut self, alternate: Option<&str>, reason: Option<&str>) {
         let mut d = Element::new("destroy", crate::muc::NS_USER);
         if let Some(a) = alternate {
             d.set_attr("jid", a);
@@ -245,17 +247,17 @@ impl Room {
             }
         }
         *self.listing.borrow_mut() = None;
+        self.destroyed = true;
         self.event(RoomEventKind::Gone);
-        ctx.stop();
     }
 
     /// The room became empty: a temporary room goes at once, a persistent one when idle.
-    pub fn emptied(&mut self, ctx: &mut Context<Self>) {
+    pub fn emptied(&mut self) {
         if !self.occupants.is_empty() {
             return;
         }
         if !self.rec.config.persistent {
-            return self.destroy(None, None, ctx);
+            return self.destroy(None, None);
         }
         self.empty_since = Some(Instant::now());
     }
@@ -292,13 +294,13 @@ impl Room {
 
     /// Forget deleted accounts: their affiliations go; a room they alone owned is
     /// destroyed.
-    fn forget(&mut self, jids: &HashSet<String>, ctx: &mut Context<Self>) {
+    fn forget(&mut self, jids: &HashSet<String>) {
         if !self.rec.affiliations.keys().any(|j| jids.contains(j)) {
             return;
         }
         let owners: Vec<&str> = self.rec.owners().collect();
         if !owners.is_empty() && owners.iter().all(|o| jids.contains(*o)) {
-            return self.destroy(None, Some("the owner's account was deleted"), ctx);
+            return self.destroy(None, Some("the owner's account was deleted"));
         }
         self.rec.affiliations.retain(|j, _| !jids.contains(j));
         self.save();
@@ -317,12 +319,17 @@ impl Actor for Room {
 
 impl Handler<ToService> for Room {
     type Result = ();
-    fn handle(&mut self, msg: ToService, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
         self.handled += 1;
+        if self.destroyed {
+            // Handed over before the service heard that the room is gone: back to the
+            // service, which treats it as for a room that does not exist (or a new one).
+            return self.event(RoomEventKind::Bounce(msg));
+        }
         match msg.stanza.name.as_str() {
-            "presence" => self.on_presence(msg, ctx),
-            "message" => self.on_message(msg, ctx),
-            "iq" => self.on_iq(msg, ctx),
+            "presence" => self.on_presence(msg),
+            "message" => self.on_message(msg),
+            "iq" => self.on_iq(msg),
             _ => {}
         }
         if !self.occupants.is_empty() {
@@ -340,8 +347,10 @@ impl Handler<StopRoom> for Room {
 
 impl Handler<Forget> for Room {
     type Result = ();
-    fn handle(&mut self, msg: Forget, ctx: &mut Context<Self>) {
-        self.forget(&msg.0, ctx);
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        if !self.destroyed {
+            self.forget(&msg.0);
+        }
     }
 }
 

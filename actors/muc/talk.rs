@@ -4,8 +4,6 @@
 //! Corrections (XEP-0308), retractions (XEP-0424) and other payloads pass through as sent;
 //! only the room sets `<occupant-id/>` (XEP-0421).
 
-use actix::prelude::*;
-
 use super::room::Room;
 use crate::actors::messages::ToService;
 use crate::muc::{rules, Affiliation, Role, NS_USER, OCCUPANT_ID, REQUEST};
@@ -30,21 +28,18 @@ fn payload(stanza: &Element) -> Vec<Node> {
 }
 
 impl Room {
-    pub(super) fn on_message(&mut self, msg: ToService, ctx: &mut Context<Self>) {
+    pub(super) fn on_message(&mut self, msg: ToService) {
         let from = msg.from.to_string();
         let el = &msg.stanza;
         if el.get_attr("type") == Some("error") {
             // An occupant's session bounced what the room sent it: it is gone.
             if self.sessions.contains_key(&from) {
                 let unavailable = Element::new("presence", ns::CLIENT);
-                self.on_presence(
-                    ToService {
-                        stanza: unavailable.attr("type", "unavailable"),
-                        from: msg.from.clone(),
-                        to: msg.to.clone(),
-                    },
-                    ctx,
-                );
+                self.on_presence(ToService {
+                    stanza: unavailable.attr("type", "unavailable"),
+                    from: msg.from.clone(),
+                    to: msg.to.clone(),
+                });
             }
             return;
         }
@@ -58,7 +53,7 @@ impl Room {
             return self.invitations(&from, el, x);
         }
         if let Some(x) = el.get_child("x", ns::DATA_FORMS) {
-            return self.voice_form(&from, el, x, ctx);
+            return self.voice_form(&from, el, x);
         }
         self.error(
             el,
@@ -240,6 +235,7 @@ impl Room {
             if self.rec.config.members_only && self.affiliation(&invitee) == Affiliation::None {
                 self.rec.set_affiliation(&invitee, Affiliation::Member);
                 self.save();
+                self.announce_affiliation(&invitee, Affiliation::Member);
             }
             let mut invite = Element::new("invite", NS_USER).attr("from", real.as_str());
             if let Some(r) = i.get_child("reason", NS_USER) {
@@ -262,7 +258,7 @@ impl Room {
     }
 
     /// Voice requests (§7.13) and a moderator's approval (§8.6).
-    fn voice_form(&mut self, from: &str, el: &Element, x: &Element, ctx: &mut Context<Self>) {
+    fn voice_form(&mut self, from: &str, el: &Element, x: &Element) {
         let (form_type, values) = form::values(x);
         if form_type.as_deref() != Some(REQUEST) {
             return self.error(el, err(Condition::BadRequest, "unknown form"));
@@ -279,7 +275,7 @@ impl Room {
                 .is_some_and(|v| form::parse_bool(v) == Some(true));
             if let (true, Some(target)) = (approved, form::first(&values, "muc#roomnick")) {
                 let target = target.to_owned();
-                if let Err(e) = self.change_role(&nick, &target, Role::Participant, "", ctx) {
+                if let Err(e) = self.change_role(&nick, &target, Role::Participant, "") {
                     self.error(el, e);
                 }
             }
@@ -330,7 +326,6 @@ impl Room {
         nick: &str,
         role: Role,
         reason: &str,
-        ctx: &mut Context<Self>,
     ) -> Result<(), StanzaError> {
         let actor_state = self
             .occupants
@@ -345,7 +340,7 @@ impl Room {
         rules::may_set_role(actor_state, target_state, role)?;
         if role == Role::None {
             use crate::muc::presence::status;
-            self.remove_occupant(nick, &[status::KICKED], actor, reason, ctx);
+            self.remove_occupant(nick, &[status::KICKED], actor, reason);
         } else if let Some(o) = self.occupants.get_mut(nick) {
             o.role = role;
             self.broadcast_presence(nick, &[], &[]);
