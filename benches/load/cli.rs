@@ -176,6 +176,13 @@ pub(crate) struct Args {
     /// Soak mode: after the last message is sent, seconds to wait for the missing ones.
     #[arg(long, default_value_t = 30)]
     pub(crate) drain_secs: u64,
+    /// Group-chat mode: N occupants in one room, one message per second each, for --duration
+    /// seconds (default 30); also the join time into the full room (--repeat times).
+    #[arg(long, value_name = "N")]
+    pub(crate) muc: Option<usize>,
+    /// Group-chat mode: the MUC service (default conference.DOMAIN).
+    #[arg(long)]
+    pub(crate) muc_service: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,

@@ -4,7 +4,7 @@
 //! kleiber library, only tokio, OpenSSL and the hashing crates (its SCRAM computation is the
 //! one the tests use, `tests/common/scram.rs`).
 //!
-//! Seven modes:
+//! Eight modes:
 //!
 //! * throughput (default): `2 * --pairs` clients log in (STARTTLS or direct TLS, SASL PLAIN or
 //!   SCRAM-SHA-1/256, resource binding, initial presence); then client `i` and client
@@ -71,17 +71,23 @@
 //!   with the RSS at the end; the slope of a least-squares line through the samples after the
 //!   warm-up says, in KiB per minute, whether memory stays flat.
 //!
+//! * group chat (`--muc N`): N occupants in one room each send a message per second for
+//!   `--duration` seconds; reports deliveries/s, the time from a send until the last occupant
+//!   has it, the server's CPU per 1,000 deliveries and RSS per occupant, and the join time
+//!   into the full room with 20 messages of history (see `muc.rs`).
+//!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 //!
 //! Modules: `cli` (arguments), `shared` (state of a run), `xml` (stream scanner), `client`
 //! (connect, STARTTLS, SASL, register, bind), `link` (connections run by pump tasks), `cpu`
 //! (/proc figures), `stats` (percentiles, medians, RESULT formatting), and one per mode:
-//! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`.
+//! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`.
 
 mod cli;
 mod client;
 mod cpu;
 mod link;
+mod muc;
 mod offline;
 mod roster;
 mod shared;
@@ -125,6 +131,9 @@ async fn run(args: Args) -> Res<()> {
     }
     if let Some(n) = args.soak {
         return soak::soak(args, n).await;
+    }
+    if let Some(n) = args.muc {
+        return muc::muc(args, n).await;
     }
     throughput::run(args).await
 }
