@@ -12,11 +12,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::credentials::verify_bcrypt;
 use crate::limits::PeerAddr;
 use crate::sasl::{self, ChannelBinding, Failure, Mechanism, ScramPending};
 use crate::services::register;
 use crate::shared::{blocking, ConnId, Shared};
-use crate::store::accounts::verify_bcrypt;
 use crate::store::now_secs;
 use crate::tls::{check_header, next_bounded, parse_error_condition};
 use crate::xml::{Element, ReaderLimits, StreamEvent, XmlReader};

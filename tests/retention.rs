@@ -25,7 +25,7 @@ async fn inactive_accounts_are_deleted_completely() {
         // Before the server starts: "oldtimer" last logged in two years ago and is mutually
         // subscribed with "juliet", with a vCard, private data and an offline message.
         let store = Store::open(dir.path()).unwrap();
-        let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+        let creds = kleiber::credentials::derive("pw", 4, 4096).unwrap();
         let mut old = AccountRecord::new(creds.clone(), now_secs() - 2 * 365 * 86_400);
         old.last_logout = old.last_login;
         store
@@ -274,7 +274,7 @@ async fn backup_and_restore_round_trip() {
 /// delivery-error entry, and alice's own data of every kind.
 fn seed_alice_everywhere(store: &Store) {
     use kleiber::store::pep::Node;
-    let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+    let creds = kleiber::credentials::derive("pw", 4, 4096).unwrap();
     for u in ["alice", "juliet"] {
         let rec = AccountRecord::new(creds.clone(), now_secs());
         store.accounts.create("localhost", u, &rec).unwrap();

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use crate::credentials::{self, MAX_PASSWORD_BYTES};
 use crate::shared::{blocking, Shared};
-use crate::store::accounts::{derive_credentials, MAX_PASSWORD_BYTES};
 use crate::store::{now_secs, AccountRecord};
 use crate::xml::Element;
 use crate::xmpp::{ns, Condition, StanzaError};
@@ -139,7 +139,7 @@ pub async fn create(
     let s = shared.clone();
     let (h, u) = (host.to_owned(), user.clone());
     let created = blocking(move || {
-        let creds = derive_credentials(&password, cost, iters)?;
+        let creds = credentials::derive(&password, cost, iters)?;
         let ok = s
             .store
             .accounts
@@ -178,7 +178,7 @@ pub async fn change_password(
     let (h, u) = (host.to_owned(), user.to_owned());
     blocking(move || {
         s.store.space.check()?;
-        let creds = derive_credentials(&password, cost, iters)?;
+        let creds = credentials::derive(&password, cost, iters)?;
         let ok = s
             .store
             .accounts
