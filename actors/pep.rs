@@ -1186,7 +1186,8 @@ impl Handler<ClientDataSet> for PepService {
             .and_then(|f| crate::xmpp::jid(f).ok())?
             .to_bare();
         // The private document itself, as any private-storage set (quota included).
-        let reply = crate::services::client_data_iq(&self.shared, &owner, None, &msg.iq)?;
+        let cx = self.shared.client_data_context();
+        let reply = crate::services::client_data_iq(cx, &owner, None, &msg.iq)?;
         if reply.get_attr("type") != Some("result") {
             return Some(reply);
         }

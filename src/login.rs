@@ -630,7 +630,8 @@ async fn preauth_iq(
                 .with_text("too many registrations, try again later"))
         }
         Ok(register::Request::Set { username, password }) => {
-            match register::create(shared, host, &username, &password).await {
+            let (store, auth) = (&shared.store, &shared.config.auth);
+            match register::create(store, auth, host, &username, &password).await {
                 Ok(user) => {
                     log::info!("{conn}: registered an account");
                     log::debug!("{conn}: registered {user}@{host}");
