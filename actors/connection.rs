@@ -396,7 +396,7 @@ impl Connection {
             }));
             return true;
         }
-        match services::client_data_iq(&self.shared, &self.bare, to, el) {
+        match services::client_data_iq(self.shared.client_data_context(), &self.bare, to, el) {
             Some(reply) => {
                 self.send_durable(el.clone(), reply, ctx);
                 true
@@ -671,7 +671,8 @@ impl Connection {
             }
             register::Request::Set { username, password } => {
                 let fut = async move {
-                    register::change_password(&shared, &host, &user, &username, &password).await
+                    let (store, auth) = (&shared.store, &shared.config.auth);
+                    register::change_password(store, auth, &host, &user, &username, &password).await
                 };
                 ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
                     Ok(()) => {

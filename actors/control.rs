@@ -304,7 +304,7 @@ async fn set_password(
         shared.config.auth.scram_iterations,
     );
     blocking(move || {
-        let creds = store::accounts::derive_credentials(&pw, cost, iters)?;
+        let creds = crate::credentials::derive(&pw, cost, iters)?;
         let done = if create {
             s.store
                 .accounts

@@ -589,7 +589,8 @@ async fn client(
     // The first element after authentication: a XEP-0198 <resume/> takes the transport to
     // the session it names; anything else starts a new session.
     let first_deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
-    let first = match crate::login::first_element(&shared, &mut login, first_deadline).await {
+    let mut shutdown = shared.shutdown_signal();
+    let first = match crate::login::first_element(&mut shutdown, &mut login, first_deadline).await {
         Ok(el) => el,
         Err(e) => return log::debug!("{id}: closed after authentication: {e:?}"),
     };

@@ -21,7 +21,7 @@ use super::messages::{CapsAnswer, ClientDataSet, PepIq, PepPresence, Route};
 use crate::services::pep::{self as proto, Options, Request, MAX_ITEMS};
 use crate::services::{avatar, bookmarks};
 use crate::shared::Shared;
-use crate::store::pep::Node;
+use crate::store::pep::{AccessModel, Affiliation, Node, SendLastPublished};
 use crate::xml::{parse_element, Element};
 use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, StanzaError};
 
@@ -143,12 +143,12 @@ impl PepService {
         {
             return Err(Condition::ServiceUnavailable.into());
         }
-        match n.affiliations.get(who).map(String::as_str) {
-            Some("outcast") => return Err(Condition::Forbidden.into()),
-            Some("member") => return Ok(()),
+        match n.affiliations.get(who) {
+            Some(Affiliation::Outcast) => return Err(Condition::Forbidden.into()),
+            Some(Affiliation::Member) => return Ok(()),
             _ => {}
         }
-        if n.access_model == "open" {
+        if n.access_model == AccessModel::Open {
             return Ok(());
         }
         let item = self
@@ -157,18 +157,21 @@ impl PepService {
             .rosters
             .get(d, u, who)
             .map_err(|_| StanzaError::new(Condition::InternalServerError))?;
-        match n.access_model.as_str() {
-            "presence" if item.as_ref().is_some_and(|i| i.from) => Ok(()),
-            "presence" => Err(proto::error(
+        match n.access_model {
+            AccessModel::Presence if item.as_ref().is_some_and(|i| i.from) => Ok(()),
+            AccessModel::Presence => Err(proto::error(
                 Condition::NotAuthorized,
                 Some("presence-subscription-required"),
             )),
-            "roster" if item.as_ref().is_some_and(|i| i.in_roster) => Ok(()),
-            "roster" => Err(proto::error(
+            AccessModel::Roster if item.as_ref().is_some_and(|i| i.in_roster) => Ok(()),
+            AccessModel::Roster => Err(proto::error(
                 Condition::NotAuthorized,
                 Some("not-in-roster-group"),
             )),
-            _ => Err(proto::error(Condition::NotAllowed, Some("closed-node"))),
+            // `open` was let through above.
+            AccessModel::Whitelist | AccessModel::Open => {
+                Err(proto::error(Condition::NotAllowed, Some("closed-node")))
+            }
         }
     }
 
@@ -220,7 +223,7 @@ impl PepService {
 
     /// The last item of `node` to `to`, if the node says so and `to` may see it.
     fn send_last_item(&self, owner: &BareJid, to: &str, name: &str, node: &Node) {
-        if node.send_last_published_item == "never" {
+        if node.send_last_published_item == SendLastPublished::Never {
             return;
         }
         let Some((id, xml)) = node.items.last() else {
@@ -388,7 +391,7 @@ impl PepService {
             Request::ConfigureGet { node } => {
                 let n = get(stored_name(&node))?;
                 let form =
-                    proto::config_form(&n.access_model, n.max_items, &n.send_last_published_item);
+                    proto::config_form(n.access_model, n.max_items, n.send_last_published_item);
                 Ok(Some(owner_payload(
                     Element::new("configure", proto::NS_OWNER)
                         .attr("node", node)
@@ -405,7 +408,7 @@ impl PepService {
             Request::DefaultConfig => {
                 let n = new_node(None);
                 let form =
-                    proto::config_form(&n.access_model, n.max_items, &n.send_last_published_item);
+                    proto::config_form(n.access_model, n.max_items, n.send_last_published_item);
                 Ok(Some(owner_payload(
                     Element::new("default", proto::NS_OWNER).child(form),
                 )))
@@ -505,15 +508,15 @@ impl PepService {
                 let mut list = Element::new("affiliations", proto::NS);
                 for (name, n) in self.nodes(&owner, node.as_deref())? {
                     let aff = if is_owner {
-                        Some("owner")
+                        Some(Affiliation::Owner)
                     } else {
-                        n.affiliations.get(who.as_str()).map(String::as_str)
+                        n.affiliations.get(who.as_str()).copied()
                     };
                     if let Some(a) = aff {
                         list = list.child(
                             Element::new("affiliation", proto::NS)
                                 .attr("node", name)
-                                .attr("affiliation", a),
+                                .attr("affiliation", a.as_str()),
                         );
                     }
                 }
@@ -524,16 +527,16 @@ impl PepService {
             }
             Request::OwnerAffiliations { node } => {
                 let n = get(stored_name(&node))?;
-                let aff = |jid: &str, a: &str| {
+                let aff = |jid: &str, a: Affiliation| {
                     Element::new("affiliation", proto::NS_OWNER)
                         .attr("jid", jid)
-                        .attr("affiliation", a)
+                        .attr("affiliation", a.as_str())
                 };
                 let mut list = Element::new("affiliations", proto::NS_OWNER)
                     .attr("node", node.as_str())
-                    .child(aff(owner.as_str(), "owner"));
+                    .child(aff(owner.as_str(), Affiliation::Owner));
                 for (jid, a) in &n.affiliations {
-                    list = list.child(aff(jid, a));
+                    list = list.child(aff(jid, *a));
                 }
                 Ok(Some(owner_payload(list)))
             }
@@ -549,25 +552,26 @@ impl PepService {
                         return Err(Condition::NotAcceptable.into());
                     }
                     let bare = bare.as_str().to_owned();
-                    match a.as_str() {
-                        "none" => {
+                    match a.parse() {
+                        Ok(Affiliation::None) => {
                             n.affiliations.remove(&bare);
                         }
-                        "member" | "outcast" => {
+                        Ok(a @ (Affiliation::Member | Affiliation::Outcast)) => {
                             if !n.affiliations.contains_key(&bare)
                                 && n.affiliations.len() >= proto::MAX_SUBSCRIBERS
                             {
                                 return Err(proto::error(Condition::ResourceConstraint, None));
                             }
-                            if a == "outcast" {
+                            if a == Affiliation::Outcast {
                                 n.subscribers.retain(|j, _| bare_of(j) != bare);
                             }
                             n.affiliations.insert(bare, a);
                         }
-                        "publisher" | "publish-only" => {
+                        Ok(Affiliation::Publisher | Affiliation::PublishOnly) => {
                             return Err(proto::unsupported("publisher-affiliation"))
                         }
-                        _ => return Err(Condition::BadRequest.into()),
+                        // The owner is the account's alone.
+                        Ok(Affiliation::Owner) | Err(_) => return Err(Condition::BadRequest.into()),
                     }
                 }
                 put(name, &n)?;
@@ -795,9 +799,9 @@ impl PepService {
         let mut node = match store.get(d, u, NODE).map_err(internal)? {
             Some(n) => n,
             None => new_node(Some(&Options {
-                access_model: Some("whitelist".into()),
+                access_model: Some(AccessModel::Whitelist),
                 max_items: Some(MAX_ITEMS),
-                send_last_published_item: Some("never".into()),
+                send_last_published_item: Some(SendLastPublished::Never),
             })),
         };
         if options.is_some_and(|o| !matches_config(&node, o)) {
@@ -910,7 +914,7 @@ impl PepService {
             let mut node = match store.get(d, u, node_name) {
                 Ok(Some(n)) => n,
                 Ok(None) => new_node(Some(&Options {
-                    access_model: Some("open".into()),
+                    access_model: Some(AccessModel::Open),
                     ..Options::default()
                 })),
                 Err(_) => return,
@@ -1037,10 +1041,10 @@ fn subscription(node: &str, jid: &str, subid: Option<&str>, state: &str) -> Elem
 
 fn new_node(options: Option<&Options>) -> Node {
     let mut n = Node {
-        access_model: "presence".into(),
+        access_model: AccessModel::Presence,
         max_items: 1,
         items: Vec::new(),
-        send_last_published_item: "on_sub_and_presence".into(),
+        send_last_published_item: SendLastPublished::OnSubAndPresence,
         affiliations: Default::default(),
         subscribers: Default::default(),
     };
@@ -1051,16 +1055,16 @@ fn new_node(options: Option<&Options>) -> Node {
 }
 
 fn apply(n: &mut Node, o: &Options) {
-    if let Some(a) = &o.access_model {
-        n.access_model = a.clone();
+    if let Some(a) = o.access_model {
+        n.access_model = a;
     }
     if let Some(m) = o.max_items {
         n.max_items = m.clamp(1, MAX_ITEMS);
         let excess = n.items.len().saturating_sub(n.max_items);
         n.items.drain(..excess);
     }
-    if let Some(s) = &o.send_last_published_item {
-        n.send_last_published_item = s.clone();
+    if let Some(s) = o.send_last_published_item {
+        n.send_last_published_item = s;
     }
 }
 
@@ -1182,7 +1186,8 @@ impl Handler<ClientDataSet> for PepService {
             .and_then(|f| crate::xmpp::jid(f).ok())?
             .to_bare();
         // The private document itself, as any private-storage set (quota included).
-        let reply = crate::services::client_data_iq(&self.shared, &owner, None, &msg.iq)?;
+        let cx = self.shared.client_data_context();
+        let reply = crate::services::client_data_iq(cx, &owner, None, &msg.iq)?;
         if reply.get_attr("type") != Some("result") {
             return Some(reply);
         }

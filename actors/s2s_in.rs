@@ -252,16 +252,16 @@ impl S2sIn {
             }));
             return;
         }
-        let reply =
-            services::client_data_iq(&self.shared, &from.to_bare(), Some(to), &iq).or_else(|| {
-                if to.node().is_none() {
-                    services::server_iq(&iq, to.domain().as_str(), &self.shared.server_info)
-                } else if self.account_exists(to) {
-                    services::account_iq(&iq)
-                } else {
-                    error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
-                }
-            });
+        let cx = self.shared.client_data_context();
+        let reply = services::client_data_iq(cx, &from.to_bare(), Some(to), &iq).or_else(|| {
+            if to.node().is_none() {
+                services::server_iq(&iq, to.domain().as_str(), &self.shared.server_info)
+            } else if self.account_exists(to) {
+                services::account_iq(&iq)
+            } else {
+                error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
+            }
+        });
         if let Some(r) = reply {
             self.to_remote(r);
         }

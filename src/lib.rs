@@ -12,6 +12,7 @@
 //! - [`xml`]: element tree, serialiser, incremental restricted-XML stream reader.
 //! - [`xmpp`]: namespaces, stream/stanza errors, JIDs, stanza helpers.
 //! - [`sasl`]: SCRAM-SHA-1/256(-PLUS) and PLAIN.
+//! - [`credentials`]: a password's stored verifiers (bcrypt, SCRAM with fresh salts).
 //! - [`tls`]: OpenSSL acceptor, certificates, STARTTLS, channel binding.
 //! - [`transport`]: what a client session runs over (TCP+TLS today; WebSocket, BOSH later).
 //! - [`login`]: the unauthenticated part of a client stream (SASL, registration).
@@ -25,6 +26,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod config;
+pub mod credentials;
 pub mod destinations;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -7,17 +7,17 @@
 //! Unauthenticated connections also cost no actor, mailbox or router entry. The Connection
 //! actor starts with an authenticated, restarted stream.
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::limits::PeerAddr;
+use crate::config::{AuthConfig, Config, LimitsConfig};
+use crate::credentials::verify_bcrypt;
+use crate::limits::{Limiter, PeerAddr};
 use crate::sasl::{self, ChannelBinding, Failure, Mechanism, ScramPending};
+use crate::services::disco::ServerInfo;
 use crate::services::register;
 use crate::shared::{blocking, ConnId, Shared};
-use crate::store::accounts::verify_bcrypt;
-use crate::store::now_secs;
+use crate::store::{now_secs, Accounts, Store};
 use crate::tls::{check_header, next_bounded, parse_error_condition};
 use crate::xml::{Element, ReaderLimits, StreamEvent, XmlReader};
 use crate::xmpp::{error_reply, iq_result, ns, random_id, stream_header, StanzaError, StreamError};
@@ -54,17 +54,17 @@ pub enum LoginEnd {
 }
 
 /// Limits before authentication (small stanzas, shallow nesting).
-pub fn preauth_limits(shared: &Shared) -> ReaderLimits {
+pub fn preauth_limits(limits: &LimitsConfig) -> ReaderLimits {
     ReaderLimits {
-        max_stanza: shared.config.limits.max_stanza_bytes_before_auth,
+        max_stanza: limits.max_stanza_bytes_before_auth,
         max_depth: 8,
     }
 }
 
 /// Limits after authentication.
-pub fn session_limits(shared: &Shared) -> ReaderLimits {
+pub fn session_limits(limits: &LimitsConfig) -> ReaderLimits {
     ReaderLimits {
-        max_stanza: shared.config.limits.max_stanza_bytes,
+        max_stanza: limits.max_stanza_bytes,
         ..ReaderLimits::default()
     }
 }
@@ -93,15 +93,16 @@ pub async fn stream_error<W: AsyncWrite + Unpin>(
 }
 
 /// The client's first element after authentication (bind, or a XEP-0198 `<resume/>`), read
-/// before `deadline`; failures are answered with the stream error they call for.
+/// before `deadline` or the server's `shutdown`; failures are answered with the stream error
+/// they call for.
 pub async fn first_element(
-    shared: &Shared,
+    shutdown: &mut Shutdown,
     login: &mut LoggedIn,
     deadline: Instant,
 ) -> Result<Element, LoginEnd> {
     let host = login.host.clone();
     match next_event(
-        shared,
+        shutdown,
         &mut login.reader,
         &mut login.writer,
         true,
@@ -115,18 +116,20 @@ pub async fn first_element(
     }
 }
 
+/// The server's shutdown signal (`true` once it is going down).
+pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+
 /// Read the next event before `deadline`; parse failures become stream errors, a missed
-/// deadline `connection-timeout`, closed streams `Closed`.
+/// deadline `connection-timeout`, a `shutdown` `system-shutdown`, closed streams `Closed`.
 async fn next_event<W: AsyncWrite + Unpin>(
-    shared: &Shared,
+    shutdown: &mut Shutdown,
     reader: &mut ClientReader,
     w: &mut W,
     header_sent: bool,
     host: &str,
     deadline: Instant,
 ) -> Result<StreamEvent, LoginEnd> {
-    let mut shutdown = shared.shutdown_signal();
-    let ev = match next_bounded(reader, deadline, &mut shutdown).await {
+    let ev = match next_bounded(reader, deadline, shutdown).await {
         Ok(ev) => ev,
         Err(cond) => return Err(stream_error(w, header_sent, host, cond).await),
     };
@@ -146,20 +149,19 @@ async fn next_event<W: AsyncWrite + Unpin>(
 
 /// Read a stream header and answer with ours; returns the host.
 async fn open_stream<W: AsyncWrite + Unpin>(
-    shared: &Shared,
+    config: &Config,
+    shutdown: &mut Shutdown,
     reader: &mut ClientReader,
     w: &mut W,
     expect_host: Option<&str>,
     deadline: Instant,
 ) -> Result<(String, String), LoginEnd> {
-    let default = expect_host
-        .unwrap_or(shared.config.default_host())
-        .to_owned();
-    let header = match next_event(shared, reader, w, false, &default, deadline).await? {
+    let default = expect_host.unwrap_or(config.default_host()).to_owned();
+    let header = match next_event(shutdown, reader, w, false, &default, deadline).await? {
         StreamEvent::Header(h) => h,
         _ => return Err(stream_error(w, false, &default, StreamError::NotWellFormed).await),
     };
-    let host = match check_header(&header, shared.config.hosts.keys()) {
+    let host = match check_header(&header, config.hosts.keys()) {
         Ok(h) if expect_host.is_none_or(|e| e == h) => h,
         Ok(_) => return Err(stream_error(w, false, &default, StreamError::HostUnknown).await),
         Err(e) => return Err(stream_error(w, false, &default, e).await),
@@ -209,7 +211,7 @@ enum Sasl {
 /// Drive a client transport from its first header to an authenticated, restarted stream;
 /// everything must be done by `deadline` (`limits.handshake_timeout_secs`).
 pub async fn run(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     conn: ConnId,
     transport: crate::transport::Transport,
     deadline: Instant,
@@ -220,26 +222,31 @@ pub async fn run(
         writer: mut w,
         channel_binding: cb,
     } = transport;
-    let mut reader = XmlReader::new(rd, preauth_limits(shared));
+    let (config, l) = (&shared.config, &shared.config.limits);
+    let mut shutdown = shared.shutdown_signal();
+    let mut reader = XmlReader::new(rd, preauth_limits(l));
     // `peer` is None for clients exempt from the abuse limits.
-    let l = &shared.config.limits;
     if peer.is_some() {
         reader.set_rate(l.max_bytes_per_second, l.max_stanza_bytes as u64);
     }
-    let (host, _id) = open_stream(shared, &mut reader, &mut w, None, deadline).await?;
+    let (host, _id) =
+        open_stream(config, &mut shutdown, &mut reader, &mut w, None, deadline).await?;
 
-    send(&mut w, &preauth_features(shared, &cb)).await?;
+    let features = preauth_features(&cb, shared.registration_open(), l);
+    send(&mut w, &features).await?;
 
     let mut state = Sasl::Idle;
     let mut failures = 0u32;
     let (user, mechanism) = loop {
-        let el = match next_event(shared, &mut reader, &mut w, true, &host, deadline).await? {
+        let ev = next_event(&mut shutdown, &mut reader, &mut w, true, &host, deadline).await?;
+        let el = match ev {
             StreamEvent::Element(el) => el,
             _ => return Err(stream_error(&mut w, true, &host, StreamError::NotWellFormed).await),
         };
         if el.ns == ns::SASL {
             let mut attempted = None;
-            match sasl_step(shared, &host, &cb, &el, &mut state, &mut attempted).await {
+            let (store, auth) = (&shared.store, &shared.config.auth);
+            match sasl_step(store, auth, &host, &cb, &el, &mut state, &mut attempted).await {
                 Step::Challenge(data) => {
                     send(
                         &mut w,
@@ -252,12 +259,12 @@ pub async fn run(
                     .await?;
                 }
                 Step::Success(user, mech, data) => {
-                    sasl_success(shared, &mut reader, &mut w, &user, data).await?;
+                    sasl_success(&shared.limiter, l, &mut reader, &mut w, &user, data).await?;
                     break (user, mech);
                 }
                 Step::Failure(f) => {
                     if f == Failure::NotAuthorized {
-                        delay_after_wrong_password(shared, peer, attempted).await;
+                        delay_after_wrong_password(&shared.limiter, l, peer, attempted).await;
                     }
                     // A refused channel binding is the client trying its next mechanism
                     // (Debian's poezio needs four of them before PLAIN, doc/sasl-clients.md):
@@ -283,10 +290,18 @@ pub async fn run(
         }
     };
 
-    record_last_login(shared, &host, &user);
+    record_last_login(&shared.store.accounts, &host, &user);
 
-    open_stream(shared, &mut reader, &mut w, Some(&host), deadline).await?;
-    send(&mut w, &session_features(shared)).await?;
+    open_stream(
+        config,
+        &mut shutdown,
+        &mut reader,
+        &mut w,
+        Some(&host),
+        deadline,
+    )
+    .await?;
+    send(&mut w, &session_features(&shared.server_info, l)).await?;
     Ok(LoggedIn {
         limited: peer.is_some(),
         reader,
@@ -300,13 +315,14 @@ pub async fn run(
 /// Authentication of `user` succeeded: reset the parser for the restarted stream, with the
 /// session limits, and send `<success/>` (with the server's final SASL `data`, if any).
 async fn sasl_success(
-    shared: &Shared,
+    limiter: &Limiter,
+    limits: &LimitsConfig,
     reader: &mut ClientReader,
     w: &mut ClientWriter,
     user: &str,
     data: Option<String>,
 ) -> Result<(), LoginEnd> {
-    shared.limiter.login_succeeded(user);
+    limiter.login_succeeded(user);
     let payload = match data {
         Some(d) => sasl::encode_payload(d.as_bytes()),
         None => String::new(),
@@ -314,7 +330,7 @@ async fn sasl_success(
     // Reset the parser before the client can see <success/>: its new stream
     // header must land in a fresh parser.
     reader.reset();
-    reader.set_limits(session_limits(shared));
+    reader.set_limits(session_limits(limits));
     send(
         w,
         &format!("<success xmlns='{}'>{payload}</success>", ns::SASL),
@@ -325,7 +341,7 @@ async fn sasl_success(
 /// An element other than SASL before authentication: an in-band registration IQ is
 /// answered; anything else ends the stream with a stream error.
 async fn not_sasl(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     conn: ConnId,
     host: &str,
     el: &Element,
@@ -348,16 +364,14 @@ async fn not_sasl(
 }
 
 /// The stream features before authentication: SASL mechanisms, in-band registration if
-/// open, and the pre-authentication stanza size limit.
-fn preauth_features(shared: &Shared, cb: &ChannelBinding) -> String {
+/// `registration_open`, and the pre-authentication stanza size limit.
+fn preauth_features(cb: &ChannelBinding, registration_open: bool, limits: &LimitsConfig) -> String {
     let mut features = String::from("<stream:features>");
     features.push_str(&mechanisms_feature(cb));
-    if shared.registration_open() {
+    if registration_open {
         features.push_str(&format!("<register xmlns='{}'/>", ns::REGISTER_FEATURE));
     }
-    features.push_str(&limits_feature(
-        shared.config.limits.max_stanza_bytes_before_auth,
-    ));
+    features.push_str(&limits_feature(limits.max_stanza_bytes_before_auth));
     features.push_str("</stream:features>");
     features
 }
@@ -365,35 +379,32 @@ fn preauth_features(shared: &Shared, cb: &ChannelBinding) -> String {
 /// Growing delays against password guessing (addresses in memory only): waits before a
 /// `not-authorized` failure is sent, and counts the failure for `peer` and the account.
 async fn delay_after_wrong_password(
-    shared: &Shared,
+    limiter: &Limiter,
+    limits: &LimitsConfig,
     peer: Option<PeerAddr>,
     attempted: Option<String>,
 ) {
     let account = attempted.unwrap_or_default();
-    let max = std::time::Duration::from_secs(shared.config.limits.max_login_delay_secs);
-    let delay = shared.limiter.login_delay(peer, &account, max);
-    shared.limiter.login_failed(peer, &account);
+    let max = std::time::Duration::from_secs(limits.max_login_delay_secs);
+    let delay = limiter.login_delay(peer, &account, max);
+    limiter.login_failed(peer, &account);
     tokio::time::sleep(delay).await;
 }
 
 /// Store the time of `user`'s login, in the background (a failure is logged).
-fn record_last_login(shared: &Arc<Shared>, host: &str, user: &str) {
-    let s = shared.clone();
+fn record_last_login(accounts: &Accounts, host: &str, user: &str) {
+    let accounts = accounts.clone();
     let (h, u) = (host.to_owned(), user.to_owned());
     // Last login is one of the few things the privacy policy says is stored.
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = s
-            .store
-            .accounts
-            .update(&h, &u, |r| r.last_login = now_secs())
-        {
+        if let Err(e) = accounts.update(&h, &u, |r| r.last_login = now_secs()) {
             log::error!("cannot record last login: {e}");
         }
     });
 }
 
 /// The stream features after authentication: resource binding and what a session offers.
-fn session_features(shared: &Shared) -> String {
+fn session_features(server_info: &ServerInfo, limits: &LimitsConfig) -> String {
     let mut features = String::from("<stream:features>");
     features.push_str(&format!("<bind xmlns='{}'/>", ns::BIND));
     features.push_str(&format!(
@@ -407,8 +418,8 @@ fn session_features(shared: &Shared) -> String {
     // XEP-0198: stream management (acks and resumption).
     features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
     // XEP-0115: the server's capabilities.
-    features.push_str(&shared.server_info.caps().to_xml(ns::CLIENT));
-    features.push_str(&limits_feature(shared.config.limits.max_stanza_bytes));
+    features.push_str(&server_info.caps().to_xml(ns::CLIENT));
+    features.push_str(&limits_feature(limits.max_stanza_bytes));
     features.push_str("</stream:features>");
     features
 }
@@ -430,14 +441,18 @@ fn authzid_ok(authzid: Option<&str>, user: &str, host: &str) -> bool {
     }
 }
 
+/// One SASL element: the account's credentials come from `store`, the cost of new hashes
+/// from `auth`.
 async fn sasl_step(
-    shared: &Arc<Shared>,
+    store: &Store,
+    auth: &AuthConfig,
     host: &str,
     cb: &ChannelBinding,
     el: &Element,
     state: &mut Sasl,
     attempted: &mut Option<String>,
 ) -> Step {
+    let accounts = &store.accounts;
     match (el.name.as_str(), std::mem::replace(state, Sasl::Idle)) {
         ("auth", Sasl::Idle) => {
             let Some(mech) = el.get_attr("mechanism").and_then(Mechanism::from_name) else {
@@ -455,7 +470,7 @@ async fn sasl_step(
                     *state = Sasl::PlainWaiting;
                     Step::Challenge(Vec::new())
                 }
-                Mechanism::Plain => plain(shared, host, &data, attempted).await,
+                Mechanism::Plain => plain(accounts, auth.bcrypt_cost, host, &data, attempted).await,
                 _ => {
                     let first = match sasl::parse_client_first(mech, &data, cb) {
                         Ok(f) => f,
@@ -464,7 +479,7 @@ async fn sasl_step(
                     let hash = mech.scram_hash().expect("SCRAM mechanism");
                     let user = register::normalize_username(&first.username).ok();
                     let creds = match &user {
-                        Some(u) => match shared.store.accounts.get(host, u) {
+                        Some(u) => match accounts.get(host, u) {
                             Ok(r) => r.and_then(|r| r.scram(hash)),
                             Err(e) => {
                                 log::error!("account lookup failed: {e}");
@@ -475,7 +490,8 @@ async fn sasl_step(
                     };
                     let real = creds.is_some();
                     let creds = creds.unwrap_or_else(|| {
-                        decoy_credentials(shared, host, hash, user.as_deref(), &first.username)
+                        let name = user.as_deref().unwrap_or(&first.username);
+                        decoy_credentials(store, auth.scram_iterations, host, hash, name)
                     });
                     let (server_first, pending) = first.server_first(creds, real);
                     *state = Sasl::Scram(Box::new(pending));
@@ -485,7 +501,7 @@ async fn sasl_step(
         }
         ("auth", _) => Step::Failure(Failure::MalformedRequest),
         ("response", Sasl::PlainWaiting) => match sasl::decode_payload(&el.text_content()) {
-            Ok(d) => plain(shared, host, &d, attempted).await,
+            Ok(d) => plain(accounts, auth.bcrypt_cost, host, &d, attempted).await,
             Err(f) => Step::Failure(f),
         },
         ("response", Sasl::Scram(pending)) => {
@@ -518,7 +534,8 @@ async fn sasl_step(
 
 /// SASL PLAIN: bcrypt verification on the blocking pool.
 async fn plain(
-    shared: &Arc<Shared>,
+    accounts: &Accounts,
+    cost: u32,
     host: &str,
     data: &[u8],
     attempted: &mut Option<String>,
@@ -537,14 +554,13 @@ async fn plain(
     if !authzid_ok(msg.authzid.as_deref(), &user, host) {
         return Step::Failure(Failure::InvalidAuthzid);
     }
-    let record = match shared.store.accounts.get(host, &user) {
+    let record = match accounts.get(host, &user) {
         Ok(r) => r,
         Err(e) => {
             log::error!("account lookup failed: {e}");
             return Step::Failure(Failure::TemporaryAuthFailure);
         }
     };
-    let cost = shared.config.auth.bcrypt_cost;
     let ok = blocking(move || match record {
         Some(r) => verify_bcrypt(&r, &password),
         None => {
@@ -562,20 +578,21 @@ async fn plain(
 }
 
 /// SCRAM credentials for a name without an account that look like a real account's: the
-/// configured iteration count and a salt derived from the server's local key and the name,
-/// the same at every attempt (a real account always shows its one salt; a fresh random salt
-/// each time would tell an attacker that the account does not exist).
+/// configured `iterations` and a salt derived from the server's local key and the `name`
+/// (normalised if it can be), the same at every attempt (a real account always shows its one
+/// salt; a fresh random salt each time would tell an attacker that the account does not
+/// exist).
 fn decoy_credentials(
-    shared: &Shared,
+    store: &Store,
+    iterations: u32,
     host: &str,
     hash: sasl::ScramHash,
-    user: Option<&str>,
-    raw_name: &str,
+    name: &str,
 ) -> sasl::ScramCredentials {
-    let name = format!("{hash:?}\0{host}\0{}", user.unwrap_or(raw_name));
-    let mut salt = shared.store.keyed_hash("scram-decoy-salt", name.as_bytes());
+    let name = format!("{hash:?}\0{host}\0{name}");
+    let mut salt = store.keyed_hash("scram-decoy-salt", name.as_bytes());
     salt.truncate(16);
-    sasl::ScramCredentials::decoy(hash, shared.config.auth.scram_iterations, salt)
+    sasl::ScramCredentials::decoy(hash, iterations, salt)
 }
 
 /// A bcrypt hash at `cost` of a random string, verified against for unknown users so that a
@@ -602,7 +619,7 @@ fn dummy_bcrypt(cost: u32) -> &'static str {
 /// IQs allowed before authentication: in-band registration only. `None` means the IQ is not
 /// allowed (the stream is closed with `not-authorized`).
 async fn preauth_iq(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     conn: ConnId,
     host: &str,
     iq: &Element,
@@ -630,7 +647,8 @@ async fn preauth_iq(
                 .with_text("too many registrations, try again later"))
         }
         Ok(register::Request::Set { username, password }) => {
-            match register::create(shared, host, &username, &password).await {
+            let (store, auth) = (&shared.store, &shared.config.auth);
+            match register::create(store, auth, host, &username, &password).await {
                 Ok(user) => {
                     log::info!("{conn}: registered an account");
                     log::debug!("{conn}: registered {user}@{host}");

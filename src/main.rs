@@ -349,7 +349,7 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         UserAction::Add { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
             let pw = read_password()?;
-            let creds = store::accounts::derive_credentials(
+            let creds = kleiber::credentials::derive(
                 &pw,
                 config.auth.bcrypt_cost,
                 config.auth.scram_iterations,
@@ -385,7 +385,7 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         UserAction::Passwd { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
             let pw = read_password()?;
-            let creds = store::accounts::derive_credentials(
+            let creds = kleiber::credentials::derive(
                 &pw,
                 config.auth.bcrypt_cost,
                 config.auth.scram_iterations,

@@ -97,6 +97,16 @@ impl Shared {
     pub fn is_account_host(&self, domain: &str) -> bool {
         self.destinations.is_account_host(domain)
     }
+
+    /// What the client-data IQs (vCard, private storage, last activity) read.
+    pub fn client_data_context(&self) -> crate::services::ClientDataContext<'_> {
+        crate::services::ClientDataContext {
+            store: &self.store,
+            limits: &self.config.limits,
+            destinations: &self.destinations,
+            started: self.started,
+        }
+    }
 }
 
 /// A client connection's id, shown in logs as `c2s#N` (never the peer's address).

@@ -39,7 +39,11 @@ fn slixmpp_publishes_and_fetches_omemo_keys() {
             .get("localhost", "pepa", node)
             .unwrap()
             .unwrap_or_else(|| panic!("{node} stored"));
-        assert_eq!(n.access_model, "open", "{node}: {n:?}");
+        assert_eq!(
+            n.access_model,
+            kleiber::store::pep::AccessModel::Open,
+            "{node}: {n:?}"
+        );
     }
     // The republished device lists hold one item, with both devices.
     let list = pep

@@ -25,7 +25,7 @@ async fn inactive_accounts_are_deleted_completely() {
         // Before the server starts: "oldtimer" last logged in two years ago and is mutually
         // subscribed with "juliet", with a vCard, private data and an offline message.
         let store = Store::open(dir.path()).unwrap();
-        let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+        let creds = kleiber::credentials::derive("pw", 4, 4096).unwrap();
         let mut old = AccountRecord::new(creds.clone(), now_secs() - 2 * 365 * 86_400);
         old.last_logout = old.last_login;
         store
@@ -273,8 +273,8 @@ async fn backup_and_restore_round_trip() {
 /// ways, a PEP node of juliet's where alice is a `member` and subscribed (bare and full), a
 /// delivery-error entry, and alice's own data of every kind.
 fn seed_alice_everywhere(store: &Store) {
-    use kleiber::store::pep::Node;
-    let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+    use kleiber::store::pep::{AccessModel, Affiliation, Node};
+    let creds = kleiber::credentials::derive("pw", 4, 4096).unwrap();
     for u in ["alice", "juliet"] {
         let rec = AccountRecord::new(creds.clone(), now_secs());
         store.accounts.create("localhost", u, &rec).unwrap();
@@ -293,15 +293,15 @@ fn seed_alice_everywhere(store: &Store) {
     r.set_blocked("localhost", "alice", "spam.example", true)
         .unwrap();
     let mut node = Node {
-        access_model: "whitelist".into(),
+        access_model: AccessModel::Whitelist,
         max_items: 1,
         items: vec![("1".into(), "<x xmlns='urn:example'/>".into())],
         ..Default::default()
     };
     node.affiliations
-        .insert("alice@localhost".into(), "member".into());
+        .insert("alice@localhost".into(), Affiliation::Member);
     node.affiliations
-        .insert("romeo@localhost".into(), "member".into());
+        .insert("romeo@localhost".into(), Affiliation::Member);
     node.subscribers
         .insert("alice@localhost".into(), "s1".into());
     node.subscribers

@@ -2,7 +2,7 @@
 //! logout (0 while logged in), only for the owner and contacts allowed to see its presence
 //! (`from`/`both`); everyone else gets `forbidden`, a blocked entity `service-unavailable`.
 
-use crate::shared::Shared;
+use crate::store::Store;
 use crate::xml::Element;
 use crate::xmpp::{BareJid, Condition, StanzaError};
 
@@ -13,13 +13,13 @@ fn query(seconds: u64) -> Element {
 }
 
 /// The server's uptime.
-pub fn server(shared: &Shared) -> Element {
-    query(shared.started.elapsed().as_secs())
+pub fn server(uptime: std::time::Duration) -> Element {
+    query(uptime.as_secs())
 }
 
 /// `target`'s last activity as `requester` may see it.
 pub fn account(
-    shared: &Shared,
+    store: &Store,
     requester: &BareJid,
     target: &BareJid,
 ) -> Result<Option<Element>, StanzaError> {
@@ -27,7 +27,6 @@ pub fn account(
         target.domain().as_str(),
         target.node().map(|n| n.as_str()).unwrap_or_default(),
     );
-    let store = &shared.store;
     let internal = |e: crate::store::StoreError| {
         log::error!("last activity lookup failed: {e}");
         StanzaError::from(Condition::InternalServerError)

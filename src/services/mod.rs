@@ -18,15 +18,29 @@ pub mod time;
 pub mod vcard;
 pub mod version;
 
-use crate::shared::Shared;
+use std::time::Instant;
+
+use crate::config::LimitsConfig;
+use crate::destinations::Destinations;
+use crate::store::Store;
 use crate::xml::Element;
 use crate::xmpp::{error_reply, iq_payload, iq_result, ns, BareJid, Condition, Jid, StanzaError};
+
+/// What [`client_data_iq`] reads: the store, the limits on what it stores, which domains
+/// are account hosts, and when the server started (its uptime).
+#[derive(Clone, Copy)]
+pub struct ClientDataContext<'a> {
+    pub store: &'a Store,
+    pub limits: &'a LimitsConfig,
+    pub destinations: &'a Destinations,
+    pub started: Instant,
+}
 
 /// IQs about stored client data (vCard, private storage, last activity) that the server
 /// answers itself: `to` absent (the sender's own account), a local bare JID, or (last
 /// activity) a local domain. `None` when the IQ is something else.
 pub fn client_data_iq(
-    shared: &Shared,
+    cx: ClientDataContext<'_>,
     requester: &BareJid,
     to: Option<&Jid>,
     iq: &Element,
@@ -41,18 +55,24 @@ pub fn client_data_iq(
         Some(t) if t.node().is_none() => None,
         Some(t) => Some(t.to_bare()),
     };
+    let hosts = cx.destinations;
     if let Some(t) = &target {
-        if !shared.is_account_host(t.domain().as_str()) {
+        if !hosts.is_account_host(t.domain().as_str()) {
             return None;
         }
-    } else if !to.is_some_and(|t| shared.is_account_host(t.domain().as_str())) {
+    } else if !to.is_some_and(|t| hosts.is_account_host(t.domain().as_str())) {
         return None;
     }
+    let (store, limits) = (cx.store, cx.limits);
     let answer = match (payload.ns.as_str(), payload.name.as_str(), &target) {
-        (vcard::NS, "vCard", Some(t)) => vcard::handle(shared, requester, t, get, payload),
-        (private::NS, "query", Some(t)) => private::handle(shared, requester, t, get, payload),
-        (last::NS, "query", None) if get => Ok(Some(last::server(shared))),
-        (last::NS, "query", Some(t)) if get => last::account(shared, requester, t),
+        (vcard::NS, "vCard", Some(t)) => {
+            vcard::handle(store, limits.max_vcard_bytes, requester, t, get, payload)
+        }
+        (private::NS, "query", Some(t)) => {
+            private::handle(store, limits.max_private_bytes, requester, t, get, payload)
+        }
+        (last::NS, "query", None) if get => Ok(Some(last::server(cx.started.elapsed()))),
+        (last::NS, "query", Some(t)) if get => last::account(store, requester, t),
         (last::NS, "query", _) => Err(Condition::BadRequest.into()),
         _ => return None,
     };

@@ -3,6 +3,7 @@
 //! configure), node configuration forms, access models, and the notifications it sends. The
 //! state (nodes, who is interested) and the decisions are `actors/pep.rs`'s.
 
+use crate::store::pep::{AccessModel, SendLastPublished};
 use crate::xml::Element;
 use crate::xmpp::{ns, Condition, StanzaError};
 
@@ -17,9 +18,6 @@ const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options
 
 /// Most items a node may keep (`pubsub#max_items` = `max`).
 pub const MAX_ITEMS: usize = 256;
-
-/// Access models (XEP-0060 §4.5).
-pub const ACCESS_MODELS: &[&str] = &["presence", "open", "roster", "whitelist"];
 
 /// What a PEP account advertises in its disco#info (next to identity `pubsub/pep`).
 pub const FEATURES: &[&str] = &[
@@ -56,9 +54,9 @@ pub const MAX_SUBSCRIBERS: usize = 1024;
 /// Node configuration a request sets or requires.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
-    pub access_model: Option<String>,
+    pub access_model: Option<AccessModel>,
     pub max_items: Option<usize>,
-    pub send_last_published_item: Option<String>,
+    pub send_last_published_item: Option<SendLastPublished>,
 }
 
 /// A PEP request.
@@ -126,7 +124,8 @@ pub enum Request {
     OwnerAffiliations {
         node: String,
     },
-    /// The owner changes affiliations: (bare JID, `member`, `outcast` or `none`).
+    /// The owner changes affiliations: (JID, affiliation as sent; the service parses it, in
+    /// turn with the JID, see `Affiliation`).
     OwnerSetAffiliations {
         node: String,
         changes: Vec<(String, String)>,
@@ -413,13 +412,10 @@ fn parse_options(x: &Element) -> Result<Options, StanzaError> {
                 return Err(Condition::BadRequest.into());
             }
             "pubsub#access_model" => {
-                if !ACCESS_MODELS.contains(&value.as_str()) {
-                    return Err(error(
-                        Condition::NotAcceptable,
-                        Some("unsupported-access-model"),
-                    ));
-                }
-                o.access_model = Some(value);
+                let model = value.parse().map_err(|_| {
+                    error(Condition::NotAcceptable, Some("unsupported-access-model"))
+                })?;
+                o.access_model = Some(model);
             }
             "pubsub#max_items" => {
                 o.max_items = Some(if value == "max" {
@@ -432,10 +428,10 @@ fn parse_options(x: &Element) -> Result<Options, StanzaError> {
                 });
             }
             "pubsub#send_last_published_item" => {
-                if !matches!(value.as_str(), "never" | "on_sub" | "on_sub_and_presence") {
-                    return Err(Condition::NotAcceptable.into());
-                }
-                o.send_last_published_item = Some(value);
+                let when = value
+                    .parse()
+                    .map_err(|_| StanzaError::from(Condition::NotAcceptable))?;
+                o.send_last_published_item = Some(when);
             }
             // Items are always kept.
             "pubsub#persist_items" if !matches!(value.as_str(), "1" | "true") => {
@@ -449,18 +445,22 @@ fn parse_options(x: &Element) -> Result<Options, StanzaError> {
 }
 
 /// The configuration form of a node (`configure` get).
-pub fn config_form(access_model: &str, max_items: usize, send_last: &str) -> Element {
+pub fn config_form(
+    access_model: AccessModel,
+    max_items: usize,
+    send_last: SendLastPublished,
+) -> Element {
     let field = |var: &str, kind: &str, value: &str| {
         Element::new("field", ns::DATA_FORMS)
             .attr("var", var)
             .attr("type", kind)
             .child(Element::new("value", ns::DATA_FORMS).text(value))
     };
-    let mut access = field("pubsub#access_model", "list-single", access_model);
-    for m in ACCESS_MODELS {
+    let mut access = field("pubsub#access_model", "list-single", access_model.as_str());
+    for m in AccessModel::ALL {
         access = access.child(
             Element::new("option", ns::DATA_FORMS)
-                .child(Element::new("value", ns::DATA_FORMS).text(*m)),
+                .child(Element::new("value", ns::DATA_FORMS).text(m.as_str())),
         );
     }
     Element::new("x", ns::DATA_FORMS)
@@ -476,7 +476,7 @@ pub fn config_form(access_model: &str, max_items: usize, send_last: &str) -> Ele
         .child(field(
             "pubsub#send_last_published_item",
             "list-single",
-            send_last,
+            send_last.as_str(),
         ))
 }
 
@@ -542,9 +542,9 @@ mod tests {
         assert_eq!(
             options,
             Some(Options {
-                access_model: Some("whitelist".into()),
+                access_model: Some(AccessModel::Whitelist),
                 max_items: Some(MAX_ITEMS),
-                send_last_published_item: Some("never".into()),
+                send_last_published_item: Some(SendLastPublished::Never),
             })
         );
     }

@@ -1,7 +1,7 @@
 //! XEP-0049: Private XML Storage. Only the owner reads or writes; one document per namespace
 //! (bookmarks, client settings); `jabber:*` and `vcard-temp` namespaces are reserved.
 
-use crate::shared::Shared;
+use crate::store::Store;
 use crate::xml::{parse_element, Element};
 use crate::xmpp::{BareJid, Condition, StanzaError};
 
@@ -15,9 +15,11 @@ fn reserved(ns: &str) -> bool {
     ns.is_empty() || ns.starts_with("jabber:") || ns == "vcard-temp" || ns == NS
 }
 
-/// Answer a private-storage get or set on `target`'s storage, sent by `requester`.
+/// Answer a private-storage get or set on `target`'s storage, sent by `requester`; an account
+/// stores at most `max_bytes`.
 pub fn handle(
-    shared: &Shared,
+    store: &Store,
+    max_bytes: usize,
     requester: &BareJid,
     target: &BareJid,
     get: bool,
@@ -37,18 +39,14 @@ pub fn handle(
     if docs.iter().any(|e| reserved(&e.ns)) {
         return Err(StanzaError::new(Condition::NotAcceptable).with_text("reserved namespace"));
     }
-    let store = &shared.store.client_data;
+    let pep = &store.pep;
+    let store = &store.client_data;
     if get {
         let mut out = Element::new("query", NS);
         for want in docs {
             // XEP-0411: bookmarks kept in PEP (XEP-0402) are what legacy clients see.
             if want.ns == super::bookmarks::LEGACY {
-                if let Some(node) = shared
-                    .store
-                    .pep
-                    .get(d, u, super::bookmarks::NODE)
-                    .map_err(internal)?
-                {
+                if let Some(node) = pep.get(d, u, super::bookmarks::NODE).map_err(internal)? {
                     let items: Vec<(String, Element)> = node
                         .items
                         .iter()
@@ -72,7 +70,7 @@ pub fn handle(
         .map(|e| e.to_xml(crate::xmpp::ns::CLIENT).len())
         .sum();
     let used = store.private_bytes(d, u).map_err(internal)?;
-    if used + new_bytes > shared.config.limits.max_private_bytes {
+    if used + new_bytes > max_bytes {
         return Err(StanzaError::new(Condition::NotAcceptable).with_text("private storage full"));
     }
     for doc in docs {

@@ -5,11 +5,10 @@
 //! cancellation, which deletes the account with everything stored for it
 //! (`actors/account.rs`).
 
-use std::sync::Arc;
-
-use crate::shared::{blocking, Shared};
-use crate::store::accounts::{derive_credentials, MAX_PASSWORD_BYTES};
-use crate::store::{now_secs, AccountRecord};
+use crate::config::AuthConfig;
+use crate::credentials::{self, MAX_PASSWORD_BYTES};
+use crate::shared::blocking;
+use crate::store::{now_secs, AccountRecord, Store};
 use crate::xml::Element;
 use crate::xmpp::{ns, Condition, StanzaError};
 
@@ -109,43 +108,34 @@ fn internal(e: crate::store::StoreError) -> StanzaError {
     e.stanza_error("registration storage")
 }
 
-/// Create `username@host`. Hashing runs on the blocking pool; the account is durable before
-/// this returns `Ok`, so an acknowledged registration survives a crash.
+/// Create `username@host`, with the password hashed as `auth` says; the caller has checked
+/// that registration is open. Hashing runs on the blocking pool; the account is durable
+/// before this returns `Ok`, so an acknowledged registration survives a crash.
 pub async fn create(
-    shared: &Arc<Shared>,
+    store: &Store,
+    auth: &AuthConfig,
     host: &str,
     username: &str,
     password: &str,
 ) -> Result<String, StanzaError> {
-    if !shared.registration_open() {
-        return Err(StanzaError::new(Condition::NotAllowed).with_text("registration is closed"));
-    }
     let user = normalize_username(username)?;
     let password = prepare_password(password)?;
     // A recently deleted name is not free yet (see accounts.reregistration_block_days).
-    if shared
-        .store
-        .accounts
-        .exists(host, &user)
-        .map_err(internal)?
-        || shared.store.is_tombstoned(host, &user).map_err(internal)?
+    if store.accounts.exists(host, &user).map_err(internal)?
+        || store.is_tombstoned(host, &user).map_err(internal)?
     {
         return Err(Condition::Conflict.into());
     }
-    let (cost, iters) = (
-        shared.config.auth.bcrypt_cost,
-        shared.config.auth.scram_iterations,
-    );
-    let s = shared.clone();
+    let (cost, iters) = (auth.bcrypt_cost, auth.scram_iterations);
+    let store = store.clone();
     let (h, u) = (host.to_owned(), user.clone());
     let created = blocking(move || {
-        let creds = derive_credentials(&password, cost, iters)?;
-        let ok = s
-            .store
+        let creds = credentials::derive(&password, cost, iters)?;
+        let ok = store
             .accounts
             .create(&h, &u, &AccountRecord::new(creds, now_secs()))?;
         if ok {
-            s.store.flush()?;
+            store.flush()?;
         }
         Ok::<_, crate::store::StoreError>(ok)
     })
@@ -158,9 +148,10 @@ pub async fn create(
     }
 }
 
-/// Change the password of `user@host` (logged in as that user).
+/// Change the password of `user@host` (logged in as that user), hashed as `auth` says.
 pub async fn change_password(
-    shared: &Arc<Shared>,
+    store: &Store,
+    auth: &AuthConfig,
     host: &str,
     user: &str,
     username: &str,
@@ -170,20 +161,16 @@ pub async fn change_password(
         return Err(StanzaError::new(Condition::NotAllowed).with_text("not your user name"));
     }
     let password = prepare_password(password)?;
-    let (cost, iters) = (
-        shared.config.auth.bcrypt_cost,
-        shared.config.auth.scram_iterations,
-    );
-    let s = shared.clone();
+    let (cost, iters) = (auth.bcrypt_cost, auth.scram_iterations);
+    let store = store.clone();
     let (h, u) = (host.to_owned(), user.to_owned());
     blocking(move || {
-        s.store.space.check()?;
-        let creds = derive_credentials(&password, cost, iters)?;
-        let ok = s
-            .store
+        store.space.check()?;
+        let creds = credentials::derive(&password, cost, iters)?;
+        let ok = store
             .accounts
             .update(&h, &u, move |r| r.credentials = creds.clone())?;
-        s.store.flush()?;
+        store.flush()?;
         Ok::<_, crate::store::StoreError>(ok)
     })
     .await

@@ -1,7 +1,7 @@
 //! XEP-0054: vCard-temp. The owner sets and gets it; anyone may get it (the privacy policy
 //! calls it public). Stored as the server's re-serialisation, within `limits.max_vcard_bytes`.
 
-use crate::shared::Shared;
+use crate::store::Store;
 use crate::xml::{parse_element, Element};
 use crate::xmpp::{BareJid, Condition, StanzaError};
 
@@ -18,16 +18,17 @@ fn internal(e: crate::store::StoreError) -> StanzaError {
     e.stanza_error("vCard storage")
 }
 
-/// Answer a vCard get or set for `target`'s vCard, sent by `requester`.
+/// Answer a vCard get or set for `target`'s vCard, sent by `requester`; a vCard set is at
+/// most `max_bytes` long.
 pub fn handle(
-    shared: &Shared,
+    store: &Store,
+    max_bytes: usize,
     requester: &BareJid,
     target: &BareJid,
     get: bool,
     payload: &Element,
 ) -> Result<Option<Element>, StanzaError> {
     let (d, u) = parts(target);
-    let store = &shared.store;
     if get {
         if target != requester && !store.accounts.exists(d, u).map_err(internal)? {
             return Err(Condition::ServiceUnavailable.into());
@@ -44,7 +45,7 @@ pub fn handle(
     let mut card = payload.clone();
     card.attrs.retain(|(k, _)| k == "xml:lang");
     let xml = card.to_xml(crate::xmpp::ns::CLIENT);
-    if xml.len() > shared.config.limits.max_vcard_bytes {
+    if xml.len() > max_bytes {
         return Err(StanzaError::new(Condition::NotAcceptable).with_text("vCard too large"));
     }
     let xml = if card.children.is_empty() {

@@ -1,7 +1,7 @@
 //! The `accounts` tree: `domain NUL user` -> [`AccountRecord`] (JSON, versioned).
 //!
 //! A record holds what the privacy policy lists: the account exists (its JID is the key), its
-//! password only as hashes, and when it last logged in and out. Records of format 1 also held
+//! password only as the hashes it is given (derived by `crate::credentials`), and when it last logged in and out. Records of format 1 also held
 //! the creation time, which the policy does not list; it is dropped when such a record is read
 //! and written again, and from every record when the store opens (schema 2). The password is
 //! kept as a list of [`Credential`]s, one per algorithm, so a later change of algorithms adds
@@ -42,7 +42,8 @@ pub struct ScramRecord {
 }
 
 impl ScramRecord {
-    fn from_creds(c: &ScramCredentials) -> Self {
+    /// The record of derived credentials (`crate::credentials`).
+    pub fn from_creds(c: &ScramCredentials) -> Self {
         ScramRecord {
             salt: B64.encode(&c.salt),
             iterations: c.iterations,
@@ -101,47 +102,6 @@ impl AccountRecord {
             (Credential::ScramSha256(r), ScramHash::Sha256) => r.to_creds(),
             _ => None,
         })
-    }
-}
-
-/// Longest password bcrypt can hash without truncating it (72 bytes including the terminating
-/// NUL the crate appends); longer ones are refused (a silently
-/// truncated password would accept any password sharing its first 72 bytes).
-pub const MAX_PASSWORD_BYTES: usize = 71;
-
-/// Derive every verifier for a (SASLprepped) password. Runs bcrypt and PBKDF2: call it on a
-/// blocking pool only.
-pub fn derive_credentials(
-    password: &str,
-    bcrypt_cost: u32,
-    scram_iterations: u32,
-) -> Result<Vec<Credential>, StoreError> {
-    let hash = bcrypt::non_truncating_hash(password, bcrypt_cost)
-        .map_err(|e| StoreError::Db(format!("bcrypt: {e}")))?;
-    let salt1 = crate::sasl::random_bytes(16);
-    let salt256 = crate::sasl::random_bytes(16);
-    Ok(vec![
-        Credential::Bcrypt { hash },
-        Credential::ScramSha1(ScramRecord::from_creds(&ScramCredentials::derive(
-            ScramHash::Sha1,
-            password,
-            &salt1,
-            scram_iterations,
-        ))),
-        Credential::ScramSha256(ScramRecord::from_creds(&ScramCredentials::derive(
-            ScramHash::Sha256,
-            password,
-            &salt256,
-            scram_iterations,
-        ))),
-    ])
-}
-
-/// Check a (SASLprepped) password against the stored bcrypt hash. Blocking pool only.
-pub fn verify_bcrypt(record: &AccountRecord, password: &str) -> bool {
-    match record.bcrypt() {
-        Some(h) => bcrypt::non_truncating_verify(password, h).unwrap_or(false),
-        None => false,
     }
 }
 
@@ -284,13 +244,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
         let a = &store.accounts;
-        let creds = derive_credentials("pencil", 4, 4096).unwrap();
+        let creds = crate::credentials::derive("pencil", 4, 4096).unwrap();
         let rec = AccountRecord::new(creds, 100);
         assert!(a.create("x.test", "juliet", &rec).unwrap());
         assert!(!a.create("x.test", "juliet", &rec).unwrap(), "taken");
         let got = a.get("x.test", "juliet").unwrap().unwrap();
-        assert!(verify_bcrypt(&got, "pencil"));
-        assert!(!verify_bcrypt(&got, "pencil2"));
+        assert!(crate::credentials::verify_bcrypt(&got, "pencil"));
+        assert!(!crate::credentials::verify_bcrypt(&got, "pencil2"));
         assert!(got.scram(ScramHash::Sha256).is_some());
         assert!(a
             .update("x.test", "juliet", |r| r.last_login = 200)
@@ -300,15 +260,6 @@ mod tests {
         assert!(a.list("x.tes").unwrap().is_empty());
         assert!(store.delete_account("x.test", "juliet").unwrap());
         assert!(a.get("x.test", "juliet").unwrap().is_none());
-    }
-
-    #[test]
-    fn long_passwords_are_refused_not_truncated() {
-        assert!(derive_credentials(&"a".repeat(MAX_PASSWORD_BYTES + 1), 4, 4096).is_err());
-        let creds = derive_credentials(&"a".repeat(MAX_PASSWORD_BYTES), 4, 4096).unwrap();
-        let rec = AccountRecord::new(creds, 0);
-        assert!(verify_bcrypt(&rec, &"a".repeat(MAX_PASSWORD_BYTES)));
-        assert!(!verify_bcrypt(&rec, &"a".repeat(MAX_PASSWORD_BYTES + 1)));
     }
 
     #[test]

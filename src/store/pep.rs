@@ -14,28 +14,121 @@ use super::{account_key, StoreError};
 /// One node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Node {
-    /// `presence`, `open`, `roster` or `whitelist`.
-    pub access_model: String,
+    /// Who may see the items.
+    pub access_model: AccessModel,
     /// Most items kept (the oldest go first).
     pub max_items: usize,
     /// Items, oldest first: (id, payload XML).
     pub items: Vec<(String, String)>,
-    /// `on_sub_and_presence` (the last item goes to interested contacts when they come
-    /// online) or `never`.
-    #[serde(default = "default_send_last")]
-    pub send_last_published_item: String,
+    /// Whether the last item goes to interested contacts when they come online.
+    #[serde(default)]
+    pub send_last_published_item: SendLastPublished,
     /// Affiliations the owner gave (XEP-0060 §8.9): bare JID -> `member` (may see the node
     /// whatever its access model) or `outcast` (may not).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub affiliations: BTreeMap<String, String>,
+    pub affiliations: BTreeMap<String, Affiliation>,
     /// Explicit subscriptions (XEP-0060 §6.1): subscribed JID (bare or full) -> subscription id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscribers: BTreeMap<String, String>,
 }
 
-fn default_send_last() -> String {
-    "on_sub_and_presence".into()
+/// A value that is not one of a closed set's names (see [`AccessModel`] and the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownName;
+
+/// `ALL`, `as_str` and `FromStr` of a closed set whose names are the same on the wire and in
+/// the store (where serde writes them; a test checks that both agree).
+macro_rules! named {
+    ($t:ident { $($v:ident = $name:literal),+ $(,)? }) => {
+        impl $t {
+            /// Every value, in the order a form lists them.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            /// The name on the wire and in the store.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($name => Ok($t::$v),)+
+                    _ => Err(UnknownName),
+                }
+            }
+        }
+    };
 }
+
+/// Who may see a node's items (XEP-0060 §4.5). A new node's is `presence` (XEP-0163 §4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessModel {
+    /// Contacts with a presence subscription to the owner (`from` or `both`).
+    #[default]
+    Presence,
+    /// Anyone.
+    Open,
+    /// Contacts in the owner's roster.
+    Roster,
+    /// Only the owner and the `member`s.
+    Whitelist,
+}
+
+named!(AccessModel {
+    Presence = "presence",
+    Open = "open",
+    Roster = "roster",
+    Whitelist = "whitelist",
+});
+
+/// An entity's affiliation with a node (XEP-0060 §4.1). Only `member` and `outcast` are
+/// stored; the owner is the account, `none` is the absence of one, and kleiber refuses the
+/// publisher affiliations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affiliation {
+    Owner,
+    Publisher,
+    #[serde(rename = "publish-only")]
+    PublishOnly,
+    /// May see the node whatever its access model.
+    Member,
+    None,
+    /// May not see the node.
+    Outcast,
+}
+
+named!(Affiliation {
+    Owner = "owner",
+    Publisher = "publisher",
+    PublishOnly = "publish-only",
+    Member = "member",
+    None = "none",
+    Outcast = "outcast",
+});
+
+/// When the last item goes to a subscriber (XEP-0060 §16.4 `pubsub#send_last_published_item`).
+/// kleiber sends it whenever an interested resource comes online, unless `never`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendLastPublished {
+    Never,
+    OnSub,
+    #[default]
+    OnSubAndPresence,
+}
+
+named!(SendLastPublished {
+    Never = "never",
+    OnSub = "on_sub",
+    OnSubAndPresence = "on_sub_and_presence",
+});
 
 impl Node {
     /// Bytes the node takes for the per-account quota: the owner's items and affiliations.
@@ -45,7 +138,11 @@ impl Node {
         self.items
             .iter()
             .map(|(i, x)| i.len() + x.len())
-            .chain(self.affiliations.iter().map(|(j, a)| j.len() + a.len()))
+            .chain(
+                self.affiliations
+                    .iter()
+                    .map(|(j, a)| j.len() + a.as_str().len()),
+            )
             .sum::<usize>()
             + 64
     }
@@ -164,5 +261,50 @@ impl Pep {
             self.tree.remove(k?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node as the store has written it since PEP was added (the names were strings then).
+    const STORED: &str = r#"{"access_model":"whitelist","max_items":1,"items":[["1","<x xmlns='urn:example'/>"]],"send_last_published_item":"never","affiliations":{"a@x":"member","b@x":"outcast"},"subscribers":{"a@x/r":"s1"}}"#;
+
+    #[test]
+    fn stored_nodes_load_and_are_written_byte_for_byte_the_same() {
+        let n = decode(STORED.as_bytes()).unwrap();
+        assert_eq!(n.access_model, AccessModel::Whitelist);
+        assert_eq!(n.send_last_published_item, SendLastPublished::Never);
+        assert_eq!(n.affiliations["a@x"], Affiliation::Member);
+        assert_eq!(n.affiliations["b@x"], Affiliation::Outcast);
+        assert_eq!(serde_json::to_string(&n).unwrap(), STORED);
+        // Nodes stored before `send_last_published_item` existed.
+        let old = r#"{"access_model":"open","max_items":1,"items":[]}"#;
+        let n = decode(old.as_bytes()).unwrap();
+        assert_eq!(
+            n.send_last_published_item,
+            SendLastPublished::OnSubAndPresence
+        );
+    }
+
+    #[test]
+    fn the_stored_names_are_the_wire_names() {
+        fn check<T>(all: &[T], name: impl Fn(&T) -> &'static str)
+        where
+            T: Serialize + std::str::FromStr + PartialEq + std::fmt::Debug,
+            T::Err: std::fmt::Debug,
+        {
+            for v in all {
+                let n = name(v);
+                assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{n}\""));
+                assert_eq!(&n.parse::<T>().unwrap(), v);
+            }
+        }
+        check(AccessModel::ALL, |v| v.as_str());
+        check(Affiliation::ALL, |v| v.as_str());
+        check(SendLastPublished::ALL, |v| v.as_str());
+        assert!("authorize".parse::<AccessModel>().is_err());
+        assert!("Open".parse::<AccessModel>().is_err());
     }
 }

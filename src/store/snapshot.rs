@@ -120,7 +120,7 @@ mod tests {
     fn round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("a")).unwrap();
-        let creds = crate::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+        let creds = crate::credentials::derive("pw", 4, 4096).unwrap();
         let rec = crate::store::AccountRecord::new(creds, 1);
         store.accounts.create("x", "juliet", &rec).unwrap();
         store
@@ -146,7 +146,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("a")).unwrap();
         let secret = store.dialback_secret().unwrap();
-        let creds = crate::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+        let creds = crate::credentials::derive("pw", 4, 4096).unwrap();
         let rec = crate::store::AccountRecord::new(creds, 1);
         store.accounts.create("x", "gone", &rec).unwrap();
         store.delete_account("x", "gone").unwrap();

@@ -7,7 +7,7 @@ use kleiber::xml::Element;
 const CLIENT: &str = "jabber:client";
 
 pub fn add_user(s: &TestServer, domain: &str, user: &str) {
-    let creds = kleiber::store::accounts::derive_credentials("pw", 4, 4096).unwrap();
+    let creds = kleiber::credentials::derive("pw", 4, 4096).unwrap();
     let rec = kleiber::store::AccountRecord::new(creds, kleiber::store::now_secs());
     assert!(s
         .shared()

@@ -111,7 +111,7 @@ impl TestServer {
     /// Create an account directly in the store.
     pub fn add_user(&self, user: &str, password: &str) {
         let shared = self.shared();
-        let creds = kleiber::store::accounts::derive_credentials(password, 4, 4096).unwrap();
+        let creds = kleiber::credentials::derive(password, 4, 4096).unwrap();
         let rec = kleiber::store::AccountRecord::new(creds, kleiber::store::now_secs());
         assert!(shared
             .store
