@@ -568,6 +568,7 @@ async fn mediated_and_direct_invitations() {
     let mut a = s.online("alice", "r").await;
     let mut b = s.online("bob", "r").await;
     let mut c = s.online("carol", "r").await;
+    let mut d = s.online("dave", "r").await;
     create_room(
         &mut a,
         ROOM,
@@ -653,7 +654,6 @@ async fn mediated_and_direct_invitations() {
     })
     .await;
     assert_eq!(item_attr(&m, "affiliation"), Some("member"));
-    let mut d = s.online("dave", "r").await;
     enter(&mut d, &format!("{club}/Dave"), "").await;
 
     // A direct invitation (XEP-0249) goes from user to user, unchanged.

@@ -245,18 +245,27 @@ impl Room {
     fn admin_set(&mut self, from: &str, q: &Element) -> Result<(), StanzaError> {
         let (nick, role, aff) = self.standing(from);
         let mut changes = Vec::new();
-        let mut owners = self.rec.owners().count();
         for item in q.elements().filter(|i| i.name == "item") {
             let reason = item
                 .get_child("reason", NS_ADMIN)
                 .map(|r| r.text_content())
                 .unwrap_or_default();
-            let change = self.check_change(item, (role, aff), &mut owners)?;
-            changes.push((change, reason));
+            changes.push((self.check_change(item, (role, aff))?, reason));
         }
         if changes.is_empty() {
             return Err(err(Condition::BadRequest, "no item"));
         }
+        let mut owners: std::collections::HashSet<&str> = self.rec.owners().collect();
+        for (change, _) in &changes {
+            if let Change::Affiliation { jid, aff } = change {
+                if *aff == Affiliation::Owner {
+                    owners.insert(jid);
+                } else {
+                    owners.remove(jid.as_str());
+                }
+            }
+        }
+        rules::keeps_an_owner(owners.len())?;
         let actor = nick.unwrap_or_default();
         for (change, reason) in changes {
             match change {
@@ -275,7 +284,6 @@ impl Room {
         &self,
         item: &Element,
         actor: (Role, Affiliation),
-        owners: &mut usize,
     ) -> Result<Change, StanzaError> {
         if let Some(a) = item.get_attr("affiliation") {
             let new = Affiliation::parse(a)
@@ -293,12 +301,7 @@ impl Room {
                 (None, None) => return Err(err(Condition::BadRequest, "an item needs a jid")),
             };
             let old = self.affiliation(&jid);
-            rules::may_set_affiliation(actor.1, old, new, *owners)?;
-            if old == Affiliation::Owner && new != Affiliation::Owner {
-                *owners -= 1;
-            } else if old != Affiliation::Owner && new == Affiliation::Owner {
-                *owners += 1;
-            }
+            rules::may_set_affiliation(actor.1, old, new)?;
             return Ok(Change::Affiliation { jid, aff: new });
         }
         let role = item.get_attr("role").and_then(Role::parse).ok_or_else(|| {

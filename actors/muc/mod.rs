@@ -145,13 +145,32 @@ pub fn spec(domain: String, host: String) -> ServiceSpec {
             let addr = MucService::start_in_arbiter(&arbiter.handle(), move |ctx| {
                 MucService::new(&cx, domain, host, ctx.address().recipient())
             });
-            // The arbiter lives as long as the system: the service runs until shutdown.
-            std::mem::forget(arbiter);
+            // The service's thread lives as long as the thread that starts it (the router's):
+            // when that one ends at shutdown, it stops and joins the service's, so that no
+            // handle on the database outlives the server (the data directory can be opened
+            // again at once).
+            let own = OwnThread(Some(arbiter));
+            actix_rt::spawn(async move {
+                let _own = own;
+                std::future::pending::<()>().await
+            });
             ServiceInbox {
                 stanzas: addr.clone().recipient(),
                 account_gone: Some(addr.recipient()),
             }
         }),
+    }
+}
+
+/// A thread of the service's own, stopped and joined when dropped.
+struct OwnThread(Option<actix_rt::Arbiter>);
+
+impl Drop for OwnThread {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            a.stop();
+            let _ = a.join();
+        }
     }
 }
 
@@ -357,7 +376,7 @@ impl Actor for MucService {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX >> 1);
+        ctx.set_mailbox_capacity(1 << 20);
         log::info!("group chat service for {} started", self.host);
         // Unused persistent rooms go at start and once a day (as inactive accounts do).
         self.delete_unused();

@@ -77,26 +77,30 @@ pub fn may_set_role(
     Ok(())
 }
 
-/// May a user with affiliation `actor` change `target`'s affiliation to `new`? `owners` is
-/// the number of owners now (the last owner cannot go). (XEP-0045 §9, §10.)
+/// May a user with affiliation `actor` change `target`'s affiliation to `new`? (XEP-0045 §9,
+/// §10; that a room keeps an owner is [`keeps_an_owner`].)
 pub fn may_set_affiliation(
     actor: Affiliation,
     target: Affiliation,
     new: Affiliation,
-    owners: usize,
 ) -> Result<(), StanzaError> {
     match actor {
-        Affiliation::Owner => {
-            if target == Affiliation::Owner && new != Affiliation::Owner && owners <= 1 {
-                return Err(StanzaError::new(Condition::Conflict)
-                    .with_text("a room needs at least one owner"));
-            }
-            Ok(())
-        }
+        Affiliation::Owner => Ok(()),
         Affiliation::Admin if target < Affiliation::Admin && new < Affiliation::Admin => Ok(()),
         Affiliation::Admin => Err(not_allowed("only owners may change admins and owners")),
         _ => Err(forbidden("only admins and owners may change affiliations")),
     }
+}
+
+/// A room needs an owner (§10.6): `owners_after` counts them once all the changes of a
+/// request are made, so that handing a room over in one request works.
+pub fn keeps_an_owner(owners_after: usize) -> Result<(), StanzaError> {
+    if owners_after == 0 {
+        return Err(
+            StanzaError::new(Condition::Conflict).with_text("a room needs at least one owner")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -125,18 +129,17 @@ mod tests {
 
     #[test]
     fn affiliations() {
-        assert!(may_set_affiliation(A::Owner, A::None, A::Admin, 1).is_ok());
+        assert!(may_set_affiliation(A::Owner, A::None, A::Admin).is_ok());
+        assert!(may_set_affiliation(A::Owner, A::Owner, A::Member).is_ok());
         assert_eq!(
-            may_set_affiliation(A::Owner, A::Owner, A::Member, 1)
-                .unwrap_err()
-                .condition,
+            keeps_an_owner(0).unwrap_err().condition,
             Condition::Conflict
         );
-        assert!(may_set_affiliation(A::Owner, A::Owner, A::Member, 2).is_ok());
-        assert!(may_set_affiliation(A::Admin, A::Member, A::Outcast, 1).is_ok());
-        assert!(may_set_affiliation(A::Admin, A::Admin, A::None, 1).is_err());
-        assert!(may_set_affiliation(A::Admin, A::None, A::Owner, 1).is_err());
-        assert!(may_set_affiliation(A::Member, A::None, A::Member, 1).is_err());
+        assert!(keeps_an_owner(1).is_ok());
+        assert!(may_set_affiliation(A::Admin, A::Member, A::Outcast).is_ok());
+        assert!(may_set_affiliation(A::Admin, A::Admin, A::None).is_err());
+        assert!(may_set_affiliation(A::Admin, A::None, A::Owner).is_err());
+        assert!(may_set_affiliation(A::Member, A::None, A::Member).is_err());
     }
 
     #[test]
