@@ -71,6 +71,26 @@ async fn create_enter_talk_and_leave() {
     let e = wait_for(&mut b, |e| e.get_attr("id") == Some("chat1")).await;
     assert_eq!(error_condition(&e).as_deref(), Some("bad-request"));
 
+    // A presence update reaches everyone (Bob's own copy with 110); the MUC <x/> with its
+    // password stays out of it.
+    b.send(&format!("<presence to='{ROOM}/Bob'><show>away</show><status>lunch</status><x xmlns='{MUC}'><password>x</password></x></presence>")).await;
+    let p = wait_for(&mut a, |e| is_presence(e, &format!("{ROOM}/Bob"), None)).await;
+    assert_eq!(
+        p.get_child("show", "jabber:client")
+            .map(|s| s.text_content())
+            .as_deref(),
+        Some("away")
+    );
+    assert!(p.get_child("x", MUC).is_none());
+    let own = wait_for(&mut b, |e| is_presence(e, &format!("{ROOM}/Bob"), None)).await;
+    assert_eq!(codes(&own), [110]);
+    assert_eq!(
+        own.get_child("status", "jabber:client")
+            .map(|s| s.text_content())
+            .as_deref(),
+        Some("lunch")
+    );
+
     // Bob leaves: everyone sees it.
     let gone = leave(&mut b, &format!("{ROOM}/Bob")).await;
     assert_eq!(item_attr(&gone, "role"), Some("none"));
@@ -78,6 +98,19 @@ async fn create_enter_talk_and_leave() {
         is_presence(e, &format!("{ROOM}/Bob"), Some("unavailable"))
     })
     .await;
+
+    // An occupant whose session bounces what the room sends is gone (what its server does
+    // for a session that went away): Carol enters, and an error from her leaves her out.
+    enter(&mut c, &format!("{ROOM}/Carol"), "").await;
+    c.send(&format!(
+        "<message to='{ROOM}' type='error' id='gone'><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ))
+    .await;
+    let p = wait_for(&mut a, |e| {
+        is_presence(e, &format!("{ROOM}/Carol"), Some("unavailable"))
+    })
+    .await;
+    assert_eq!(codes(&p), Vec::<u16>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,9 @@ async fn voice_in_moderated_rooms_and_voice_requests() {
     // voice but not take Alice's role.
     assert_result(&admin_set(&mut a, ROOM, "<item nick='Bob' role='moderator'/>").await);
     assert_eq!(role_of(&mut b, &bob).await, "moderator");
+    // A new moderator of a semi-anonymous room gets the others' presences with real JIDs.
+    let p = wait_for(&mut b, |e| is_presence(e, &carol, None)).await;
+    assert_eq!(item_attr(&p, "jid"), Some("carol@localhost/r"));
     assert_result(&admin_set(&mut b, ROOM, "<item nick='Carol' role='participant'/>").await);
     assert_eq!(role_of(&mut c, &carol).await, "participant");
     let r = admin_set(&mut b, ROOM, "<item nick='Alice' role='visitor'/>").await;
@@ -869,4 +872,19 @@ async fn messages_per_second_are_limited() {
         }
     }
     assert!(ok >= 1 && refused >= 1, "{ok} sent, {refused} refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_create_rooms() {
+    let s = TestServer::start_with(|c| {
+        c.muc.create_rooms = kleiber::config::RoomCreators::Jids(vec!["alice@localhost".into()]);
+    });
+    users(&s, &["alice", "bob"]);
+    let mut a = s.online("alice", "r").await;
+    let mut b = s.online("bob", "r").await;
+    let refused = enter_refused(&mut b, "bobs@conference.localhost/Bob", "").await;
+    assert_eq!(refused, "not-allowed");
+    create_instant(&mut a, ROOM, "Alice").await;
+    // Others may enter the rooms that exist.
+    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
 }

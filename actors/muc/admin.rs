@@ -180,7 +180,7 @@ impl Room {
         }
         let room = crate::xmpp::BareJid::new(&self.jid).ok()?;
         let to = crate::xmpp::jid(to).ok()?;
-        crate::services::client_data_iq(&self.env.shared, &room, Some(&to), iq)
+        crate::services::client_data_iq(self.env.shared.client_data_context(), &room, Some(&to), iq)
     }
 
     /// The requester's role (if in the room) and affiliation.
@@ -346,13 +346,14 @@ impl Room {
                 self.remove_occupant(&nick, &[status::AFFILIATION_LOST], actor, reason);
             } else if let Some(o) = self.occupants.get_mut(&nick) {
                 let default = rules::default_role(aff, &self.rec.config);
+                let old = o.role;
                 o.role = match (aff >= Affiliation::Admin, o.role) {
                     (true, _) => Role::Moderator,
                     (false, Role::Moderator) => default,
                     (false, Role::Visitor) if aff >= Affiliation::Member => Role::Participant,
                     (false, r) => r,
                 };
-                self.broadcast_presence(&nick, &[], &[]);
+                self.role_changed(&nick, old);
             }
         }
     }

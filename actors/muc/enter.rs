@@ -161,6 +161,21 @@ impl Room {
         self.event(RoomEventKind::Joined(from.to_owned()));
     }
 
+    /// The occupant `nick`'s role changed from `old`: everyone gets its presence, and a new
+    /// moderator of a semi-anonymous room gets the others' presences again, now with their
+    /// real JIDs.
+    pub(super) fn role_changed(&self, nick: &str, old: Role) {
+        self.broadcast_presence(nick, &[], &[]);
+        let Some(o) = self.occupants.get(nick) else {
+            return;
+        };
+        if self.sees_jids(o.role) && !self.sees_jids(old) {
+            for s in &o.sessions {
+                self.send_occupants_to(&s.jid, nick);
+            }
+        }
+    }
+
     /// The presences of everyone else, to a session entering as `nick` (§7.2.3).
     fn send_occupants_to(&self, to: &str, nick: &str) {
         let role = self.occupants.get(nick).map_or(Role::None, |o| o.role);

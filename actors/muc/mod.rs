@@ -380,7 +380,13 @@ impl Actor for MucService {
         log::info!("group chat service for {} started", self.host);
         // Unused persistent rooms go at start and once a day (as inactive accounts do).
         self.delete_unused();
-        ctx.run_interval(Duration::from_secs(86_400), |me, _| me.delete_unused());
+        ctx.run_interval(Duration::from_secs(86_400), |me, _| {
+            me.delete_unused();
+            // Creation times older than the hour they count for.
+            let hour = Duration::from_secs(3600);
+            me.created
+                .retain(|_, t| t.back().is_some_and(|t| t.elapsed() < hour));
+        });
     }
 }
 

@@ -2,7 +2,9 @@
 //! (sender included) and kept in the history, subject changes, private messages through the
 //! room, mediated invitations and declines, and voice requests with their approval.
 //! Corrections (XEP-0308), retractions (XEP-0424) and other payloads pass through as sent;
-//! only the room sets `<occupant-id/>` (XEP-0421).
+//! only the room sets `<occupant-id/>` (XEP-0421). Whatever an occupant makes the room send
+//! (group and private messages, subjects, invitations, voice requests) counts against
+//! `muc.max_messages_per_second`.
 
 use super::room::Room;
 use crate::actors::messages::ToService;
@@ -15,6 +17,11 @@ const HINTS: &str = "urn:xmpp:hints";
 
 fn err(c: Condition, text: &str) -> StanzaError {
     StanzaError::new(c).with_text(text)
+}
+
+/// An occupant over its rate (`muc.max_messages_per_second`).
+fn too_fast() -> StanzaError {
+    err(Condition::ResourceConstraint, "you are sending too fast")
 }
 
 /// `stanza`'s children without any `<occupant-id/>` (only the room may set one).
@@ -78,14 +85,13 @@ impl Room {
                 err(Condition::Forbidden, "you have no voice in this room"),
             );
         }
+        if !self.take_token(&nick) {
+            return self.error(el, too_fast());
+        }
         let subject = el.get_child("subject", ns::CLIENT);
         let body = el.get_child("body", ns::CLIENT);
         if let (Some(s), None) = (subject, body) {
             return self.set_subject(&nick, role, el, s.text_content());
-        }
-        if !self.take_token(&nick) {
-            let e = err(Condition::ResourceConstraint, "you are sending too fast");
-            return self.error(el, e);
         }
         let mut m = Element::new("message", ns::CLIENT)
             .attr("from", self.occupant_jid(&nick))
@@ -163,10 +169,7 @@ impl Room {
             );
         }
         if !self.take_token(&nick) {
-            return self.error(
-                el,
-                err(Condition::ResourceConstraint, "you are sending too fast"),
-            );
+            return self.error(el, too_fast());
         }
         let Some(target) = self.occupants.get(to_nick) else {
             return self.error(el, err(Condition::ItemNotFound, "no such occupant"));
@@ -212,10 +215,10 @@ impl Room {
         if invites.is_empty() {
             return;
         }
-        if !self.sessions.contains_key(from) {
+        let Some(nick) = self.sessions.get(from).cloned() else {
             let e = err(Condition::NotAcceptable, "only occupants may invite");
             return self.error(el, e);
-        }
+        };
         let aff = self.affiliation(&real);
         let cfg = &self.rec.config;
         if cfg.members_only && !cfg.allow_invites && aff < Affiliation::Admin {
@@ -225,6 +228,11 @@ impl Room {
             );
         }
         for i in invites {
+            // Each invitation is a message the room sends for the occupant: they count
+            // against its rate.
+            if !self.take_token(&nick) {
+                return self.error(el, too_fast());
+            }
             let Some(to) = i.get_attr("to").and_then(|t| crate::xmpp::jid(t).ok()) else {
                 return self.error(
                     el,
@@ -287,6 +295,9 @@ impl Room {
                 err(Condition::NotAcceptable, "you have a voice already"),
             );
         }
+        if !self.take_token(&nick) {
+            return self.error(el, too_fast());
+        }
         let request = form::form("form", REQUEST)
             .child(field(
                 "muc#role",
@@ -342,8 +353,8 @@ impl Room {
             use crate::muc::presence::status;
             self.remove_occupant(nick, &[status::KICKED], actor, reason);
         } else if let Some(o) = self.occupants.get_mut(nick) {
-            o.role = role;
-            self.broadcast_presence(nick, &[], &[]);
+            let old = std::mem::replace(&mut o.role, role);
+            self.role_changed(nick, old);
         }
         Ok(())
     }

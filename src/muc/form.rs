@@ -19,10 +19,24 @@ const PM_OPTIONS: &[(&str, &str)] = &[
     ("none", "Nobody"),
 ];
 
+/// The choices offered for `muc#roomconfig_maxusers`: round numbers up to the service's
+/// limit, the limit itself and the room's current value.
+fn max_users_options(current: usize, limit: usize) -> Vec<String> {
+    let mut v: Vec<usize> = [10, 20, 30, 50, 100, 200, 500, 1000]
+        .into_iter()
+        .chain([current, limit])
+        .filter(|n| (1..=limit).contains(n))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v.into_iter().map(|n| n.to_string()).collect()
+}
+
 /// The configuration form for `cfg`; `max_users` is the service's limit.
 pub fn config_form(cfg: &RoomConfig, max_users: usize) -> Element {
     let max = cfg.max_users.to_string();
-    let limit = max_users.to_string();
+    let options = max_users_options(cfg.max_users, max_users);
+    let options: Vec<(&str, &str)> = options.iter().map(|o| (o.as_str(), o.as_str())).collect();
     form::form("form", ROOMCONFIG)
         .child(field(
             "muc#roomconfig_roomname",
@@ -87,7 +101,7 @@ pub fn config_form(cfg: &RoomConfig, max_users: usize) -> Element {
             "muc#roomconfig_maxusers",
             "Most occupants",
             &max,
-            &[(limit.as_str(), limit.as_str())],
+            &options,
         ))
         .child(boolean(
             "muc#roomconfig_changesubject",
@@ -331,6 +345,12 @@ mod tests {
         // The offered form carries the values back.
         let (_, v) = form::values(&config_form(&c, 100));
         assert_eq!(form::first(&v, "muc#roomconfig_roomname"), Some("Kaffee"));
+        assert_eq!(max_users_options(50, 100), ["10", "20", "30", "50", "100"]);
+        assert_eq!(max_users_options(3, 3), ["3"]);
+        assert_eq!(
+            max_users_options(42, 60),
+            ["10", "20", "30", "42", "50", "60"]
+        );
         let too_many = submit(&[("muc#roomconfig_maxusers", "101")]);
         assert!(apply(&cfg, &too_many, 100).is_err());
         let long = "x".repeat(MAX_NAME_CHARS + 1);
