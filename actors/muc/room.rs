@@ -65,7 +65,8 @@ pub struct Room {
     /// Created and not yet configured by its owner (XEP-0045 §10.1.2): only the owner may
     /// enter.
     pub locked: bool,
-    /// The creator, until it has entered the new room.
+    /// The creator, until it has entered the new room (a new room it could not enter goes
+    /// at once, and is not listed meanwhile).
     pub creator: Option<String>,
     pub occupants: BTreeMap<String, Occupant>,
     /// Full JID -> nick.
@@ -204,7 +205,8 @@ impl Room {
     /// Keep the service's view of the listing in step.
     pub fn update_listing(&self) {
         let c = &self.rec.config;
-        *self.listing.borrow_mut() = (c.public && !self.locked).then(|| c.name.clone());
+        let listed = c.public && !self.locked && self.creator.is_none();
+        *self.listing.borrow_mut() = listed.then(|| c.name.clone());
     }
 
     /// Tell the service.
@@ -331,6 +333,10 @@ impl Handler<ToService> for Room {
             "message" => self.on_message(msg),
             "iq" => self.on_iq(msg),
             _ => {}
+        }
+        if self.creator.is_some() {
+            // A new room whose creator was refused (a nick too long, ...): it never was.
+            return self.destroy(None, None);
         }
         if !self.occupants.is_empty() {
             self.empty_since = None;
