@@ -425,6 +425,22 @@ async fn several_sessions_under_one_nick() {
         "no presence for Bob: {seen:?}"
     );
     groupchat_id(&mut laptop, "marker2").await;
+    // The phone is back, and its presence (updated last) is the one the room shows; when it
+    // leaves, the others see the laptop's again (with its JID, for Bob the moderator).
+    enter(&mut phone, &format!("{ROOM}/Alice"), "").await;
+    phone
+        .send(&format!(
+            "<presence to='{ROOM}/Alice'><show>dnd</show></presence>"
+        ))
+        .await;
+    let p = wait_for(&mut b, |e| is_presence(e, &format!("{ROOM}/Alice"), None)).await;
+    assert_eq!(item_attr(&p, "jid"), Some("alice@localhost/phone"));
+    assert!(p.get_child("show", "jabber:client").is_some());
+    leave(&mut phone, &format!("{ROOM}/Alice")).await;
+    let p = wait_for(&mut b, |e| e.name == "presence").await;
+    assert!(is_presence(&p, &format!("{ROOM}/Alice"), None), "{p:?}");
+    assert_eq!(item_attr(&p, "jid"), Some("alice@localhost/laptop"));
+    assert!(p.get_child("show", "jabber:client").is_none());
     // The laptop leaves too: now Alice is gone.
     leave(&mut laptop, &format!("{ROOM}/Alice")).await;
     wait_for(&mut b, |e| {

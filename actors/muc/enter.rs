@@ -330,10 +330,13 @@ impl Room {
         let Some(o) = self.occupants.get_mut(&nick) else {
             return;
         };
+        // The room shows the presence of the occupant's last session.
+        let shown = o.sessions.last().is_some_and(|s| s.jid == from);
         o.sessions.retain(|s| s.jid != from);
         let status_text: Vec<Node> = presence::payload(stanza);
         if !o.sessions.is_empty() {
-            // Another session stays under the nick: only this one hears that it left.
+            // Another session stays under the nick: only this one hears that it left, and
+            // the others see the presence of the one that stays, if it was this one's.
             let (real, role) = (o.real.clone(), o.role);
             let item = presence::item(self.affiliation(&real), role, Some(from), None);
             let p = Element::new("presence", ns::CLIENT)
@@ -341,7 +344,11 @@ impl Room {
                 .attr("to", from)
                 .attr("type", "unavailable")
                 .child(presence::user_x(item, &[status::SELF]));
-            return self.env.send(p);
+            self.env.send(p);
+            if shown {
+                self.broadcast_presence(&nick, &[], &[]);
+            }
+            return;
         }
         let o = self.occupants.remove(&nick).expect("present");
         self.announce_exit(&nick, &o, from, status_text, &[], None);

@@ -4,8 +4,12 @@
 //! when needed (from the `muc` tree for persistent rooms, or as a new room when an allowed
 //! user enters one that does not exist). Rooms fan their stanzas out to the occupants
 //! themselves: straight into a local session's mailbox through the session directory, through
-//! the router for everyone else. A room that is empty and idle stops; the service counts the
-//! stanzas it handed each room so that a room never stops with one still on its way.
+//! the router for everyone else. Rooms run on the service's own thread, which the router's
+//! thread stops and joins when it ends. A room that is empty and idle stops; the service
+//! counts the stanzas it handed each room so that a room never stops with one still on its
+//! way. A destroyed room (temporary rooms are destroyed when the last occupant leaves) hands
+//! what still reaches it back to the service, which then treats it as for a room that does
+//! not exist, until the service has stopped it.
 //!
 //! ```text
 //!  Router --ToService--> MucService --ToService--> Room --ToSession--> local sessions

@@ -3,8 +3,8 @@
 //! `room bare JID` -> JSON [`RoomRecord`]: the configuration, the affiliations (bare JIDs of
 //! owners, admins, members and outcasts), the subject and when the room was last entered.
 //! Occupants and discussion history are never stored. Rooms not entered for
-//! `muc.delete_unused_rooms_after_days` are removed by the scheduler; an account's
-//! affiliations go with the account, and so do rooms it alone owned.
+//! `muc.delete_unused_rooms_after_days` are removed by the group-chat service (when it starts,
+//! then daily); an account's affiliations go with the account, and so do rooms it alone owned.
 
 use super::StoreError;
 use crate::muc::{Affiliation, RoomRecord};
