@@ -330,10 +330,15 @@ impl Room {
     fn set_affiliation(&mut self, actor: &str, jid: &str, aff: Affiliation, reason: &str) {
         self.rec.set_affiliation(jid, aff);
         self.save();
+        // A domain ban bans the domain's users too (unless they have an affiliation).
         let nicks: Vec<String> = self
             .occupants
             .iter()
-            .filter(|(_, o)| o.real == jid)
+            .filter(|(_, o)| {
+                o.real == jid
+                    || (aff == Affiliation::Outcast
+                        && self.affiliation(&o.real) == Affiliation::Outcast)
+            })
             .map(|(n, _)| n.clone())
             .collect();
         if nicks.is_empty() && self.rec.config.members_only {

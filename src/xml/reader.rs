@@ -216,8 +216,10 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for LazyBufReader<R> {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
         if this.pos >= this.buf.len() {
-            let mut tmp = [0u8; READ_BUF];
-            let mut rb = ReadBuf::new(&mut tmp);
+            // Uninitialised: zeroing 4 KiB per read was 18 % of the instructions per routed
+            // message under callgrind.
+            let mut tmp = [std::mem::MaybeUninit::<u8>::uninit(); READ_BUF];
+            let mut rb = ReadBuf::uninit(&mut tmp);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     this.buf = rb.filled().to_vec();
@@ -720,8 +722,10 @@ fn is_ncname(s: &str) -> bool {
 /// `NCName:NCName`.
 fn check_qname(raw: &[u8]) -> Result<(), ParseError> {
     let s = std::str::from_utf8(raw).map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
-    let ok = match s.split_once(':') {
-        Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+    // A byte search: `split_once(':')` here was left out of line by the compiler in some
+    // builds, 0.4 % of the instructions per routed message (benches/callgrind.sh).
+    let ok = match raw.iter().position(|&b| b == b':') {
+        Some(i) => is_ncname(&s[..i]) && is_ncname(&s[i + 1..]),
         None => is_ncname(s),
     };
     if ok {
