@@ -189,6 +189,24 @@ async fn bans_and_the_outcast_list() {
     enter(&mut b, &format!("{ROOM}/Bob"), "").await;
     let outcasts = list_jids(&admin_list(&mut a, ROOM, "affiliation", "outcast").await);
     assert_eq!(outcasts, ["carol@localhost"]);
+    // A whole domain may be banned: its users go (not those with an affiliation of their
+    // own, like the owner) and cannot come back.
+    assert_result(
+        &admin_set(
+            &mut a,
+            ROOM,
+            "<item affiliation='outcast' jid='localhost'/>",
+        )
+        .await,
+    );
+    let p = wait_for(&mut b, |e| e.name == "presence" && codes(e).contains(&301)).await;
+    assert_eq!(p.get_attr("from"), Some(&*format!("{ROOM}/Bob")));
+    assert_eq!(
+        enter_refused(&mut b2, &format!("{ROOM}/Bob"), "").await,
+        "forbidden"
+    );
+    let m = say_and_wait(&mut a, ROOM, "owner", "still here").await;
+    assert_eq!(m.get_attr("type"), Some("groupchat"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

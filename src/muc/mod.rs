@@ -193,12 +193,16 @@ pub struct RoomRecord {
 }
 
 impl RoomRecord {
-    /// `jid`'s affiliation.
+    /// `jid`'s affiliation: its own, or `outcast` when its whole domain is banned (XEP-0045
+    /// §9.1 allows banning a domain).
     pub fn affiliation(&self, bare: &str) -> Affiliation {
-        self.affiliations
-            .get(bare)
-            .copied()
-            .unwrap_or(Affiliation::None)
+        if let Some(a) = self.affiliations.get(bare) {
+            return *a;
+        }
+        match self.affiliations.get(crate::xmpp::domain_part(bare)) {
+            Some(Affiliation::Outcast) => Affiliation::Outcast,
+            _ => Affiliation::None,
+        }
     }
 
     /// Set `jid`'s affiliation (`none` removes the entry).
