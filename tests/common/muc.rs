@@ -211,7 +211,7 @@ pub async fn admin_set(c: &mut Client, room: &str, items: &str) -> Element {
     .await
 }
 
-/// The muc#admin list of `attr` = `value` (affiliation or role): `(jid or nick, item)`.
+/// Ask for the muc#admin list of `attr` = `v` (`affiliation` or `role`); returns the answer.
 pub async fn admin_list(c: &mut Client, room: &str, attr: &str, v: &str) -> Element {
     iq(
         c,
