@@ -154,6 +154,12 @@ pub struct AccountGone {
     pub jid: BareJid,
 }
 
+/// The server -> services: it is shutting down; tell whoever is using the service (group
+/// chat: status 332 to every occupant) before the streams close. Answered when done.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ServiceShutdown;
+
 /// Router -> Spool: a stanza for a local user with no available session.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -79,6 +79,8 @@ pub struct Running {
     /// The actors that write to the store, drained in this order at shutdown (the router
     /// forwards to the others).
     writers: Vec<Recipient<messages::Barrier>>,
+    /// Services to tell first at shutdown.
+    services: Vec<Recipient<messages::ServiceShutdown>>,
     /// The bound listeners (with the real port when the config said port 0).
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     /// Keep the arbiters alive.
@@ -89,6 +91,14 @@ impl Running {
     /// Stop accepting, close every stream (logins included) with `system-shutdown`, give the
     /// writers a moment to flush, flush the store and stop the worker threads.
     pub async fn shutdown(&self, shared: &Shared) {
+        // Services first, while the streams are open (group chat: status 332 to occupants);
+        // the router then has what they routed before the streams close.
+        for s in &self.services {
+            let _ = s.send(messages::ServiceShutdown).await;
+        }
+        if let Some(w) = self.writers.first() {
+            let _ = w.send(messages::Barrier).await;
+        }
         shared.begin_shutdown();
         for _ in 0..150 {
             if shared.connection_count() == 0 {
@@ -135,6 +145,8 @@ pub struct ServiceSpec {
 pub struct ServiceInbox {
     pub stanzas: Recipient<messages::ToService>,
     pub account_gone: Option<Recipient<messages::AccountGone>>,
+    /// Told first when the server stops, and waited for.
+    pub shutdown: Option<Recipient<messages::ServiceShutdown>>,
 }
 
 impl From<Recipient<messages::ToService>> for ServiceInbox {
@@ -142,6 +154,7 @@ impl From<Recipient<messages::ToService>> for ServiceInbox {
         ServiceInbox {
             stanzas,
             account_gone: None,
+            shutdown: None,
         }
     }
 }
@@ -200,7 +213,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
             let _ = tx.send(started);
         });
     }
-    let (router, handle, mut writers, s2s) = rx
+    let (router, handle, mut writers, s2s, services) = rx
         .await
         .map_err(|_| std::io::Error::other("router did not start"))?;
     control::start(shared.clone(), router.clone(), handle.clone(), s2s.clone())
@@ -221,6 +234,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
         router,
         s2s,
         writers,
+        services,
         listeners,
         _arbiters: arbiters,
     })
@@ -228,12 +242,14 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
 
 /// What the router's thread hands back to [`start`]: the router, its handle for
 /// connections, the actors that write to the store (router, roster store, spool, PEP, in
-/// the order they are drained), and the federation manager.
+/// the order they are drained), the federation manager and the services to tell first at
+/// shutdown.
 type RouterSide = (
     Addr<Router>,
     RouterHandle,
     Vec<Recipient<messages::Barrier>>,
     Option<Addr<s2s::S2s>>,
+    Vec<Recipient<messages::ServiceShutdown>>,
 );
 
 /// On the router's thread: create the router's address, start the actors that talk to it
@@ -275,6 +291,7 @@ fn start_router(
         s2s.clone().map(Addr::recipient),
         Some(pep.clone().recipient()),
     );
+    let mut on_shutdown = Vec::new();
     for spec in services {
         let inbox = (spec.start)(ServiceContext {
             shared: shared.clone(),
@@ -286,6 +303,7 @@ fn start_router(
         if let Some(l) = inbox.account_gone {
             router.listen_accounts(l);
         }
+        on_shutdown.extend(inbox.shutdown);
         router.set_service(spec.domain, Some(inbox.stanzas));
     }
     let handle = router.handle(
@@ -301,7 +319,7 @@ fn start_router(
         spool.clone().recipient(),
         pep.recipient(),
     ];
-    (addr, handle, writers, s2s)
+    (addr, handle, writers, s2s, on_shutdown)
 }
 
 /// The router's inboxes the roster store answers to.

@@ -444,6 +444,13 @@ impl Router {
             return;
         };
         let domain = to.domain().as_str();
+        if kind == StanzaKind::Presence && !self.destinations.is_account_host(domain) {
+            // Directed presence to a room or another server (RFC 6121 §4.6): remembered, so
+            // that the session's unavailable presence reaches it when the session ends (an
+            // occupant leaves its rooms with its connection).
+            let t = stanza.get_attr("type").unwrap_or("normal").to_owned();
+            self.track_directed(&from, &to, &t);
+        }
         if self.destinations.is_service(domain) {
             return self.deliver_to_service(stanza, from, to);
         }

@@ -608,3 +608,53 @@ async fn private_messages_follow_allowpm() {
     b.send(&pm("Carol", "p8")).await;
     stanza_id(&mut c, "p8").await;
 }
+
+/// An occupant whose connection ends leaves its rooms (its unavailable presence reaches them
+/// as directed presence, RFC 6121 §4.6), and one that goes unavailable without leaving does
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupants_leave_with_their_connection() {
+    let s = TestServer::start();
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw");
+    }
+    let mut a = s.online("alice", "r").await;
+    create_instant(&mut a, ROOM, "Alice").await;
+    let mut b = s.online("bob", "r").await;
+    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
+    b.send("</stream:stream>").await;
+    drop(b);
+    let p = wait_for(&mut a, |e| {
+        is_presence(e, &format!("{ROOM}/Bob"), Some("unavailable"))
+    })
+    .await;
+    assert!(!codes(&p).contains(&110));
+    let mut c = s.online("carol", "r").await;
+    enter(&mut c, &format!("{ROOM}/Carol"), "").await;
+    c.send("<presence type='unavailable'/>").await;
+    wait_for(&mut a, |e| {
+        is_presence(e, &format!("{ROOM}/Carol"), Some("unavailable"))
+    })
+    .await;
+}
+
+/// When the server stops, every occupant hears that it was removed because the service is
+/// shutting down (332), before its stream closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupants_hear_of_a_shutdown() {
+    let mut s = TestServer::start();
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut a = s.online("alice", "r").await;
+    create_instant(&mut a, ROOM, "Alice").await;
+    let mut b = s.online("bob", "r").await;
+    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
+    let server = s.server.take().expect("running");
+    let stopping = std::thread::spawn(move || server.stop());
+    for c in [&mut a, &mut b] {
+        let p = wait_for(c, |e| e.name == "presence" && codes(e).contains(&332)).await;
+        assert_eq!(p.get_attr("type"), Some("unavailable"));
+        assert!(codes(&p).contains(&110));
+    }
+    stopping.join().unwrap();
+}

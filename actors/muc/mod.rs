@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::directory::SessionDirectory;
-use super::messages::{AccountGone, Route, ToService};
+use super::messages::{AccountGone, Route, ServiceShutdown, ToService};
 use super::{ServiceContext, ServiceInbox, ServiceSpec};
 use crate::config::MucConfig;
 use crate::muc::{RoomRecord, NS_MUC};
@@ -160,7 +160,8 @@ pub fn spec(domain: String, host: String) -> ServiceSpec {
             });
             ServiceInbox {
                 stanzas: addr.clone().recipient(),
-                account_gone: Some(addr.recipient()),
+                account_gone: Some(addr.clone().recipient()),
+                shutdown: Some(addr.recipient()),
             }
         }),
     }
@@ -474,6 +475,21 @@ impl Handler<RoomEvent> for MucService {
             }
             RoomEventKind::Bounce(msg) => self.on_stanza(msg),
         }
+    }
+}
+
+impl Handler<ServiceShutdown> for MucService {
+    type Result = ResponseFuture<()>;
+    /// Every room tells its occupants (332) before the server closes the streams.
+    fn handle(&mut self, _: ServiceShutdown, _: &mut Context<Self>) -> Self::Result {
+        let told: Vec<_> = self
+            .rooms
+            .values()
+            .map(|l| l.addr.send(room::Shutdown))
+            .collect();
+        Box::pin(async move {
+            futures_util::future::join_all(told).await;
+        })
     }
 }
 

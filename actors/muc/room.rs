@@ -344,6 +344,31 @@ impl Handler<ToService> for Room {
     }
 }
 
+/// Service -> room: the server is stopping.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Room {
+    type Result = ();
+    /// Each session of each occupant gets its own unavailable presence with 332 (XEP-0045
+    /// §15.6.2: removed because the service is shutting down).
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) {
+        for (nick, o) in &self.occupants {
+            let item = presence::item(self.affiliation(&o.real), Role::None, None, None);
+            let x = presence::user_x(item, &[status::SHUTDOWN, status::SELF]);
+            for s in &o.sessions {
+                let p = Element::new("presence", ns::CLIENT)
+                    .attr("from", self.occupant_jid(nick))
+                    .attr("to", s.jid.as_str())
+                    .attr("type", "unavailable")
+                    .child(x.clone());
+                self.env.send(p);
+            }
+        }
+    }
+}
+
 impl Handler<StopRoom> for Room {
     type Result = ();
     fn handle(&mut self, _: StopRoom, ctx: &mut Context<Self>) {
