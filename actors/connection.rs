@@ -71,6 +71,9 @@ pub struct Connection {
     limited: bool,
     /// When messages from strangers arrived in the last hour (abuse limit).
     stranger_messages: std::collections::VecDeque<std::time::Instant>,
+    /// Bare JIDs this session sent directed available presence to (group-chat rooms, mostly):
+    /// not strangers.
+    presence_to: HashSet<String>,
     /// Contacts whose subscription request came live to this session, and those shown from
     /// the store at initial presence (RFC 6121 §3.1.3): a request that comes both ways
     /// while the session comes online is shown once.
@@ -138,6 +141,7 @@ impl Connection {
                 contacts: HashSet::new(),
                 limited,
                 stranger_messages: Default::default(),
+                presence_to: HashSet::new(),
                 requests_shown: HashSet::new(),
                 requests_from_store: HashSet::new(),
                 available: false,
@@ -476,6 +480,9 @@ impl Connection {
             }
             Some(t) => {
                 let mut el = el;
+                if el.name == "presence" {
+                    self.note_directed(t, el.get_attr("type"));
+                }
                 self.sent_carbons(&mut el);
                 // Fast path to a bound full JID, when no earlier stanza of ours is still with
                 // the router (see router::SessionDirectory for why this keeps the order).

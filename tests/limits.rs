@@ -255,3 +255,38 @@ async fn third_is_refused(sp: &mut Client, j: &mut Client, extra: &str) {
         (Some("s2"), Some("policy-violation"))
     );
 }
+
+/// Group chat is not spam: messages from a local room, and from a room on another server the
+/// user sent presence to (and private messages through it), do not count against the
+/// stranger limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_the_user_is_in_are_not_strangers() {
+    let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.stranger_messages_per_hour = 1;
+    });
+    for u in ["juliet", "romeo"] {
+        s.add_user(u, "pw");
+    }
+    let room = "verona@conference.localhost";
+    let mut r = s.online("romeo", "y").await;
+    common::muc::create_instant(&mut r, room, "Romeo").await;
+    let mut j = s.online("juliet", "a").await;
+    common::muc::enter(&mut j, &format!("{room}/Juliet"), "").await;
+    for i in 0..3 {
+        r.send(&format!(
+            "<message to='{room}' type='groupchat' id='g{i}'><body>hi</body></message>"
+        ))
+        .await;
+        let m = common::muc::groupchat(&mut j).await;
+        assert_eq!(m.get_attr("id"), Some(format!("g{i}").as_str()));
+    }
+    for i in 0..3 {
+        r.send(&format!(
+            "<message to='{room}/Juliet' type='chat' id='p{i}'><body>psst</body></message>"
+        ))
+        .await;
+        let m = common::fed::wait_for(&mut j, |e| e.name == "message").await;
+        assert_eq!(m.get_attr("id"), Some(format!("p{i}").as_str()), "{m:?}");
+    }
+}

@@ -339,13 +339,35 @@ impl Connection {
     /// Is this message from a stranger over `limits.stranger_messages_per_hour`? Counts it.
     /// Contacts, the user's own other resources, this server's own domains and errors are
     /// not limited; other servers' domains are strangers like their users.
+    /// The session sent presence to `to`: remember (available) or forget (unavailable) its
+    /// bare JID, whom messages then do not count as a stranger's (a room the user is in, and
+    /// private messages through it). At most [`MAX_PRESENCE_TO`] are kept.
+    pub(super) fn note_directed(&mut self, to: &crate::xmpp::Jid, kind: Option<&str>) {
+        let bare = crate::xmpp::bare_part(to.as_str());
+        match kind {
+            None if self.presence_to.len() < MAX_PRESENCE_TO => {
+                self.presence_to.insert(bare.to_owned());
+            }
+            Some("unavailable") => {
+                self.presence_to.remove(bare);
+            }
+            _ => {}
+        }
+    }
+
     fn stranger_limited(&mut self, from_bare: &str) -> bool {
         let limit = self.shared.config.limits.stranger_messages_per_hour;
         if limit == 0
             || !self.limited
             || from_bare == self.bare.as_str()
+            // The server itself, and its services (local rooms, gateways the operator runs).
             || self.shared.is_local(from_bare)
+            || self
+                .shared
+                .destinations
+                .is_service(crate::xmpp::domain_part(from_bare))
             || self.contacts.contains(from_bare)
+            || self.presence_to.contains(from_bare)
         {
             return false;
         }
@@ -364,6 +386,9 @@ impl Connection {
         false
     }
 }
+
+/// Most bare JIDs a session remembers sending presence to.
+const MAX_PRESENCE_TO: usize = 4096;
 
 /// `parent` with one `<item jid='...'/>` per JID.
 fn items(mut parent: Element, jids: &[String]) -> Element {
