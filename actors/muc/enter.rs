@@ -261,17 +261,16 @@ impl Room {
         // The old nick leaves with 303 and the new nick (to everyone when the occupant moves
         // as a whole, to the moving session alone otherwise).
         let aff = self.affiliation(&real);
-        for (other, who) in self.occupants.iter().filter(|_| single) {
+        for who in self.occupants.values().filter(|_| single) {
             for s in &who.sessions {
                 let jid = self.sees_jids(who.role).then_some(from);
-                let _ = other;
                 self.env
-                    .send(self.nick_gone(old, new, aff, o.role, jid, &s.jid, false));
+                    .send(self.nick_gone(old, new, (&o, aff), jid, &s.jid, false));
             }
         }
         for s in &moving {
             self.env
-                .send(self.nick_gone(old, new, aff, o.role, Some(from), &s.jid, true));
+                .send(self.nick_gone(old, new, (&o, aff), Some(from), &s.jid, true));
         }
         if !single {
             self.occupants.insert(old.to_owned(), o);
@@ -295,14 +294,13 @@ impl Room {
         self.broadcast_presence(new, &[], &[]);
     }
 
-    /// The unavailable presence of a nick change (§7.6: 303 with the new nick).
-    #[allow(clippy::too_many_arguments)]
+    /// The unavailable presence of a nick change (§7.6: 303 with the new nick), of the
+    /// occupant `who` with its affiliation.
     fn nick_gone(
         &self,
         old: &str,
         new: &str,
-        aff: Affiliation,
-        role: Role,
+        who: (&Occupant, Affiliation),
         jid: Option<&str>,
         to: &str,
         own: bool,
@@ -312,14 +310,16 @@ impl Room {
         } else {
             &[status::NICK_CHANGED]
         };
+        let (o, aff) = who;
         Element::new("presence", ns::CLIENT)
             .attr("from", self.occupant_jid(old))
             .attr("to", to)
             .attr("type", "unavailable")
             .child(presence::user_x(
-                presence::item(aff, role, jid, Some(new)),
+                presence::item(aff, o.role, jid, Some(new)),
                 codes,
             ))
+            .child(Element::new("occupant-id", crate::muc::OCCUPANT_ID).attr("id", o.id.as_str()))
     }
 
     fn leave(&mut self, from: &str, stanza: &Element) {
@@ -376,7 +376,9 @@ impl Room {
                 .attr("from", self.occupant_jid(nick))
                 .attr("type", "unavailable");
             p.children = payload.clone();
-            p.child(x)
+            p.child(x).child(
+                Element::new("occupant-id", crate::muc::OCCUPANT_ID).attr("id", o.id.as_str()),
+            )
         };
         for (_, who) in self.occupants.iter().filter(|(n, _)| *n != nick) {
             let jid = self.sees_jids(who.role).then_some(last_session);
