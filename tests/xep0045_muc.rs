@@ -630,7 +630,9 @@ async fn occupants_leave_with_their_connection() {
     .await;
     assert!(!codes(&p).contains(&110));
     // XEP-0421: every presence from an occupant's JID carries its occupant id.
-    assert!(p.get_child("occupant-id", "urn:xmpp:occupant-id:0").is_some());
+    assert!(p
+        .get_child("occupant-id", "urn:xmpp:occupant-id:0")
+        .is_some());
     let mut c = s.online("carol", "r").await;
     enter(&mut c, &format!("{ROOM}/Carol"), "").await;
     c.send("<presence type='unavailable'/>").await;
