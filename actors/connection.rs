@@ -934,6 +934,7 @@ impl Handler<ToSession> for Connection {
     fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
         match msg {
             ToSession::Stanza(el) => self.inbound(el, ctx),
+            ToSession::Prepared(p, to) => self.inbound_prepared(&p, &to, ctx),
             ToSession::RosterPush(item, ver) => self.roster_push(item, ver, ctx),
             ToSession::BlockPush(jids, blocked) => self.block_push(jids, blocked, ctx),
             // The router matches Unbind by connection id, so a replaced session's Unbind

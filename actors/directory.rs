@@ -51,15 +51,25 @@ impl SessionDirectory {
     /// Try to deliver `stanza` to the bound session `full`; the stanza comes back when there is
     /// no such session or its mailbox is full or closed.
     pub fn try_deliver(&self, full: &str, stanza: Element) -> Result<(), Element> {
+        match self.try_send(full, ToSession::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(ToSession::Stanza(s)) => Err(s),
+            Err(_) => unreachable!("the message given back is the one sent"),
+        }
+    }
+
+    /// Try to hand `msg` to the bound session `full`; it comes back when there is no such
+    /// session or its mailbox is closed.
+    pub fn try_send(&self, full: &str, msg: ToSession) -> Result<(), ToSession> {
         let Ok(map) = self.0.read() else {
-            return Err(stanza);
+            return Err(msg);
         };
         match map.get(full) {
             Some((_, r)) if r.connected() => {
-                r.do_send(ToSession::Stanza(stanza));
+                r.do_send(msg);
                 Ok(())
             }
-            _ => Err(stanza),
+            _ => Err(msg),
         }
     }
 

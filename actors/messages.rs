@@ -25,6 +25,43 @@ pub enum ToSession {
     /// The block list changed (XEP-0191): these JIDs were blocked (`true`) or unblocked;
     /// an empty list with `false` unblocks everyone.
     BlockPush(Vec<String>, bool),
+    /// A stanza serialised once for many recipients (a group message fanned out by its
+    /// room), for the recipient `to` (a full JID).
+    Prepared(std::sync::Arc<Prepared>, String),
+}
+
+/// A stanza without `to`, and its serialisation split where ` to='…'` goes: what a room
+/// sends every occupant, so that it is neither copied nor serialised once per occupant.
+#[derive(Debug)]
+pub struct Prepared {
+    pub stanza: Element,
+    pub head: String,
+    pub tail: String,
+}
+
+impl Prepared {
+    pub fn new(stanza: Element) -> Prepared {
+        let (head, tail) = stanza.to_xml_split(crate::xmpp::ns::CLIENT);
+        Prepared { stanza, head, tail }
+    }
+
+    /// The stanza for `to`, as an element.
+    pub fn element_for(&self, to: &str) -> Element {
+        let mut el = self.stanza.clone();
+        el.set_attr("to", to);
+        el
+    }
+
+    /// The stanza for `to`, serialised.
+    pub fn xml_for(&self, to: &str) -> String {
+        let mut s = String::with_capacity(self.head.len() + self.tail.len() + to.len() + 6);
+        s.push_str(&self.head);
+        s.push_str(" to='");
+        crate::xml::element::escape_into(&mut s, to, true);
+        s.push('\'');
+        s.push_str(&self.tail);
+        s
+    }
 }
 
 /// Connection -> Router: deliver a stanza whose `from` was stamped by the sender's session.

@@ -240,6 +240,24 @@ impl Connection {
         self.inbound_from(el, false, ctx)
     }
 
+    /// A stanza serialised once for many recipients (a room's group message): written as
+    /// it is when nothing about this session needs the element (no block list, no held
+    /// presence, no stream management queue, not a stranger's, no carbons); otherwise made
+    /// into the element and handled as any other.
+    pub(super) fn inbound_prepared(&mut self, p: &Prepared, to: &str, ctx: &mut Context<Self>) {
+        let el = &p.stanza;
+        let plain = self.blocked.is_empty()
+            && !self.inactive
+            && self.sm.is_none()
+            && !carbons::eligible(el)
+            && !(el.get_child("body", ns::CLIENT).is_some() && self.stranger_limited(from_of(el)));
+        if plain {
+            self.send_raw(p.xml_for(to), ctx);
+        } else {
+            self.inbound(p.element_for(to), ctx);
+        }
+    }
+
     /// As [`Self::inbound`]; `from_spool` marks the account's own offline messages, which
     /// were accepted earlier and are not counted against the stranger limit again. Only the
     /// server knows where a stanza came from: its content (a sender's `<delay/>`) does not

@@ -4,7 +4,7 @@
 
 use super::room::{entering_codes, Occupant, Room, Session};
 use super::{muc_x, RoomEventKind};
-use crate::actors::messages::ToService;
+use crate::actors::messages::{Prepared, ToService};
 use crate::muc::history::Filter;
 use crate::muc::presence::{self, status};
 use crate::muc::{rules, Affiliation, Role, DELAY, NS_MUC};
@@ -74,10 +74,14 @@ impl Room {
         ) else {
             return;
         };
+        let (with_jid, without) = (
+            std::sync::Arc::new(Prepared::new(with_jid)),
+            std::sync::Arc::new(Prepared::new(without)),
+        );
         for (other, o) in &self.occupants {
             let base = if other == nick {
                 match self.presence_of(nick, o.role, &own) {
-                    Some(p) => p,
+                    Some(p) => std::sync::Arc::new(Prepared::new(p)),
                     None => continue,
                 }
             } else if self.sees_jids(o.role) {
@@ -86,9 +90,7 @@ impl Room {
                 without.clone()
             };
             for s in &o.sessions {
-                let mut p = base.clone();
-                p.set_attr("to", s.jid.as_str());
-                self.env.send(p);
+                self.env.send_prepared(&base, &s.jid);
             }
         }
     }

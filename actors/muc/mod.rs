@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::directory::SessionDirectory;
-use super::messages::{AccountGone, Route, ServiceShutdown, ToService};
+use super::messages::{AccountGone, Prepared, Route, ServiceShutdown, ToService, ToSession};
 use super::{ServiceContext, ServiceInbox, ServiceSpec};
 use crate::config::MucConfig;
 use crate::muc::{RoomRecord, NS_MUC};
@@ -71,6 +71,17 @@ impl Env {
         };
         if let Some(r) = Route::of(stanza) {
             self.route.do_send(r);
+        }
+    }
+
+    /// Send the prepared stanza `p` to `to`: into a bound local session's mailbox as it is
+    /// (serialised once for everyone), through the router as an element otherwise.
+    pub fn send_prepared(&self, p: &std::sync::Arc<Prepared>, to: &str) {
+        let msg = ToSession::Prepared(p.clone(), to.to_owned());
+        if let Err(ToSession::Prepared(p, to)) = self.directory.try_send(to, msg) {
+            if let Some(r) = Route::of(p.element_for(&to)) {
+                self.route.do_send(r);
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{Env, Forget, RoomEvent, RoomEventKind, StopRoom};
-use crate::actors::messages::ToService;
+use crate::actors::messages::{Prepared, ToService};
 use crate::muc::history::History;
 use crate::muc::presence::{self, status};
 use crate::muc::{Affiliation, Role, RoomRecord, OCCUPANT_ID};
@@ -170,10 +170,9 @@ impl Room {
 
     /// Send a copy of `stanza` to every session in the room.
     pub fn broadcast(&self, stanza: &Element) {
+        let p = std::sync::Arc::new(Prepared::new(stanza.clone()));
         for (to, _) in self.recipients() {
-            let mut s = stanza.clone();
-            s.set_attr("to", to);
-            self.env.send(s);
+            self.env.send_prepared(&p, to);
         }
     }
 

@@ -122,6 +122,26 @@ impl Element {
         out
     }
 
+    /// The serialisation in two halves, the start tag's name and attributes, and everything
+    /// after them (`>…</name>` or `/>`), so that one more attribute can go between (a
+    /// message serialised once for many recipients, each with its own `to`).
+    pub fn to_xml_split(&self, parent_ns: &str) -> (String, String) {
+        let mut xml = self.to_xml(parent_ns);
+        let at = self.start_tag_end(&xml);
+        let tail = xml.split_off(at);
+        (xml, tail)
+    }
+
+    /// Where the start tag's attributes end in `xml`, this element's serialisation.
+    fn start_tag_end(&self, xml: &str) -> usize {
+        if self.children.is_empty() {
+            xml.len() - 2
+        } else {
+            // The first '>' is the start tag's: attribute values are escaped ('>' as &gt;).
+            xml.find('>').unwrap_or(xml.len())
+        }
+    }
+
     /// Append the serialisation to `out`; `xmlns` is written where the namespace differs from
     /// `parent_ns`.
     pub fn write_to(&self, out: &mut String, parent_ns: &str) {
@@ -202,6 +222,24 @@ pub fn is_xml_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_serialisation_takes_one_more_attribute() {
+        for e in [
+            Element::new("message", "jabber:client")
+                .attr("from", "r@c/a>b")
+                .child(Element::new("body", "jabber:client").text("x > y")),
+            Element::new("presence", "jabber:client").attr("type", "unavailable"),
+        ] {
+            let (head, tail) = e.to_xml_split("jabber:client");
+            let mut with_to = e.clone();
+            with_to.set_attr("to", "u@h/r");
+            assert_eq!(
+                format!("{head} to='u@h/r'{tail}"),
+                with_to.to_xml("jabber:client")
+            );
+        }
+    }
 
     #[test]
     fn serialises_namespaces_only_where_they_change() {
