@@ -16,9 +16,10 @@ use tokio::net::{UnixListener, UnixStream};
 use super::directory::RouterHandle;
 use super::messages::{SessionCount, SessionsPerHost};
 use super::router::Router;
+use crate::credentials;
 use crate::services::register;
 use crate::shared::{blocking, Shared};
-use crate::store::{self, now_secs};
+use crate::store;
 use crate::xmpp::BareJid;
 
 /// The socket's path for a data directory.
@@ -297,28 +298,16 @@ async fn set_password(
     create: bool,
 ) -> Result<bool, String> {
     let pw = register::prepare_password(password).map_err(|e| e.text.unwrap_or_default())?;
-    let s = shared.clone();
+    let (store, auth) = (shared.store.clone(), shared.config.auth.clone());
     let (h, u) = (host.to_owned(), user.to_owned());
-    let (cost, iters) = (
-        shared.config.auth.bcrypt_cost,
-        shared.config.auth.scram_iterations,
-    );
-    blocking(move || {
-        let creds = crate::credentials::derive(&pw, cost, iters)?;
-        let done = if create {
-            s.store
-                .accounts
-                .create(&h, &u, &store::AccountRecord::new(creds, now_secs()))?
-        } else {
-            s.store
-                .accounts
-                .update(&h, &u, |r| r.credentials = creds.clone())?
-        };
-        s.store.flush()?;
-        Ok::<_, store::StoreError>(done)
-    })
-    .await
-    .map_err(|e| e.to_string())
+    let what = if create {
+        credentials::SetPassword::Create
+    } else {
+        credentials::SetPassword::Change
+    };
+    blocking(move || credentials::set_password(&store, &auth, (&h, &u), &pw, what))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Send a command to a running server; `None` when none is listening.

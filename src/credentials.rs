@@ -46,6 +46,43 @@ pub fn derive(
 }
 
 /// Check a (SASLprepped) password against the stored bcrypt hash.
+/// Whether [`set_password`] makes an account or changes its password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetPassword {
+    /// A new account; `false` when the name is taken.
+    Create,
+    /// A new password for an existing account; `false` when there is no such account.
+    Change,
+}
+
+/// Store the verifiers of `password` (SASLprepped) for `user@host`, with the configured
+/// costs, and flush them to disk: the one path of in-band registration and password change,
+/// the control socket and `kleiber user add/passwd`. Blocking (bcrypt, fsync).
+pub fn set_password(
+    store: &crate::store::Store,
+    auth: &crate::config::AuthConfig,
+    (host, user): (&str, &str),
+    password: &str,
+    what: SetPassword,
+) -> Result<bool, StoreError> {
+    // Before the hashing: a full disk refuses at once.
+    store.space.check()?;
+    let creds = derive(password, auth.bcrypt_cost, auth.scram_iterations)?;
+    let done = match what {
+        SetPassword::Create => {
+            let record = AccountRecord::new(creds, crate::store::now_secs());
+            store.accounts.create(host, user, &record)?
+        }
+        SetPassword::Change => store
+            .accounts
+            .update(host, user, move |r| r.credentials = creds.clone())?,
+    };
+    if done {
+        store.flush()?;
+    }
+    Ok(done)
+}
+
 pub fn verify_bcrypt(record: &AccountRecord, password: &str) -> bool {
     match record.bcrypt() {
         Some(h) => bcrypt::non_truncating_verify(password, h).unwrap_or(false),

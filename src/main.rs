@@ -253,6 +253,21 @@ fn split_jid(jid: &str, config: &Config) -> Result<(String, String), String> {
     Ok((user, host.to_owned()))
 }
 
+/// `kleiber user add|passwd` on a stopped server: read the password, prepare it as the
+/// server does (SASLprep, length) and store its verifiers.
+fn offline_set_password(
+    store: &store::Store,
+    config: &Config,
+    account: (&str, &str),
+    what: kleiber::credentials::SetPassword,
+) -> Result<bool, String> {
+    let pw = read_password()?;
+    let pw = register::prepare_password(&pw)
+        .map_err(|e| e.text.unwrap_or_else(|| "invalid password".into()))?;
+    kleiber::credentials::set_password(store, &config.auth, account, &pw, what)
+        .map_err(|e| e.to_string())
+}
+
 fn read_password() -> Result<String, String> {
     if atty_stdin() {
         eprint!("password: ");
@@ -348,22 +363,10 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
     match action {
         UserAction::Add { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
-            let pw = read_password()?;
-            let creds = kleiber::credentials::derive(
-                &pw,
-                config.auth.bcrypt_cost,
-                config.auth.scram_iterations,
-            )
-            .map_err(|e| e.to_string())?;
-            let rec = store::AccountRecord::new(creds, store::now_secs());
-            if !store
-                .accounts
-                .create(&host, &user, &rec)
-                .map_err(|e| e.to_string())?
-            {
+            let what = kleiber::credentials::SetPassword::Create;
+            if !offline_set_password(&store, &config, (&host, &user), what)? {
                 return Err(format!("{user}@{host} already exists"));
             }
-            store.flush().map_err(|e| e.to_string())?;
             println!("created {user}@{host}");
         }
         UserAction::Del { jid } => {
@@ -384,21 +387,10 @@ fn user(action: UserAction, path: Option<&Path>) -> Result<(), String> {
         }
         UserAction::Passwd { jid } => {
             let (user, host) = split_jid(&jid, &config)?;
-            let pw = read_password()?;
-            let creds = kleiber::credentials::derive(
-                &pw,
-                config.auth.bcrypt_cost,
-                config.auth.scram_iterations,
-            )
-            .map_err(|e| e.to_string())?;
-            if !store
-                .accounts
-                .update(&host, &user, |r| r.credentials = creds.clone())
-                .map_err(|e| e.to_string())?
-            {
+            let what = kleiber::credentials::SetPassword::Change;
+            if !offline_set_password(&store, &config, (&host, &user), what)? {
                 return Err(format!("{user}@{host} does not exist"));
             }
-            store.flush().map_err(|e| e.to_string())?;
             println!("password changed for {user}@{host}");
         }
         UserAction::List { host } => {

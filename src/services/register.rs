@@ -8,7 +8,7 @@
 use crate::config::AuthConfig;
 use crate::credentials::{self, MAX_PASSWORD_BYTES};
 use crate::shared::blocking;
-use crate::store::{now_secs, AccountRecord, Store};
+use crate::store::Store;
 use crate::xml::Element;
 use crate::xmpp::{ns, Condition, StanzaError};
 
@@ -126,18 +126,11 @@ pub async fn create(
     {
         return Err(Condition::Conflict.into());
     }
-    let (cost, iters) = (auth.bcrypt_cost, auth.scram_iterations);
-    let store = store.clone();
+    let (store, auth) = (store.clone(), auth.clone());
     let (h, u) = (host.to_owned(), user.clone());
     let created = blocking(move || {
-        let creds = credentials::derive(&password, cost, iters)?;
-        let ok = store
-            .accounts
-            .create(&h, &u, &AccountRecord::new(creds, now_secs()))?;
-        if ok {
-            store.flush()?;
-        }
-        Ok::<_, crate::store::StoreError>(ok)
+        let what = credentials::SetPassword::Create;
+        credentials::set_password(&store, &auth, (&h, &u), &password, what)
     })
     .await
     .map_err(internal)?;
@@ -161,17 +154,11 @@ pub async fn change_password(
         return Err(StanzaError::new(Condition::NotAllowed).with_text("not your user name"));
     }
     let password = prepare_password(password)?;
-    let (cost, iters) = (auth.bcrypt_cost, auth.scram_iterations);
-    let store = store.clone();
+    let (store, auth) = (store.clone(), auth.clone());
     let (h, u) = (host.to_owned(), user.to_owned());
     blocking(move || {
-        store.space.check()?;
-        let creds = credentials::derive(&password, cost, iters)?;
-        let ok = store
-            .accounts
-            .update(&h, &u, move |r| r.credentials = creds.clone())?;
-        store.flush()?;
-        Ok::<_, crate::store::StoreError>(ok)
+        let what = credentials::SetPassword::Change;
+        credentials::set_password(&store, &auth, (&h, &u), &password, what)
     })
     .await
     .map_err(internal)?
