@@ -216,6 +216,22 @@ impl Room {
         });
     }
 
+    /// Every session of every occupant gets its own unavailable presence, with the `<x/>`
+    /// `x_of` makes for its occupant (destruction, shutdown).
+    fn tell_everyone_they_left(&self, x_of: impl Fn(&Occupant) -> Element) {
+        for (nick, o) in &self.occupants {
+            let x = x_of(o);
+            for s in &o.sessions {
+                let p = Element::new("presence", ns::CLIENT)
+                    .attr("from", self.occupant_jid(nick))
+                    .attr("to", s.jid.as_str())
+                    .attr("type", "unavailable")
+                    .child(x.clone());
+                self.env.send(p);
+            }
+        }
+    }
+
     /// Destroy the room (XEP-0045 §10.9): everyone leaves with `<destroy/>`, the record goes,
     /// and the service hears of it ([`RoomEventKind::Gone`]) and stops the actor.
     pub fn destroy(&mut self, alternate: Option<&str>, reason: Option<&str>) {
@@ -226,19 +242,13 @@ impl Room {
         if let Some(r) = reason.filter(|r| !r.is_empty()) {
             d = d.child(Element::new("reason", crate::muc::NS_USER).text(r));
         }
-        for (nick, o) in &self.occupants {
-            let x = Element::new("x", crate::muc::NS_USER)
+        self.tell_everyone_they_left(|_| {
+            Element::new("x", crate::muc::NS_USER)
                 .child(presence::item(Affiliation::None, Role::None, None, None))
-                .child(d.clone());
-            for s in &o.sessions {
-                let p = Element::new("presence", ns::CLIENT)
-                    .attr("from", self.occupant_jid(nick))
-                    .attr("to", s.jid.as_str())
-                    .attr("type", "unavailable")
-                    .child(x.clone());
-                self.env.send(p);
-                self.event(RoomEventKind::Left(s.jid.clone()));
-            }
+                .child(d.clone())
+        });
+        for s in self.occupants.values().flat_map(|o| &o.sessions) {
+            self.event(RoomEventKind::Left(s.jid.clone()));
         }
         self.occupants.clear();
         self.sessions.clear();
@@ -353,18 +363,10 @@ impl Handler<Shutdown> for Room {
     /// Each session of each occupant gets its own unavailable presence with 332 (XEP-0045
     /// §15.6.2: removed because the service is shutting down).
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) {
-        for (nick, o) in &self.occupants {
+        self.tell_everyone_they_left(|o| {
             let item = presence::item(self.affiliation(&o.real), Role::None, None, None);
-            let x = presence::user_x(item, &[status::SHUTDOWN, status::SELF]);
-            for s in &o.sessions {
-                let p = Element::new("presence", ns::CLIENT)
-                    .attr("from", self.occupant_jid(nick))
-                    .attr("to", s.jid.as_str())
-                    .attr("type", "unavailable")
-                    .child(x.clone());
-                self.env.send(p);
-            }
-        }
+            presence::user_x(item, &[status::SHUTDOWN, status::SELF])
+        });
     }
 }
 
