@@ -200,7 +200,9 @@ impl Room {
             .ok_or_else(|| err(Condition::BadRequest, "no item"))?;
         let mut out = Element::new("query", NS_ADMIN);
         if let Some(a) = item.get_attr("affiliation") {
-            let a = Affiliation::parse(a)
+            let a = a
+                .parse::<Affiliation>()
+                .ok()
                 .ok_or_else(|| err(Condition::BadRequest, "unknown affiliation"))?;
             if aff < Affiliation::Admin {
                 return Err(err(
@@ -219,12 +221,15 @@ impl Room {
             }
             return Ok(Some(out));
         }
-        let r = item.get_attr("role").and_then(Role::parse).ok_or_else(|| {
-            err(
-                Condition::BadRequest,
-                "an item needs an affiliation or a role",
-            )
-        })?;
+        let r = item
+            .get_attr("role")
+            .and_then(|r| r.parse::<Role>().ok())
+            .ok_or_else(|| {
+                err(
+                    Condition::BadRequest,
+                    "an item needs an affiliation or a role",
+                )
+            })?;
         if role < Role::Moderator {
             return Err(err(Condition::Forbidden, "only moderators see role lists"));
         }
@@ -286,7 +291,9 @@ impl Room {
         actor: (Role, Affiliation),
     ) -> Result<Change, StanzaError> {
         if let Some(a) = item.get_attr("affiliation") {
-            let new = Affiliation::parse(a)
+            let new = a
+                .parse::<Affiliation>()
+                .ok()
                 .ok_or_else(|| err(Condition::BadRequest, "unknown affiliation"))?;
             let jid = match (item.get_attr("jid"), item.get_attr("nick")) {
                 (Some(j), _) => crate::xmpp::jid(j)
@@ -304,12 +311,15 @@ impl Room {
             rules::may_set_affiliation(actor.1, old, new)?;
             return Ok(Change::Affiliation { jid, aff: new });
         }
-        let role = item.get_attr("role").and_then(Role::parse).ok_or_else(|| {
-            err(
-                Condition::BadRequest,
-                "an item needs an affiliation or a role",
-            )
-        })?;
+        let role = item
+            .get_attr("role")
+            .and_then(|r| r.parse::<Role>().ok())
+            .ok_or_else(|| {
+                err(
+                    Condition::BadRequest,
+                    "an item needs an affiliation or a role",
+                )
+            })?;
         let nick = item
             .get_attr("nick")
             .ok_or_else(|| err(Condition::BadRequest, "a role item needs a nick"))?;

@@ -221,7 +221,7 @@ pub fn apply(cfg: &RoomConfig, x: &Element, max_users: usize) -> Result<RoomConf
         };
     }
     if let Some(p) = form::first(&values, "muc#roomconfig_allowpm") {
-        c.allow_pm = AllowPm::parse(p).ok_or_else(|| {
+        c.allow_pm = p.parse::<AllowPm>().ok().ok_or_else(|| {
             bad("muc#roomconfig_allowpm: anyone, participants, moderators or none".into())
         })?;
     }

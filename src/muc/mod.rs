@@ -35,28 +35,13 @@ pub enum Affiliation {
     Owner,
 }
 
-impl Affiliation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Affiliation::Outcast => "outcast",
-            Affiliation::None => "none",
-            Affiliation::Member => "member",
-            Affiliation::Admin => "admin",
-            Affiliation::Owner => "owner",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Affiliation> {
-        Some(match s {
-            "outcast" => Affiliation::Outcast,
-            "none" => Affiliation::None,
-            "member" => Affiliation::Member,
-            "admin" => Affiliation::Admin,
-            "owner" => Affiliation::Owner,
-            _ => return None,
-        })
-    }
-}
+crate::xmpp::named!(Affiliation {
+    Outcast = "outcast",
+    None = "none",
+    Member = "member",
+    Admin = "admin",
+    Owner = "owner",
+});
 
 /// An occupant's standing while in the room (XEP-0045 §5.1), lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,26 +52,12 @@ pub enum Role {
     Moderator,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::None => "none",
-            Role::Visitor => "visitor",
-            Role::Participant => "participant",
-            Role::Moderator => "moderator",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "none" => Role::None,
-            "visitor" => Role::Visitor,
-            "participant" => Role::Participant,
-            "moderator" => Role::Moderator,
-            _ => return None,
-        })
-    }
-}
+crate::xmpp::named!(Role {
+    None = "none",
+    Visitor = "visitor",
+    Participant = "participant",
+    Moderator = "moderator",
+});
 
 /// Who may send private messages through the room (`muc#roomconfig_allowpm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,25 +70,6 @@ pub enum AllowPm {
 }
 
 impl AllowPm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AllowPm::Anyone => "anyone",
-            AllowPm::Participants => "participants",
-            AllowPm::Moderators => "moderators",
-            AllowPm::None => "none",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AllowPm> {
-        Some(match s {
-            "anyone" => AllowPm::Anyone,
-            "participants" => AllowPm::Participants,
-            "moderators" => AllowPm::Moderators,
-            "none" => AllowPm::None,
-            _ => return None,
-        })
-    }
-
     /// May an occupant with `role` send a private message?
     pub fn allows(self, role: Role) -> bool {
         match self {
@@ -128,6 +80,13 @@ impl AllowPm {
         }
     }
 }
+
+crate::xmpp::named!(AllowPm {
+    Anyone = "anyone",
+    Participants = "participants",
+    Moderators = "moderators",
+    None = "none",
+});
 
 /// A room's configuration (`muc#roomconfig`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,5 +179,29 @@ impl RoomRecord {
             .iter()
             .filter(|(_, a)| **a == Affiliation::Owner)
             .map(|(j, _)| j.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_are_the_wire_names() {
+        for a in Affiliation::ALL {
+            assert_eq!(
+                serde_json::to_string(a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
+            assert_eq!(a.as_str().parse::<Affiliation>(), Ok(*a));
+        }
+        for p in AllowPm::ALL {
+            assert_eq!(
+                serde_json::to_string(p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
+        }
+        assert!("king".parse::<Role>().is_err());
+        assert!(Affiliation::Owner > Affiliation::Admin && Role::Moderator > Role::Visitor);
     }
 }

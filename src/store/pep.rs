@@ -32,38 +32,8 @@ pub struct Node {
     pub subscribers: BTreeMap<String, String>,
 }
 
-/// A value that is not one of a closed set's names (see [`AccessModel`] and the others).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownName;
-
-/// `ALL`, `as_str` and `FromStr` of a closed set whose names are the same on the wire and in
-/// the store (where serde writes them; a test checks that both agree).
-macro_rules! named {
-    ($t:ident { $($v:ident = $name:literal),+ $(,)? }) => {
-        impl $t {
-            /// Every value, in the order a form lists them.
-            pub const ALL: &'static [$t] = &[$($t::$v),+];
-
-            /// The name on the wire and in the store.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($t::$v => $name,)+
-                }
-            }
-        }
-
-        impl std::str::FromStr for $t {
-            type Err = UnknownName;
-
-            fn from_str(s: &str) -> Result<Self, UnknownName> {
-                match s {
-                    $($name => Ok($t::$v),)+
-                    _ => Err(UnknownName),
-                }
-            }
-        }
-    };
-}
+// The closed sets below have the same names on the wire and in the store (where serde writes
+// them; a test checks that both agree): `crate::xmpp::named!` gives them `as_str`/`FromStr`.
 
 /// Who may see a node's items (XEP-0060 §4.5). A new node's is `presence` (XEP-0163 §4.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +50,7 @@ pub enum AccessModel {
     Whitelist,
 }
 
-named!(AccessModel {
+crate::xmpp::named!(AccessModel {
     Presence = "presence",
     Open = "open",
     Roster = "roster",
@@ -104,7 +74,7 @@ pub enum Affiliation {
     Outcast,
 }
 
-named!(Affiliation {
+crate::xmpp::named!(Affiliation {
     Owner = "owner",
     Publisher = "publisher",
     PublishOnly = "publish-only",
@@ -124,7 +94,7 @@ pub enum SendLastPublished {
     OnSubAndPresence,
 }
 
-named!(SendLastPublished {
+crate::xmpp::named!(SendLastPublished {
     Never = "never",
     OnSub = "on_sub",
     OnSubAndPresence = "on_sub_and_presence",

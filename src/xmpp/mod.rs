@@ -12,6 +12,40 @@ pub use jid::{BareJid, FullJid, Jid};
 
 use crate::xml::{escape, Element};
 
+/// A value that is not one of a closed set's names (see [`named`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownName;
+
+/// A closed set of names on the wire and in the store (access models, affiliations, roles,
+/// ...): `ALL`, `as_str` and `FromStr` for an enum, from one list of `Variant = "name"`.
+macro_rules! named {
+    ($t:ident { $($v:ident = $name:literal),+ $(,)? }) => {
+        impl $t {
+            /// Every value, in the order a form lists them.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            /// The name on the wire and in the store.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = $crate::xmpp::UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, $crate::xmpp::UnknownName> {
+                match s {
+                    $($name => Ok($t::$v),)+
+                    _ => Err($crate::xmpp::UnknownName),
+                }
+            }
+        }
+    };
+}
+pub(crate) use named;
+
 /// Parse and normalise a JID to a fixed point. Every JID that enters kleiber goes through
 /// here rather than `Jid::new`: the `jid` crate's stringprep is not idempotent for some
 /// non-ASCII input (nameprep of `DϹ.L` gives a string whose nameprep differs again; found by
