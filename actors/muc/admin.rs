@@ -20,6 +20,18 @@ fn err(c: Condition, text: &str) -> StanzaError {
     StanzaError::new(c).with_text(text)
 }
 
+/// The role an admin `<item/>` names (it has no affiliation).
+fn role_of(item: &Element) -> Result<Role, StanzaError> {
+    item.get_attr("role")
+        .and_then(|r| r.parse::<Role>().ok())
+        .ok_or_else(|| {
+            err(
+                Condition::BadRequest,
+                "an item needs an affiliation or a role",
+            )
+        })
+}
+
 /// One change an admin IQ asks for.
 enum Change {
     Role { nick: String, role: Role },
@@ -221,15 +233,7 @@ impl Room {
             }
             return Ok(Some(out));
         }
-        let r = item
-            .get_attr("role")
-            .and_then(|r| r.parse::<Role>().ok())
-            .ok_or_else(|| {
-                err(
-                    Condition::BadRequest,
-                    "an item needs an affiliation or a role",
-                )
-            })?;
+        let r = role_of(item)?;
         if role < Role::Moderator {
             return Err(err(Condition::Forbidden, "only moderators see role lists"));
         }
@@ -311,15 +315,7 @@ impl Room {
             rules::may_set_affiliation(actor.1, old, new)?;
             return Ok(Change::Affiliation { jid, aff: new });
         }
-        let role = item
-            .get_attr("role")
-            .and_then(|r| r.parse::<Role>().ok())
-            .ok_or_else(|| {
-                err(
-                    Condition::BadRequest,
-                    "an item needs an affiliation or a role",
-                )
-            })?;
+        let role = role_of(item)?;
         let nick = item
             .get_attr("nick")
             .ok_or_else(|| err(Condition::BadRequest, "a role item needs a nick"))?;
