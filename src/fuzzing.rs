@@ -96,3 +96,42 @@ pub fn config(data: &[u8]) {
         assert!(!line.contains('\n'), "multi-line config error: {line}");
     }
 }
+
+/// Group chat's parsing of what occupants send (XEP-0045): a `muc#roomconfig` form applied to
+/// a configuration, `<history/>` filters, admin items' names; and the split serialisation a
+/// room fans out (`Prepared`): the two halves with one more attribute between must be the
+/// element with that attribute.
+pub fn muc(data: &[u8]) {
+    let Ok(el) = crate::xml::parse_element(&String::from_utf8_lossy(data)) else {
+        return;
+    };
+    let cfg = crate::muc::RoomConfig::default();
+    if let Ok(c) = crate::muc::form::apply(&cfg, &el, 1000) {
+        assert!(
+            c.max_users >= 1 && c.max_users <= 1000,
+            "maxusers out of bounds"
+        );
+        let (_, values) = crate::xmpp::form::values(&crate::muc::form::config_form(&c, 1000));
+        assert!(values.contains_key("muc#roomconfig_roomname"));
+    }
+    let filter = crate::muc::history::Filter::parse(&el);
+    let mut h = crate::muc::history::History::new(3);
+    h.push(el.clone(), 1);
+    let _ = h.select(&filter, 10);
+    for a in ["affiliation", "role"] {
+        if let Some(v) = el.get_attr(a) {
+            let _ = v.parse::<crate::muc::Affiliation>();
+            let _ = v.parse::<crate::muc::Role>();
+        }
+    }
+    let mut without = el.clone();
+    without.remove_attr("to");
+    let (head, tail) = without.to_xml_split(crate::xmpp::ns::CLIENT);
+    let mut with = without.clone();
+    with.set_attr("to", "a@b/c");
+    assert_eq!(
+        format!("{head} to='a@b/c'{tail}"),
+        with.to_xml(crate::xmpp::ns::CLIENT),
+        "split serialisation"
+    );
+}

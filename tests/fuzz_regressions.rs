@@ -52,3 +52,8 @@ fn sasl_corpus() {
 fn config_corpus() {
     assert!(replay("config", kleiber::fuzzing::config) > 0);
 }
+
+#[test]
+fn muc_corpus() {
+    assert!(replay("muc", kleiber::fuzzing::muc) > 0);
+}
