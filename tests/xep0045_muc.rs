@@ -10,9 +10,6 @@ use common::fed::*;
 use common::muc::*;
 use common::*;
 
-const ROOM: &str = "tea@conference.localhost";
-const SERVICE: &str = "conference.localhost";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_enter_talk_and_leave() {
     let s = TestServer::start();
@@ -279,13 +276,7 @@ async fn cancelling_the_form_destroys_a_new_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_changes_are_announced_with_status_codes() {
     let s = TestServer::start();
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, "pw");
-    }
-    let mut a = s.online("alice", "r").await;
-    let mut b = s.online("bob", "r").await;
-    create_instant(&mut a, ROOM, "Alice").await;
-    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
+    let (mut a, mut b) = alice_and_bob_in_room(&s, &["carol"]).await;
     let status_message = |e: &kleiber::xml::Element| {
         e.name == "message" && e.get_attr("from") == Some(ROOM) && !codes(e).is_empty()
     };
@@ -392,13 +383,7 @@ async fn history_on_entering_with_filters_and_delays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subjects_who_may_change_them_and_delivery_on_entering() {
     let s = TestServer::start_with(|c| c.muc.max_subject_chars = 20);
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, "pw");
-    }
-    let mut a = s.online("alice", "r").await;
-    let mut b = s.online("bob", "r").await;
-    create_instant(&mut a, ROOM, "Alice").await;
-    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
+    let (mut a, mut b) = alice_and_bob_in_room(&s, &["carol"]).await;
     let set_subject = |id: &str, text: &str| {
         format!(
             "<message to='{ROOM}' type='groupchat' id='{id}'><subject>{text}</subject></message>"

@@ -10,8 +10,6 @@ use common::*;
 
 use kleiber::muc::{Affiliation, RoomRecord};
 
-const ROOM: &str = "tea@conference.localhost";
-const SERVICE: &str = "conference.localhost";
 const REQUEST: &str = "http://jabber.org/protocol/muc#request";
 
 fn users(s: &TestServer, names: &[&str]) {
@@ -525,23 +523,7 @@ async fn destroying_a_room_with_a_reason_and_an_alternate_venue() {
     }
     // Gone: for disco, from the list, and (the room did that before it answered anything
     // more) from the store.
-    let r = iq(
-        &mut b,
-        ROOM,
-        "get",
-        &format!("<query xmlns='{DISCO_INFO}'/>"),
-    )
-    .await;
-    assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
-    let r = iq(
-        &mut b,
-        SERVICE,
-        "get",
-        &format!("<query xmlns='{DISCO_ITEMS}'/>"),
-    )
-    .await;
-    assert!(!r.to_xml("jabber:client").contains(ROOM));
-    assert!(s.shared().store.muc.get(ROOM).unwrap().is_none());
+    assert_room_gone(&s, &mut b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -643,23 +625,7 @@ async fn temporary_rooms_go_when_the_last_occupant_leaves() {
     .await;
     assert_result(&r);
     leave(&mut b, &format!("{ROOM}/Bob")).await;
-    let r = iq(
-        &mut a,
-        ROOM,
-        "get",
-        &format!("<query xmlns='{DISCO_INFO}'/>"),
-    )
-    .await;
-    assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
-    let r = iq(
-        &mut a,
-        SERVICE,
-        "get",
-        &format!("<query xmlns='{DISCO_ITEMS}'/>"),
-    )
-    .await;
-    assert!(!r.to_xml("jabber:client").contains(ROOM));
-    assert!(s.shared().store.muc.get(ROOM).unwrap().is_none());
+    assert_room_gone(&s, &mut a).await;
     // Bob cannot enter it (he would create a new one, and may: he gets 201).
     let got = enter(&mut b, &format!("{ROOM}/Bob"), "").await;
     assert_eq!(codes(got.last().unwrap()), [110, 201]);

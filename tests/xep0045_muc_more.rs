@@ -9,9 +9,6 @@ use common::fed::*;
 use common::muc::*;
 use common::*;
 
-const ROOM: &str = "tea@conference.localhost";
-const SERVICE: &str = "conference.localhost";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mediated_and_direct_invitations() {
     let s = TestServer::start();
@@ -452,13 +449,7 @@ async fn several_sessions_under_one_nick() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iqs_to_occupants_are_forwarded_and_answered() {
     let s = TestServer::start();
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, "pw");
-    }
-    let mut a = s.online("alice", "r").await;
-    let mut b = s.online("bob", "r").await;
-    create_instant(&mut a, ROOM, "Alice").await;
-    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
+    let (mut a, mut b) = alice_and_bob_in_room(&s, &["carol"]).await;
     // A software-version request reaches Bob's session from Alice's room JID, with an id of
     // the room's; Bob's answer comes back to Alice from Bob's room JID, with her id.
     a.send(&format!(

@@ -7,6 +7,10 @@ use super::fed::wait_for;
 use super::Client;
 use kleiber::xml::Element;
 
+/// The room most tests use, and its service.
+pub const ROOM: &str = "tea@conference.localhost";
+pub const SERVICE: &str = "conference.localhost";
+
 pub const MUC: &str = "http://jabber.org/protocol/muc";
 pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
@@ -292,4 +296,33 @@ pub async fn leave(c: &mut Client, room_nick: &str) -> Element {
         e.name == "presence" && e.get_attr("type") == Some("unavailable") && codes(e).contains(&110)
     })
     .await
+}
+
+/// Accounts `alice`, `bob` and `others` on `s`; Alice (online as `alice@localhost/r`)
+/// creates [`ROOM`] as an instant room under the nick `Alice`, and Bob (`bob@localhost/r`)
+/// enters it as `Bob`.
+pub async fn alice_and_bob_in_room(s: &super::TestServer, others: &[&str]) -> (Client, Client) {
+    for u in ["alice", "bob"].iter().chain(others) {
+        s.add_user(u, "pw");
+    }
+    let mut a = s.online("alice", "r").await;
+    let mut b = s.online("bob", "r").await;
+    create_instant(&mut a, ROOM, "Alice").await;
+    enter(&mut b, &format!("{ROOM}/Bob"), "").await;
+    (a, b)
+}
+
+/// [`ROOM`] is gone: its disco#info is `item-not-found`, the service does not list it, and
+/// the store has no record of it.
+pub async fn assert_room_gone(s: &super::TestServer, c: &mut Client) {
+    const INFO: &str = "http://jabber.org/protocol/disco#info";
+    const ITEMS: &str = "http://jabber.org/protocol/disco#items";
+    let r = iq(c, ROOM, "get", &format!("<query xmlns='{INFO}'/>")).await;
+    assert_eq!(
+        super::error_condition(&r).as_deref(),
+        Some("item-not-found")
+    );
+    let r = iq(c, SERVICE, "get", &format!("<query xmlns='{ITEMS}'/>")).await;
+    assert!(!r.to_xml("jabber:client").contains(ROOM));
+    assert!(s.shared().store.muc.get(ROOM).unwrap().is_none());
 }
