@@ -98,6 +98,36 @@ impl StoreError {
     }
 }
 
+/// How long [`open_db`] waits for the data directory's lock: a process that is exiting (a
+/// restart) or a handle that was just dropped (sled's background threads let go of the file
+/// a moment after the last handle) releases it within that time; a running server does not.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Open sled in `dir/db`, waiting up to [`LOCK_WAIT`] for the directory's lock.
+fn open_db(dir: &Path, flush_ms: u64) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(flush_ms.max(1)))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Locked(format!(
+                        "data directory {} is in use by another kleiber process",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(StoreError::from(e)),
+        }
+    }
+}
+
 /// The open database: a handle per tree. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -134,22 +164,7 @@ impl Store {
             StoreError::Db(format!("data_dir {}: cannot create it: {e}", dir.display()))
         })?;
         check_not_shared(dir)?;
-        let path = dir.join("db");
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(Some(flush_ms.max(1)))
-            .open()
-            .map_err(|e| {
-                if e.to_string().contains("could not acquire lock") {
-                    StoreError::Locked(format!(
-                        "data directory {} is in use by another kleiber process",
-                        dir.display()
-                    ))
-                } else {
-                    StoreError::from(e)
-                }
-            })?;
+        let db = open_db(dir, flush_ms)?;
         let meta = db.open_tree("meta")?;
         let mut migrate_from = None;
         match meta.get("schema")? {
