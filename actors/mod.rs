@@ -30,6 +30,7 @@ pub mod account;
 pub mod connection;
 pub mod control;
 pub mod directory;
+pub mod listeners;
 pub mod messages;
 pub mod muc;
 pub mod outbox;
@@ -49,8 +50,6 @@ use actix::prelude::*;
 use actix_rt::{Arbiter, ArbiterHandle};
 
 use crate::shared::Shared;
-use crate::tls::{negotiate_starttls, NegotiateError};
-use connection::Connection;
 use directory::{RosterHandle, RouterHandle};
 use messages::SessionCount;
 use roster::{RosterStore, RouterInbox};
@@ -69,6 +68,10 @@ pub enum ListenerKind {
     S2s,
     /// Servers, XEP-0368 direct TLS.
     S2sDirectTls,
+    /// The web side over HTTPS (`src/http/`).
+    Https,
+    /// The web side over plain HTTP, behind a reverse proxy.
+    Http,
 }
 
 /// A running server: actor addresses and bound ports.
@@ -83,6 +86,8 @@ pub struct Running {
     services: Vec<Recipient<messages::ServiceShutdown>>,
     /// The bound listeners (with the real port when the config said port 0).
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// The web side, stopped after the sessions closed.
+    http: Option<actix_web::dev::ServerHandle>,
     /// Keep the arbiters alive.
     _arbiters: Vec<Arbiter>,
 }
@@ -112,6 +117,9 @@ impl Running {
             for w in &self.writers {
                 let _ = w.send(messages::Barrier).await;
             }
+        }
+        if let Some(http) = &self.http {
+            http.stop(false).await;
         }
         if let Err(e) = shared.store.flush() {
             log::error!("final flush failed: {e}");
@@ -222,7 +230,16 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
         accounts: account::Live::from(&handle),
     });
 
-    let listeners = bind_listeners(&shared, &handle, &s2s, &s2s_cx, &workers)?;
+    let mut listeners = listeners::bind_listeners(&shared, &handle, &s2s, &s2s_cx, &workers)?;
+    let spawner = listeners::ClientSpawner::new(
+        shared.clone(),
+        handle.clone(),
+        Arc::new(workers.iter().map(Arbiter::handle).collect()),
+    );
+    let http = crate::http::start(&shared, spawner)?.map(|web| {
+        listeners.extend(web.listeners);
+        web.handle
+    });
     let mut arbiters = vec![store_arbiter, router_arbiter, s2s_arbiter];
     arbiters.extend(workers);
     writers.push(scheduler.clone().recipient());
@@ -236,6 +253,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
         writers,
         services,
         listeners,
+        http,
         _arbiters: arbiters,
     })
 }
@@ -357,291 +375,4 @@ fn pep_handle(pep: &Addr<pep::PepService>) -> directory::PepHandle {
         presence: pep.clone().recipient(),
         caps: pep.clone().recipient(),
     }
-}
-
-/// Bind the client listeners, and the server-to-server ones when federation runs, each
-/// with an accept loop that hands connections to the `workers` in turn. Returns the bound
-/// addresses (with the real port when the config said port 0).
-fn bind_listeners(
-    shared: &Arc<Shared>,
-    handle: &RouterHandle,
-    s2s: &Option<Addr<s2s::S2s>>,
-    s2s_cx: &Option<Arc<crate::s2s::S2sContext>>,
-    workers: &[Arbiter],
-) -> std::io::Result<Vec<(ListenerKind, SocketAddr)>> {
-    let cfg = &shared.config;
-    let mut listeners = Vec::new();
-    let kinds = cfg
-        .listen
-        .c2s_starttls
-        .iter()
-        .map(|a| (ListenerKind::StartTls, *a))
-        .chain(
-            cfg.listen
-                .c2s_direct_tls
-                .iter()
-                .map(|a| (ListenerKind::DirectTls, *a)),
-        );
-    let worker_handles: Arc<Vec<ArbiterHandle>> =
-        Arc::new(workers.iter().map(Arbiter::handle).collect());
-    let s2s_kinds = cfg
-        .listen
-        .s2s
-        .iter()
-        .map(|a| (ListenerKind::S2s, *a))
-        .chain(
-            cfg.listen
-                .s2s_direct_tls
-                .iter()
-                .map(|a| (ListenerKind::S2sDirectTls, *a)),
-        )
-        .filter(|_| s2s.is_some());
-    let kinds = kinds.chain(s2s_kinds);
-    for (kind, addr) in kinds {
-        let listener = listen(addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        let local = listener.local_addr()?;
-        listeners.push((kind, local));
-        let federation = match (s2s, s2s_cx) {
-            (Some(m), Some(cx)) => Some((m.clone(), cx.clone())),
-            _ => None,
-        };
-        actix_rt::spawn(accept_loop(
-            listener,
-            kind,
-            shared.clone(),
-            handle.clone(),
-            federation,
-            worker_handles.clone(),
-        ));
-    }
-    Ok(listeners)
-}
-
-/// Connections the kernel queues before they are accepted. The standard library's 128 makes
-/// a reconnect storm (a network change for many phones at once) overflow the queue and wait
-/// for SYN retransmissions; the kernel still caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// A listening socket. An IPv6 address listens for IPv6 only, so `0.0.0.0:5222` and
-/// `[::]:5222` can both be configured (Linux would otherwise refuse the second).
-fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(socket.into())
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    kind: ListenerKind,
-    shared: Arc<Shared>,
-    router: RouterHandle,
-    federation: Option<(Addr<s2s::S2s>, Arc<crate::s2s::S2sContext>)>,
-    workers: Arc<Vec<ArbiterHandle>>,
-) {
-    let mut next = 0usize;
-    let mut shutdown = shared.shutdown_signal();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|down| *down) => return,
-        };
-        let (tcp, peer) = match accepted {
-            // The address only becomes a PeerAddr (no Display/Debug) for the rate limits: it
-            // never reaches a log or the store.
-            Ok((tcp, addr)) => (tcp, crate::limits::PeerAddr::new(addr.ip())),
-            Err(e) => {
-                log::warn!("accept failed: {e}");
-                actix_rt::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(slot) = shared.try_connection_slot() else {
-            log::warn!("connection refused: limits.max_connections reached");
-            drop(tcp);
-            continue;
-        };
-        let Ok(std_tcp) = tcp.into_std() else {
-            continue;
-        };
-        let worker = &workers[next % workers.len()];
-        next = next.wrapping_add(1);
-        let (shared, router, federation) = (shared.clone(), router.clone(), federation.clone());
-        worker.spawn_fn(move || {
-            actix_rt::spawn(async move {
-                let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else {
-                    return;
-                };
-                match (kind, federation) {
-                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, Some(fed)) => {
-                        server(tcp, peer, kind, shared, fed, router, slot).await
-                    }
-                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, None) => {}
-                    _ => client(tcp, peer, kind, shared, router, slot).await,
-                }
-            });
-        });
-    }
-}
-
-/// Whether the address is exempt from the abuse limits (loopback), and how many unfinished
-/// handshakes it may have (`limits.max_unauthenticated_per_address`) and all addresses
-/// together (`limits.max_unauthenticated`); 0: no limit.
-fn handshake_limit(shared: &Shared, peer: crate::limits::PeerAddr) -> (bool, usize, usize) {
-    let l = &shared.config.limits;
-    let exempt = l.exempt_loopback && peer.is_loopback();
-    if exempt {
-        (true, 0, 0)
-    } else {
-        (
-            false,
-            l.max_unauthenticated_per_address,
-            l.max_unauthenticated,
-        )
-    }
-}
-
-/// One incoming server-to-server connection on a worker arbiter: TLS and negotiation
-/// (`src/s2s/incoming.rs`), then the S2sIn actor.
-async fn server(
-    tcp: tokio::net::TcpStream,
-    peer: crate::limits::PeerAddr,
-    kind: ListenerKind,
-    shared: Arc<Shared>,
-    (manager, cx): (Addr<s2s::S2s>, Arc<crate::s2s::S2sContext>),
-    router: RouterHandle,
-    slot: crate::shared::ConnSlot,
-) {
-    let id = shared.next_conn_id();
-    // The same cap on unfinished handshakes per address as for clients (slowloris).
-    let (_, per_address, global) = handshake_limit(&shared, peer);
-    let Some(pending) = shared
-        .limiter
-        .unauthenticated_slot(peer, per_address, global)
-    else {
-        log::debug!("s2s#{}: refused: too many unfinished handshakes", id.0);
-        return;
-    };
-    let _ = tcp.set_nodelay(true);
-    log::debug!("s2s#{}: connected ({kind:?})", id.0);
-    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
-    let direct = kind == ListenerKind::S2sDirectTls;
-    let negotiated = crate::s2s::incoming::negotiate(&shared, &cx, tcp, direct, deadline).await;
-    drop(pending);
-    match negotiated {
-        Ok(accepted) => {
-            s2s_in::S2sIn::start(id, shared, cx, router, manager, accepted, slot);
-        }
-        Err(e) => log::debug!("s2s#{}: closed before authentication: {e:?}", id.0),
-    }
-}
-
-/// One client connection on a worker arbiter: TLS, login, then the Connection actor.
-async fn client(
-    tcp: tokio::net::TcpStream,
-    peer: crate::limits::PeerAddr,
-    kind: ListenerKind,
-    shared: Arc<Shared>,
-    router: RouterHandle,
-    slot: crate::shared::ConnSlot,
-) {
-    let id = shared.next_conn_id();
-    let (exempt, per_address, global) = handshake_limit(&shared, peer);
-    let Some(pending) = shared
-        .limiter
-        .unauthenticated_slot(peer, per_address, global)
-    else {
-        log::debug!("{id}: refused: too many unauthenticated connections");
-        return;
-    };
-    let _ = tcp.set_nodelay(true);
-    log::debug!("{id}: connected ({kind:?})");
-    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
-    let tls = match kind {
-        ListenerKind::DirectTls => tokio::time::timeout_at(deadline, shared.tls.accept(tcp))
-            .await
-            .map_err(|_| NegotiateError::Io(std::io::ErrorKind::TimedOut.into()))
-            .and_then(|r| r.map_err(NegotiateError::Io)),
-        ListenerKind::StartTls | ListenerKind::S2s | ListenerKind::S2sDirectTls => {
-            // negotiate_starttls answers a missed deadline itself with connection-timeout;
-            // this outer bound only covers the TLS handshake after <proceed/>.
-            match tokio::time::timeout_at(
-                deadline + Duration::from_secs(1),
-                negotiate_starttls(
-                    &shared.tls,
-                    &shared.config,
-                    shared.shutdown_signal(),
-                    tcp,
-                    deadline,
-                ),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(NegotiateError::Io(std::io::ErrorKind::TimedOut.into())),
-            }
-        }
-    };
-    let tls = match tls {
-        Ok(t) => t,
-        Err(e) => {
-            log::debug!("{id}: closed before TLS: {e:?}");
-            return;
-        }
-    };
-    let transport = crate::transport::Transport::tls(tls);
-    let login =
-        crate::login::run(&shared, id, transport, deadline, (!exempt).then_some(peer)).await;
-    drop(pending);
-    let mut login = match login {
-        Ok(l) => l,
-        Err(e) => return log::debug!("{id}: closed before authentication: {e:?}"),
-    };
-    // The first element after authentication: a XEP-0198 <resume/> takes the transport to
-    // the session it names; anything else starts a new session.
-    let first_deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
-    let mut shutdown = shared.shutdown_signal();
-    let first = match crate::login::first_element(&mut shutdown, &mut login, first_deadline).await {
-        Ok(el) => el,
-        Err(e) => return log::debug!("{id}: closed after authentication: {e:?}"),
-    };
-    let mut slot = slot;
-    let mut first = Some(first);
-    if let Some(resume) = first
-        .as_ref()
-        .filter(|e| e.is("resume", connection::sm::NS))
-    {
-        let h = resume.get_attr("h").and_then(|h| h.parse::<u32>().ok());
-        let previd = resume.get_attr("previd").unwrap_or_default().to_owned();
-        let bare = crate::xmpp::BareJid::new(&format!("{}@{}", login.user, login.host));
-        let session = match (&bare, h) {
-            (Ok(b), Some(_)) => router.resumable.get(&previd, b),
-            _ => None,
-        };
-        if let (Some(addr), Some(h)) = (session, h) {
-            match addr.send(messages::Resume { login, h, slot }).await {
-                Ok(Ok(())) => return log::debug!("{id}: transport handed to the resumed session"),
-                Ok(Err(back)) => (login, slot) = *back,
-                Err(_) => return,
-            }
-        }
-        use tokio::io::AsyncWriteExt;
-        if login
-            .writer
-            .write_all(connection::sm::resume_failed().as_bytes())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        first = None;
-    }
-    Connection::start(id, shared, router, login, slot, first);
 }

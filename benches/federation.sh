@@ -119,6 +119,8 @@ c2s_starttls = ["127.0.0.1:$3"]
 c2s_direct_tls = []
 s2s = ["127.0.0.1:$4"]
 s2s_direct_tls = []
+[http]
+listen = []
 [registration]
 open = true
 [auth]

@@ -68,6 +68,7 @@ KLEIBER_PID=""
 KLEIBER_PORT=""
 kleiber_start() {
   KLEIBER_PORT="$(free_port)"
+  KLEIBER_HTTP_PORT="$(free_port)"
   mkdir -p "$WORK/kleiber"
   local cert=""
   [ -n "$KLEIBER_CERT" ] && cert="certificate = \"$KLEIBER_CERT\"
@@ -80,6 +81,8 @@ $cert
 c2s_starttls = ["127.0.0.1:$KLEIBER_PORT"]
 c2s_direct_tls = []
 s2s = []
+[http]
+listen = ["127.0.0.1:$KLEIBER_HTTP_PORT"]
 [registration]
 open = true
 [auth]

@@ -30,6 +30,7 @@ pub mod credentials;
 pub mod destinations;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod limits;
 pub mod login;
 pub mod muc;

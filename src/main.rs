@@ -139,9 +139,12 @@ fn serve(path: Option<&Path>) -> Result<(), String> {
         let what = match kind {
             ListenerKind::StartTls | ListenerKind::S2s => "STARTTLS",
             ListenerKind::DirectTls | ListenerKind::S2sDirectTls => "direct TLS",
+            ListenerKind::Https => "HTTPS: upload, WebSocket, BOSH, pages",
+            ListenerKind::Http => "plain HTTP for a reverse proxy",
         };
         let who = match kind {
             ListenerKind::S2s | ListenerKind::S2sDirectTls => "servers",
+            ListenerKind::Https | ListenerKind::Http => "the web",
             _ => "clients",
         };
         log::info!("listening for {who} on {addr} ({what})");

@@ -153,7 +153,22 @@ pub struct TlsAcceptor {
     /// The current contexts; replaced as a whole by [`TlsAcceptor::reload`] (SIGHUP), while
     /// established sessions keep the context they started with.
     default: Arc<std::sync::RwLock<Arc<SslAcceptor>>>,
+    /// The web side's contexts per domain (ALPN `h2`, `http/1.1`), replaced by `reload` too:
+    /// the web listener's SNI callback looks them up at each handshake.
+    http: Arc<std::sync::RwLock<Arc<HttpContexts>>>,
 }
+
+/// The web side's certificates: the default host's files and a context per domain.
+struct HttpContexts {
+    default_cert: PathBuf,
+    default_key: PathBuf,
+    by_name: HashMap<String, SslContext>,
+}
+
+/// ALPN protocols of the XMPP ports (XEP-0368).
+const ALPN_XMPP: &[u8] = b"\x0bxmpp-client\x0bxmpp-server";
+/// ALPN protocols of the web side.
+const ALPN_HTTP: &[u8] = b"\x02h2\x08http/1.1";
 
 /// Paths of the certificate and key used for a host.
 pub fn cert_paths(cfg: &Config, host: &str) -> (PathBuf, PathBuf) {
@@ -174,12 +189,44 @@ pub fn cert_paths(cfg: &Config, host: &str) -> (PathBuf, PathBuf) {
     }
 }
 
+/// A context per host and service domain (a service uses its parent's), with `alpn`.
+fn contexts_by_name(
+    cfg: &Config,
+    alpn: &'static [u8],
+) -> Result<HashMap<String, SslContext>, TlsError> {
+    let mut contexts: HashMap<String, SslContext> = HashMap::new();
+    for host in cfg.hosts.keys() {
+        let (cert, key) = cert_paths(cfg, host);
+        let acceptor = acceptor_builder(&cert, &key, alpn)?.build();
+        contexts.insert(host.clone(), acceptor.into_context());
+    }
+    for (service, parent) in &cfg.services {
+        if let Some(ctx) = contexts.get(parent).cloned() {
+            contexts.entry(service.clone()).or_insert(ctx);
+        }
+    }
+    Ok(contexts)
+}
+
+/// Switch to the context of the name the client asked for (SNI), if there is one.
+fn select_by_name(
+    ssl: &mut SslRef,
+    contexts: &HashMap<String, SslContext>,
+) -> Result<(), SniError> {
+    if let Some(name) = ssl.servername(NameType::HOST_NAME) {
+        let name = name.to_ascii_lowercase();
+        if let Some(ctx) = contexts.get(&name) {
+            ssl.set_ssl_context(ctx)
+                .map_err(|_| SniError::ALERT_FATAL)?;
+        }
+    }
+    Ok(())
+}
+
 impl TlsAcceptor {
     /// Build the acceptor from the configuration, generating self-signed certificates for
     /// hosts that have none configured.
     pub fn from_config(cfg: &Config) -> Result<TlsAcceptor, TlsError> {
-        let mut contexts: HashMap<String, SslContext> = HashMap::new();
-        let mut default = None;
         for host in cfg.hosts.keys() {
             let (cert, key) = cert_paths(cfg, host);
             let configured = cfg.hosts[host].certificate.is_some();
@@ -190,50 +237,54 @@ impl TlsAcceptor {
                     cert.display()
                 );
             }
-            let acceptor = build_acceptor(&cert, &key)?;
-            if default.is_none() {
-                default = Some(host.clone());
-            }
-            contexts.insert(host.clone(), acceptor.into_context());
         }
-        for (service, parent) in &cfg.services {
-            if let Some(ctx) = contexts.get(parent).cloned() {
-                contexts.entry(service.clone()).or_insert(ctx);
-            }
-        }
-        let default_host = default.ok_or_else(|| TlsError("no host configured".into()))?;
-        let (cert, key) = cert_paths(cfg, &default_host);
-        let mut builder = acceptor_builder(&cert, &key)?;
-        let contexts = Arc::new(contexts);
-        builder.set_servername_callback(move |ssl, _alert| {
-            if let Some(name) = ssl.servername(NameType::HOST_NAME) {
-                let name = name.to_ascii_lowercase();
-                if let Some(ctx) = contexts.get(&name) {
-                    ssl.set_ssl_context(ctx)
-                        .map_err(|_| SniError::ALERT_FATAL)?;
-                }
-            }
-            Ok(())
-        });
+        let default_host = cfg
+            .hosts
+            .keys()
+            .next()
+            .ok_or_else(|| TlsError("no host configured".into()))?;
+        let (cert, key) = cert_paths(cfg, default_host);
+        let mut builder = acceptor_builder(&cert, &key, ALPN_XMPP)?;
+        let contexts = Arc::new(contexts_by_name(cfg, ALPN_XMPP)?);
+        builder.set_servername_callback(move |ssl, _alert| select_by_name(ssl, &contexts));
+        let http = HttpContexts {
+            default_cert: cert,
+            default_key: key,
+            by_name: contexts_by_name(cfg, ALPN_HTTP)?,
+        };
         Ok(TlsAcceptor {
             default: Arc::new(std::sync::RwLock::new(Arc::new(builder.build()))),
+            http: Arc::new(std::sync::RwLock::new(Arc::new(http))),
         })
     }
 
     /// Load the certificates again (Let's Encrypt renewed them). On any error the old ones
     /// stay in use and the error is returned for the log.
     pub fn reload(&self, cfg: &Config) -> Result<(), TlsError> {
+        let poisoned = || TlsError("certificate state poisoned".into());
         let fresh = TlsAcceptor::from_config(cfg)?;
-        let new = fresh
-            .default
+        let new = fresh.default.read().map_err(|_| poisoned())?.clone();
+        let new_http = fresh.http.read().map_err(|_| poisoned())?.clone();
+        *self.default.write().map_err(|_| poisoned())? = new;
+        *self.http.write().map_err(|_| poisoned())? = new_http;
+        Ok(())
+    }
+
+    /// The web listener's TLS set-up (actix-web adds its own ALPN to the default context):
+    /// the default host's certificate, and the current context of the name asked for by SNI.
+    pub fn http_builder(&self) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
+        let current = self
+            .http
             .read()
             .map_err(|_| TlsError("certificate state poisoned".into()))?
             .clone();
-        *self
-            .default
-            .write()
-            .map_err(|_| TlsError("certificate state poisoned".into()))? = new;
-        Ok(())
+        let mut builder = acceptor_builder(&current.default_cert, &current.default_key, ALPN_HTTP)?;
+        let http = self.http.clone();
+        builder.set_servername_callback(move |ssl, _alert| {
+            let contexts = http.read().map_err(|_| SniError::ALERT_FATAL)?.clone();
+            select_by_name(ssl, &contexts.by_name)
+        });
+        Ok(builder)
     }
 
     /// Run the TLS handshake as server on `tcp`.
@@ -308,7 +359,11 @@ fn reason(e: &openssl::error::ErrorStack) -> String {
         .to_owned()
 }
 
-fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
+fn acceptor_builder(
+    cert: &Path,
+    key: &Path,
+    alpn: &'static [u8],
+) -> Result<openssl::ssl::SslAcceptorBuilder, TlsError> {
     for f in [cert, key] {
         std::fs::File::open(f)
             .map_err(|e| TlsError(format!("{}: cannot read: {e}", f.display())))?;
@@ -341,15 +396,10 @@ fn acceptor_builder(cert: &Path, key: &Path) -> Result<openssl::ssl::SslAcceptor
             cert.display()
         ))
     })?;
-    b.set_alpn_select_callback(|_, client| {
-        openssl::ssl::select_next_proto(b"\x0bxmpp-client\x0bxmpp-server", client)
-            .ok_or(AlpnError::NOACK)
+    b.set_alpn_select_callback(move |_, client| {
+        openssl::ssl::select_next_proto(alpn, client).ok_or(AlpnError::NOACK)
     });
     Ok(b)
-}
-
-fn build_acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, TlsError> {
-    Ok(acceptor_builder(cert, key)?.build())
 }
 
 /// Write a self-signed certificate (EC P-256, SAN = host, 10 years) and its key.

@@ -17,6 +17,8 @@
 //! The writer gets whatever the session's outbox (`actors/outbox.rs`) has batched: the TCP
 //! transport writes it as one TLS record and one system call; a framed transport splits it.
 
+pub mod framing;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::sasl::ChannelBinding;

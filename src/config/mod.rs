@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod http;
+pub use http::{HttpConfig, UploadConfig};
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +39,8 @@ pub struct Config {
     pub contact: ContactConfig,
     pub s2s: S2sConfig,
     pub muc: MucConfig,
+    pub http: HttpConfig,
+    pub upload: UploadConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -67,6 +72,11 @@ pub const RETENTION_BOUNDS: &[(&str, u64, &str)] = &[
         "muc.delete_unused_rooms_after_days",
         365,
         "group chats unused for 12 months are deleted, like accounts",
+    ),
+    (
+        "upload.expire_after_days",
+        365,
+        "shared files are deleted after at most a year",
     ),
 ];
 
@@ -438,6 +448,8 @@ impl Default for Config {
             contact: ContactConfig::default(),
             s2s: S2sConfig::default(),
             muc: MucConfig::default(),
+            http: HttpConfig::default(),
+            upload: UploadConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -605,18 +617,7 @@ impl Config {
         if !m.enabled {
             return Ok(());
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for host in self.hosts.keys() {
-            let d = m.domain_of(host);
-            let ok =
-                crate::xmpp::jid(&d).is_ok_and(|j| j.node().is_none() && j.resource().is_none());
-            if !ok || self.hosts.contains_key(&d) || !seen.insert(d.clone()) {
-                return Err(err(
-                    "muc.domain",
-                    format!("{d:?} (for {host}) must be a domain of its own for each host, e.g. \"conference.{{host}}\""),
-                ));
-            }
-        }
+        self.check_service_domains("muc.domain", |h| m.domain_of(h), "conference")?;
         for (key, v) in [
             ("muc.max_occupants", m.max_occupants),
             ("muc.max_rooms_per_session", m.max_rooms_per_session),
@@ -634,6 +635,33 @@ impl Config {
         Ok(())
     }
 
+    /// A service's domain per host (`key`, `domain_of`): a domain of its own for each host,
+    /// neither a host nor another service's (`example`: the usual first label).
+    fn check_service_domains(
+        &self,
+        key: &str,
+        domain_of: impl Fn(&str) -> String,
+        example: &str,
+    ) -> Result<(), ConfigError> {
+        let mut taken: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        if key != "muc.domain" && self.muc.enabled {
+            taken.extend(self.hosts.keys().map(|h| self.muc.domain_of(h)));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for host in self.hosts.keys() {
+            let d = domain_of(host);
+            let ok =
+                crate::xmpp::jid(&d).is_ok_and(|j| j.node().is_none() && j.resource().is_none());
+            if !ok || self.hosts.contains_key(&d) || taken.contains(&d) || !seen.insert(d.clone()) {
+                return Err(err(
+                    key,
+                    format!("{d:?} (for {host}) must be a domain of its own for each host, e.g. \"{example}.{{host}}\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the whole configuration, section by section, first problem first.
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_hosts()?;
@@ -645,6 +673,11 @@ impl Config {
         self.validate_storage()?;
         self.validate_s2s()?;
         self.validate_muc()?;
+        self.http.validate()?;
+        self.upload.validate()?;
+        if self.upload.enabled {
+            self.check_service_domains("upload.domain", |h| self.upload.domain_of(h), "upload")?;
+        }
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
@@ -825,6 +858,7 @@ impl Config {
                     }
                     "snapshots.keep_days" => self.snapshots.keep_days,
                     "muc.delete_unused_rooms_after_days" => self.muc.delete_unused_rooms_after_days,
+                    "upload.expire_after_days" => self.upload.expire_after_days,
                     _ => self.delivery_errors.retention_days,
                 };
                 days == 0 || days > *most
@@ -890,7 +924,7 @@ mod tests {
 
     #[test]
     fn example_file_parses() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         Config::parse(text).unwrap();
     }
 
