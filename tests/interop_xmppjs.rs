@@ -51,8 +51,10 @@ async fn xmppjs_chats_over_websocket_with_a_tcp_client() {
         m.get_child("body", "jabber:client").unwrap().text_content(),
         "Grüße von xmpp.js"
     );
-    bob.send("<message to='alice@localhost/xmppjs' type='chat'><body>Antwort über TCP</body></message>")
-        .await;
+    bob.send(
+        "<message to='alice@localhost/xmppjs' type='chat'><body>Antwort über TCP</body></message>",
+    )
+    .await;
     let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("xmpp.js finishes")

@@ -74,6 +74,10 @@ pub(crate) struct Args {
     /// Use XEP-0368 direct TLS instead of STARTTLS.
     #[arg(long)]
     pub(crate) direct_tls: bool,
+    /// RFC 7395 WebSocket at this path (e.g. `/xmpp-websocket`) on `--port` (then the HTTPS
+    /// port) instead of a TCP stream.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) websocket: Option<String>,
     /// Server process id(s), comma separated, for RSS and CPU figures (summed).
     #[arg(long, value_delimiter = ',')]
     pub(crate) server_pid: Vec<u32>,

@@ -79,7 +79,7 @@
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 //!
 //! Modules: `cli` (arguments), `shared` (state of a run), `xml` (stream scanner), `client`
-//! (connect, STARTTLS, SASL, register, bind), `link` (connections run by pump tasks), `cpu`
+//! (connect, STARTTLS, SASL, register, bind), `ws` (`--websocket`: RFC 7395 instead of TCP), `link` (connections run by pump tasks), `cpu`
 //! (/proc figures), `stats` (percentiles, medians, RESULT formatting), and one per mode:
 //! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`.
 
@@ -95,6 +95,7 @@ mod soak;
 mod stats;
 mod storm;
 mod throughput;
+mod ws;
 mod xml;
 
 use clap::Parser;
