@@ -109,7 +109,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // actix-web's server logs the addresses it listens on at info and its connections below;
+    // kleiber logs its own listeners once, so the HTTP machinery speaks only of problems,
+    // whatever RUST_LOG says (no address reaches a log through it).
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sled=warn"))
+        .filter_module("actix_server", log::LevelFilter::Warn)
+        .filter_module("actix_http", log::LevelFilter::Warn)
+        .filter_module("actix_web", log::LevelFilter::Warn)
+        .filter_module("h2", log::LevelFilter::Warn)
         .format_timestamp_secs()
         .init();
     let cli = Cli::parse();
