@@ -235,6 +235,19 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
     for a in &config.listen.c2s_direct_tls {
         println!("clients (direct TLS): {a}");
     }
+    for a in &config.http.listen {
+        println!("web (HTTPS): {a}");
+    }
+    for a in &config.http.listen_plain {
+        println!("web (plain HTTP, behind a proxy): {a}");
+    }
+    if config.http.enabled() {
+        for host in config.hosts.keys() {
+            let url = config.http.url_of(host);
+            let ws = url.replacen("http", "ws", 1);
+            println!("web of {host}: {url}/ (WebSocket {ws}/xmpp-websocket, BOSH {url}/http-bind)");
+        }
+    }
     println!("data: {}", config.data_dir.display());
     println!(
         "registration: {}",
