@@ -83,6 +83,9 @@ c2s_direct_tls = []
 s2s = []
 [http]
 listen = ["127.0.0.1:$KLEIBER_HTTP_PORT"]
+public_url = "https://{host}:$KLEIBER_HTTP_PORT"
+[upload]
+quota_mb = 0
 [registration]
 open = true
 [auth]

@@ -187,6 +187,12 @@ pub(crate) struct Args {
     /// Group-chat mode: the MUC service (default conference.DOMAIN).
     #[arg(long)]
     pub(crate) muc_service: Option<String>,
+    /// Upload mode: XEP-0363 slot, PUT and GET of a file of N MiB, --repeat times.
+    #[arg(long, value_name = "MB")]
+    pub(crate) upload: Option<usize>,
+    /// Upload mode: the upload service (default upload.DOMAIN).
+    #[arg(long)]
+    pub(crate) upload_service: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,
