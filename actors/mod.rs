@@ -231,11 +231,7 @@ pub async fn start(shared: Arc<Shared>, services: Vec<ServiceSpec>) -> std::io::
     });
 
     let mut listeners = listeners::bind_listeners(&shared, &handle, &s2s, &s2s_cx, &workers)?;
-    let spawner = listeners::ClientSpawner::new(
-        shared.clone(),
-        handle.clone(),
-        Arc::new(workers.iter().map(Arbiter::handle).collect()),
-    );
+    let spawner = listeners::ClientSpawner::new(shared.clone(), handle.clone());
     let http = crate::http::start(&shared, spawner)?.map(|web| {
         listeners.extend(web.listeners);
         web.handle
