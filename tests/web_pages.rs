@@ -7,6 +7,7 @@
 //! screenshots back with Tesseract OCR, so what a visitor sees is checked, not just the HTML.
 //! It is skipped when `chromium` or `tesseract` (with `tesseract-ocr-deu`) is missing, unless
 //! `KLEIBER_REQUIRE_INTEROP=1` (set by `.ci/run`, which installs them) makes that a failure.
+//! `KLEIBER_SCREENSHOTS=DIR` keeps the screenshots there.
 
 mod common;
 
@@ -267,6 +268,9 @@ async fn privacy_page_shows_the_configured_figures() {
     ] {
         assert!(de.contains(phrase), "missing {phrase:?}");
     }
+    let home = get(addr, "localhost", "/", &[]).await.body;
+    assert!(home.contains("accounts unused for 90 days (no login) are deleted"));
+    assert!(home.contains("deleted 9 days after their upload"));
     // Switched-off features are not promised, and "never" is said as such.
     let srv = TestServer::start_with(|c| {
         c.allow_longer_retention = true;
@@ -417,9 +421,13 @@ fn check_rendered(
     phrases: &[&str],
 ) {
     let name = url.rsplit('/').next().unwrap().replace(['?', '='], "_");
-    let png = dir.join(format!("page{name}.png"));
+    let png = dir.join(format!("{ocr_lang}{name}.png"));
     let dom = chromium(&tools.0, &dir.join("profile"), url, &png, size);
     let text = ocr(&tools.1, &png, ocr_lang);
+    // KLEIBER_SCREENSHOTS=DIR keeps the screenshots for a look.
+    if let Some(keep) = std::env::var_os("KLEIBER_SCREENSHOTS") {
+        let _ = std::fs::copy(&png, Path::new(&keep).join(png.file_name().unwrap()));
+    }
     let dom = normalise(&dom);
     for p in phrases {
         let p = p.to_lowercase();

@@ -6,8 +6,11 @@ use super::discovery;
 use super::html::{esc, link, nav_link, uri_link, Lang, Page};
 use crate::config::{Config, RoomCreators};
 
-/// Recommended clients per platform: (platform in English, in German, [(name, URL)]).
-const CLIENTS: &[(&str, &str, &[(&str, &str)])] = &[
+/// A client: (name, home page).
+type Client = (&'static str, &'static str);
+
+/// Recommended clients per platform: (platform in English, in German, clients).
+const CLIENTS: &[(&str, &str, &[Client])] = &[
     (
         "Android",
         "Android",
@@ -52,6 +55,7 @@ pub fn page(lang: Lang, host: &str, config: &Config, registration_open: bool) ->
     let mut page = Page::new(lang, "/", host);
     intro(&mut page, host, config);
     registration(&mut page, host, registration_open);
+    inactivity(&mut page, config.accounts.delete_inactive_after_days);
     clients(&mut page);
     connection(&mut page, host, config);
     if config.muc.enabled {
@@ -119,6 +123,24 @@ fn registration(page: &mut Page, host: &str, open: bool) {
             ),
         );
     }
+}
+
+/// The reminder that unused accounts go (nothing when they are kept).
+fn inactivity(page: &mut Page, days: u64) {
+    if days == 0 {
+        return;
+    }
+    let lang = page.lang;
+    page.p(&lang.t(
+        format!(
+            "Please remember that accounts unused for {} (no login) are deleted.",
+            lang.days(days)
+        ),
+        format!(
+            "Denk bitte daran, dass Accounts {} nach der letzten Anmeldung gelöscht werden.",
+            lang.span(days)
+        ),
+    ));
 }
 
 /// Recommended clients per platform.
@@ -255,7 +277,7 @@ fn upload(page: &mut Page, config: &Config) {
     };
     page.p(&lang.t(
         format!("You can share files of up to {} MB from your client.{quota} Files are deleted {} after their upload.", u.max_file_size_mb, lang.days(u.expire_after_days)),
-        format!("Du kannst aus Deinem Client Dateien bis {} MB teilen.{quota} Dateien werden {} nach dem Hochladen gelöscht.", u.max_file_size_mb, lang.days(u.expire_after_days)),
+        format!("Du kannst aus Deinem Client Dateien bis {} MB teilen.{quota} Dateien werden {} nach dem Hochladen gelöscht.", u.max_file_size_mb, lang.span(u.expire_after_days)),
     ));
 }
 

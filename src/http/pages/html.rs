@@ -49,6 +49,15 @@ impl Lang {
         }
     }
 
+    /// `n` days, as a span ("for 90 days" / "90 Tage lang", "90 Tage nach ...": accusative).
+    pub fn span(self, n: u64) -> String {
+        match (self, n) {
+            (Lang::De, 1) => "1 Tag".into(),
+            (Lang::De, n) => format!("{n} Tage"),
+            (Lang::En, n) => self.days(n),
+        }
+    }
+
     /// "every N hours" / "alle N Stunden".
     pub fn every_hours(self, n: u64) -> String {
         match (self, n) {

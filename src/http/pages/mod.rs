@@ -26,6 +26,7 @@ pub use html::{esc, negotiate, Lang};
 
 use super::HttpState;
 use crate::config::Config;
+use crate::shared::Shared;
 
 /// The pages' Content Security Policy: our own stylesheet, nothing else.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
@@ -97,25 +98,31 @@ fn html_response(status: StatusCode, lang: Lang, body: String) -> HttpResponse {
 
 /// `/`.
 async fn home_page(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let shared = &state.shared;
-    if !shared.config.http.pages {
-        return not_found(req).await;
-    }
-    let lang = lang_of(&req);
-    let host = host_of(&req, &shared.config);
-    let body = home::page(lang, host, &shared.config, shared.registration_open());
-    html_response(StatusCode::OK, lang, body)
+    page_response(req, &state.shared, |lang, host, shared| {
+        home::page(lang, host, &shared.config, shared.registration_open())
+    })
+    .await
 }
 
 /// `/privacy`.
 async fn privacy_page(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let shared = &state.shared;
+    page_response(req, &state.shared, |lang, host, shared| {
+        privacy::page(lang, host, &shared.config, log::max_level())
+    })
+    .await
+}
+
+/// A page in the request's language for the request's host, or 404 when `http.pages` is off.
+async fn page_response(
+    req: HttpRequest,
+    shared: &Shared,
+    build: impl FnOnce(Lang, &str, &Shared) -> String,
+) -> HttpResponse {
     if !shared.config.http.pages {
         return not_found(req).await;
     }
     let lang = lang_of(&req);
-    let host = host_of(&req, &shared.config);
-    let body = privacy::page(lang, host, &shared.config, log::max_level());
+    let body = build(lang, host_of(&req, &shared.config), shared);
     html_response(StatusCode::OK, lang, body)
 }
 

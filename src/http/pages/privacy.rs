@@ -89,7 +89,7 @@ fn retention(page: &mut Page, config: &Config) {
     if block > 0 {
         items.push(lang.t(
             format!("After an account is deleted, its name cannot be registered again for {} (so that nobody receives what was meant for its old owner). For this only a keyed hash of the name is kept, not the name.", lang.days(block)),
-            format!("Nach dem Löschen eines Accounts kann sein Name {} lang nicht neu registriert werden (damit niemand bekommt, was für die vorige Person bestimmt war). Dafür wird nur ein mit einem geheimen Schlüssel gebildeter Hash des Namens gespeichert, nicht der Name.", days_acc(block)),
+            format!("Nach dem Löschen eines Accounts kann sein Name {} lang nicht neu registriert werden (damit niemand bekommt, was für die vorige Person bestimmt war). Dafür wird nur ein mit einem geheimen Schlüssel gebildeter Hash des Namens gespeichert, nicht der Name.", lang.span(block)),
         ));
     }
     let d = config.delivery_errors.retention_days;
@@ -101,7 +101,7 @@ fn retention(page: &mut Page, config: &Config) {
         let m = config.muc.delete_unused_rooms_after_days;
         items.push(lang.t(
             format!("Group chats nobody entered for {} are deleted. The discussion history (the last {} messages of each room) is held in memory only and lost at every restart.", lang.days(m), config.muc.history_messages),
-            format!("Gruppenchats, die {} lang niemand betreten hat, werden gelöscht. Der Gesprächsverlauf (die letzten {} Nachrichten jedes Raums) liegt nur im Arbeitsspeicher und geht bei jedem Neustart verloren.", days_acc(m), config.muc.history_messages),
+            format!("Gruppenchats, die {} lang niemand betreten hat, werden gelöscht. Der Gesprächsverlauf (die letzten {} Nachrichten jedes Raums) liegt nur im Arbeitsspeicher und geht bei jedem Neustart verloren.", lang.span(m), config.muc.history_messages),
         ));
     }
     if config.upload.enabled {
@@ -113,7 +113,7 @@ fn retention(page: &mut Page, config: &Config) {
             ),
             format!(
                 "Geteilte Dateien werden {} nach dem Hochladen gelöscht.",
-                lang.days(u)
+                lang.span(u)
             ),
         ));
     }
@@ -123,15 +123,6 @@ fn retention(page: &mut Page, config: &Config) {
         "Die Datenbank schreibt fortlaufend: Bytes gelöschter Einträge können in ihren Dateien bleiben, bis der Platz wiederverwendet wird.".to_owned(),
     ));
     page.list(&items);
-}
-
-/// `n` days in the German accusative ("90 Tage lang").
-fn days_acc(n: u64) -> String {
-    if n == 1 {
-        "1 Tag".into()
-    } else {
-        format!("{n} Tage")
-    }
 }
 
 /// Account deletion: in band at any time, and after inactivity (or never).
@@ -149,7 +140,7 @@ fn accounts_retention(lang: Lang, config: &Config) -> String {
     } else {
         lang.t(
             format!("{own} Accounts not used (no login) for <strong>{}</strong> are deleted with everything stored for them.", lang.days(n)),
-            format!("{own} Accounts, die <strong>{}</strong> lang nicht benutzt wurden (keine Anmeldung), werden mit allem, was dazu gespeichert ist, gelöscht.", days_acc(n)),
+            format!("{own} Accounts, die <strong>{}</strong> lang nicht benutzt wurden (keine Anmeldung), werden mit allem, was dazu gespeichert ist, gelöscht.", lang.span(n)),
         )
     }
 }
@@ -159,13 +150,13 @@ fn snapshots(lang: Lang, config: &Config) -> String {
     let s = &config.snapshots;
     if s.interval_hours == 0 {
         return lang.t(
-            format!("No automatic snapshots are taken. Copies the operator makes are kept at most {}.", lang.days(s.keep_days)),
-            format!("Es werden keine automatischen Snapshots erstellt. Kopien, die der Betrieb anlegt, werden höchstens {} lang aufbewahrt.", days_acc(s.keep_days)),
+            format!("No automatic snapshots are taken; snapshots left from before are deleted after {}.", lang.days(s.keep_days)),
+            format!("Es werden keine automatischen Snapshots erstellt; ältere Snapshots werden nach {} gelöscht.", lang.days(s.keep_days)),
         );
     }
     lang.t(
         format!("A snapshot of all the data above is taken {} and kept for <strong>{}</strong>; data you deleted can remain in snapshots that long.", lang.every_hours(s.interval_hours), lang.days(s.keep_days)),
-        format!("Von allen oben genannten Daten wird {} ein Snapshot erstellt und <strong>{}</strong> lang aufbewahrt; bereits gelöschte Daten können so lange in Snapshots weiter existieren.", lang.every_hours(s.interval_hours), days_acc(s.keep_days)),
+        format!("Von allen oben genannten Daten wird {} ein Snapshot erstellt und <strong>{}</strong> lang aufbewahrt; bereits gelöschte Daten können so lange in Snapshots weiter existieren.", lang.every_hours(s.interval_hours), lang.span(s.keep_days)),
     )
 }
 
@@ -245,7 +236,7 @@ fn password(page: &mut Page) {
     page.h2(lang.t("Forgotten password", "Passwort vergessen"));
     page.p(lang.t(
         "There is no password recovery. Apart from your Jabber ID and your password no data about you was collected, so nobody can check that an account is yours. Keep your password safe.",
-        "Das tut mir wirklich leid, denn helfen kann ich Dir nicht: Es gibt keine Wiederherstellung von Passwörtern. Außer Deiner Jabber-ID und Deinem Passwort wurden keine weiteren Daten erhoben, es lässt sich also nicht feststellen, ob Du wirklich die Person bist, um deren Account es geht. Bewahre Dein Passwort gut auf.",
+        "Das ist ärgerlich, aber helfen kann Dir dabei niemand: Es gibt keine Wiederherstellung von Passwörtern. Außer Deiner Jabber-ID und Deinem Passwort wurden keine weiteren Daten erhoben, es lässt sich also nicht feststellen, ob Du wirklich die Person bist, um deren Account es geht. Bewahre Dein Passwort gut auf.",
     ));
 }
 
