@@ -45,12 +45,22 @@ fn https(srv: &TestServer) -> SocketAddr {
         .expect("an HTTPS listener")
 }
 
-/// `GET path` over HTTPS with `Host: host` and extra headers; HTTP/1.1, connection closed
-/// after the response.
+/// `GET path` over HTTPS with `Host: host` and extra headers.
 async fn get(addr: SocketAddr, host: &str, path: &str, extra: &[(&str, &str)]) -> Response {
+    request(addr, "GET", host, path, extra).await
+}
+
+/// `method path` over HTTPS; HTTP/1.1, connection closed after the response.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Response {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut tls = tls_connect(tcp, false).await;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in extra {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -379,6 +389,7 @@ fn chromium(bin: &Path, profile: &Path, url: &str, png: &Path, size: &str) -> St
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",
             "--ignore-certificate-errors",
             "--hide-scrollbars",
             "--no-first-run",
