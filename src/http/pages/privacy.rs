@@ -166,8 +166,8 @@ fn not_stored(page: &mut Page, config: &Config, log_level: log::LevelFilter) {
     page.h2(lang.t("What is not stored", "Was nicht gespeichert wird"));
     let mut items = vec![
         lang.t(
-            "<strong>No IP addresses are stored</strong>: not in the database, not in the logs, not in snapshots or backups. To slow down abuse, the server counts connections and registrations per address in memory only, for at most an hour.",
-            "Es werden <strong>keine IP-Adressen gespeichert</strong>: nicht in der Datenbank, nicht in Logs, nicht in Snapshots oder Backups. Gegen Missbrauch zählt der Server Verbindungen und Registrierungen pro Adresse nur im Arbeitsspeicher, höchstens eine Stunde lang.",
+            "<strong>No IP addresses are stored</strong>: not in the database, not in the logs, not in snapshots or backups. To slow down abuse, the server counts connections and registrations per address, in memory only, and forgets them at the latest an hour after your last connection.",
+            "Es werden <strong>keine IP-Adressen gespeichert</strong>: nicht in der Datenbank, nicht in Logs, nicht in Snapshots oder Backups. Gegen Missbrauch zählt der Server Verbindungen und Registrierungen pro Adresse, nur im Arbeitsspeicher, und vergisst sie spätestens eine Stunde nach Deiner letzten Verbindung.",
         ).to_owned(),
         lang.t(
             "No message content, except messages waiting for you while you are offline, until they are delivered. The delivery-error log holds no content.",
@@ -225,7 +225,7 @@ fn use_of_data(page: &mut Page, config: &Config) {
         ));
     }
     page.p(lang.t(
-        "Connections between your client and this server are always encrypted (TLS). That protects the way to the server, not the message on the server. <strong>End-to-end encryption</strong> (OMEMO, OpenPGP) passes through unchanged: then no server on the way can read your messages. It is recommended, and most clients above offer it.",
+        "Connections between your client and this server are always encrypted (TLS). That protects the way to the server, not the message on the server. <strong>End-to-end encryption</strong> (OMEMO, OpenPGP) passes through unchanged: then no server on the way can read your messages. It is recommended, and most clients offer it.",
         "Verbindungen zwischen Deinem Client und diesem Server sind immer verschlüsselt (TLS). Das schützt den Weg zum Server, nicht die Nachricht auf dem Server. <strong>Ende-zu-Ende-Verschlüsselung</strong> (OMEMO, OpenPGP) wird unverändert weitergereicht: dann kann kein Server unterwegs Deine Nachrichten lesen. Sie ist zu empfehlen, und die meisten Clients bieten sie an.",
     ));
 }
@@ -235,8 +235,8 @@ fn password(page: &mut Page) {
     let lang = page.lang;
     page.h2(lang.t("Forgotten password", "Passwort vergessen"));
     page.p(lang.t(
-        "There is no password recovery. Apart from your Jabber ID and your password no data about you was collected, so nobody can check that an account is yours. Keep your password safe.",
-        "Das ist ärgerlich, aber helfen kann Dir dabei niemand: Es gibt keine Wiederherstellung von Passwörtern. Außer Deiner Jabber-ID und Deinem Passwort wurden keine weiteren Daten erhoben, es lässt sich also nicht feststellen, ob Du wirklich die Person bist, um deren Account es geht. Bewahre Dein Passwort gut auf.",
+        "There is no password recovery. The server knows no e-mail address or phone number of yours, so nobody can check that an account is yours. Keep your password safe.",
+        "Das ist ärgerlich, aber helfen kann Dir dabei niemand: Es gibt keine Wiederherstellung von Passwörtern. Der Server kennt keine E-Mail-Adresse und keine Telefonnummer von Dir, es lässt sich also nicht feststellen, ob Du wirklich die Person bist, um deren Account es geht. Bewahre Dein Passwort gut auf.",
     ));
 }
 
