@@ -384,29 +384,26 @@ fn run(mut cmd: Command) -> String {
 
 /// Headless Chromium on `url`: the rendered DOM, and a screenshot at `png`.
 fn chromium(bin: &Path, profile: &Path, url: &str, png: &Path, size: &str) -> String {
-    let base = |c: &mut Command| {
-        c.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--ignore-certificate-errors",
-            "--hide-scrollbars",
-            "--no-first-run",
-            "--force-device-scale-factor=1",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--window-size={size}"));
-    };
-    let mut shot = Command::new(bin);
-    base(&mut shot);
-    shot.arg(format!("--screenshot={}", png.display())).arg(url);
-    run(shot);
+    let _ = std::fs::remove_file(png);
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--ignore-certificate-errors",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--force-device-scale-factor=1",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(format!("--window-size={size}"))
+    .arg(format!("--screenshot={}", png.display()))
+    .arg("--dump-dom")
+    .arg(url);
+    let dom = run(cmd);
     assert!(png.is_file(), "no screenshot of {url}");
-    let mut dom = Command::new(bin);
-    base(&mut dom);
-    dom.arg("--dump-dom").arg(url);
-    run(dom)
+    dom
 }
 
 /// The text Tesseract reads in `png`, lower case, whitespace collapsed.
