@@ -1,0 +1,278 @@
+//! The privacy policy `/privacy`, modelled on the operator's German policy and written from
+//! `doc/data-inventory.md`. Every period and limit comes from the running configuration, and
+//! a sentence about a feature appears only when the feature is on, so the page never
+//! promises what the server does not do. One function per section.
+
+use super::html::{esc, uri_link, Lang, Page};
+use crate::config::Config;
+
+/// The whole policy for `host`; `log_level` is the running log filter (JIDs appear in the
+/// log only at `debug` and `trace`).
+pub fn page(lang: Lang, host: &str, config: &Config, log_level: log::LevelFilter) -> String {
+    let title = lang.t("Privacy policy", "Datenschutzerklärung");
+    let mut page = Page::new(lang, "/privacy", &format!("{title}: {host}"));
+    page.p(&lang.t(
+        format!("This page says what the server <strong>{}</strong> stores about you, why, and for how long. Its figures are read from the server's running configuration.", esc(host)),
+        format!("Diese Seite sagt, welche Daten der Server <strong>{}</strong> über Dich speichert, wozu und wie lange. Die Zahlen stammen aus der laufenden Konfiguration des Servers.", esc(host)),
+    ));
+    stored(&mut page, config);
+    retention(&mut page, config);
+    not_stored(&mut page, config, log_level);
+    use_of_data(&mut page, config);
+    password(&mut page);
+    access(&mut page, config);
+    page.finish()
+}
+
+/// "What is stored?": everything kept per account.
+fn stored(page: &mut Page, config: &Config) {
+    let lang = page.lang;
+    page.h2(lang.t("What is stored?", "Was für Daten werden gespeichert?"));
+    let o = &config.offline;
+    let mut items: Vec<String> = [
+        ("Your <strong>Jabber ID</strong> (JID): user name and domain, which identify the account.",
+         "Die <strong>Jabber-ID</strong> (JID), bestehend aus Benutzername und Domain, zur Identifikation des Benutzerkontos."),
+        ("Your <strong>password</strong>, not as such but as cryptographic hashes (bcrypt and SCRAM), to check it when your client logs in.",
+         "Das <strong>Passwort</strong>, nicht im Klartext, sondern kryptografisch gesichert (bcrypt und SCRAM), zur Prüfung bei der Anmeldung des Clients."),
+        ("The <strong>time of your last login</strong> (so that unused accounts can be deleted) and of your last logout (your contacts may ask when you were last online).",
+         "<strong>Datum und Uhrzeit der letzten Anmeldung</strong> (damit unbenutzte Benutzerkonten gelöscht werden können) und der letzten Abmeldung (Deine Kontakte können fragen, wann Du zuletzt online warst)."),
+        ("Your <strong>contact list</strong> (roster): your contacts with the names and groups you give them, in which direction(s) presence is shared, pending requests; and your block list. It is kept so that every client you log in from has the same contacts.",
+         "Die <strong>Kontaktliste</strong> (Roster): Deine Kontakte mit den Namen und Gruppen, die Du ihnen gibst, in welche Richtung(en) die Sichtbarkeit besteht, offene Anfragen; außerdem die Liste blockierter Adressen. Sie wird gespeichert, damit jeder Client, mit dem Du Dich anmeldest, die gleichen Kontakte hat."),
+    ]
+    .iter()
+    .map(|(en, de)| lang.t(*en, *de).to_owned())
+    .collect();
+    items.push(lang.t(
+        format!("<strong>Messages that arrive while you are offline</strong>, with their arrival time, so that they can be delivered at your next login (at most {} messages and {} per account). They are deleted once delivered.", o.max_messages_per_user, bytes(lang, o.max_bytes_per_user)),
+        format!("<strong>Nachrichten, die ankommen, während Du nicht angemeldet bist</strong>, mit der Uhrzeit ihrer Ankunft, damit sie bei der nächsten Anmeldung zugestellt werden können (höchstens {} Nachrichten und {} pro Account). Nach der Zustellung werden sie gelöscht.", o.max_messages_per_user, bytes(lang, o.max_bytes_per_user)),
+    ));
+    items.push(lang.t(
+        "What your client stores on the server: your <strong>vCard</strong> (public: anyone can ask for it), <strong>private data</strong> only you can read (settings, bookmarks), and <strong>PEP data</strong> it publishes (avatar, OMEMO keys, bookmarks) with who may see each.".to_owned(),
+        "Was Dein Client auf dem Server ablegt: Deine <strong>vCard</strong> (öffentlich: jede*r kann sie abfragen), <strong>private Daten</strong>, die nur Du abrufen kannst (Einstellungen, Lesezeichen), und <strong>PEP-Daten</strong>, die er veröffentlicht (Avatar, OMEMO-Schlüssel, Lesezeichen), jeweils mit der Angabe, wer sie sehen darf.".to_owned(),
+    ));
+    if config.muc.enabled {
+        items.push(lang.t(
+            "For <strong>group chats</strong> that persist: their configuration, subject, who is owner, admin, member or banned (as Jabber IDs), and when someone last entered.".to_owned(),
+            "Für dauerhafte <strong>Gruppenchats</strong>: ihre Einstellungen, das Thema, wer Besitzer*in, Admin, Mitglied oder gesperrt ist (als Jabber-IDs) und wann zuletzt jemand den Raum betreten hat.".to_owned(),
+        ));
+    }
+    if config.upload.enabled {
+        items.push(lang.t(
+            "<strong>Files you share</strong> (uploads), as your client sends them, with what is needed to serve them and to count your quota.".to_owned(),
+            "<strong>Dateien, die Du teilst</strong> (Uploads), so wie Dein Client sie schickt, mit dem, was zum Ausliefern und für Dein Kontingent nötig ist.".to_owned(),
+        ));
+    }
+    items.push(lang.t(
+        "When a message <strong>cannot be delivered</strong>: from whom to whom (Jabber IDs without resource) and why — never its content. This helps to find problems when errors pile up.".to_owned(),
+        "Bei <strong>Fehlern in der Zustellung</strong> einer Nachricht: von wem an wen (Jabber-IDs ohne Ressource) und wieso die Zustellung nicht funktionierte — nicht jedoch der Inhalt der Nachricht. Dies ist nötig, um bei gehäuften Fehlern ein Problem feststellen zu können.".to_owned(),
+    ));
+    page.list(&items);
+}
+
+/// A size in bytes, in the largest whole unit.
+fn bytes(lang: Lang, n: u64) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} {}", lang.t("bytes", "Bytes"))
+    }
+}
+
+/// "How long?": every retention period of the configuration.
+fn retention(page: &mut Page, config: &Config) {
+    let lang = page.lang;
+    page.h2(lang.t("For how long?", "Wie lange?"));
+    let mut items = vec![accounts_retention(lang, config)];
+    let block = config.accounts.reregistration_block_days;
+    if block > 0 {
+        items.push(lang.t(
+            format!("After an account is deleted, its name cannot be registered again for {} (so that nobody receives what was meant for its old owner). For this only a keyed hash of the name is kept, not the name.", lang.days(block)),
+            format!("Nach dem Löschen eines Accounts kann sein Name {} lang nicht neu registriert werden (damit niemand bekommt, was für die vorige Person bestimmt war). Dafür wird nur ein mit einem geheimen Schlüssel gebildeter Hash des Namens gespeichert, nicht der Name.", lang.span(block)),
+        ));
+    }
+    let d = config.delivery_errors.retention_days;
+    items.push(lang.t(
+        format!("Delivery errors are deleted after {}.", lang.days(d)),
+        format!("Zustellfehler werden nach {} gelöscht.", lang.days(d)),
+    ));
+    if config.muc.enabled {
+        let m = config.muc.delete_unused_rooms_after_days;
+        items.push(lang.t(
+            format!("Group chats nobody entered for {} are deleted. The discussion history (the last {} messages of each room) is held in memory only and lost at every restart.", lang.days(m), config.muc.history_messages),
+            format!("Gruppenchats, die {} lang niemand betreten hat, werden gelöscht. Der Gesprächsverlauf (die letzten {} Nachrichten jedes Raums) liegt nur im Arbeitsspeicher und geht bei jedem Neustart verloren.", lang.span(m), config.muc.history_messages),
+        ));
+    }
+    if config.upload.enabled {
+        let u = config.upload.expire_after_days;
+        items.push(lang.t(
+            format!(
+                "Shared files are deleted {} after their upload.",
+                lang.days(u)
+            ),
+            format!(
+                "Geteilte Dateien werden {} nach dem Hochladen gelöscht.",
+                lang.span(u)
+            ),
+        ));
+    }
+    items.push(snapshots(lang, config));
+    items.push(lang.t(
+        "The database is log-structured: the bytes of deleted records can remain in its files until the space is reused.".to_owned(),
+        "Die Datenbank schreibt fortlaufend: Bytes gelöschter Einträge können in ihren Dateien bleiben, bis der Platz wiederverwendet wird.".to_owned(),
+    ));
+    page.list(&items);
+}
+
+/// Account deletion: in band at any time, and after inactivity (or never).
+fn accounts_retention(lang: Lang, config: &Config) -> String {
+    let n = config.accounts.delete_inactive_after_days;
+    let own = lang.t(
+        "You can delete your account yourself from your client at any time; everything stored for it is deleted with it.",
+        "Du kannst Deinen Account jederzeit selbst aus Deinem Client löschen; alles, was dazu gespeichert ist, wird mit ihm gelöscht.",
+    );
+    if n == 0 {
+        lang.t(
+            format!("{own} Accounts are not deleted for inactivity."),
+            format!("{own} Unbenutzte Accounts werden nicht automatisch gelöscht."),
+        )
+    } else {
+        lang.t(
+            format!("{own} Accounts not used (no login) for <strong>{}</strong> are deleted with everything stored for them.", lang.days(n)),
+            format!("{own} Accounts, die <strong>{}</strong> lang nicht benutzt wurden (keine Anmeldung), werden mit allem, was dazu gespeichert ist, gelöscht.", lang.span(n)),
+        )
+    }
+}
+
+/// Snapshots: how often, and how long they are kept.
+fn snapshots(lang: Lang, config: &Config) -> String {
+    let s = &config.snapshots;
+    if s.interval_hours == 0 {
+        return lang.t(
+            format!("No automatic snapshots are taken; snapshots left from before are deleted after {}.", lang.days(s.keep_days)),
+            format!("Es werden keine automatischen Snapshots erstellt; ältere Snapshots werden nach {} gelöscht.", lang.days(s.keep_days)),
+        );
+    }
+    lang.t(
+        format!("A snapshot of all the data above is taken {} and kept for <strong>{}</strong>; data you deleted can remain in snapshots that long.", lang.every_hours(s.interval_hours), lang.days(s.keep_days)),
+        format!("Von allen oben genannten Daten wird {} ein Snapshot erstellt und <strong>{}</strong> lang aufbewahrt; bereits gelöschte Daten können so lange in Snapshots weiter existieren.", lang.every_hours(s.interval_hours), lang.span(s.keep_days)),
+    )
+}
+
+/// What is never stored: IP addresses, message content outside offline storage; the log.
+fn not_stored(page: &mut Page, config: &Config, log_level: log::LevelFilter) {
+    let lang = page.lang;
+    page.h2(lang.t("What is not stored", "Was nicht gespeichert wird"));
+    let mut items = vec![
+        lang.t(
+            "<strong>No IP addresses are stored</strong>: not in the database, not in the logs, not in snapshots or backups. To slow down abuse, the server counts connections and registrations per address, in memory only, and forgets them at the latest an hour after your last connection.",
+            "Es werden <strong>keine IP-Adressen gespeichert</strong>: nicht in der Datenbank, nicht in Logs, nicht in Snapshots oder Backups. Gegen Missbrauch zählt der Server Verbindungen und Registrierungen pro Adresse, nur im Arbeitsspeicher, und vergisst sie spätestens eine Stunde nach Deiner letzten Verbindung.",
+        ).to_owned(),
+        lang.t(
+            "No message content, except messages waiting for you while you are offline, until they are delivered. The delivery-error log holds no content.",
+            "Keine Nachrichteninhalte, außer Nachrichten, die auf Dich warten, während Du nicht angemeldet bist, bis sie zugestellt sind. Das Log der Zustellfehler enthält keine Inhalte.",
+        ).to_owned(),
+    ];
+    if config.muc.enabled {
+        items.push(lang.t(
+            "Who is in which group chat, and what is said there, is never written to disk.",
+            "Wer in welchem Gruppenchat ist und was dort geschrieben wird, landet nie auf der Festplatte.",
+        ).to_owned());
+    }
+    items.push(if log_level >= log::LevelFilter::Debug {
+        lang.t(
+            "The server's log holds no IP addresses and no message content. It is running with debugging on at the moment and then names accounts (Jabber IDs).",
+            "Das Log des Servers enthält keine IP-Adressen und keine Nachrichteninhalte. Es läuft zurzeit zur Fehlersuche ausführlicher und nennt dann auch Accounts (Jabber-IDs).",
+        ).to_owned()
+    } else {
+        lang.t(
+            "The server's log names no user, no IP address and no message content: only connection numbers, counts and the domains of other servers.",
+            "Das Log des Servers nennt keine Nutzer*innen, keine IP-Adressen und keine Nachrichteninhalte: nur Verbindungsnummern, Anzahlen und die Domains anderer Server.",
+        ).to_owned()
+    });
+    page.list(&items);
+}
+
+/// What happens with the data: published data, federation, encryption.
+fn use_of_data(page: &mut Page, config: &Config) {
+    let lang = page.lang;
+    page.h2(lang.t(
+        "What happens to this data?",
+        "Was geschieht mit diesen Daten?",
+    ));
+    page.p(lang.t(
+        "The data is used only to run this service. The server has no advertising, no tracking and no analytics. What your client publishes (the vCard, PEP data open to others, your presence for the contacts you allowed) can be read by those it is meant for.",
+        "Die Daten werden nur für den Betrieb dieses Dienstes verwendet. Der Server kennt keine Werbung, kein Tracking und keine Statistik über Nutzer*innen. Was Dein Client veröffentlicht (die vCard, für andere freigegebene PEP-Daten, Deine Presence für die Kontakte, denen Du es erlaubt hast), können die abrufen, für die es bestimmt ist.",
+    ));
+    if config.s2s.enabled {
+        let enc = if config.s2s.require_encryption {
+            lang.t(
+                " Connections to other servers are always encrypted (TLS).",
+                " Verbindungen zu anderen Servern sind immer verschlüsselt (TLS).",
+            )
+        } else {
+            ""
+        };
+        page.p(&lang.t(
+            format!("Messages, presence and requests to people on other servers are delivered to those servers (federation). How they are treated there is up to those servers and their policies, not this one.{enc}"),
+            format!("Nachrichten, Presence und Anfragen an Leute auf anderen Servern werden an diese Server zugestellt (Föderation). Die dortige Behandlung unterliegt nicht den Zusicherungen für diesen Server.{enc}"),
+        ));
+    } else {
+        page.p(lang.t(
+            "This server does not exchange messages with other servers: everything stays here.",
+            "Dieser Server tauscht keine Nachrichten mit anderen Servern aus: alles bleibt hier.",
+        ));
+    }
+    page.p(lang.t(
+        "Connections between your client and this server are always encrypted (TLS). That protects the way to the server, not the message on the server. <strong>End-to-end encryption</strong> (OMEMO, OpenPGP) passes through unchanged: then no server on the way can read your messages. It is recommended, and most clients offer it.",
+        "Verbindungen zwischen Deinem Client und diesem Server sind immer verschlüsselt (TLS). Das schützt den Weg zum Server, nicht die Nachricht auf dem Server. <strong>Ende-zu-Ende-Verschlüsselung</strong> (OMEMO, OpenPGP) wird unverändert weitergereicht: dann kann kein Server unterwegs Deine Nachrichten lesen. Sie ist zu empfehlen, und die meisten Clients bieten sie an.",
+    ));
+}
+
+/// "Forgotten password": no recovery.
+fn password(page: &mut Page) {
+    let lang = page.lang;
+    page.h2(lang.t("Forgotten password", "Passwort vergessen"));
+    page.p(lang.t(
+        "There is no password recovery. The server knows no e-mail address or phone number of yours, so nobody can check that an account is yours. Keep your password safe.",
+        "Das ist ärgerlich, aber helfen kann Dir dabei niemand: Es gibt keine Wiederherstellung von Passwörtern. Der Server kennt keine E-Mail-Adresse und keine Telefonnummer von Dir, es lässt sich also nicht feststellen, ob Du wirklich die Person bist, um deren Account es geht. Bewahre Dein Passwort gut auf.",
+    ));
+}
+
+/// "Who can access this data?": the operator, and how to reach them.
+fn access(page: &mut Page, config: &Config) {
+    let lang = page.lang;
+    page.h2(lang.t(
+        "Who can access this data?",
+        "Wer hat Zugriff auf diese Daten?",
+    ));
+    let c = &config.contact;
+    let addresses: Vec<String> = c
+        .admin
+        .iter()
+        .chain(&c.support)
+        .chain(&c.abuse)
+        .chain(&c.security)
+        .map(|u| uri_link(u))
+        .collect();
+    let reach = if addresses.is_empty() {
+        String::new()
+    } else {
+        lang.t(
+            format!(" Questions about your data: {}.", addresses.join(", ")),
+            format!(
+                " Unklarheiten und weitere Fragen zu Deinen Daten: {}.",
+                addresses.join(", ")
+            ),
+        )
+    };
+    page.p(&lang.t(
+        format!("Only the operator of this server, who runs it and its backups.{reach}"),
+        format!("Nur wer diesen Server und seine Backups betreibt.{reach}"),
+    ));
+    page.p(lang.t(
+        "The server software is kleiber, free software; what it stores is documented, field by field, in its data inventory.",
+        "Die Server-Software ist kleiber, freie Software; was sie speichert, ist Feld für Feld in ihrer Datenaufstellung dokumentiert.",
+    ));
+}
