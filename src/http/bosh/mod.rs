@@ -34,7 +34,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use self::session::{Params, Reply, Session};
+use self::session::{Backlog, Params, Reply, Session};
 use self::wire::{attr, Condition, Request};
 use super::{exempt, peer_of, HttpState};
 use crate::sasl::ChannelBinding;
@@ -139,6 +139,9 @@ async fn post(
         },
         Some(sid) => match session::find(server_key(&state.shared), sid) {
             Some(s) => {
+                if !s.admit(&request).await {
+                    return terminate(Condition::PolicyViolation);
+                }
                 let reply = s.request(request);
                 (s, reply)
             }
@@ -196,8 +199,9 @@ fn create(
     let (to_session, session_reader) = tokio::io::duplex(PIPE_BYTES);
     let (session_writer, from_session) = tokio::io::duplex(PIPE_BYTES);
     let (input, input_rx) = mpsc::unbounded_channel();
-    let session = Session::open(params, input, address_slot);
-    actix_rt::spawn(session::feed(input_rx, to_session));
+    let backlog = Arc::new(Backlog::default());
+    let session = Session::open(params, input, backlog.clone(), address_slot);
+    actix_rt::spawn(session::feed(input_rx, to_session, backlog));
     actix_rt::spawn(session::pump(session.clone(), from_session));
     let transport = Transport {
         reader: Box::new(session_reader),
@@ -248,5 +252,7 @@ fn params_for(shared: &Arc<crate::shared::Shared>, request: &Request, host: Stri
         wait: Duration::from_secs(wait),
         inactivity: Duration::from_secs(cfg.bosh_inactivity_secs),
         creation_attrs: attrs,
+        // Two full requests waiting for the session to read them.
+        max_backlog: 2 * cfg.max_request_bytes,
     }
 }

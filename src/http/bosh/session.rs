@@ -17,6 +17,7 @@
 //! Sessions live in one in-memory map per server, keyed by their random `sid`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,6 +37,14 @@ const MAX_QUEUED_BYTES: usize = 512 * 1024;
 /// How often the inactivity and abandoned requests are checked.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The session's input not yet read by the session, in bytes: requests with a payload wait
+/// while it is over the limit (the back-pressure a TCP client meets).
+#[derive(Default)]
+pub struct Backlog {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
 /// What a session was created with.
 pub struct Params {
     pub sid: String,
@@ -49,6 +58,8 @@ pub struct Params {
     pub inactivity: Duration,
     /// The attributes of the creation response known at once (`sid`, `wait`, ...).
     pub creation_attrs: String,
+    /// Input backlog over which requests with a payload wait.
+    pub max_backlog: usize,
 }
 
 /// The answer to a request: at once, or once the session has something (or `wait` passed).
@@ -116,6 +127,8 @@ pub struct Session {
     inner: Mutex<Inner>,
     /// Wakes `pump`: the session closed, or the client took the queue.
     wake: Notify,
+    backlog: Arc<Backlog>,
+    max_backlog: usize,
     _address_slot: AddressSlot,
 }
 
@@ -159,9 +172,12 @@ impl Session {
     pub fn open(
         p: Params,
         input: mpsc::UnboundedSender<Vec<u8>>,
+        backlog: Arc<Backlog>,
         address_slot: AddressSlot,
     ) -> Arc<Session> {
-        let _ = input.send(stream_header(&p.host, p.lang.as_deref()).into_bytes());
+        let header = stream_header(&p.host, p.lang.as_deref()).into_bytes();
+        backlog.bytes.fetch_add(header.len(), Ordering::AcqRel);
+        let _ = input.send(header);
         let inner = Inner {
             host: p.host,
             lang: p.lang,
@@ -191,6 +207,8 @@ impl Session {
             server: p.server,
             inner: Mutex::new(inner),
             wake: Notify::new(),
+            backlog,
+            max_backlog: p.max_backlog,
             _address_slot: address_slot,
         });
         registry().insert(session.sid.clone(), session.clone());
@@ -199,6 +217,30 @@ impl Session {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wait (at most `wait`) until the session has read enough of its input for `req`'s
+    /// payload; `false` when it has not (the session then ends with `policy-violation`).
+    /// Empty requests never wait: they are what takes the session's output.
+    pub async fn admit(&self, req: &Request) -> bool {
+        let size: usize = req.payload.iter().map(String::len).sum();
+        if size == 0 {
+            return true;
+        }
+        let deadline = Instant::now() + self.lock().wait;
+        loop {
+            let drained = self.backlog.drained.notified();
+            let backlog = self.backlog.bytes.load(Ordering::Acquire);
+            if backlog == 0 || backlog.saturating_add(size) <= self.max_backlog || self.is_closed()
+            {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                let mut inner = self.lock();
+                self.fail(&mut inner, Condition::PolicyViolation);
+                return false;
+            }
+        }
     }
 
     /// Take a request of this session (XEP-0124 §14: the rid window, repeats, gaps).
@@ -262,6 +304,7 @@ impl Session {
         }
         if let Some(input) = &inner.input {
             if !bytes.is_empty() {
+                self.backlog.bytes.fetch_add(bytes.len(), Ordering::AcqRel);
                 let _ = input.send(bytes);
             }
         }
@@ -488,11 +531,17 @@ impl Session {
 
 /// Pass what the requests give to the session's input pipe, in order; close it when the
 /// session drops its sender.
-pub async fn feed(mut rx: mpsc::UnboundedReceiver<Vec<u8>>, mut to_session: DuplexStream) {
+pub async fn feed(
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut to_session: DuplexStream,
+    backlog: Arc<Backlog>,
+) {
     while let Some(bytes) = rx.recv().await {
         if to_session.write_all(&bytes).await.is_err() {
             break;
         }
+        backlog.bytes.fetch_sub(bytes.len(), Ordering::AcqRel);
+        backlog.drained.notify_waiters();
     }
     let _ = to_session.shutdown().await;
 }
