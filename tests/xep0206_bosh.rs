@@ -258,6 +258,11 @@ async fn session_creation_answers_with_the_stream_features() {
         .elements()
         .any(|m| m.text_content().ends_with("-PLUS")));
 
+    // A longer wait than the server allows is cut to `http.bosh_max_wait_secs`.
+    let long = creation(7, "localhost").replace("wait='5'", "wait='3600'");
+    let r = post(https(&s), &long).await;
+    assert_eq!(r.element().get_attr("wait"), Some("60"), "{}", r.body);
+
     // A browser's preflight.
     let pre = http(https(&s), "OPTIONS", b"").await;
     assert_eq!(pre.status, 200);
@@ -503,4 +508,27 @@ async fn an_idle_session_ends_and_stays_resumable() {
         "{}",
         resumed.to_xml("jabber:client")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_beyond_hold_releases_the_held_one() {
+    let s = TestServer::start();
+    s.add_user("alice", "pw");
+    let addr = https(&s);
+    let mut b = Bosh::login(addr, "alice", "web").await;
+    let (_, first) = b.next_body("", "");
+    let (_, second) = b.next_body(
+        "",
+        "<iq type='get' id='p3'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    let held = tokio::spawn(async move { post(addr, &first).await });
+    let r = post(addr, &second).await;
+    b.inbox.extend(r.element().elements().cloned());
+    // hold='1': the second request answers the first at once, with nothing in it.
+    let released = held.await.unwrap();
+    assert_eq!(released.status, 200);
+    assert_eq!(released.element().children.len(), 0, "{}", released.body);
+    assert_eq!(released.element().get_attr("type"), None);
+    let pong = b.expect("iq").await;
+    assert_eq!(pong.get_attr("id"), Some("p3"));
 }

@@ -418,12 +418,13 @@ impl Session {
         inner.closed = true;
         inner.input = None;
         inner.queue.clear();
+        // Requests still waiting (the server is stopping): the session is gone.
+        let gone = wire::terminate(Some(Condition::RemoteConnectionFailed), &[]);
+        while let Some(w) = inner.held.pop_front() {
+            Self::answer(inner, w, gone.clone());
+        }
         for (_, (_, w)) in std::mem::take(&mut inner.early) {
-            Self::answer(
-                inner,
-                w,
-                wire::terminate(Some(Condition::ItemNotFound), &[]),
-            );
+            Self::answer(inner, w, gone.clone());
         }
         registry().remove(&self.sid);
         self.wake.notify_one();
@@ -546,8 +547,20 @@ pub async fn feed(
     let _ = to_session.shutdown().await;
 }
 
+/// Closes the session when `pump` ends, also when its task is dropped (the server stops).
+struct CloseOnDrop(Arc<Session>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        self.0.close(&mut inner);
+    }
+}
+
 /// Read the session's output into `session` until the session closes; check inactivity.
 pub async fn pump(session: Arc<Session>, mut from_session: DuplexStream) {
+    let session = CloseOnDrop(session);
+    let session = &session.0;
     let mut splitter = Splitter::new();
     let mut units = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
