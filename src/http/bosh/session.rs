@@ -593,3 +593,188 @@ pub async fn pump(session: Arc<Session>, mut from_session: DuplexStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::AddressCounts;
+    use crate::limits::PeerAddr;
+
+    const FEATURES: &str =
+        "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>";
+
+    /// A session (rid 10 created, hold `hold`) and what it writes to the session's input.
+    fn open(hold: usize) -> (Arc<Session>, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let counts = AddressCounts::default();
+        let slot = counts
+            .take(PeerAddr::new([192, 0, 2, 1].into()), 0, false)
+            .unwrap();
+        let params = Params {
+            sid: crate::xmpp::random_id(16),
+            server: 0,
+            host: "localhost".into(),
+            lang: None,
+            rid: 10,
+            hold,
+            wait: Duration::from_secs(60),
+            inactivity: Duration::from_secs(60),
+            creation_attrs: " sid='x'".into(),
+            max_backlog: 1 << 20,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Session::open(params, tx, Arc::default(), slot), rx)
+    }
+
+    fn request(rid: u64, kind: Kind, payload: &[&str]) -> Request {
+        Request {
+            rid,
+            sid: Some("x".into()),
+            kind,
+            payload: payload.iter().map(|p| p.to_string()).collect(),
+            to: None,
+            wait: None,
+            hold: None,
+            ver: None,
+            lang: None,
+        }
+    }
+
+    /// The response if there is one already.
+    fn now(reply: &mut Reply) -> Option<String> {
+        match reply {
+            Reply::Now(body) => Some(body.clone()),
+            Reply::Wait { rx, .. } => rx.try_recv().ok(),
+        }
+    }
+
+    fn input(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> String {
+        let mut s = String::new();
+        while let Ok(b) = rx.try_recv() {
+            s.push_str(&String::from_utf8(b).unwrap());
+        }
+        s
+    }
+
+    /// Create and answer the creation request with the features.
+    fn created(hold: usize) -> (Arc<Session>, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (s, mut rx) = open(hold);
+        let mut creation = s.request(request(10, Kind::Normal, &[]));
+        assert_eq!(now(&mut creation), None, "waits for the features");
+        let header = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='localhost' version='1.0'>";
+        s.output(&mut vec![
+            Unit::Header(header.into()),
+            Unit::Element(FEATURES.into()),
+        ]);
+        let body = now(&mut creation).unwrap();
+        assert!(
+            body.contains(" sid='x' authid='abc' from='localhost'>"),
+            "{body}"
+        );
+        assert!(body.contains("<stream:features xmlns:stream="), "{body}");
+        assert!(input(&mut rx).starts_with("<stream:stream "));
+        (s, rx)
+    }
+
+    #[test]
+    fn gaps_fill_in_rid_order_and_repeats_get_the_cached_response() {
+        let (s, mut rx) = created(1);
+        let mut later = s.request(request(12, Kind::Normal, &["<b/>"]));
+        assert_eq!(input(&mut rx), "", "12 waits for 11");
+        let mut earlier = s.request(request(11, Kind::Normal, &["<a/>"]));
+        assert_eq!(input(&mut rx), "<a/><b/>");
+        // hold='1': 11 is released empty, 12 waits for output.
+        assert_eq!(now(&mut earlier).unwrap(), wire::empty());
+        assert_eq!(now(&mut later), None);
+        s.output(&mut vec![Unit::Element("<iq id='1'/>".into())]);
+        let answer = now(&mut later).unwrap();
+        assert!(
+            answer.contains("<iq xmlns='jabber:client' id='1'/>"),
+            "{answer}"
+        );
+        // Repeats: the cached responses.
+        assert_eq!(
+            now(&mut s.request(request(12, Kind::Normal, &[]))),
+            Some(answer)
+        );
+        assert_eq!(
+            now(&mut s.request(request(11, Kind::Normal, &["<a/>"]))),
+            Some(wire::empty())
+        );
+        assert_eq!(input(&mut rx), "", "a repeat is not passed on again");
+        // Too old to be cached: the session ends.
+        let gone = now(&mut s.request(request(9, Kind::Normal, &[]))).unwrap();
+        assert!(gone.contains("item-not-found"), "{gone}");
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn a_rid_beyond_the_window_ends_the_session() {
+        let (s, _rx) = created(1);
+        let mut held = s.request(request(11, Kind::Normal, &[]));
+        let r = now(&mut s.request(request(14, Kind::Normal, &[]))).unwrap();
+        assert_eq!(r, wire::terminate(Some(Condition::ItemNotFound), &[]));
+        assert_eq!(now(&mut held), Some(r));
+        assert!(find(0, &s.sid).is_none());
+    }
+
+    #[test]
+    fn restart_pause_and_terminate() {
+        let (s, mut rx) = created(1);
+        let mut restart = s.request(request(11, Kind::Restart, &[]));
+        assert!(input(&mut rx).starts_with("<stream:stream "));
+        assert_eq!(now(&mut restart), None);
+        let mut pause = s.request(request(12, Kind::Pause(1000), &[]));
+        assert_eq!(now(&mut restart), Some(wire::empty()));
+        assert_eq!(now(&mut pause), Some(wire::empty()));
+        assert_eq!(s.lock().paused, Some(Duration::from_secs(MAX_PAUSE_SECS)));
+        let mut end = s.request(request(
+            13,
+            Kind::Terminate,
+            &["<presence type='unavailable'/>"],
+        ));
+        assert_eq!(
+            input(&mut rx),
+            "<presence type='unavailable'/></stream:stream>"
+        );
+        assert_eq!(now(&mut end), Some(wire::terminate(None, &[])));
+        assert!(s.is_closed());
+        assert!(rx.try_recv().is_err(), "the input is closed");
+    }
+
+    #[test]
+    fn the_end_of_the_stream_terminates_with_the_stream_error() {
+        let (s, _rx) = created(1);
+        let error =
+            "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>";
+        s.output(&mut vec![Unit::Element(error.into()), Unit::End]);
+        assert!(!s.is_closed(), "kept for the client's next request");
+        let r = now(&mut s.request(request(11, Kind::Normal, &[]))).unwrap();
+        assert!(
+            r.contains("type='terminate' condition='remote-stream-error'"),
+            "{r}"
+        );
+        assert!(r.contains("<stream:error xmlns:stream="), "{r}");
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn hold_zero_answers_at_once() {
+        let (s, _rx) = created(0);
+        assert_eq!(
+            now(&mut s.request(request(11, Kind::Normal, &[]))),
+            Some(wire::empty())
+        );
+    }
+
+    #[test]
+    fn an_expired_request_is_answered_empty() {
+        let (s, _rx) = created(1);
+        let mut reply = s.request(request(11, Kind::Normal, &[]));
+        let Reply::Wait { rid, token, .. } = reply else {
+            panic!()
+        };
+        s.expire(rid, token);
+        assert_eq!(now(&mut reply), Some(wire::empty()));
+        assert!(s.lock().idle_since.is_some());
+    }
+}

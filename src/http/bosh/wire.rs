@@ -293,6 +293,30 @@ mod tests {
         assert_eq!(parse_request(b"\xff<body/>"), Err(Condition::BadRequest));
     }
 
+    /// Truncated and damaged bodies never panic; whatever payload comes out is XML the
+    /// session's reader accepts.
+    #[test]
+    fn damaged_bodies_are_handled() {
+        let good = "<body rid='7' sid='s' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:restart='true'><message to='a@b' xml:lang='de'><body>x &lt; y</body><x xmlns='urn:x' a='1'/></message></body>";
+        let check = |bytes: &[u8]| {
+            if let Ok(r) = parse_request(bytes) {
+                for p in r.payload {
+                    crate::xml::parse_element(&p).unwrap_or_else(|e| panic!("{p}: {e:?}"));
+                }
+            }
+        };
+        for end in 0..good.len() {
+            check(&good.as_bytes()[..end]);
+        }
+        for i in 0..good.len() {
+            for b in [b'<', b'>', b'\'', b'"', b'&', b'/', b':', 0, 0xff] {
+                let mut bytes = good.as_bytes().to_vec();
+                bytes[i] = b;
+                check(&bytes);
+            }
+        }
+    }
+
     #[test]
     fn responses() {
         assert_eq!(
