@@ -24,7 +24,7 @@
 //! `-PLUS` mechanism (the HTTPS connection's TLS is not the stream's).
 
 mod session;
-pub mod wire;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
