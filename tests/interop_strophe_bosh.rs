@@ -10,7 +10,6 @@ mod common;
 use std::path::PathBuf;
 
 use common::{TestServer, WAIT};
-use kleiber::actors::ListenerKind;
 
 /// The strophe.js directory, when node and the installed package are there.
 fn strophe_or_skip() -> Option<PathBuf> {
@@ -49,12 +48,7 @@ async fn strophe_logs_in_over_bosh_and_chats_with_a_tcp_client() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
     let mut bob = s.online("bob", "tcp").await;
-    let https = s
-        .server
-        .as_ref()
-        .unwrap()
-        .addr(ListenerKind::Https)
-        .unwrap();
+    let https = s.https();
     let child = tokio::process::Command::new("node")
         .current_dir(&dir)
         .arg("bosh.cjs")

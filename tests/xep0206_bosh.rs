@@ -15,7 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::{tls_connect, Client, TestServer, WAIT};
-use kleiber::actors::ListenerKind;
 use kleiber::xml::{parse_element, Element};
 
 const HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
@@ -106,14 +105,6 @@ async fn read_response(tls: &mut common::Tls) -> Response {
 
 async fn post(addr: SocketAddr, body: &str) -> Response {
     http(addr, "POST", body.as_bytes()).await
-}
-
-fn https(s: &TestServer) -> SocketAddr {
-    s.server
-        .as_ref()
-        .unwrap()
-        .addr(ListenerKind::Https)
-        .expect("an HTTPS listener")
 }
 
 fn creation(rid: u64, to: &str) -> String {
@@ -224,7 +215,7 @@ impl Bosh {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_creation_answers_with_the_stream_features() {
     let s = TestServer::start();
-    let r = post(https(&s), &creation(42, "LocalHost")).await;
+    let r = post(s.https(), &creation(42, "LocalHost")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/xml; charset=utf-8"));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
@@ -260,11 +251,11 @@ async fn session_creation_answers_with_the_stream_features() {
 
     // A longer wait than the server allows is cut to `http.bosh_max_wait_secs`.
     let long = creation(7, "localhost").replace("wait='5'", "wait='3600'");
-    let r = post(https(&s), &long).await;
+    let r = post(s.https(), &long).await;
     assert_eq!(r.element().get_attr("wait"), Some("60"), "{}", r.body);
 
     // A browser's preflight.
-    let pre = http(https(&s), "OPTIONS", b"").await;
+    let pre = http(s.https(), "OPTIONS", b"").await;
     assert_eq!(pre.status, 200);
     assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
     assert!(pre
@@ -279,7 +270,7 @@ async fn login_bind_and_messages_both_ways() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
     let mut bob = s.online("bob", "tcp").await;
-    let addr = https(&s);
+    let addr = s.https();
     let mut b = Bosh::login(addr, "alice", "web").await;
     b.send("<presence/>").await;
     b.expect("presence").await;
@@ -345,7 +336,7 @@ async fn login_bind_and_messages_both_ways() {
 async fn out_of_order_requests_wait_for_the_gap() {
     let s = TestServer::start();
     s.add_user("alice", "pw");
-    let addr = https(&s);
+    let addr = s.https();
     let mut b = Bosh::login(addr, "alice", "web").await;
     let (_, first) = b.next_body(
         "",
@@ -391,7 +382,7 @@ async fn out_of_order_requests_wait_for_the_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_terminal_conditions() {
     let s = TestServer::start_with(|c| c.http.max_request_bytes = 4096);
-    let addr = https(&s);
+    let addr = s.https();
     let unknown = post(
         addr,
         &format!("<body rid='5' sid='nonexistent' xmlns='{HTTPBIND}'/>"),
@@ -428,7 +419,7 @@ async fn malformed_requests_get_terminal_conditions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_error_terminates_with_remote_stream_error() {
     let s = TestServer::start();
-    let (mut b, _) = Bosh::create(https(&s)).await;
+    let (mut b, _) = Bosh::create(s.https()).await;
     // A stanza before authentication ends the stream with a stream error.
     let r = b
         .send("<message to='x@localhost'><body>x</body></message>")
@@ -454,7 +445,7 @@ async fn sessions_per_address_are_limited() {
         c.http.max_bosh_sessions_per_address = 2;
         c.limits.exempt_loopback = false;
     });
-    let addr = https(&s);
+    let addr = s.https();
     let (first, _) = Bosh::create(addr).await;
     let (_second, _) = Bosh::create(addr).await;
     let r = post(addr, &creation(7, "localhost")).await;
@@ -477,7 +468,7 @@ async fn sessions_per_address_are_limited() {
 async fn an_idle_session_ends_and_stays_resumable() {
     let s = TestServer::start_with(|c| c.http.bosh_inactivity_secs = 1);
     s.add_user("alice", "pw");
-    let addr = https(&s);
+    let addr = s.https();
     let mut b = Bosh::login(addr, "alice", "web").await;
     b.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
         .await;
@@ -514,7 +505,7 @@ async fn an_idle_session_ends_and_stays_resumable() {
 async fn a_request_beyond_hold_releases_the_held_one() {
     let s = TestServer::start();
     s.add_user("alice", "pw");
-    let addr = https(&s);
+    let addr = s.https();
     let mut b = Bosh::login(addr, "alice", "web").await;
     let (_, first) = b.next_body("", "");
     let (_, second) = b.next_body(
