@@ -145,13 +145,15 @@ async fn session_to_client(
 ) {
     let mut splitter = Splitter::new();
     let mut units = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match from_session.read(&mut buf).await {
+        // A buffer per read, not per connection: an idle WebSocket holds none.
+        let mut buf = Vec::with_capacity(16 * 1024);
+        match from_session.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        splitter.push(&buf[..n], &mut units);
+            Ok(_) => {}
+        }
+        splitter.push(&buf, &mut units);
+        drop(buf);
         for unit in units.drain(..) {
             let frame = match unit {
                 Unit::Header(h) => framing::header_to_open(&h),

@@ -115,6 +115,10 @@ impl Splitter {
         }
         if consumed > 0 {
             self.buf.drain(..consumed);
+            if self.buf.is_empty() && self.buf.capacity() > 4096 {
+                // Nothing pending: an idle connection keeps no buffer.
+                self.buf = Vec::new();
+            }
             self.pos -= consumed;
             self.unit_start = self.unit_start.saturating_sub(consumed);
             if let State::Tag { start, quote } = self.state {
