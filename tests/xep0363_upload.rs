@@ -24,6 +24,33 @@ fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
+/// Stop `s` and start a server on its data directory again.
+fn restart(s: &mut TestServer) -> TestServer {
+    s.stop();
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let cfg = test_config(dir.path());
+    TestServer::start_in(dir, cfg)
+}
+
+/// Wait (a hang guard, no timing assertion) until the file of `sl` is gone: `GET` says 404.
+async fn wait_gone(s: &TestServer, sl: &SlotUrls) {
+    let mut status = 0;
+    for _ in 0..400 {
+        status = get(web(s), "GET", &sl.get_path, &[]).await.status;
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, 404);
+}
+
+/// `PUT` that must succeed.
+async fn put_ok(s: &TestServer, sl: &SlotUrls, content_type: &str, body: &[u8]) {
+    let r = put(web(s), sl, content_type, body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
 async fn slot(c: &mut Client, name: &str, size: usize, content_type: &str) -> SlotUrls {
     let answer = request(
         c,
@@ -152,10 +179,7 @@ async fn upload_then_download_byte_identical_with_range_and_head() {
 
     // A restart keeps file and record.
     drop(a);
-    s.stop();
-    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
-    let cfg = test_config(dir.path());
-    let s = TestServer::start_in(dir, cfg);
+    let s = restart(&mut s);
     let g = get(web(&s), "GET", &sl.get_path, &[]).await;
     assert_eq!(g.status, 200);
     assert!(g.body == body);
@@ -430,12 +454,7 @@ async fn expired_files_are_deleted_by_the_scheduler() {
     let old = slot(&mut a, "old.bin", body.len(), "application/octet-stream").await;
     let new = slot(&mut a, "new.bin", body.len(), "application/octet-stream").await;
     for sl in [&old, &new] {
-        assert_eq!(
-            put(web(&s), sl, "application/octet-stream", &body)
-                .await
-                .status,
-            201
-        );
+        put_ok(&s, sl, "application/octet-stream", &body).await;
     }
     // Back-date the first to 31 days ago (expire_after_days = 30).
     let uploads = &s.shared().store.uploads;
@@ -444,19 +463,8 @@ async fn expired_files_are_deleted_by_the_scheduler() {
     rec.uploaded = kleiber::store::now_secs() - 31 * 86_400;
     uploads.put(token, &rec).unwrap();
     drop(a);
-    s.stop();
-    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
-    let cfg = test_config(dir.path());
-    let s = TestServer::start_in(dir, cfg);
-    let mut status = 0;
-    for _ in 0..400 {
-        status = get(web(&s), "GET", &old.get_path, &[]).await.status;
-        if status == 404 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(status, 404);
+    let s = restart(&mut s);
+    wait_gone(&s, &old).await;
     assert!(!s.dir.path().join("uploads").join(token).exists());
     assert!(s.shared().store.uploads.get(token).unwrap().is_none());
     assert_eq!(get(web(&s), "GET", &new.get_path, &[]).await.status, 200);
@@ -472,20 +480,10 @@ async fn files_are_deleted_with_the_account() {
     let mut b = s.online("bob", "x").await;
     let body = payload(2000);
     let stored = slot(&mut a, "mine.bin", body.len(), "application/octet-stream").await;
-    assert_eq!(
-        put(web(&s), &stored, "application/octet-stream", &body)
-            .await
-            .status,
-        201
-    );
+    put_ok(&s, &stored, "application/octet-stream", &body).await;
     let open = slot(&mut a, "later.bin", body.len(), "application/octet-stream").await;
     let bobs = slot(&mut b, "bobs.bin", body.len(), "application/octet-stream").await;
-    assert_eq!(
-        put(web(&s), &bobs, "application/octet-stream", &body)
-            .await
-            .status,
-        201
-    );
+    put_ok(&s, &bobs, "application/octet-stream", &body).await;
 
     let answer = iq(
         &mut a,
@@ -494,15 +492,7 @@ async fn files_are_deleted_with_the_account() {
     )
     .await;
     assert_eq!(answer.get_attr("type"), Some("result"));
-    let mut status = 0;
-    for _ in 0..400 {
-        status = get(web(&s), "GET", &stored.get_path, &[]).await.status;
-        if status == 404 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(status, 404);
+    wait_gone(&s, &stored).await;
     let token = stored.get_path.split('/').nth(2).unwrap();
     assert!(!s.dir.path().join("uploads").join(token).exists());
     let store = &s.shared().store;
@@ -520,4 +510,90 @@ async fn files_are_deleted_with_the_account() {
         200,
         "bob's stay"
     );
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A 100 MiB upload (the default largest file) never sits in memory: the client streams it
+/// from a generator and hashes the download as it arrives, so the process's peak memory
+/// (client and server share it) grows by far less than the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_is_streamed_not_buffered() {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 100 << 20;
+    const CHUNK: usize = 256 << 10;
+    let s = TestServer::start();
+    s.add_user("alice", "pw");
+    let mut a = s.online("alice", "x").await;
+    let sl = slot(&mut a, "big.bin", SIZE, "application/octet-stream").await;
+    let before = peak_rss_kib();
+    let started = std::time::Instant::now();
+
+    let mut tls = connect(web(&s)).await;
+    let len = SIZE.to_string();
+    let h = head(
+        "PUT",
+        &sl.put_path,
+        &[
+            ("Authorization", &sl.headers[0].1),
+            ("Content-Length", &len),
+            ("Content-Type", "application/octet-stream"),
+        ],
+    );
+    tls.write_all(h.as_bytes()).await.unwrap();
+    let mut sent = Sha256::new();
+    let mut chunk = payload(CHUNK);
+    for i in 0..SIZE / CHUNK {
+        chunk[0] = i as u8;
+        sent.update(&chunk);
+        tls.write_all(&chunk).await.unwrap();
+    }
+    tls.flush().await.unwrap();
+    let r = read_response(&mut tls, false).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let uploaded = started.elapsed();
+
+    let mut tls = connect(web(&s)).await;
+    tls.write_all(head("GET", &sl.get_path, &[]).as_bytes())
+        .await
+        .unwrap();
+    let mut got = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut head_seen = Vec::new();
+    let mut body_bytes = 0usize;
+    loop {
+        let n = tls.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        if body_bytes == 0 && !head_seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            head_seen.extend_from_slice(&buf[..n]);
+            if let Some(i) = head_seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let rest = head_seen[i + 4..].to_vec();
+                got.update(&rest);
+                body_bytes += rest.len();
+            }
+            continue;
+        }
+        got.update(&buf[..n]);
+        body_bytes += n;
+    }
+    assert_eq!(body_bytes, SIZE);
+    assert_eq!(sent.finalize(), got.finalize(), "byte-identical");
+    let grew_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    println!(
+        "100 MiB: upload {:.1} s, upload+download {:.1} s, peak memory grew by {grew_mib} MiB",
+        uploaded.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(grew_mib < 50, "peak memory grew by {grew_mib} MiB");
 }
