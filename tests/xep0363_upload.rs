@@ -222,20 +222,8 @@ async fn put_must_match_the_slot() {
     );
 
     // An upload that breaks off leaves nothing, and the slot can be used again.
-    let mut tls = connect(w).await;
-    let len = body.len().to_string();
-    let auth = sl.headers[0].1.clone();
-    let h = head(
-        "PUT",
-        &sl.put_path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Length", &len),
-            ("Content-Type", "text/plain"),
-        ],
-    );
     use tokio::io::AsyncWriteExt;
-    tls.write_all(h.as_bytes()).await.unwrap();
+    let mut tls = start_put(w, &sl, "text/plain", body.len()).await;
     tls.write_all(&body[..1000]).await.unwrap();
     tls.flush().await.unwrap();
     drop(tls);
@@ -402,19 +390,8 @@ async fn uploads_per_account_at_once_are_limited() {
     let first = slot(&mut a, "a.bin", body.len(), "application/octet-stream").await;
     let second = slot(&mut a, "b.bin", body.len(), "application/octet-stream").await;
     // The first PUT sends its head and half its body, and waits.
-    let mut tls = connect(w).await;
-    let len = body.len().to_string();
-    let h = head(
-        "PUT",
-        &first.put_path,
-        &[
-            ("Authorization", &first.headers[0].1),
-            ("Content-Length", &len),
-            ("Content-Type", "application/octet-stream"),
-        ],
-    );
     use tokio::io::AsyncWriteExt;
-    tls.write_all(h.as_bytes()).await.unwrap();
+    let mut tls = start_put(w, &first, "application/octet-stream", body.len()).await;
     tls.write_all(&body[..5000]).await.unwrap();
     tls.flush().await.unwrap();
     // Once the server is writing the first, the second must wait.
@@ -538,18 +515,7 @@ async fn a_large_upload_is_streamed_not_buffered() {
     let before = peak_rss_kib();
     let started = std::time::Instant::now();
 
-    let mut tls = connect(web(&s)).await;
-    let len = SIZE.to_string();
-    let h = head(
-        "PUT",
-        &sl.put_path,
-        &[
-            ("Authorization", &sl.headers[0].1),
-            ("Content-Length", &len),
-            ("Content-Type", "application/octet-stream"),
-        ],
-    );
-    tls.write_all(h.as_bytes()).await.unwrap();
+    let mut tls = start_put(web(&s), &sl, "application/octet-stream", SIZE).await;
     let mut sent = Sha256::new();
     let mut chunk = payload(CHUNK);
     for i in 0..SIZE / CHUNK {
@@ -596,4 +562,41 @@ async fn a_large_upload_is_streamed_not_buffered() {
         started.elapsed().as_secs_f64()
     );
     assert!(grew_mib < 50, "peak memory grew by {grew_mib} MiB");
+}
+
+/// Users of other servers get no slots (`not-allowed`); the request crosses federation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_other_servers_get_no_slots() {
+    use common::fed::{add_user, login};
+    use common::s2s::{free_port, start_domain};
+    let (pa, pb) = (free_port(), free_port());
+    let a_route = format!("127.0.0.1:{pa}");
+    let _a = start_domain(
+        "a.test",
+        pa,
+        &[("b.test", format!("127.0.0.1:{pb}"))],
+        None,
+        &|_| {},
+    );
+    let b = start_domain(
+        "b.test",
+        pb,
+        &[("a.test", a_route.clone()), ("upload.a.test", a_route)],
+        None,
+        &|_| {},
+    );
+    add_user(&b, "b.test", "bob");
+    let mut bob = login(&b, "b.test", "bob").await;
+    let e = iq(
+        &mut bob,
+        &format!("<iq type='get' to='upload.a.test' id='r'><request xmlns='{NS}' filename='a.txt' size='10'/></iq>"),
+        "r",
+    )
+    .await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        e.to_xml("jabber:client")
+    );
 }

@@ -190,20 +190,24 @@ mod tests {
         for (t, u, at) in [
             ("t1", "alice", 10),
             ("t2", "alice", 1000),
-            ("t3", "bob", 10),
+            ("t3", "bob", 500),
         ] {
             std::fs::write(up.path_of(t).unwrap(), b"abc").unwrap();
             up.put(t, &upload(u, at)).unwrap();
         }
         assert_eq!(up.usage("x", "alice").unwrap(), 6);
-        assert_eq!(up.expire(100).unwrap(), 2);
+        assert_eq!(up.expire(100).unwrap(), 1);
         assert!(!up.path_of("t1").unwrap().exists());
+        assert!(up.path_of("t3").unwrap().exists());
         assert!(up.path_of("t2").unwrap().exists());
         assert_eq!(
             up.remove_accounts(&[("x".into(), "alice".into())]).unwrap(),
             1
         );
         assert!(!up.path_of("t2").unwrap().exists());
+        // The store's part of deleting an account (running server or not) takes them too.
+        s.delete_account("x", "bob").unwrap();
+        assert!(!up.path_of("t3").unwrap().exists());
         assert!(up.all().unwrap().is_empty());
         assert!(up.path_of("../etc").is_none());
     }

@@ -215,3 +215,21 @@ pub async fn read_some(tls: &mut Tls) -> Vec<u8> {
     buf.truncate(n);
     buf
 }
+
+/// Open a `PUT` to the slot with its headers, announcing `len` bytes of `content_type`; the
+/// caller sends the body (or not) on the connection returned.
+pub async fn start_put(addr: SocketAddr, slot: &SlotUrls, content_type: &str, len: usize) -> Tls {
+    let mut tls = connect(addr).await;
+    let len = len.to_string();
+    let mut headers: Vec<(&str, &str)> = slot
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    headers.push(("Content-Length", &len));
+    headers.push(("Content-Type", content_type));
+    tls.write_all(head("PUT", &slot.put_path, &headers).as_bytes())
+        .await
+        .unwrap();
+    tls
+}

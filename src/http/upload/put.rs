@@ -19,6 +19,9 @@ use crate::store::uploads::{Upload, Uploads};
 
 /// Chunks on their way to the writer at most (the memory one upload holds).
 const CHANNEL_CHUNKS: usize = 8;
+/// An upload that sends nothing for this long is dropped (it would hold its slot and one of
+/// the account's concurrent uploads forever).
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the writer gets.
 enum Chunk {
@@ -164,9 +167,17 @@ async fn receive(
     let writer = tokio::task::spawn_blocking(move || write(&uploads, &token, rx, record));
     let mut received = 0u64;
     let mut writer_gone = false;
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            return Err(BROKEN);
+    loop {
+        let chunk = match tokio::time::timeout(BODY_IDLE, body.next()).await {
+            Ok(Some(Ok(c))) => c,
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BROKEN),
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the upload stalled; request a new slot or try again",
+                ))
+            }
         };
         received += chunk.len() as u64;
         if received > size {
