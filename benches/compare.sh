@@ -14,6 +14,7 @@
 #         SERVERS="prosody ejabberd" benches/compare.sh
 #         PAIRS=50 DURATION=10 IDLE=200 benches/compare.sh      # a quick run
 #         RUNS=3 benches/compare.sh                                # 3 throughput runs each
+#         TRANSPORT=websocket benches/compare.sh    # clients over RFC 7395 WebSocket (HTTPS ports)
 # Every upper-case variable below can be set from the environment.
 set -euo pipefail
 
@@ -108,7 +109,7 @@ trap bench_cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true # 2 * PAIRS / IDLE sockets in one process
 build
 log "results also go to $OUT"
-{ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) PAIRS=$PAIRS DURATION=$DURATION IDLE=$IDLE MECH=$MECH"
+{ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) PAIRS=$PAIRS DURATION=$DURATION IDLE=$IDLE MECH=$MECH TRANSPORT=${TRANSPORT:-tcp}"
   echo "# $(nproc) CPUs, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"; } >> "$OUT"
 
 for s in $SERVERS; do

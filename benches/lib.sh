@@ -83,6 +83,9 @@ c2s_direct_tls = []
 s2s = []
 [http]
 listen = ["127.0.0.1:$KLEIBER_HTTP_PORT"]
+public_url = "https://{host}:$KLEIBER_HTTP_PORT"
+[upload]
+quota_mb = 0
 [registration]
 open = true
 [auth]
@@ -136,6 +139,14 @@ start_srv() {
 stop_srv() { case "$1" in kleiber) kleiber_stop ;; *) "$PEERS" "$1" stop >&2 || true ;; esac; }
 pids_srv() { case "$1" in kleiber) echo "$KLEIBER_PID" ;; *) "$PEERS" "$1" pids ;; esac; }
 target() { # host/port/domain arguments of the load generator
+  if [ "${TRANSPORT:-tcp}" = websocket ]; then # RFC 7395 on each server's HTTPS port
+    case "$1" in
+      kleiber) echo "--host 127.0.0.1 --port $KLEIBER_HTTP_PORT --domain $KLEIBER_DOMAIN --websocket /xmpp-websocket" ;;
+      prosody) echo "--host 127.0.0.1 --port ${PROSODY_HTTPS_PORT:-5443} --domain $PEER_DOMAIN --websocket /ws" ;;
+      ejabberd) echo "--host 127.0.0.1 --port ${EJABBERD_HTTPS_PORT:-5343} --domain $PEER_DOMAIN --websocket /ws" ;;
+    esac
+    return
+  fi
   case "$1" in
     kleiber) echo "--host 127.0.0.1 --port $KLEIBER_PORT --domain $KLEIBER_DOMAIN" ;;
     prosody) echo "--host 127.0.0.1 --port $PROSODY_PORT --domain $PEER_DOMAIN" ;;

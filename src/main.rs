@@ -109,7 +109,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // actix-web's server logs the addresses it listens on at info and its connections below;
+    // kleiber logs its own listeners once, so the HTTP machinery speaks only of problems,
+    // whatever RUST_LOG says (no address reaches a log through it).
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sled=warn"))
+        .filter_module("actix_server", log::LevelFilter::Warn)
+        .filter_module("actix_http", log::LevelFilter::Warn)
+        .filter_module("actix_web", log::LevelFilter::Warn)
+        .filter_module("h2", log::LevelFilter::Warn)
         .format_timestamp_secs()
         .init();
     let cli = Cli::parse();
@@ -227,6 +234,19 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
     }
     for a in &config.listen.c2s_direct_tls {
         println!("clients (direct TLS): {a}");
+    }
+    for a in &config.http.listen {
+        println!("web (HTTPS): {a}");
+    }
+    for a in &config.http.listen_plain {
+        println!("web (plain HTTP, behind a proxy): {a}");
+    }
+    if config.http.enabled() {
+        for host in config.hosts.keys() {
+            let url = config.http.url_of(host);
+            let ws = url.replacen("http", "ws", 1);
+            println!("web of {host}: {url}/ (WebSocket {ws}/xmpp-websocket, BOSH {url}/http-bind)");
+        }
     }
     println!("data: {}", config.data_dir.display());
     println!(

@@ -40,15 +40,22 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     // Learn the ports from the start-up lines.
     let mut ports = Vec::new();
     let mut log = Vec::new();
-    while ports.len() < 2 {
+    let mut web = None;
+    while ports.len() < 2 || web.is_none() {
         let line = rx.recv_timeout(WAIT).expect("server starts");
-        if let Some(rest) = line.split("listening for clients on ").nth(1) {
-            let addr: std::net::SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
+        let addr_after = |what: &str| -> Option<std::net::SocketAddr> {
+            let rest = line.split(what).nth(1)?;
+            Some(rest.split(' ').next().unwrap().parse().unwrap())
+        };
+        if let Some(addr) = addr_after("listening for clients on ") {
             ports.push(addr);
+        }
+        if let Some(addr) = addr_after("listening for the web on ") {
+            web = Some(addr);
         }
         log.push(line);
     }
-    let (starttls, direct) = (ports[0], ports[1]);
+    let (starttls, direct, web) = (ports[0], ports[1], web.unwrap());
 
     let secret = "the-secret-body-7f3a9";
     let mut a = Client::starttls(starttls, "localhost").await;
@@ -99,7 +106,18 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
             break;
         }
     }
-    let local_ports = [a.local_port(), b.local_port()];
+    // The same over WebSocket, and a broken frame there.
+    let mut w = common::ws::Ws::login(web, "alice", "pw", "w").await;
+    w.send(&format!(
+        "<message xmlns='jabber:client' to='bob@localhost/b2' type='chat'><body>{secret}</body></message>"
+    ))
+    .await;
+    assert!(b.recv_xml().await.contains(secret));
+    w.send("<message><body>not closed").await;
+    w.send("</iq>").await;
+    let web_port = w.ws.get_ref().get_ref().local_addr().unwrap().port();
+    drop(w);
+    let local_ports = [a.local_port(), b.local_port(), web_port];
     drop(a);
     drop(b);
     // A wrong password and garbage, for the error paths.
@@ -164,7 +182,9 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     for line in &log {
         assert!(!line.contains(secret), "message body in the log: {line}");
         assert!(!line.contains(offline), "message body in the log: {line}");
-        if !line.contains("listening for clients on") && !line.contains("listening for servers on")
+        if !line.contains("listening for clients on")
+            && !line.contains("listening for servers on")
+            && !line.contains("listening for the web on")
         {
             assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
         }

@@ -74,6 +74,10 @@ pub(crate) struct Args {
     /// Use XEP-0368 direct TLS instead of STARTTLS.
     #[arg(long)]
     pub(crate) direct_tls: bool,
+    /// RFC 7395 WebSocket at this path (e.g. `/xmpp-websocket`) on `--port` (then the HTTPS
+    /// port) instead of a TCP stream.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) websocket: Option<String>,
     /// Server process id(s), comma separated, for RSS and CPU figures (summed).
     #[arg(long, value_delimiter = ',')]
     pub(crate) server_pid: Vec<u32>,
@@ -183,6 +187,12 @@ pub(crate) struct Args {
     /// Group-chat mode: the MUC service (default conference.DOMAIN).
     #[arg(long)]
     pub(crate) muc_service: Option<String>,
+    /// Upload mode: XEP-0363 slot, PUT and GET of a file of N MiB, --repeat times.
+    #[arg(long, value_name = "MB")]
+    pub(crate) upload: Option<usize>,
+    /// Upload mode: the upload service (default upload.DOMAIN).
+    #[arg(long)]
+    pub(crate) upload_service: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,

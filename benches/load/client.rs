@@ -117,15 +117,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
     }
 }
 
+/// A client's connection: TLS over TCP, or the pipe to a WebSocket bridge (`ws.rs`).
+pub(crate) enum Conn {
+    Tls(SslStream<TcpStream>),
+    Ws(tokio::io::DuplexStream),
+}
+
+impl Conn {
+    /// The TCP socket, when there is one of its own.
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Conn::Tls(s) => Some(s.get_ref()),
+            Conn::Ws(_) => None,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Conn::Tls($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Conn::Ws($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// TCP connect, TLS (direct or STARTTLS); returns the TLS stream and its stream features.
-pub(crate) async fn connect(
-    sh: &Shared,
-    srv: Server<'_>,
-) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
+pub(crate) async fn connect(sh: &Shared, srv: Server<'_>) -> Res<(Xmpp<Conn>, String)> {
     let a = &sh.args;
+    if let Some(path) = &a.websocket {
+        let pipe = crate::ws::connect(sh, srv.host, srv.port, srv.domain, path).await?;
+        let mut x = Xmpp::new(Conn::Ws(pipe));
+        let features = x.open_stream(srv.domain).await?;
+        return Ok((x, features));
+    }
     let tcp = TcpStream::connect((srv.host, srv.port)).await?;
     tcp.set_nodelay(true)?;
     let tcp = if a.direct_tls {
@@ -153,7 +219,7 @@ pub(crate) async fn connect(
     let ssl = cfg.into_ssl(srv.domain)?;
     let mut tls = SslStream::new(ssl, tcp)?;
     Pin::new(&mut tls).connect().await?;
-    let mut x = Xmpp::new(tls);
+    let mut x = Xmpp::new(Conn::Tls(tls));
     let features = x.open_stream(srv.domain).await?;
     Ok((x, features))
 }
@@ -347,7 +413,7 @@ pub(crate) async fn register<S: Io>(
 
 /// Logs client `i` in (on its own server: see `server_of`); returns the stream and its bound
 /// full JID.
-pub(crate) async fn login(sh: &Shared, i: usize) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
+pub(crate) async fn login(sh: &Shared, i: usize) -> Res<(Xmpp<Conn>, String)> {
     let a = &sh.args;
     let register_first = a.register || a.register_only;
     let srv = server_of(a, i);
@@ -361,7 +427,7 @@ pub(crate) async fn login_as(
     resource: &str,
     register_first: bool,
     presence: bool,
-) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
+) -> Res<(Xmpp<Conn>, String)> {
     let srv = main_server(&sh.args);
     login_on(sh, srv, user, resource, register_first, presence).await
 }
@@ -376,7 +442,7 @@ pub(crate) async fn login_on(
     resource: &str,
     register_first: bool,
     presence: bool,
-) -> Res<(Xmpp<SslStream<TcpStream>>, String)> {
+) -> Res<(Xmpp<Conn>, String)> {
     let a = &sh.args;
     let (mut x, features) = connect(sh, srv).await?;
     if register_first {

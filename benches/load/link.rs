@@ -8,16 +8,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_openssl::SslStream;
 
 use crate::client::*;
 use crate::shared::*;
 use crate::xml::*;
 use crate::{BoxError, Res};
 
-pub(crate) type Tls = Xmpp<SslStream<TcpStream>>;
+pub(crate) type Tls = Xmpp<Conn>;
 
 /// --trace, for `Link::send`.
 pub(crate) static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -4,7 +4,7 @@
 //! kleiber library, only tokio, OpenSSL and the hashing crates (its SCRAM computation is the
 //! one the tests use, `tests/common/scram.rs`).
 //!
-//! Eight modes:
+//! Nine modes:
 //!
 //! * throughput (default): `2 * --pairs` clients log in (STARTTLS or direct TLS, SASL PLAIN or
 //!   SCRAM-SHA-1/256, resource binding, initial presence); then client `i` and client
@@ -76,12 +76,16 @@
 //!   has it, the server's CPU per 1,000 deliveries and RSS per occupant, and the join time
 //!   into the full room with 20 messages of history (see `muc.rs`).
 //!
+//! * file upload (`--upload MB`): XEP-0363 slot, PUT and GET of MB MiB, `--repeat` times;
+//!   reports MB/s each way and the server's CPU per MB (see `upload.rs`).
+//!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 //!
 //! Modules: `cli` (arguments), `shared` (state of a run), `xml` (stream scanner), `client`
-//! (connect, STARTTLS, SASL, register, bind), `link` (connections run by pump tasks), `cpu`
+//! (connect, STARTTLS, SASL, register, bind), `ws` (`--websocket`: RFC 7395 instead of TCP), `link` (connections run by pump tasks), `cpu`
 //! (/proc figures), `stats` (percentiles, medians, RESULT formatting), and one per mode:
-//! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`.
+//! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`,
+//! `upload`.
 
 mod cli;
 mod client;
@@ -95,6 +99,8 @@ mod soak;
 mod stats;
 mod storm;
 mod throughput;
+mod upload;
+mod ws;
 mod xml;
 
 use clap::Parser;
@@ -134,6 +140,9 @@ async fn run(args: Args) -> Res<()> {
     }
     if let Some(n) = args.muc {
         return muc::muc(args, n).await;
+    }
+    if let Some(mb) = args.upload {
+        return upload::upload(args, mb).await;
     }
     throughput::run(args).await
 }

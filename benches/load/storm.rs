@@ -527,7 +527,9 @@ impl Storm {
         let mut states = Vec::with_capacity(self.ready);
         for (i, h) in handles.into_iter().enumerate() {
             if let Ok(Some((x, sm))) = h.await {
-                let _ = x.io.get_ref().set_zero_linger();
+                if let Some(tcp) = x.io.tcp() {
+                    let _ = tcp.set_zero_linger();
+                }
                 streams.push(x);
                 states.push((i, sm));
             }

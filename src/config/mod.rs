@@ -837,6 +837,12 @@ impl Config {
                 format!("allow_longer_retention: {key} is beyond the privacy policy's {most} days ({why})")
             })
             .collect();
+        if self.upload.enabled && !self.http.enabled() {
+            out.push(
+                "upload.enabled: no [http] listener is configured, so there is no file upload"
+                    .into(),
+            );
+        }
         if self.contact.abuse.is_empty() {
             for host in self.hosts.keys().filter(|h| is_public_domain(h)) {
                 out.push(format!(

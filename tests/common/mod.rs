@@ -8,6 +8,7 @@ pub mod muc;
 pub mod pep;
 pub mod s2s;
 pub mod scram;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
