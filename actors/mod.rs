@@ -16,6 +16,7 @@
 //!     S2sIn (one per incoming server stream, on the workers) --Route--> Router
 //!     Router --ToService--> a service actor (one per service domain) --Route--> Router
 //!     anyone --SetService--> Router (a service domain's actor is up or down)
+//!     Router --ToService--> UploadService (upload.rs) --Route--> Router; its slots go to the web side
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //! ```
 //!
@@ -41,6 +42,7 @@ pub mod s2s;
 pub mod s2s_in;
 pub mod scheduler;
 pub mod spool;
+pub mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,6 +8,8 @@
 //!   `accounts.delete_inactive_after_days` are deleted with everything stored for them, after
 //!   their contacts were unsubscribed (count at `info`, each JID at `debug`); expired name
 //!   blocks are forgotten.
+//! - Uploaded files (XEP-0363): files older than `upload.expire_after_days` are deleted with
+//!   their records at start and hourly (on the blocking pool), also with uploads switched off.
 //! - Snapshots: every `snapshots.interval_hours` a snapshot of all data is written to the
 //!   snapshot directory (on the blocking pool). Snapshots older than `snapshots.keep_days` and
 //!   `.tmp` files left by an interrupted snapshot are deleted at start and hourly, also with
@@ -47,11 +49,16 @@ impl Scheduler {
         }
     }
 
-    /// The hourly retention job: delivery-error entries and snapshots.
+    /// The hourly retention job: delivery-error entries, snapshots and uploaded files.
     fn prune(&mut self, ctx: &mut Context<Self>) {
         let dir = self.shared.config.snapshot_dir();
         let keep = Duration::from_secs(self.shared.config.snapshots.keep_days * 86_400);
         ctx.spawn(crate::shared::blocking(move || prune_snapshots(&dir, keep)).into_actor(self));
+        let (shared, days) = (
+            self.shared.clone(),
+            self.shared.config.upload.expire_after_days,
+        );
+        ctx.spawn(crate::shared::blocking(move || expire_uploads(&shared, days)).into_actor(self));
         let retention = self.shared.config.delivery_errors.retention_days * 86_400_000;
         let cutoff = crate::store::now_ms().saturating_sub(retention);
         match self.shared.store.delivery_errors.prune(cutoff) {
@@ -123,6 +130,16 @@ impl Scheduler {
             }
         };
         ctx.spawn(job.into_actor(self));
+    }
+}
+
+/// Delete the uploaded files older than `days` (and their records).
+pub fn expire_uploads(shared: &Shared, days: u64) {
+    let cutoff = now_secs().saturating_sub(days.saturating_mul(86_400));
+    match shared.store.uploads.expire(cutoff) {
+        Ok(0) => {}
+        Ok(n) => log::info!("scheduler: deleted {n} uploaded files older than {days} days"),
+        Err(e) => log::error!("scheduler: deleting expired uploads failed: {e}"),
     }
 }
 

@@ -53,6 +53,12 @@ impl ServerThread {
                 services.push((actors::muc::spec(domain, host.clone()), host.clone()));
             }
         }
+        if config.upload.enabled && config.http.enabled() {
+            for host in config.hosts.keys() {
+                let domain = config.upload.domain_of(host);
+                services.push((actors::upload::spec(domain, host.clone()), host.clone()));
+            }
+        }
         for (spec, parent) in &services {
             if !config.hosts.contains_key(parent) {
                 return Err(StartError(format!(

@@ -28,6 +28,9 @@ pub struct Shared {
     pub destinations: crate::destinations::Destinations,
     /// Registration and login rate limits (addresses in memory only).
     pub limiter: crate::limits::Limiter,
+    /// Open XEP-0363 upload slots (in memory only): the upload service opens them, the web
+    /// side's `PUT` uses them up.
+    pub upload_slots: crate::http::upload::Slots,
     /// Flipped to `true` once when the server starts shutting down.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -50,6 +53,7 @@ impl Shared {
         }
         Arc::new(Shared {
             limiter: crate::limits::Limiter::default(),
+            upload_slots: Default::default(),
             server_info,
             destinations,
             registration_open: AtomicBool::new(config.registration.open),

@@ -35,6 +35,9 @@ enum Place {
     /// A `<feature var/>` of the group-chat service's disco#info (found as the item of the
     /// server's disco#items with identity `conference/text`).
     Muc,
+    /// A `<feature var/>` of the upload service's disco#info (the item with identity
+    /// `store/file`), where XEP-0363 puts it.
+    Upload,
 }
 
 /// (XEP number, where, feature var / namespace / identity).
@@ -209,7 +212,7 @@ const TABLE: &[(u32, Place, &str)] = &[
     (352, Place::StreamPost("csi"), "urn:xmpp:csi:0"),
     (352, Place::Server, "urn:xmpp:csi:0"),
     (357, Place::Account, "urn:xmpp:push:0"),
-    (363, Place::Server, "urn:xmpp:http:upload:0"),
+    (363, Place::Upload, "urn:xmpp:http:upload:0"),
     (388, Place::StreamPre("authentication"), "urn:xmpp:sasl:2"),
     (398, Place::Account, "urn:xmpp:pep-vcard-conversion:0"),
     (411, Place::Account, "urn:xmpp:bookmarks:1#compat"),
@@ -304,6 +307,7 @@ struct Advertised {
     server_forms: HashSet<String>,
     account: HashSet<String>,
     muc: HashSet<String>,
+    upload: HashSet<String>,
     identities: HashSet<String>,
     pre: HashSet<(String, String)>,
     post: HashSet<(String, String)>,
@@ -337,6 +341,12 @@ async fn disco(c: &mut Client, to: &str, id: &str) -> Element {
 
 /// The disco#info of the server's group-chat service.
 async fn muc_service(c: &mut Client) -> Element {
+    service_with(c, "conference", "text").await
+}
+
+/// The disco#info of the item of the server's disco#items with the identity
+/// `category/type`, or an empty one.
+async fn service_with(c: &mut Client, category: &str, kind: &str) -> Element {
     const ITEMS: &str = "http://jabber.org/protocol/disco#items";
     c.send(&format!(
         "<iq type='get' id='items' to='localhost'><query xmlns='{ITEMS}'/></iq>"
@@ -351,12 +361,12 @@ async fn muc_service(c: &mut Client) -> Element {
     for (i, item) in items.elements().enumerate() {
         let jid = item.get_attr("jid").unwrap();
         let info = disco(c, jid, &format!("m{i}")).await;
-        let conference = info.elements().any(|e| {
+        let found = info.elements().any(|e| {
             e.name == "identity"
-                && e.get_attr("category") == Some("conference")
-                && e.get_attr("type") == Some("text")
+                && e.get_attr("category") == Some(category)
+                && e.get_attr("type") == Some(kind)
         });
-        if conference {
+        if found {
             return info;
         }
     }
@@ -376,8 +386,10 @@ async fn advertised() -> Advertised {
     let server = disco(&mut c, "localhost", "s").await;
     let account = disco(&mut c, "juliet@localhost", "a").await;
     let muc = muc_service(&mut c).await;
+    let upload = service_with(&mut c, "store", "file").await;
     Advertised {
         muc: features(&muc),
+        upload: features(&upload),
         server: features(&server),
         server_forms: server
             .elements()
@@ -417,6 +429,7 @@ fn shows(a: &Advertised, place: Place, var: &str) -> bool {
         Place::StreamPost(name) => a.post.contains(&(name.to_owned(), var.to_owned())),
         Place::ServerForm => a.server_forms.contains(var),
         Place::Muc => a.muc.contains(var),
+        Place::Upload => a.upload.contains(var),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod pep;
 pub mod roster;
 pub mod snapshot;
 pub mod space;
+pub mod uploads;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -146,6 +147,8 @@ pub struct Store {
     pub pep: Pep,
     /// Group-chat rooms (configuration, affiliations, subject).
     pub muc: muc::Rooms,
+    /// Files shared with HTTP File Upload (XEP-0363): records and `<data_dir>/uploads`.
+    pub uploads: uploads::Uploads,
     /// The disk-space guard every new write asks first (`storage.min_free_mb`).
     pub space: std::sync::Arc<space::Space>,
     commit: commit::GroupCommit,
@@ -210,6 +213,7 @@ impl Store {
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
             muc: muc::Rooms::new(db.open_tree("muc")?, space.clone()),
+            uploads: uploads::Uploads::new(db.open_tree("uploads")?, dir, space.clone()),
             offline: Offline::new(
                 db.clone(),
                 db.open_tree("offline")?,
@@ -391,6 +395,7 @@ impl Store {
         self.pep.forget(&jids)?;
         self.muc.forget(&jids)?;
         self.delivery_errors.forget(&jids)?;
+        self.uploads.remove_accounts(accounts)?;
         // The account record last: once it is gone, so is everything else (and a crash
         // half-way leaves an account that the next deletion finishes).
         for (domain, user) in accounts {

@@ -22,6 +22,10 @@ const MAGIC: &[u8] = b"KLEIBER-SNAPSHOT 1\n";
 /// deleted accounts themselves).
 const NOT_IN_SNAPSHOTS: &[(&[u8], &[u8])] = &[(b"meta", b"dialback_secret")];
 
+/// Trees whose entries never go into a snapshot: `uploads` describes files that snapshots do
+/// not hold (they are large and short-lived), so a restore starts without shared files.
+const TREES_NOT_IN_SNAPSHOTS: &[&[u8]] = &[b"uploads"];
+
 fn io(e: std::io::Error) -> StoreError {
     StoreError::Db(format!("snapshot: {e}"))
 }
@@ -46,7 +50,9 @@ impl Store {
             w.write_all(&name).map_err(io)?;
             for kv in tree.iter() {
                 let (k, v) = kv?;
-                if NOT_IN_SNAPSHOTS.contains(&(&name[..], &k[..])) {
+                if NOT_IN_SNAPSHOTS.contains(&(&name[..], &k[..]))
+                    || TREES_NOT_IN_SNAPSHOTS.contains(&&name[..])
+                {
                     continue;
                 }
                 w.write_all(&[1]).map_err(io)?;

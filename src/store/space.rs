@@ -135,6 +135,25 @@ impl Space {
         ))
     }
 
+    /// May a file of `bytes` be written without going under the reserve (or, with no reserve
+    /// set, past the free space)? Looks at the free space now.
+    pub fn check_room(&self, bytes: u64) -> Result<(), StoreError> {
+        self.check()?;
+        let min = self.min_free.load(Ordering::Relaxed);
+        let Ok(free) = available(&self.dir) else {
+            return Ok(());
+        };
+        if free < bytes.saturating_add(min) {
+            return Err(StoreError::Full(format!(
+                "{} MiB free, {} MiB asked for, storage.min_free_mb = {}",
+                free >> 20,
+                bytes >> 20,
+                min >> 20
+            )));
+        }
+        Ok(())
+    }
+
     /// Is the guard refusing writes now (as of the last look)?
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Acquire)

@@ -1,6 +1,0 @@
-//! (being written)
-
-use actix_web::web;
-
-/// Register this module's routes.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
