@@ -2,15 +2,15 @@
 //! or plain HTTP behind a reverse proxy) serving
 //!
 //! - `/xmpp-websocket`: XMPP over WebSocket, RFC 7395 (`websocket.rs`);
-//! - `/http-bind`: XMPP over BOSH, XEP-0124/0206 (`bosh.rs`);
-//! - `/upload/...`: XEP-0363 file upload's PUT and GET (`upload.rs`);
-//! - `/.well-known/host-meta` and `host-meta.json`: XEP-0156 discovery (`pages.rs`);
-//! - `/` and `/privacy`: the server's own pages in German and English (`pages.rs`).
+//! - `/http-bind`: XMPP over BOSH, XEP-0124/0206 (`bosh/`);
+//! - `/upload/...`: XEP-0363 file upload's PUT and GET (`upload/`; the slots are `actors/upload.rs`);
+//! - `/.well-known/host-meta` and `host-meta.json`: XEP-0156 discovery (`pages/`);
+//! - `/` and `/privacy`: the server's own pages in German and English (`pages/`).
 //!
-//! WebSocket and BOSH clients become ordinary sessions: their transport is handed to a worker
-//! arbiter through [`ClientSpawner`], where login and the `Connection` actor run as for TCP.
-//! The HTTP workers only move bytes. Nothing here logs or stores an address: the peer address
-//! is only a key of the in-memory limits ([`PeerAddr`]).
+//! WebSocket and BOSH clients become ordinary sessions: their transport is handed to
+//! [`ClientSpawner`], which runs login and the `Connection` actor as for TCP, on the HTTP
+//! worker that carries the connection. Nothing here logs or stores an address: the peer
+//! address is only a key of the in-memory limits ([`PeerAddr`]).
 
 pub mod bosh;
 pub mod pages;
