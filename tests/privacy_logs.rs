@@ -117,6 +117,16 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     w.send("</iq>").await;
     let web_port = w.ws.get_ref().get_ref().local_addr().unwrap().port();
     drop(w);
+    // And over BOSH, with a damaged body at the end.
+    let mut bosh = common::bosh::Bosh::login(web, "alice", "bosh").await;
+    bosh.send(&format!(
+        "<message xmlns='jabber:client' to='bob@localhost/b2' type='chat'><body>{secret}</body></message>"
+    ))
+    .await;
+    assert!(b.recv_xml().await.contains(secret));
+    let (_, damaged) = bosh.next_body("", "<message><body>not closed");
+    let r = common::bosh::post(web, &damaged).await;
+    assert_eq!(r.status, 200);
     let local_ports = [a.local_port(), b.local_port(), web_port];
     drop(a);
     drop(b);

@@ -2,6 +2,7 @@
 //! XMPP client that speaks raw XML over TLS so tests can assert exact stanzas.
 #![allow(dead_code)]
 
+pub mod bosh;
 pub mod echo;
 pub mod fed;
 pub mod muc;
