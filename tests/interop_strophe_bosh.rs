@@ -7,28 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{TestServer, WAIT};
-
-/// The strophe.js directory, when node and the installed package are there.
-fn strophe_or_skip() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/strophe");
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if node && dir.join("node_modules/strophe.js").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("strophe.js missing: node and `npm ci` in tests/interop/strophe are needed");
-    }
-    eprintln!(
-        "SKIPPED: no node or no strophe.js; run .ci/run or `npm ci` in tests/interop/strophe"
-    );
-    None
-}
+use common::{node_package_or_skip, TestServer, WAIT};
 
 /// `STROPHE_TRACE=1` shows the client's traffic (with `--nocapture`).
 fn piped_unless_traced() -> std::process::Stdio {
@@ -41,7 +20,7 @@ fn piped_unless_traced() -> std::process::Stdio {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strophe_logs_in_over_bosh_and_chats_with_a_tcp_client() {
-    let Some(dir) = strophe_or_skip() else {
+    let Some(dir) = node_package_or_skip("strophe", "strophe.js") else {
         return;
     };
     let s = TestServer::start();

@@ -7,26 +7,9 @@
 mod common;
 use common::*;
 
-/// The xmpp.js directory, when node and the installed package are there.
-fn xmppjs_or_skip() -> Option<std::path::PathBuf> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/xmppjs");
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if node && dir.join("node_modules/@xmpp/client").exists() {
-        return Some(dir);
-    }
-    if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("xmpp.js missing: node and `npm ci` in tests/interop/xmppjs are needed");
-    }
-    eprintln!("SKIPPED: no node or no xmpp.js; run .ci/run or `npm ci` in tests/interop/xmppjs");
-    None
-}
-
 #[tokio::test]
 async fn xmppjs_chats_over_websocket_with_a_tcp_client() {
-    let Some(dir) = xmppjs_or_skip() else {
+    let Some(dir) = node_package_or_skip("xmppjs", "@xmpp/client") else {
         return;
     };
     let s = TestServer::start();

@@ -856,6 +856,26 @@ pub fn interop_python_or_skip() -> Option<std::path::PathBuf> {
     py
 }
 
+/// `tests/interop/<dir>`, when `node` runs and `npm ci` installed `package` there; else `None`
+/// (test skipped), or a failure under `KLEIBER_REQUIRE_INTEROP=1` (set by `.ci/run`).
+pub fn node_package_or_skip(dir: &str, package: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(dir);
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if node && path.join("node_modules").join(package).is_dir() {
+        return Some(path);
+    }
+    if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("{package} missing: node and `npm ci` in tests/interop/{dir} are needed");
+    }
+    eprintln!("SKIPPED: no node or no {package}; run .ci/run or `npm ci` in tests/interop/{dir}");
+    None
+}
+
 /// Run `tests/interop/<script>` against the server on `port` and assert it succeeded;
 /// returns its standard output.
 pub fn run_interop(
