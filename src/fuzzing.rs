@@ -135,3 +135,30 @@ pub fn muc(data: &[u8]) {
         "split serialisation"
     );
 }
+
+/// The web side's framing: the splitter of the session's output gives the same units however
+/// the bytes are cut, and every unit converts to a frame; the WebSocket client-frame check and
+/// the BOSH request parser take anything.
+pub fn framing(data: &[u8]) {
+    use crate::transport::framing::{self, Splitter, Unit};
+    let whole = {
+        let mut out = Vec::new();
+        Splitter::new().push(data, &mut out);
+        out
+    };
+    let cut = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+    let mut pieces = Vec::new();
+    let mut s = Splitter::new();
+    s.push(&data[..cut], &mut pieces);
+    s.push(&data[cut..], &mut pieces);
+    assert_eq!(whole, pieces, "cut at {cut}");
+    for unit in &whole {
+        match unit {
+            Unit::Header(h) => drop(framing::header_to_open(h)),
+            Unit::Element(e) => drop(framing::standalone_element(e)),
+            Unit::End => {}
+        }
+    }
+    let _ = framing::client_frame(&String::from_utf8_lossy(data));
+    let _ = crate::http::bosh::wire::parse_request(data);
+}

@@ -57,3 +57,8 @@ fn config_corpus() {
 fn muc_corpus() {
     assert!(replay("muc", kleiber::fuzzing::muc) > 0);
 }
+
+#[test]
+fn framing_corpus() {
+    assert!(replay("framing", kleiber::fuzzing::framing) > 0);
+}

@@ -24,7 +24,7 @@
 //! `-PLUS` mechanism (the HTTPS connection's TLS is not the stream's).
 
 mod session;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
