@@ -58,8 +58,7 @@ pub(super) fn bind_listeners(
         .filter(|_| s2s.is_some());
     let kinds = kinds.chain(s2s_kinds);
     for (kind, addr) in kinds {
-        let listener = listen(addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let listener = listen(addr)?;
         let local = listener.local_addr()?;
         listeners.push((kind, local));
         let federation = match (s2s, s2s_cx) {
@@ -89,8 +88,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(listen_std(addr)?)
 }
 
-/// [`listen`] as a standard-library listener (for actix-web), non-blocking.
+/// [`listen`] as a standard-library listener (for actix-web), non-blocking. The error names
+/// the address.
 pub fn listen_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    bind_socket(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;

@@ -79,8 +79,7 @@ pub fn start(shared: &Arc<Shared>, spawner: ClientSpawner) -> std::io::Result<Op
     .shutdown_timeout(1);
     let mut listeners = Vec::new();
     for addr in &cfg.listen {
-        let std = crate::actors::listeners::listen_std(*addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let std = crate::actors::listeners::listen_std(*addr)?;
         listeners.push((ListenerKind::Https, std.local_addr()?));
         let tls = shared
             .tls
@@ -89,8 +88,7 @@ pub fn start(shared: &Arc<Shared>, spawner: ClientSpawner) -> std::io::Result<Op
         server = server.listen_openssl(std, tls)?;
     }
     for addr in &cfg.listen_plain {
-        let std = crate::actors::listeners::listen_std(*addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let std = crate::actors::listeners::listen_std(*addr)?;
         listeners.push((ListenerKind::Http, std.local_addr()?));
         server = server.listen(std)?;
     }

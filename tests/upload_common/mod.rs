@@ -188,17 +188,25 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `PUT` `body` to the slot with its headers, `Content-Length` and `content_type`.
-pub async fn put(addr: SocketAddr, slot: &SlotUrls, content_type: &str, body: &[u8]) -> Response {
-    let len = body.len().to_string();
-    let mut headers: Vec<(&str, &str)> = slot
-        .headers
+/// A `PUT`'s headers: the slot's own, `Content-Length` and `Content-Type`.
+fn put_headers(slot: &SlotUrls, content_type: &str, len: usize) -> Vec<(String, String)> {
+    let mut headers = slot.headers.clone();
+    headers.push(("Content-Length".into(), len.to_string()));
+    headers.push(("Content-Type".into(), content_type.into()));
+    headers
+}
+
+fn as_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    headers.push(("Content-Length", &len));
-    headers.push(("Content-Type", content_type));
-    request_http(addr, "PUT", &slot.put_path, &headers, body).await
+        .collect()
+}
+
+/// `PUT` `body` to the slot with its headers, `Content-Length` and `content_type`.
+pub async fn put(addr: SocketAddr, slot: &SlotUrls, content_type: &str, body: &[u8]) -> Response {
+    let headers = put_headers(slot, content_type, body.len());
+    request_http(addr, "PUT", &slot.put_path, &as_pairs(&headers), body).await
 }
 
 /// `GET` (or `HEAD`) `path` with extra headers.
@@ -220,15 +228,8 @@ pub async fn read_some(tls: &mut Tls) -> Vec<u8> {
 /// caller sends the body (or not) on the connection returned.
 pub async fn start_put(addr: SocketAddr, slot: &SlotUrls, content_type: &str, len: usize) -> Tls {
     let mut tls = connect(addr).await;
-    let len = len.to_string();
-    let mut headers: Vec<(&str, &str)> = slot
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    headers.push(("Content-Length", &len));
-    headers.push(("Content-Type", content_type));
-    tls.write_all(head("PUT", &slot.put_path, &headers).as_bytes())
+    let headers = put_headers(slot, content_type, len);
+    tls.write_all(head("PUT", &slot.put_path, &as_pairs(&headers)).as_bytes())
         .await
         .unwrap();
     tls
