@@ -59,14 +59,6 @@ fn prosody_binary() -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Prosody {
     fn start(binary: &Path, kleiber_s2s: u16) -> Prosody {
         let dir = tempfile::tempdir().unwrap();

@@ -15,10 +15,7 @@ fn slixmpp_uploads_and_downloads_a_file() {
         return;
     };
     // The URLs the service hands out must reach the test's listener: a port chosen first.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let s = TestServer::start_with(|c| {
         c.http.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))];
         c.http.public_url = format!("https://127.0.0.1:{port}");

@@ -207,15 +207,6 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     }
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Federation too: two real servers at trace level link up (dialback), chat, bounce a stanza
 /// for an unreachable domain and meet a peer that fails; no address and no body in either log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -512,7 +512,7 @@ async fn iqs_to_occupants_are_forwarded_and_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_another_server_in_local_rooms_and_back() {
-    use common::s2s::{free_port, start_domain};
+    use common::s2s::start_domain;
     let (pa, pb) = (free_port(), free_port());
     let a_route = format!("127.0.0.1:{pa}");
     let b_route = format!("127.0.0.1:{pb}");

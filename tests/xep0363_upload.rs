@@ -568,7 +568,7 @@ async fn a_large_upload_is_streamed_not_buffered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_other_servers_get_no_slots() {
     use common::fed::{add_user, login};
-    use common::s2s::{free_port, start_domain};
+    use common::s2s::start_domain;
     let (pa, pb) = (free_port(), free_port());
     let a_route = format!("127.0.0.1:{pa}");
     let _a = start_domain(

@@ -41,6 +41,30 @@ pub struct TestServer {
     pub s2s: Option<SocketAddr>,
 }
 
+/// A loopback port for a listener whose address a test must know before the server starts
+/// (a peer's static s2s route, a public URL). Drawn below the kernel's ephemeral range
+/// (32768 and up on Linux), so no outgoing connection or `:0` listener of a parallel test can
+/// take it between this call and the server's bind; a per-process counter keeps the tests of
+/// one binary apart, and the process id spreads binaries apart.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The test configuration: localhost, ports 0, cheap hashing.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut c = Config::parse(

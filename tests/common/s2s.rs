@@ -107,14 +107,6 @@ impl TestCa {
 }
 
 /// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A kleiber serving `domain` on server-to-server port `port`, routing `others` statically.
 pub fn start_domain(
     domain: &str,
