@@ -617,7 +617,6 @@ impl Config {
         if !m.enabled {
             return Ok(());
         }
-        self.check_service_domains("muc.domain", |h| m.domain_of(h), "conference")?;
         for (key, v) in [
             ("muc.max_occupants", m.max_occupants),
             ("muc.max_rooms_per_session", m.max_rooms_per_session),
@@ -635,28 +634,35 @@ impl Config {
         Ok(())
     }
 
-    /// A service's domain per host (`key`, `domain_of`): a domain of its own for each host,
-    /// neither a host nor another service's (`example`: the usual first label).
-    fn check_service_domains(
-        &self,
-        key: &str,
-        domain_of: impl Fn(&str) -> String,
-        example: &str,
-    ) -> Result<(), ConfigError> {
-        let mut taken: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        if key != "muc.domain" && self.muc.enabled {
-            taken.extend(self.hosts.keys().map(|h| self.muc.domain_of(h)));
+    /// The internal services that are on, one domain per host each: (the config key of the
+    /// domain, its usual first label, the domain template with `{host}`). Every per-host
+    /// service adds itself here.
+    pub fn per_host_services(&self) -> Vec<(&'static str, &'static str, &str)> {
+        let mut v = Vec::new();
+        if self.muc.enabled {
+            v.push(("muc.domain", "conference", self.muc.domain.as_str()));
         }
+        if self.upload.enabled && self.http.enabled() {
+            v.push(("upload.domain", "upload", self.upload.domain.as_str()));
+        }
+        v
+    }
+
+    /// The service domains of the per-host services: each a domain of its own for each host,
+    /// neither a host nor another service's.
+    fn check_service_domains(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
-        for host in self.hosts.keys() {
-            let d = domain_of(host);
-            let ok =
-                crate::xmpp::jid(&d).is_ok_and(|j| j.node().is_none() && j.resource().is_none());
-            if !ok || self.hosts.contains_key(&d) || taken.contains(&d) || !seen.insert(d.clone()) {
-                return Err(err(
-                    key,
-                    format!("{d:?} (for {host}) must be a domain of its own for each host, e.g. \"{example}.{{host}}\""),
-                ));
+        for (key, example, template) in self.per_host_services() {
+            for host in self.hosts.keys() {
+                let d = template.replace("{host}", host);
+                let ok = crate::xmpp::jid(&d)
+                    .is_ok_and(|j| j.node().is_none() && j.resource().is_none());
+                if !ok || self.hosts.contains_key(&d) || !seen.insert(d.clone()) {
+                    return Err(err(
+                        key,
+                        format!("{d:?} (for {host}) must be a domain of its own for each host, e.g. \"{example}.{{host}}\""),
+                    ));
+                }
             }
         }
         Ok(())
@@ -675,9 +681,7 @@ impl Config {
         self.validate_muc()?;
         self.http.validate()?;
         self.upload.validate()?;
-        if self.upload.enabled {
-            self.check_service_domains("upload.domain", |h| self.upload.domain_of(h), "upload")?;
-        }
+        self.check_service_domains()?;
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }
@@ -960,6 +964,16 @@ mod tests {
         assert!(e.problem.contains("local host"), "{e}");
         let e = Config::parse("[s2s]\nidle_timeout_secs = 0\n").unwrap_err();
         assert_eq!(e.key, "s2s.idle_timeout_secs");
+    }
+
+    #[test]
+    fn service_domains_do_not_collide() {
+        let e = Config::parse("[upload]\ndomain = \"conference.{host}\"\n").unwrap_err();
+        assert_eq!(e.key, "upload.domain");
+        let e = Config::parse("[muc]\ndomain = \"{host}\"\n").unwrap_err();
+        assert_eq!(e.key, "muc.domain");
+        let c = Config::parse("[muc]\nenabled = false\n[upload]\ndomain = \"conference.{host}\"\n");
+        assert!(c.is_ok());
     }
 
     #[test]
