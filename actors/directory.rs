@@ -165,4 +165,6 @@ pub struct RouterHandle {
     pub resumable: super::directory::Resumable,
     /// The PEP service (XEP-0163).
     pub pep: super::directory::PepHandle,
+    /// A service domain's actor is up or down (external components come and go).
+    pub set_service: Recipient<SetService>,
 }

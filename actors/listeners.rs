@@ -19,7 +19,8 @@ use crate::shared::{ConnId, ConnSlot, Shared};
 use crate::tls::{negotiate_starttls, NegotiateError};
 use crate::transport::Transport;
 
-/// Bind the client listeners, and the server-to-server ones when federation runs, each
+/// Bind the client listeners, the server-to-server ones when federation runs and the
+/// component ports when components are configured, each
 /// with an accept loop that hands connections to the `workers` in turn. Returns the bound
 /// addresses (with the real port when the config said port 0).
 pub(super) fn bind_listeners(
@@ -56,21 +57,27 @@ pub(super) fn bind_listeners(
                 .map(|a| (ListenerKind::S2sDirectTls, *a)),
         )
         .filter(|_| s2s.is_some());
-    let kinds = kinds.chain(s2s_kinds);
-    for (kind, addr) in kinds {
+    let federation = match (s2s, s2s_cx) {
+        (Some(m), Some(cx)) => Some((m.clone(), cx.clone())),
+        _ => None,
+    };
+    let mut bound: Vec<(ListenerKind, SocketAddr, Served)> = kinds
+        .map(|(k, a)| (k, a, Served::Clients(k)))
+        .chain(s2s_kinds.filter_map(|(k, a)| {
+            let (m, cx) = federation.clone()?;
+            Some((k, a, Served::Servers(k, m, cx)))
+        }))
+        .collect();
+    bound.extend(component_listeners(cfg));
+    for (kind, addr, served) in bound {
         let listener = listen(addr)?;
         let local = listener.local_addr()?;
         listeners.push((kind, local));
-        let federation = match (s2s, s2s_cx) {
-            (Some(m), Some(cx)) => Some((m.clone(), cx.clone())),
-            _ => None,
-        };
         actix_rt::spawn(accept_loop(
             listener,
-            kind,
+            served,
             shared.clone(),
             handle.clone(),
-            federation,
             worker_handles.clone(),
         ));
     }
@@ -108,12 +115,45 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// What a listener's connections become.
+#[derive(Clone)]
+enum Served {
+    /// Client streams (the listener kind says STARTTLS or direct TLS).
+    Clients(ListenerKind),
+    /// Server-to-server streams, with the federation manager.
+    Servers(ListenerKind, Addr<s2s::S2s>, Arc<crate::s2s::S2sContext>),
+    /// External components: those admitted on this listener.
+    Components(crate::component::Admitted),
+}
+
+/// The component listeners: the shared `listen.components` port when a component uses it,
+/// and each listener of a component's own.
+fn component_listeners(cfg: &crate::config::Config) -> Vec<(ListenerKind, SocketAddr, Served)> {
+    let mut v = Vec::new();
+    if cfg.shared_component_listener() {
+        let admitted = crate::component::admitted_on(cfg, None);
+        for a in &cfg.listen.components {
+            v.push((
+                ListenerKind::Component,
+                *a,
+                Served::Components(admitted.clone()),
+            ));
+        }
+    }
+    let own: std::collections::BTreeSet<SocketAddr> =
+        cfg.components.iter().filter_map(|c| c.listen).collect();
+    for a in own {
+        let admitted = crate::component::admitted_on(cfg, Some(a));
+        v.push((ListenerKind::Component, a, Served::Components(admitted)));
+    }
+    v
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    kind: ListenerKind,
+    served: Served,
     shared: Arc<Shared>,
     router: RouterHandle,
-    federation: Option<(Addr<s2s::S2s>, Arc<crate::s2s::S2sContext>)>,
     workers: Arc<Vec<ArbiterHandle>>,
 ) {
     let mut next = 0usize;
@@ -143,18 +183,20 @@ async fn accept_loop(
         };
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);
-        let (shared, router, federation) = (shared.clone(), router.clone(), federation.clone());
+        let (shared, router, served) = (shared.clone(), router.clone(), served.clone());
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
                 let Ok(tcp) = tokio::net::TcpStream::from_std(std_tcp) else {
                     return;
                 };
-                match (kind, federation) {
-                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, Some(fed)) => {
-                        server(tcp, peer, kind, shared, fed, router, slot).await
+                match served {
+                    Served::Servers(kind, m, cx) => {
+                        server(tcp, peer, kind, shared, (m, cx), router, slot).await
                     }
-                    (ListenerKind::S2s | ListenerKind::S2sDirectTls, None) => {}
-                    _ => client(tcp, peer, kind, shared, router, slot).await,
+                    Served::Clients(kind) => client(tcp, peer, kind, shared, router, slot).await,
+                    Served::Components(admitted) => {
+                        component(tcp, shared, admitted, router, slot).await
+                    }
                 }
             });
         });
@@ -210,6 +252,29 @@ async fn server(
             s2s_in::S2sIn::start(id, shared, cx, router, manager, accepted, slot);
         }
         Err(e) => log::debug!("s2s#{}: closed before authentication: {e:?}", id.0),
+    }
+}
+
+/// One external component connection on a worker arbiter: the XEP-0114 handshake
+/// (`src/component.rs`), then the Component actor. Component ports are for the operator's
+/// own gateways, so the abuse limits for strangers do not apply; the handshake deadline does.
+async fn component(
+    tcp: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    admitted: crate::component::Admitted,
+    router: RouterHandle,
+    slot: crate::shared::ConnSlot,
+) {
+    let id = shared.next_conn_id();
+    let _ = tcp.set_nodelay(true);
+    log::debug!("comp#{}: connected", id.0);
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let shutdown = shared.shutdown_signal();
+    match crate::component::negotiate(&shared, tcp, &admitted, shutdown, deadline).await {
+        Ok(accepted) => {
+            super::component::Component::start(id, shared, &router, accepted, slot);
+        }
+        Err(e) => log::info!("comp#{}: handshake failed: {e}", id.0),
     }
 }
 

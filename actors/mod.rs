@@ -17,6 +17,9 @@
 //!     Router --ToService--> a service actor (one per service domain) --Route--> Router
 //!     anyone --SetService--> Router (a service domain's actor is up or down)
 //!     Router --ToService--> UploadService (upload.rs) --Route--> Router; its slots go to the web side
+//!     Component (component.rs, one per connected XEP-0114 gateway, on the workers)
+//!         --SetService (up/down), Route--> Router --ToService--> Component
+//!     S2sIn, Component: IQs for a host or an account's stored data answered in place (host_iq.rs)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //! ```
 //!
@@ -28,9 +31,11 @@
 //! domains; `doc/architecture.md` has the whole picture.
 
 pub mod account;
+pub mod component;
 pub mod connection;
 pub mod control;
 pub mod directory;
+pub mod host_iq;
 pub mod listeners;
 pub mod messages;
 pub mod muc;
@@ -74,6 +79,8 @@ pub enum ListenerKind {
     Https,
     /// The web side over plain HTTP, behind a reverse proxy.
     Http,
+    /// External components (XEP-0114).
+    Component,
 }
 
 /// A running server: actor addresses and bound ports.

@@ -301,6 +301,7 @@ impl Router {
             close_account: addr.clone().recipient(),
             set_carbons: addr.clone().recipient(),
             carbons: addr.clone().recipient(),
+            set_service: addr.clone().recipient(),
         }
     }
 

@@ -22,10 +22,9 @@ use super::s2s::S2s;
 use crate::s2s::incoming::Accepted;
 use crate::s2s::pki::PeerCert;
 use crate::s2s::{dialback, outgoing, set_ns, AuthMethod, S2sContext, DIALBACK};
-use crate::services;
 use crate::shared::{ConnId, ConnSlot, Shared};
 use crate::xml::{escape, Element, ParseError, StreamEvent};
-use crate::xmpp::{error_reply, ns, Condition, Jid, StanzaError, StanzaKind, StreamError};
+use crate::xmpp::{error_reply, ns, Condition, StanzaError, StanzaKind, StreamError};
 
 /// Dialback verifications one stream may have running at once.
 const MAX_PENDING_VERIFY: usize = 8;
@@ -203,78 +202,24 @@ impl S2sIn {
             return self.close(StreamError::HostUnknown, "to is not served here", ctx);
         }
         el.set_attr("to", to.as_str());
-        // A service domain gets everything addressed into it, through the router.
-        let account_host = self.shared.is_account_host(to.domain().as_str());
-        if account_host && kind == StanzaKind::Iq && to.resource().is_none() {
-            return self.iq_for_server(el, &from, &to, ctx);
-        }
-        if account_host && to.node().is_none() {
-            // Messages and presence to the server itself: nothing to deliver.
-            if kind == StanzaKind::Message
-                && matches!(el.get_attr("type"), None | Some("normal" | "chat"))
-            {
-                if let Some(r) = error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable))
-                {
-                    self.to_remote(r);
-                }
-            }
+        // The server's own answers; a service domain gets everything addressed into it,
+        // through the router.
+        let Some(el) = super::host_iq::handle(
+            &self.shared,
+            &self.pep,
+            &self.router,
+            el,
+            kind,
+            (&from, &to),
+        ) else {
             return;
-        }
+        };
         self.router.do_send(Route {
             stanza: el,
             from,
             to,
             inflight: None,
         });
-    }
-
-    /// IQs to a local domain or a local bare JID: answered by the server (RFC 6121 §8.5.1,
-    /// §8.5.3.2.1: vCards and the like on the account's behalf).
-    fn iq_for_server(&mut self, iq: Element, from: &Jid, to: &Jid, ctx: &mut Context<Self>) {
-        let kind = iq.get_attr("type").unwrap_or_default();
-        if matches!(kind, "result" | "error") {
-            // Answers to the PEP service's caps queries; others have no one to go to.
-            if to.node().is_none()
-                && iq
-                    .get_attr("id")
-                    .is_some_and(|i| i.starts_with(super::pep::CAPS_QUERY_ID))
-            {
-                self.pep.caps.do_send(super::messages::CapsAnswer { iq });
-            }
-            return;
-        }
-        if to.node().is_some() && to.resource().is_none() && services::pep::is_pep(&iq) {
-            let ask = self.pep.iq.send(super::messages::PepIq { iq });
-            ctx.spawn(ask.into_actor(self).map(|res, act, _| {
-                if let Ok(Some(reply)) = res {
-                    act.to_remote(reply);
-                }
-            }));
-            return;
-        }
-        let cx = self.shared.client_data_context();
-        let reply = services::client_data_iq(cx, &from.to_bare(), Some(to), &iq).or_else(|| {
-            if to.node().is_none() {
-                services::server_iq(&iq, to.domain().as_str(), &self.shared.server_info)
-            } else if self.account_exists(to) {
-                services::account_iq(&iq)
-            } else {
-                error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
-            }
-        });
-        if let Some(r) = reply {
-            self.to_remote(r);
-        }
-    }
-
-    fn account_exists(&self, jid: &Jid) -> bool {
-        jid.node().is_some_and(|n| {
-            self.shared
-                .store
-                .accounts
-                .exists(jid.domain().as_str(), n.as_str())
-                .unwrap_or(false)
-        })
     }
 
     /// Send one of our answers to the peer's domain (through our outgoing link).

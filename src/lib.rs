@@ -17,6 +17,7 @@
 //! - [`transport`]: what a client session runs over (TCP+TLS today; WebSocket, BOSH later).
 //! - [`login`]: the unauthenticated part of a client stream (SASL, registration).
 //! - [`services`]: server-side IQ handlers, one file per XEP.
+//! - [`component`]: the XEP-0114 handshake of external components (gateways, bots).
 //! - [`store`]: sled trees, one module per tree.
 //! - [`shared`]: state shared by all connections.
 //! - [`actors`]: connection, router, spool, scheduler and the messages between them.
@@ -25,6 +26,7 @@
 // Functions longer than `too-many-lines-threshold` (clippy.toml) are split by concern.
 #![warn(clippy::too_many_lines)]
 
+pub mod component;
 pub mod config;
 pub mod credentials;
 pub mod destinations;

@@ -148,9 +148,11 @@ fn serve(path: Option<&Path>) -> Result<(), String> {
             ListenerKind::DirectTls | ListenerKind::S2sDirectTls => "direct TLS",
             ListenerKind::Https => "HTTPS: upload, WebSocket, BOSH, pages",
             ListenerKind::Http => "plain HTTP for a reverse proxy",
+            ListenerKind::Component => "XEP-0114, plain TCP: keep it private",
         };
         let who = match kind {
             ListenerKind::S2s | ListenerKind::S2sDirectTls => "servers",
+            ListenerKind::Component => "components",
             ListenerKind::Https | ListenerKind::Http => "the web",
             _ => "clients",
         };

@@ -68,6 +68,11 @@ impl ServerThread {
             }
             config.services.insert(spec.domain.clone(), parent.clone());
         }
+        // External components own their domains too; their actors come with their streams.
+        for c in config.components.clone() {
+            let parent = config.component_parent(&c);
+            config.services.insert(c.domain, parent);
+        }
         let services: Vec<actors::ServiceSpec> = services.into_iter().map(|(s, _)| s).collect();
         let store = Store::open_with(&config.data_dir, config.storage.flush_window_ms)
             .map_err(|e| StartError(e.to_string()))?;

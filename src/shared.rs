@@ -31,6 +31,8 @@ pub struct Shared {
     /// Open XEP-0363 upload slots (in memory only): the upload service opens them, the web
     /// side's `PUT` uses them up.
     pub upload_slots: crate::http::upload::Slots,
+    /// The external components connected now (XEP-0114; one stream per domain).
+    pub components: crate::component::Connected,
     /// Flipped to `true` once when the server starts shutting down.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -54,6 +56,7 @@ impl Shared {
         Arc::new(Shared {
             limiter: crate::limits::Limiter::default(),
             upload_slots: Default::default(),
+            components: Default::default(),
             server_info,
             destinations,
             registration_open: AtomicBool::new(config.registration.open),

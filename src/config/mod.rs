@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod components;
 mod http;
+pub use components::ComponentConfig;
 pub use http::{HttpConfig, UploadConfig};
 
 /// The whole configuration.
@@ -41,6 +43,8 @@ pub struct Config {
     pub muc: MucConfig,
     pub http: HttpConfig,
     pub upload: UploadConfig,
+    /// External components (XEP-0114): gateways and bots with a domain of their own.
+    pub components: Vec<ComponentConfig>,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -103,6 +107,9 @@ pub struct ListenConfig {
     pub s2s: Vec<SocketAddr>,
     /// Server-to-server ports with direct TLS (XEP-0368), usually 5270.
     pub s2s_direct_tls: Vec<SocketAddr>,
+    /// The external components' port (XEP-0114, plain TCP: keep it on loopback), bound only
+    /// when a component uses it.
+    pub components: Vec<SocketAddr>,
 }
 
 /// Federation with other servers (RFC 6120 server-to-server streams).
@@ -450,6 +457,7 @@ impl Default for Config {
             muc: MucConfig::default(),
             http: HttpConfig::default(),
             upload: UploadConfig::default(),
+            components: Vec::new(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -463,6 +471,7 @@ impl Default for ListenConfig {
             c2s_direct_tls: vec![SocketAddr::from(([127, 0, 0, 1], 5223))],
             s2s: vec![SocketAddr::from(([127, 0, 0, 1], 5269))],
             s2s_direct_tls: Vec::new(),
+            components: vec![SocketAddr::from(([127, 0, 0, 1], 5347))],
         }
     }
 }
@@ -682,6 +691,7 @@ impl Config {
         self.http.validate()?;
         self.upload.validate()?;
         self.check_service_domains()?;
+        self.validate_components()?;
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
         }

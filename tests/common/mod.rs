@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bosh;
+pub mod component;
 pub mod echo;
 pub mod fed;
 pub mod muc;
@@ -73,6 +74,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         c2s_starttls = ["127.0.0.1:0"]
         c2s_direct_tls = ["127.0.0.1:0"]
         s2s = ["127.0.0.1:0"]
+        components = ["127.0.0.1:0"]
         [http]
         listen = ["127.0.0.1:0"]
         [auth]

@@ -1,0 +1,106 @@
+//! Stanzas that reach an account host from outside its own sessions — from a peer server
+//! (`s2s_in.rs`) or an external component (`component.rs`) — and that the server answers
+//! itself instead of routing: IQs to the host (disco, ping, version, ...), IQs to an
+//! account's bare JID for its stored data (vCard, PEP; RFC 6121 §8.5.1 and §8.5.3.2.1), and
+//! messages to the host's own JID (nobody reads them: `service-unavailable`). Answers go
+//! back through the router like any stanza.
+
+use actix::prelude::*;
+
+use super::directory::PepHandle;
+use super::messages::{CapsAnswer, PepIq, Route};
+use crate::services;
+use crate::shared::Shared;
+use crate::xml::Element;
+use crate::xmpp::{error_reply, Condition, Jid, StanzaError, StanzaKind};
+
+/// Handle `el` (of `kind`, from a foreign `from`, to `to` on a local account host) if it is
+/// the server's to answer; otherwise give it back for the router.
+pub fn handle(
+    shared: &Shared,
+    pep: &PepHandle,
+    router: &Recipient<Route>,
+    el: Element,
+    kind: StanzaKind,
+    (from, to): (&Jid, &Jid),
+) -> Option<Element> {
+    if !shared.is_account_host(to.domain().as_str()) {
+        return Some(el);
+    }
+    if kind == StanzaKind::Iq && to.resource().is_none() {
+        iq(shared, pep, router, el, from, to);
+        return None;
+    }
+    if to.node().is_some() {
+        return Some(el);
+    }
+    // Messages and presence to the server itself: nothing to deliver.
+    if kind == StanzaKind::Message && matches!(el.get_attr("type"), None | Some("normal" | "chat"))
+    {
+        reply(
+            router,
+            error_reply(&el, &StanzaError::new(Condition::ServiceUnavailable)),
+        );
+    }
+    None
+}
+
+fn reply(router: &Recipient<Route>, answer: Option<Element>) {
+    if let Some(r) = answer.and_then(Route::of) {
+        router.do_send(r);
+    }
+}
+
+/// IQs to a local domain or a local bare JID.
+fn iq(
+    shared: &Shared,
+    pep: &PepHandle,
+    router: &Recipient<Route>,
+    iq: Element,
+    from: &Jid,
+    to: &Jid,
+) {
+    let kind = iq.get_attr("type").unwrap_or_default();
+    if matches!(kind, "result" | "error") {
+        // Answers to the PEP service's caps queries; others have no one to go to.
+        if to.node().is_none()
+            && iq
+                .get_attr("id")
+                .is_some_and(|i| i.starts_with(super::pep::CAPS_QUERY_ID))
+        {
+            pep.caps.do_send(CapsAnswer { iq });
+        }
+        return;
+    }
+    if to.node().is_some() && services::pep::is_pep(&iq) {
+        let ask = pep.iq.send(PepIq { iq });
+        let router = router.clone();
+        actix_rt::spawn(async move {
+            if let Ok(answer) = ask.await {
+                reply(&router, answer);
+            }
+        });
+        return;
+    }
+    let cx = shared.client_data_context();
+    let answer = services::client_data_iq(cx, &from.to_bare(), Some(to), &iq).or_else(|| {
+        if to.node().is_none() {
+            services::server_iq(&iq, to.domain().as_str(), &shared.server_info)
+        } else if account_exists(shared, to) {
+            services::account_iq(&iq)
+        } else {
+            error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
+        }
+    });
+    reply(router, answer);
+}
+
+fn account_exists(shared: &Shared, jid: &Jid) -> bool {
+    jid.node().is_some_and(|n| {
+        shared
+            .store
+            .accounts
+            .exists(jid.domain().as_str(), n.as_str())
+            .unwrap_or(false)
+    })
+}
