@@ -11,82 +11,16 @@
 mod common;
 use common::fed::wait_for;
 use common::muc::{codes, create_instant, MUC_ADMIN, MUC_USER};
+use common::procs::{installed, Collected, Proc, PATIENCE};
 use common::*;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kleiber::xml::Element;
 
 const ROOM: &str = "lounge@conference.localhost";
-/// How long to wait for a client to show something before giving up (a hang guard).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Is `bin` installed? If not, skip (or fail under `KLEIBER_REQUIRE_INTEROP=1`).
-fn installed(bin: &str) -> bool {
-    if Path::new(bin).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "{bin} is not installed but KLEIBER_REQUIRE_INTEROP=1"
-    );
-    eprintln!("{bin} is not installed: skipped");
-    false
-}
-
-/// Everything a child process writes on one of its pipes, gathered by a thread.
-#[derive(Clone)]
-struct Collected(Arc<Mutex<String>>);
-
-impl Collected {
-    fn of(mut r: impl Read + Send + 'static) -> Collected {
-        let text = Arc::new(Mutex::new(String::new()));
-        let t = text.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                t.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Collected(text)
-    }
-
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Wait until `pred` holds for the text so far.
-    async fn until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let start = std::time::Instant::now();
-        loop {
-            let t = self.text();
-            if pred(&t) {
-                return t;
-            }
-            assert!(start.elapsed() < PATIENCE, "{what}: not seen in\n{t}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// A client process, killed (by its id) when the test ends, passing or not.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Read from `c` until `done` matches; returns everything read, the match last.
 async fn until(c: &mut Client, done: impl Fn(&Element) -> bool) -> Vec<Element> {

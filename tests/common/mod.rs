@@ -8,6 +8,7 @@ pub mod echo;
 pub mod fed;
 pub mod muc;
 pub mod pep;
+pub mod procs;
 pub mod s2s;
 pub mod scram;
 pub mod ws;
