@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod http;
+mod turn;
 pub use http::{HttpConfig, UploadConfig};
+pub use turn::{ExternalService, ServiceKind, Transport, TurnConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +43,7 @@ pub struct Config {
     pub muc: MucConfig,
     pub http: HttpConfig,
     pub upload: UploadConfig,
+    pub turn: TurnConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -450,6 +453,7 @@ impl Default for Config {
             muc: MucConfig::default(),
             http: HttpConfig::default(),
             upload: UploadConfig::default(),
+            turn: TurnConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -681,6 +685,7 @@ impl Config {
         self.validate_muc()?;
         self.http.validate()?;
         self.upload.validate()?;
+        self.turn.validate()?;
         self.check_service_domains()?;
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));
