@@ -135,7 +135,8 @@ fn is_host_name(s: &str) -> bool {
     s.parse::<std::net::IpAddr>().is_ok()
         || (!s.is_empty()
             && !s.starts_with(['.', '-'])
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
 }
 
 impl TurnConfig {
@@ -211,7 +212,10 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         for (text, key) in [
-            ("[turn]\ncredential_ttl_secs = 0\n", "turn.credential_ttl_secs"),
+            (
+                "[turn]\ncredential_ttl_secs = 0\n",
+                "turn.credential_ttl_secs",
+            ),
             (
                 "[turn]\ncredential_ttl_secs = 604801\n",
                 "turn.credential_ttl_secs",

@@ -190,7 +190,11 @@ mod tests {
         assert_eq!(p, password("0123456789abcdef", u));
         assert_eq!(list[1].get_attr("restricted"), Some("1"));
         assert!(list[1].get_attr("expires").unwrap().ends_with('Z'));
-        assert_ne!(list[2].get_attr("username"), Some(u), "one id per credential");
+        assert_ne!(
+            list[2].get_attr("username"),
+            Some(u),
+            "one id per credential"
+        );
         let only = ask(&format!("<services xmlns='{NS}' type='stun'/>"), &t);
         let only = only.get_child("services", NS).unwrap();
         assert_eq!(only.elements().count(), 1);
@@ -209,8 +213,14 @@ mod tests {
         for (inner, cond) in [
             ("", "bad-request"),
             ("<service host='turn.a.test'/>", "bad-request"),
-            ("<service type='turn' host='turn.a.test' port='x'/>", "bad-request"),
-            ("<service type='turn' host='elsewhere.test'/>", "item-not-found"),
+            (
+                "<service type='turn' host='turn.a.test' port='x'/>",
+                "bad-request",
+            ),
+            (
+                "<service type='turn' host='elsewhere.test'/>",
+                "item-not-found",
+            ),
             ("<service type='stun' host='a.test'/>", "item-not-found"),
         ] {
             let r = ask(&q(inner), &t).to_xml(ns::CLIENT);
