@@ -291,10 +291,8 @@ mod tests {
     #[test]
     fn calls_are_mentioned_only_with_turn_services() {
         let off = Config::parse("").unwrap();
-        let on = Config::parse(
-            "[[turn.services]]\ntype = \"stun\"\nhost = \"stun.example.org\"\n",
-        )
-        .unwrap();
+        let on = Config::parse("[[turn.services]]\ntype = \"stun\"\nhost = \"stun.example.org\"\n")
+            .unwrap();
         let info = log::LevelFilter::Info;
         assert!(!page(Lang::En, "a.test", &off, info).contains("video calls"));
         let p = page(Lang::En, "a.test", &on, info);
