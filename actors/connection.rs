@@ -574,7 +574,11 @@ impl Connection {
                         return self.register(el, q, ctx);
                     }
                 }
-                if let Some(r) = services::server_iq(&el, host, &self.shared.server_info) {
+                let own = (host == self.host).then_some(&self.shared.config.turn);
+                let reply = own
+                    .and_then(|turn| services::extdisco::user_iq(&el, turn, host))
+                    .or_else(|| services::server_iq(&el, host, &self.shared.server_info));
+                if let Some(r) = reply {
                     self.send(&r, ctx);
                 }
             }

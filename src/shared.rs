@@ -46,7 +46,8 @@ impl Shared {
             ("admin-addresses", &c.admin),
             ("support-addresses", &c.support),
             ("security-addresses", &c.security),
-        ]);
+        ])
+        .with_features(crate::services::extdisco::features(&config.turn));
         let destinations = crate::destinations::Destinations::from_config(&config);
         let mut server_info = server_info;
         for host in destinations.account_hosts() {

@@ -15,8 +15,10 @@ use serde::Deserialize;
 
 mod components;
 mod http;
+mod turn;
 pub use components::ComponentConfig;
 pub use http::{HttpConfig, UploadConfig};
+pub use turn::{ExternalService, ServiceKind, Transport, TurnConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +47,7 @@ pub struct Config {
     pub upload: UploadConfig,
     /// External components (XEP-0114): gateways and bots with a domain of their own.
     pub components: Vec<ComponentConfig>,
+    pub turn: TurnConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -458,6 +461,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             upload: UploadConfig::default(),
             components: Vec::new(),
+            turn: TurnConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -690,6 +694,7 @@ impl Config {
         self.validate_muc()?;
         self.http.validate()?;
         self.upload.validate()?;
+        self.turn.validate()?;
         self.check_service_domains()?;
         self.validate_components()?;
         if self.delivery_errors.retention_days == 0 {

@@ -27,6 +27,9 @@ pub struct ServerInfo {
     pub caps_ver: String,
     /// The service domains of each account host, listed in its disco#items.
     pub items: std::collections::BTreeMap<String, Vec<String>>,
+    /// Features of what the configuration switched on (XEP-0215 with `[turn]`), beyond
+    /// [`super::SERVER_FEATURES`].
+    pub optional_features: Vec<&'static str>,
 }
 
 /// XEP-0115 node of the server's capabilities.
@@ -65,14 +68,28 @@ impl ServerInfo {
             contact_form,
             caps_ver: String::new(),
             items: Default::default(),
+            optional_features: Vec::new(),
         };
         info.caps_ver = caps_ver(&info.disco_info());
         info
     }
 
+    /// With `features` advertised too (the XEP-0115 hash follows).
+    pub fn with_features(mut self, features: &[&'static str]) -> ServerInfo {
+        self.optional_features.extend_from_slice(features);
+        self.caps_ver = caps_ver(&self.disco_info());
+        self
+    }
+
+    /// Whether disco#info lists `feature`.
+    pub fn offers(&self, feature: &str) -> bool {
+        self.optional_features.contains(&feature) || super::SERVER_FEATURES.contains(&feature)
+    }
+
     /// The server's disco#info `<query/>`.
     pub fn disco_info(&self) -> Element {
-        let mut q = info(("server", "im", "kleiber"), super::SERVER_FEATURES);
+        let features = [super::SERVER_FEATURES, &self.optional_features].concat();
+        let mut q = info(("server", "im", "kleiber"), &features);
         if let Some(f) = &self.contact_form {
             q = q.child(f.clone());
         }

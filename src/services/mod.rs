@@ -9,6 +9,7 @@ pub mod avatar;
 pub mod bookmarks;
 pub mod carbons;
 pub mod disco;
+pub mod extdisco;
 pub mod last;
 pub mod pep;
 pub mod ping;
@@ -119,6 +120,8 @@ pub fn server_iq(iq: &Element, host: &str, server: &disco::ServerInfo) -> Option
         (ns::SESSION, false) if payload.name == "session" => Ok(None),
         (ns::VERSION, true) if payload.name == "query" => Ok(Some(version::answer())),
         (ns::TIME, true) if payload.name == "time" => Ok(Some(time::answer())),
+        // XEP-0215 asked by anyone but the host's own users (their session answers them).
+        (extdisco::NS, _) if server.offers(extdisco::NS) => Err(Condition::Forbidden.into()),
         (ns::DISCO_INFO | ns::DISCO_ITEMS | ns::PING | ns::VERSION | ns::TIME, false) => {
             Err(Condition::BadRequest.into())
         }

@@ -224,6 +224,13 @@ fn use_of_data(page: &mut Page, config: &Config) {
             "Dieser Server tauscht keine Nachrichten mit anderen Servern aus: alles bleibt hier.",
         ));
     }
+    if !config.turn.services.is_empty() {
+        let hours = config.turn.credential_ttl_secs.div_ceil(3600);
+        page.p(&lang.t(
+            format!("For <strong>audio and video calls</strong> your client is told of STUN and TURN servers, with TURN credentials valid for at most {hours} hours that carry no name. Your client connects to those servers itself: they see its IP address and relay the call's data, which the call encrypts. The server here keeps no record of it."),
+            format!("Für <strong>Audio- und Videoanrufe</strong> erfährt Dein Client STUN- und TURN-Server, mit TURN-Zugangsdaten, die höchstens {hours} Stunden gelten und keinen Namen enthalten. Dein Client verbindet sich selbst mit diesen Servern: sie sehen seine IP-Adresse und leiten die Daten des Anrufs weiter, die der Anruf verschlüsselt. Der Server hier speichert nichts davon."),
+        ));
+    }
     page.p(lang.t(
         "Connections between your client and this server are always encrypted (TLS). That protects the way to the server, not the message on the server. <strong>End-to-end encryption</strong> (OMEMO, OpenPGP) passes through unchanged: then no server on the way can read your messages. It is recommended, and most clients offer it.",
         "Verbindungen zwischen Deinem Client und diesem Server sind immer verschlüsselt (TLS). Das schützt den Weg zum Server, nicht die Nachricht auf dem Server. <strong>Ende-zu-Ende-Verschlüsselung</strong> (OMEMO, OpenPGP) wird unverändert weitergereicht: dann kann kein Server unterwegs Deine Nachrichten lesen. Sie ist zu empfehlen, und die meisten Clients bieten sie an.",
@@ -275,4 +282,21 @@ fn access(page: &mut Page, config: &Config) {
         "The server software is kleiber, free software; what it stores is documented, field by field, in its data inventory.",
         "Die Server-Software ist kleiber, freie Software; was sie speichert, ist Feld für Feld in ihrer Datenaufstellung dokumentiert.",
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_mentioned_only_with_turn_services() {
+        let off = Config::parse("").unwrap();
+        let on = Config::parse("[[turn.services]]\ntype = \"stun\"\nhost = \"stun.example.org\"\n")
+            .unwrap();
+        let info = log::LevelFilter::Info;
+        assert!(!page(Lang::En, "a.test", &off, info).contains("video calls"));
+        let p = page(Lang::En, "a.test", &on, info);
+        assert!(p.contains("video calls") && p.contains("24 hours"), "{p}");
+        assert!(page(Lang::De, "a.test", &on, info).contains("Videoanrufe"));
+    }
 }
