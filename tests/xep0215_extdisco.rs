@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::procs::{installed, Proc};
 use common::s2s::start_domain;
 use common::*;
 use kleiber::config::{Config, TurnConfig};
@@ -286,36 +287,12 @@ async fn users_of_other_servers_are_refused() {
     }
 }
 
-/// A child process killed when dropped, so that a failing test leaves none behind.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-}
-
 /// Whether coturn's programs are installed; else the test is skipped, or fails under
 /// `KLEIBER_REQUIRE_INTEROP=1` (set by `.ci/run`).
 fn coturn_or_skip() -> bool {
-    let missing: Vec<&str> = ["turnserver", "turnutils_uclient", "turnutils_peer"]
+    ["turnserver", "turnutils_uclient", "turnutils_peer"]
         .into_iter()
-        .filter(|b| !on_path(b))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("KLEIBER_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("coturn is not installed ({missing:?} missing): apt-get install coturn");
-    }
-    eprintln!("SKIPPED: coturn is not installed ({missing:?} missing)");
-    false
+        .all(installed)
 }
 
 /// coturn on a loopback port with the TURN REST API (`use-auth-secret`), its log lines
@@ -324,8 +301,8 @@ struct Coturn {
     port: u16,
     peer_port: u16,
     log: Arc<Mutex<Vec<String>>>,
-    _server: Killed,
-    _peer: Killed,
+    _server: Proc,
+    _peer: Proc,
     _dir: tempfile::TempDir,
 }
 
@@ -355,7 +332,7 @@ impl Coturn {
             .spawn()
             .expect("start turnserver");
         let out = server.stdout.take().unwrap();
-        let server = Killed(server);
+        let server = Proc(server);
         let log = Arc::new(Mutex::new(Vec::new()));
         let lines = log.clone();
         std::thread::spawn(move || {
@@ -375,7 +352,7 @@ impl Coturn {
             peer_port,
             log,
             _server: server,
-            _peer: Killed(peer),
+            _peer: Proc(peer),
             _dir: dir,
         };
         c.wait_log(|l| l.contains("Total General servers"));

@@ -11,9 +11,16 @@ use std::time::Duration;
 /// How long to wait for a program to show something before giving up (a hang guard).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Is `bin` installed? If not, skip (or fail under `KLEIBER_REQUIRE_INTEROP=1`).
+/// Is `bin` (a path, or a name looked up on `PATH`) installed? If not, skip (or fail under
+/// `KLEIBER_REQUIRE_INTEROP=1`).
 pub fn installed(bin: &str) -> bool {
-    if Path::new(bin).exists() {
+    let found = if bin.contains('/') {
+        Path::new(bin).exists()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    };
+    if found {
         return true;
     }
     assert!(
@@ -73,4 +80,3 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
-
