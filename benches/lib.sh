@@ -69,6 +69,7 @@ KLEIBER_PORT=""
 kleiber_start() {
   KLEIBER_PORT="$(free_port)"
   KLEIBER_HTTP_PORT="$(free_port)"
+  KLEIBER_COMPONENT_PORT="$(free_port)"
   mkdir -p "$WORK/kleiber"
   local cert=""
   [ -n "$KLEIBER_CERT" ] && cert="certificate = \"$KLEIBER_CERT\"
@@ -81,11 +82,15 @@ $cert
 c2s_starttls = ["127.0.0.1:$KLEIBER_PORT"]
 c2s_direct_tls = []
 s2s = []
+components = ["127.0.0.1:$KLEIBER_COMPONENT_PORT"]
 [http]
 listen = ["127.0.0.1:$KLEIBER_HTTP_PORT"]
 public_url = "https://{host}:$KLEIBER_HTTP_PORT"
 [upload]
 quota_mb = 0
+[[components]]
+domain = "echo.$KLEIBER_DOMAIN"
+secret = "bench-secret"
 [registration]
 open = true
 [auth]
@@ -151,6 +156,14 @@ target() { # host/port/domain arguments of the load generator
     kleiber) echo "--host 127.0.0.1 --port $KLEIBER_PORT --domain $KLEIBER_DOMAIN" ;;
     prosody) echo "--host 127.0.0.1 --port $PROSODY_PORT --domain $PEER_DOMAIN" ;;
     ejabberd) echo "--host 127.0.0.1 --port $EJABBERD_PORT --domain $PEER_DOMAIN" ;;
+  esac
+}
+
+component_target() { # the XEP-0114 echo component of each server (benches/component.sh)
+  case "$1" in
+    kleiber) echo "--component 127.0.0.1:$KLEIBER_COMPONENT_PORT --component-domain echo.$KLEIBER_DOMAIN" ;;
+    prosody) echo "--component 127.0.0.1:${PROSODY_COMPONENT_PORT:-5414} --component-domain echo.$PEER_DOMAIN" ;;
+    ejabberd) echo "--component 127.0.0.1:${EJABBERD_COMPONENT_PORT:-5314} --component-domain echo.$PEER_DOMAIN" ;;
   esac
 }
 

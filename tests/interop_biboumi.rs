@@ -25,7 +25,12 @@ const SECRET: &str = "biboumi-test-secret";
 /// per process so a second run on the machine does not collide.
 fn irc_address() -> String {
     let n = std::process::id();
-    format!("127.{}.{}.{}", 100 + n % 100, (n / 100) % 250 + 1, (n / 25_000) % 250 + 2)
+    format!(
+        "127.{}.{}.{}",
+        100 + n % 100,
+        (n / 100) % 250 + 1,
+        (n / 25_000) % 250 + 2
+    )
 }
 
 /// ngircd on `addr`:6667, in the foreground, with its log collected.
@@ -97,14 +102,22 @@ fn run_script(py: &Path, s: &TestServer, irc: &str, prefix: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/biboumi.py");
     let out = Command::new(py)
         .arg(path)
-        .args(["--host", "127.0.0.1", "--port", &s.starttls.port().to_string()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &s.starttls.port().to_string(),
+        ])
         .args(["--domain", "localhost", "--prefix", prefix])
         .args(["--gateway", GATEWAY, "--irc-host", irc])
         .output()
         .expect("run biboumi.py");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "biboumi.py failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "biboumi.py failed:\n{stdout}\n{stderr}"
+    );
     stdout
 }
 

@@ -193,6 +193,16 @@ pub(crate) struct Args {
     /// Upload mode: the upload service (default upload.DOMAIN).
     #[arg(long)]
     pub(crate) upload_service: Option<String>,
+    /// Component mode: be an XEP-0114 component at HOST:PORT that echoes messages; --pairs
+    /// clients keep one message each in flight through it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) component: Option<String>,
+    /// Component mode: the component's domain (default echo.DOMAIN).
+    #[arg(long)]
+    pub(crate) component_domain: Option<String>,
+    /// Component mode: the handshake secret.
+    #[arg(long, default_value = "bench-secret")]
+    pub(crate) component_secret: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,
