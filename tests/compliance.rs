@@ -212,6 +212,7 @@ const TABLE: &[(u32, Place, &str)] = &[
     (352, Place::StreamPost("csi"), "urn:xmpp:csi:0"),
     (352, Place::Server, "urn:xmpp:csi:0"),
     (357, Place::Account, "urn:xmpp:push:0"),
+    (215, Place::Server, "urn:xmpp:extdisco:2"),
     (363, Place::Upload, "urn:xmpp:http:upload:0"),
     (388, Place::StreamPre("authentication"), "urn:xmpp:sasl:2"),
     (398, Place::Account, "urn:xmpp:pep-vcard-conversion:0"),
@@ -376,6 +377,9 @@ async fn service_with(c: &mut Client, category: &str, kind: &str) -> Element {
 async fn advertised() -> Advertised {
     let s = TestServer::start_with(|c| {
         c.contact.abuse = vec!["mailto:abuse@localhost".into()];
+        // A STUN server announced: XEP-0215 is advertised only with services.
+        c.turn = toml::from_str("[[services]]\ntype = \"stun\"\nhost = \"stun.localhost\"\n")
+            .expect("turn config");
     });
     s.add_user("juliet", "pw");
     let mut c = Client::starttls(s.starttls, "localhost").await;
