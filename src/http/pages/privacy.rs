@@ -19,6 +19,7 @@ pub fn page(lang: Lang, host: &str, config: &Config, log_level: log::LevelFilter
     retention(&mut page, config);
     not_stored(&mut page, config, log_level);
     use_of_data(&mut page, config);
+    gateways(&mut page, host, config);
     password(&mut page);
     access(&mut page, config);
     page.finish()
@@ -237,6 +238,25 @@ fn use_of_data(page: &mut Page, config: &Config) {
     ));
 }
 
+/// The host's gateways (external components), when there are any: programs the operator
+/// runs that carry messages to other networks.
+fn gateways(page: &mut Page, host: &str, config: &Config) {
+    let domains: Vec<String> = config
+        .components
+        .iter()
+        .filter(|c| config.component_parent(c) == host)
+        .map(|c| format!("<strong>{}</strong>", esc(&c.domain)))
+        .collect();
+    if domains.is_empty() {
+        return;
+    }
+    let list = domains.join(", ");
+    page.p(&page.lang.t(
+        format!("<strong>Gateways</strong> to other networks run here: {list}. What you send to an address there passes through the gateway program to the other network, whose rules then apply; the gateway keeps the settings you give it. The server itself keeps nothing of it beyond what this page lists."),
+        format!("Hier laufen <strong>Gateways</strong> in andere Netze: {list}. Was Du an eine Adresse dort schickst, geht durch das Gateway-Programm in das andere Netz, dessen Regeln dann gelten; das Gateway speichert die Einstellungen, die Du ihm gibst. Der Server selbst speichert davon nichts über das hinaus, was diese Seite aufzählt."),
+    ));
+}
+
 /// "Forgotten password": no recovery.
 fn password(page: &mut Page) {
     let lang = page.lang;
@@ -298,5 +318,17 @@ mod tests {
         let p = page(Lang::En, "a.test", &on, info);
         assert!(p.contains("video calls") && p.contains("24 hours"), "{p}");
         assert!(page(Lang::De, "a.test", &on, info).contains("Videoanrufe"));
+    }
+
+    #[test]
+    fn gateways_are_named_on_their_host_only() {
+        let c = Config::parse(
+            "[hosts.\"a.test\"]\n[hosts.\"b.test\"]\n[[components]]\ndomain = \"irc.a.test\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        let info = log::LevelFilter::Info;
+        assert!(page(Lang::En, "a.test", &c, info).contains("irc.a.test"));
+        assert!(!page(Lang::En, "b.test", &c, info).contains("Gateways"));
+        assert!(page(Lang::De, "a.test", &c, info).contains("Gateways in andere Netze"));
     }
 }
