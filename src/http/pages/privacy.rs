@@ -329,6 +329,6 @@ mod tests {
         let info = log::LevelFilter::Info;
         assert!(page(Lang::En, "a.test", &c, info).contains("irc.a.test"));
         assert!(!page(Lang::En, "b.test", &c, info).contains("Gateways"));
-        assert!(page(Lang::De, "a.test", &c, info).contains("Gateways in andere Netze"));
+        assert!(page(Lang::De, "a.test", &c, info).contains("</strong> in andere Netze"));
     }
 }
