@@ -172,7 +172,8 @@ async fn command(
 }
 
 /// `status`: version, uptime, hosts, sessions, connections, accounts, queued offline
-/// messages, registration and federation.
+/// messages, registration, federation and the external components (the operator's own
+/// gateways, so named with their domains).
 async fn status(
     shared: &Arc<Shared>,
     router: &Addr<Router>,
@@ -188,8 +189,22 @@ async fn status(
         .collect();
     let up = shared.started.elapsed().as_secs();
     let federation = federation_status(s2s).await;
+    let components: Vec<String> = shared
+        .config
+        .components
+        .iter()
+        .map(|c| {
+            let up = shared.components.is_connected(&c.domain);
+            format!("{} {}", c.domain, if up { "connected" } else { "away" })
+        })
+        .collect();
+    let components = if components.is_empty() {
+        "none".to_owned()
+    } else {
+        components.join(", ")
+    };
     format!(
-        "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}\nfederation: {federation}",
+        "kleiber {}\nuptime: {}d {}h {}m\nhosts: {}\nsessions: {sessions} ({})\nconnections: {}\naccounts: {}\noffline messages queued: {}\nregistration: {}\nfederation: {federation}\ncomponents: {components}",
         env!("CARGO_PKG_VERSION"),
         up / 86_400,
         up % 86_400 / 3600,

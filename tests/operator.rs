@@ -48,7 +48,9 @@ async fn user_and_registration_commands_while_running_and_stopped() {
     );
     let st = stdout(&kleiber(&["status"], &cfg, None));
     assert!(
-        st.contains("sessions: 1 (localhost 1)") && st.contains("accounts: 1"),
+        st.contains("sessions: 1 (localhost 1)")
+            && st.contains("accounts: 1")
+            && st.contains("components: none"),
         "{st}"
     );
     let o = kleiber(&["user", "add", "bob@localhost"], &cfg, Some("x\n"));
