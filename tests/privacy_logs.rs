@@ -15,7 +15,7 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n",
+            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\ncomponents = [\"127.0.0.1:0\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[[components]]\ndomain = \"gw.localhost\"\nsecret = \"gw-secret\"\n",
             dir.path().join("data")
         ),
     )
@@ -28,6 +28,8 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    // Killed if the test fails half-way (a live server would hold the test's output open).
+    let mut child = common::procs::Proc(child);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -41,7 +43,8 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     let mut ports = Vec::new();
     let mut log = Vec::new();
     let mut web = None;
-    while ports.len() < 2 || web.is_none() {
+    let mut component = None;
+    while ports.len() < 2 || web.is_none() || component.is_none() {
         let line = rx.recv_timeout(WAIT).expect("server starts");
         let addr_after = |what: &str| -> Option<std::net::SocketAddr> {
             let rest = line.split(what).nth(1)?;
@@ -53,8 +56,12 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
         if let Some(addr) = addr_after("listening for the web on ") {
             web = Some(addr);
         }
+        if let Some(addr) = addr_after("listening for components on ") {
+            component = Some(addr);
+        }
         log.push(line);
     }
+    let component: std::net::SocketAddr = component.unwrap();
     let (starttls, direct, web) = (ports[0], ports[1], web.unwrap());
 
     let secret = "the-secret-body-7f3a9";
@@ -127,7 +134,25 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     let (_, damaged) = bosh.next_body("", "<message><body>not closed");
     let r = common::bosh::post(web, &damaged).await;
     assert_eq!(r.status, 200);
-    let local_ports = [a.local_port(), b.local_port(), web_port];
+    // Through a gateway (XEP-0114) both ways, and a component with a wrong secret.
+    use common::component::Comp;
+    let mut gw = Comp::connect(component, "gw.localhost", "gw-secret").await;
+    let gw_port = gw.writer.local_addr().unwrap().port();
+    b.send(&format!(
+        "<message to='someone@gw.localhost' type='chat'><body>{secret}</body></message>"
+    ))
+    .await;
+    assert!(gw.recv_named("message").await.to_xml("x").contains(secret));
+    gw.send(&format!(
+        "<message from='someone@gw.localhost' to='bob@localhost/b2' type='chat'><body>{secret}</body></message>"
+    ))
+    .await;
+    assert!(b.recv_xml().await.contains(secret));
+    let mut bad = Comp::open(component, "gw.localhost").await;
+    bad.handshake("wrong").await;
+    bad.expect_stream_error("not-authorized").await;
+    drop(gw);
+    let local_ports = [a.local_port(), b.local_port(), web_port, gw_port];
     drop(a);
     drop(b);
     // A wrong password and garbage, for the error paths.
@@ -137,8 +162,8 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     c.send("&bogus;").await;
     drop(c);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    let _ = Command::new("kill").arg(child.0.id().to_string()).status();
+    let _ = child.0.wait();
     while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
         log.push(line);
     }
@@ -195,6 +220,7 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
         if !line.contains("listening for clients on")
             && !line.contains("listening for servers on")
             && !line.contains("listening for the web on")
+            && !line.contains("listening for components on")
         {
             assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
         }
