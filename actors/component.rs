@@ -128,7 +128,7 @@ impl Component {
         }
     }
 
-    fn on_element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
+    fn element(&mut self, mut el: Element, ctx: &mut Context<Self>) {
         self.last_activity = Instant::now();
         self.pinged = false;
         // Stanzas in the stream's namespace (or jabber:client, which some components use).
@@ -202,13 +202,7 @@ impl Actor for Component {
             service: Some(ctx.address().recipient()),
         });
         ctx.run_interval(Duration::from_secs(10), |act, ctx| act.keepalive(ctx));
-        let mut shutdown = self.shared.shutdown_signal();
-        let wait = async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        };
-        ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
-            act.close(StreamError::SystemShutdown, "server shutting down", ctx)
-        }));
+        super::stream::close_on_shutdown(&self.shared, self, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -234,24 +228,26 @@ impl Handler<ToService> for Component {
 
 impl StreamHandler<Result<StreamEvent, ParseError>> for Component {
     fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(StreamEvent::Element(el)) => self.on_element(el, ctx),
-            Ok(StreamEvent::End) => ctx.stop(),
-            Ok(StreamEvent::Header(_)) => {
-                self.close(StreamError::NotWellFormed, "second header", ctx)
-            }
-            Err(e) => match crate::tls::parse_error_condition(&e) {
-                Some(c) => self.close(c, "bad input", ctx),
-                None => {
-                    self.end_reason = "connection lost";
-                    self.out = None;
-                    ctx.stop();
-                }
-            },
-        }
+        super::stream::handle_event(self, item, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl super::stream::StreamActor for Component {
+    fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {
+        self.element(el, ctx);
+    }
+
+    fn close(&mut self, err: StreamError, why: &'static str, ctx: &mut Context<Self>) {
+        Self::close(self, err, why, ctx);
+    }
+
+    fn on_lost(&mut self, ctx: &mut Context<Self>) {
+        self.end_reason = "connection lost";
+        self.out = None;
         ctx.stop();
     }
 }

@@ -859,13 +859,7 @@ impl Actor for Connection {
             }
             None => {}
         });
-        let mut shutdown = self.shared.shutdown_signal();
-        let wait = async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        };
-        ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
-            act.close(StreamError::SystemShutdown, "server shutting down", ctx)
-        }));
+        super::stream::close_on_shutdown(&self.shared, self, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -902,32 +896,36 @@ impl Actor for Connection {
 
 impl StreamHandler<Result<StreamEvent, ParseError>> for Connection {
     fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(StreamEvent::Element(el)) => self.on_element(el, ctx),
-            Ok(StreamEvent::End) => {
-                self.end_reason = "closed by client";
-                ctx.stop();
-            }
-            Ok(StreamEvent::Header(_)) => {
-                self.close(StreamError::NotWellFormed, "second header", ctx)
-            }
-            Err(e) => match crate::tls::parse_error_condition(&e) {
-                Some(c) => self.close(c, "bad input", ctx),
-                None => {
-                    self.end_reason = "connection lost";
-                    if !self.sm_hibernate(ctx) {
-                        self.out = None;
-                        ctx.stop();
-                    }
-                }
-            },
-        }
+        super::stream::handle_event(self, item, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         // The transport ended without </stream:stream>: a resumable session waits for its
         // client; a closed stream has already stopped the actor.
         if !self.sm_hibernate(ctx) {
+            ctx.stop();
+        }
+    }
+}
+
+impl super::stream::StreamActor for Connection {
+    fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {
+        Connection::on_element(self, el, ctx);
+    }
+
+    fn close(&mut self, err: StreamError, why: &'static str, ctx: &mut Context<Self>) {
+        Connection::close(self, err, why, ctx);
+    }
+
+    fn on_end(&mut self, ctx: &mut Context<Self>) {
+        self.end_reason = "closed by client";
+        ctx.stop();
+    }
+
+    fn on_lost(&mut self, ctx: &mut Context<Self>) {
+        self.end_reason = "connection lost";
+        if !self.sm_hibernate(ctx) {
+            self.out = None;
             ctx.stop();
         }
     }

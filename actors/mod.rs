@@ -47,6 +47,7 @@ pub mod s2s;
 pub mod s2s_in;
 pub mod scheduler;
 pub mod spool;
+pub mod stream;
 pub mod upload;
 
 use std::net::SocketAddr;

@@ -96,7 +96,7 @@ impl S2sIn {
                 act.link_up(domain, method);
             }
             if let Some(el) = first {
-                act.on_element(el, ctx);
+                act.element(el, ctx);
             }
             act
         })
@@ -149,7 +149,7 @@ impl S2sIn {
             .is_some_and(|c| self.cx.pki.valid_for(c, domain))
     }
 
-    fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {
+    fn element(&mut self, el: Element, ctx: &mut Context<Self>) {
         self.last_activity = Instant::now();
         if el.ns == DIALBACK {
             match el.name.as_str() {
@@ -362,13 +362,7 @@ impl Actor for S2sIn {
                 ctx.stop();
             }
         });
-        let mut shutdown = self.shared.shutdown_signal();
-        let wait = async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        };
-        ctx.spawn(wait.into_actor(self).map(|_, act, ctx| {
-            act.close(StreamError::SystemShutdown, "server shutting down", ctx)
-        }));
+        super::stream::close_on_shutdown(&self.shared, self, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -393,24 +387,26 @@ impl Actor for S2sIn {
 
 impl StreamHandler<Result<StreamEvent, ParseError>> for S2sIn {
     fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(StreamEvent::Element(el)) => self.on_element(el, ctx),
-            Ok(StreamEvent::End) => ctx.stop(),
-            Ok(StreamEvent::Header(_)) => {
-                self.close(StreamError::NotWellFormed, "second header", ctx)
-            }
-            Err(e) => match crate::tls::parse_error_condition(&e) {
-                Some(c) => self.close(c, "bad input", ctx),
-                None => {
-                    self.end_reason = "connection lost";
-                    self.out = None;
-                    ctx.stop();
-                }
-            },
-        }
+        super::stream::handle_event(self, item, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl super::stream::StreamActor for S2sIn {
+    fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {
+        self.element(el, ctx);
+    }
+
+    fn close(&mut self, err: StreamError, why: &'static str, ctx: &mut Context<Self>) {
+        Self::close(self, err, why, ctx);
+    }
+
+    fn on_lost(&mut self, ctx: &mut Context<Self>) {
+        self.end_reason = "connection lost";
+        self.out = None;
         ctx.stop();
     }
 }
