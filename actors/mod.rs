@@ -17,6 +17,7 @@
 //!     Router --ToService--> a service actor (one per service domain) --Route--> Router
 //!     anyone --SetService--> Router (a service domain's actor is up or down)
 //!     Router --ToService--> UploadService (upload.rs) --Route--> Router; its slots go to the web side
+//!     Router --ToService--> Proxy65Service (proxy65.rs) --activate--> the SOCKS5 relay (src/proxy65/)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //! ```
 //!
@@ -36,6 +37,7 @@ pub mod messages;
 pub mod muc;
 pub mod outbox;
 pub mod pep;
+pub mod proxy65;
 pub mod roster;
 pub mod router;
 pub mod s2s;
@@ -74,6 +76,8 @@ pub enum ListenerKind {
     Https,
     /// The web side over plain HTTP, behind a reverse proxy.
     Http,
+    /// The file-transfer proxy, SOCKS5 (XEP-0065; `src/proxy65/`).
+    Proxy65,
 }
 
 /// A running server: actor addresses and bound ports.

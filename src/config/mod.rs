@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod http;
+mod proxy65;
 pub use http::{HttpConfig, UploadConfig};
+pub use proxy65::Proxy65Config;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +43,7 @@ pub struct Config {
     pub muc: MucConfig,
     pub http: HttpConfig,
     pub upload: UploadConfig,
+    pub proxy65: Proxy65Config,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -450,6 +453,7 @@ impl Default for Config {
             muc: MucConfig::default(),
             http: HttpConfig::default(),
             upload: UploadConfig::default(),
+            proxy65: Proxy65Config::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -645,6 +649,9 @@ impl Config {
         if self.upload.enabled && self.http.enabled() {
             v.push(("upload.domain", "upload", self.upload.domain.as_str()));
         }
+        if self.proxy65.enabled {
+            v.push(("proxy65.domain", "proxy", self.proxy65.domain.as_str()));
+        }
         v
     }
 
@@ -681,6 +688,7 @@ impl Config {
         self.validate_muc()?;
         self.http.validate()?;
         self.upload.validate()?;
+        self.proxy65.validate()?;
         self.check_service_domains()?;
         if self.delivery_errors.retention_days == 0 {
             return Err(err("delivery_errors.retention_days", "must be at least 1"));

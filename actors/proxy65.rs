@@ -1,0 +1,202 @@
+//! The file-transfer proxy service (XEP-0065 SOCKS5 bytestreams): one [`Proxy65Service`]
+//! actor per host owns the service domain (`proxy.<host>`) and answers its XMPP side: disco
+//! (identity `proxy/bytestreams`, the bytestreams feature), the streamhost query (the
+//! relay's address and port) and activation. Both are for accounts of this server only;
+//! others get `forbidden`, as in Prosody's `mod_proxy65`, which serves its own users (c2s
+//! sessions) unless an ACL says otherwise. The relay itself (SOCKS5, pairing, the bytes) is
+//! [`crate::proxy65::Relay`], shared by all hosts' services; it runs on its own thread.
+//!
+//! ```text
+//!  Router --ToService--> Proxy65Service --Route--> Router
+//!  Proxy65Service --Relay::activate--> Relay (starts the transfer on the relay's thread)
+//! ```
+//!
+//! Activation (XEP-0065 §6.3.5): the pair is found by SHA-1(sid + `from` + target), `from`
+//! being the full JID the server stamped on the request, so only the initiator can activate
+//! it; no pair: `item-not-found`; only one side connected: `not-allowed`.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::messages::{Route, ToService};
+use super::{ServiceContext, ServiceSpec};
+use crate::proxy65::{destination, ActivateError, Relay};
+use crate::shared::Shared;
+use crate::xml::Element;
+use crate::xmpp::{error_reply, iq_result, ns, Condition, StanzaError};
+
+/// XEP-0065's namespace.
+pub const NS_BYTESTREAMS: &str = "http://jabber.org/protocol/bytestreams";
+
+/// The proxy service of one host.
+pub struct Proxy65Service {
+    shared: Arc<Shared>,
+    /// The service domain.
+    domain: String,
+    relay: Arc<Relay>,
+    route: Recipient<Route>,
+}
+
+/// The proxy service at `domain`, relaying through `relay`, to start with the server.
+pub fn spec(domain: String, relay: Arc<Relay>) -> ServiceSpec {
+    ServiceSpec {
+        domain: domain.clone(),
+        start: Box::new(move |cx: ServiceContext| {
+            let ServiceContext {
+                shared,
+                route,
+                arbiter,
+                ..
+            } = cx;
+            relay.start(&shared);
+            let addr = Proxy65Service::start_in_arbiter(&arbiter, move |_| Proxy65Service {
+                shared,
+                domain,
+                relay,
+                route,
+            });
+            addr.recipient().into()
+        }),
+    }
+}
+
+impl Actor for Proxy65Service {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        log::info!("file transfer proxy {} started", self.domain);
+    }
+}
+
+impl Handler<ToService> for Proxy65Service {
+    type Result = ();
+    fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
+        let el = &msg.stanza;
+        if el.name != "iq" {
+            if el.name == "message" {
+                self.error(el, StanzaError::new(Condition::ServiceUnavailable));
+            }
+            return;
+        }
+        let payload = match crate::xmpp::iq_payload(el) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => return self.error(el, e),
+        };
+        let to_service = msg.to.node().is_none() && msg.to.resource().is_none();
+        let kind = el.get_attr("type").unwrap_or_default();
+        let no_node = payload.get_attr("node").is_none();
+        let answer = match (kind, payload.ns.as_str(), payload.name.as_str()) {
+            _ if !to_service => Err(StanzaError::new(Condition::ServiceUnavailable)),
+            ("get", ns::DISCO_INFO, "query") if no_node => Ok(Some(disco_info())),
+            ("get", ns::DISCO_ITEMS, "query") if no_node => {
+                Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+            }
+            ("get", ns::PING, "ping") => Ok(None),
+            ("get", NS_BYTESTREAMS, "query") => self.streamhost(&msg.from, payload).map(Some),
+            ("set", NS_BYTESTREAMS, "query") => self.activate(&msg.from, payload).map(|_| None),
+            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
+        };
+        match answer {
+            Ok(p) => self.send(iq_result(el, p)),
+            Err(e) => self.error(el, e),
+        }
+    }
+}
+
+/// disco#info of the service.
+fn disco_info() -> Element {
+    let mut q = Element::new("query", ns::DISCO_INFO).child(
+        Element::new("identity", ns::DISCO_INFO)
+            .attr("category", "proxy")
+            .attr("type", "bytestreams")
+            .attr("name", "File transfer proxy"),
+    );
+    for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, NS_BYTESTREAMS] {
+        q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
+    }
+    q
+}
+
+impl Proxy65Service {
+    fn send(&self, stanza: Element) {
+        if let Some(r) = Route::of(stanza) {
+            self.route.do_send(r);
+        }
+    }
+
+    fn error(&self, stanza: &Element, e: StanzaError) {
+        if let Some(r) = error_reply(stanza, &e) {
+            self.send(r);
+        }
+    }
+
+    /// Only accounts of this server may use the proxy.
+    fn check_local(&self, from: &jid::Jid) -> Result<(), StanzaError> {
+        if from.node().is_some() && self.shared.is_account_host(from.domain().as_str()) {
+            Ok(())
+        } else {
+            Err(StanzaError::new(Condition::Forbidden)
+                .with_text("only accounts of this server may use this proxy"))
+        }
+    }
+
+    /// The answer to a streamhost query: where to connect.
+    fn streamhost(&self, from: &jid::Jid, query: &Element) -> Result<Element, StanzaError> {
+        self.check_local(from)?;
+        let (host, port) = self.relay.streamhost();
+        let mut q = Element::new("query", NS_BYTESTREAMS);
+        if let Some(sid) = query.get_attr("sid") {
+            q.set_attr("sid", sid);
+        }
+        Ok(q.child(
+            Element::new("streamhost", NS_BYTESTREAMS)
+                .attr("jid", self.domain.as_str())
+                .attr("host", host)
+                .attr("port", port.to_string()),
+        ))
+    }
+
+    /// `<query sid><activate>target</activate></query>` from the initiator.
+    fn activate(&self, from: &jid::Jid, query: &Element) -> Result<(), StanzaError> {
+        self.check_local(from)?;
+        let bad = |t: &str| StanzaError::new(Condition::BadRequest).with_text(t);
+        let sid = query
+            .get_attr("sid")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("activation needs the stream's sid"))?;
+        let target = query
+            .get_child("activate", NS_BYTESTREAMS)
+            .map(|a| a.text_content())
+            .ok_or_else(|| bad("activation needs <activate/> with the target's JID"))?;
+        let target = crate::xmpp::jid(target.trim()).map_err(|_| {
+            StanzaError::new(Condition::JidMalformed).with_text("the target is not a valid JID")
+        })?;
+        let hash = destination(sid, from.as_str(), target.as_str());
+        let account = crate::xmpp::bare_part(from.as_str());
+        let refused = |c: Condition, t: &str| Err(StanzaError::new(c).with_text(t));
+        match self.relay.activate(&hash, account) {
+            Ok(()) => {
+                log::debug!("proxy65: {from} activated a transfer");
+                Ok(())
+            }
+            Err(ActivateError::Unknown) => refused(
+                Condition::ItemNotFound,
+                "no connection for this sid, initiator and target",
+            ),
+            Err(ActivateError::OneSided) => refused(
+                Condition::NotAllowed,
+                "only one side is connected to the proxy",
+            ),
+            Err(ActivateError::TooMany) => refused(
+                Condition::ResourceConstraint,
+                "too many transfers of this account at once",
+            ),
+            Err(ActivateError::NotRunning) => refused(
+                Condition::InternalServerError,
+                "the proxy is not running",
+            ),
+        }
+    }
+}
