@@ -132,6 +132,7 @@ mod tests {
     async fn run(input: &[u8]) -> (Result<String, HandshakeError>, Vec<u8>) {
         let (mut client, mut server) = tokio::io::duplex(1024);
         client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
         let r = accept(&mut server).await;
         drop(server);
         let mut out = Vec::new();
