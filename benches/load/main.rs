@@ -4,7 +4,7 @@
 //! kleiber library, only tokio, OpenSSL and the hashing crates (its SCRAM computation is the
 //! one the tests use, `tests/common/scram.rs`).
 //!
-//! Nine modes:
+//! Ten modes:
 //!
 //! * throughput (default): `2 * --pairs` clients log in (STARTTLS or direct TLS, SASL PLAIN or
 //!   SCRAM-SHA-1/256, resource binding, initial presence); then client `i` and client
@@ -79,13 +79,17 @@
 //! * file upload (`--upload MB`): XEP-0363 slot, PUT and GET of MB MiB, `--repeat` times;
 //!   reports MB/s each way and the server's CPU per MB (see `upload.rs`).
 //!
+//! * file-transfer proxy (`--proxy65 MB`): XEP-0065 transfer of MB MiB through the server's
+//!   SOCKS5 proxy, `--repeat` times; reports MB/s and the server's CPU per MB (see
+//!   `proxy65.rs`).
+//!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 //!
 //! Modules: `cli` (arguments), `shared` (state of a run), `xml` (stream scanner), `client`
 //! (connect, STARTTLS, SASL, register, bind), `ws` (`--websocket`: RFC 7395 instead of TCP), `link` (connections run by pump tasks), `cpu`
 //! (/proc figures), `stats` (percentiles, medians, RESULT formatting), and one per mode:
 //! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`,
-//! `upload`.
+//! `upload`, `proxy65`.
 
 mod cli;
 mod client;
@@ -93,6 +97,7 @@ mod cpu;
 mod link;
 mod muc;
 mod offline;
+mod proxy65;
 mod roster;
 mod shared;
 mod soak;
@@ -143,6 +148,9 @@ async fn run(args: Args) -> Res<()> {
     }
     if let Some(mb) = args.upload {
         return upload::upload(args, mb).await;
+    }
+    if let Some(mb) = args.proxy65 {
+        return proxy65::proxy65(args, mb).await;
     }
     throughput::run(args).await
 }
