@@ -312,3 +312,49 @@ async fn users_of_other_servers_are_refused() {
         );
     }
 }
+
+/// The privacy invariant for the proxy: the real binary at trace level relays a transfer;
+/// its log has no address, no port of the clients' connections and nothing of the content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_holds_no_address_or_content_of_a_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Binary::start(&dir.path().join("data"), "", "trace");
+    let listener = |l: &String| -> Option<std::net::SocketAddr> {
+        let rest = l.split("listening for file transfers on ").nth(1)?;
+        rest.split(' ').next()?.parse().ok()
+    };
+    while !b.lines.iter().any(|l| listener(l).is_some()) {
+        let line = b.log.recv_timeout(WAIT).expect("the proxy's listener is logged");
+        b.lines.push(line);
+    }
+    let proxy = b.lines.iter().find_map(listener).unwrap();
+    let login = |user: &'static str, res: &'static str| async move {
+        let mut c = Client::starttls(b.starttls, "localhost").await;
+        assert_eq!(c.register(user, "pw").await.get_attr("type"), Some("result"));
+        c.auth_scram("SCRAM-SHA-256", user, "pw").await.unwrap();
+        c.bind(Some(res)).await;
+        c
+    };
+    let mut alice = login("alice", "a").await;
+    let _bob = login("bob", "b").await;
+    let hash = destination("s8", "alice@localhost/a", "bob@localhost/b");
+    let mut target = connected(proxy, &hash).await;
+    let mut initiator = connected(proxy, &hash).await;
+    let ports = [&target, &initiator].map(|t| t.local_addr().unwrap().port());
+    assert_result(&iq(&mut alice, PROXY, "set", &activate("s8", "bob@localhost/b")).await);
+    let secret = b"proxy-secret-payload-5d1e".repeat(1000);
+    let got = send_and_receive(&mut initiator, &mut target, &secret).await;
+    assert!(got == secret);
+    drop((target, initiator));
+    let lines = b.stop();
+    assert!(lines.iter().any(|l| l.contains("proxy#")), "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains("proxy-secret-payload"), "content in the log: {line}");
+        if !line.contains("listening for") {
+            assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
+        }
+        for p in ports {
+            assert!(!line.contains(&format!(":{p}")), "client port: {line}");
+        }
+    }
+}
