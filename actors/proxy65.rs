@@ -193,10 +193,9 @@ impl Proxy65Service {
                 Condition::ResourceConstraint,
                 "too many transfers of this account at once",
             ),
-            Err(ActivateError::NotRunning) => refused(
-                Condition::InternalServerError,
-                "the proxy is not running",
-            ),
+            Err(ActivateError::NotRunning) => {
+                refused(Condition::InternalServerError, "the proxy is not running")
+            }
         }
     }
 }

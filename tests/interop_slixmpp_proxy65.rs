@@ -31,7 +31,14 @@ fn slixmpp_sends_a_file_through_the_proxy() {
             "--port",
             &s.starttls.port().to_string(),
         ])
-        .args(["--domain", "localhost", "--mode", "starttls", "--prefix", "s5"])
+        .args([
+            "--domain",
+            "localhost",
+            "--mode",
+            "starttls",
+            "--prefix",
+            "s5",
+        ])
         .args(["--proxy-port", &proxy.port().to_string()])
         .output()
         .expect("run the slixmpp client");
@@ -42,6 +49,12 @@ fn slixmpp_sends_a_file_through_the_proxy() {
         out.status.success(),
         "proxy65.py failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("OK: file transfer through the SOCKS5 proxy"), "{stdout}");
-    assert!(stdout.contains(&format!("received {} bytes", 300 * 1024)), "{stdout}");
+    assert!(
+        stdout.contains("OK: file transfer through the SOCKS5 proxy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("received {} bytes", 300 * 1024)),
+        "{stdout}"
+    );
 }

@@ -42,7 +42,11 @@ async fn socks(addr: std::net::SocketAddr, hash: &str) -> (TcpStream, u8) {
         .await
         .unwrap()
         .unwrap();
-    let rest = if head[3] == 3 { head[4] as usize + 2 } else { 5 };
+    let rest = if head[3] == 3 {
+        head[4] as usize + 2
+    } else {
+        5
+    };
     let mut tail = vec![0u8; rest];
     tcp.read_exact(&mut tail).await.unwrap();
     if head[1] == 0 {
@@ -162,7 +166,12 @@ async fn a_transfer_passes_both_ways_byte_identical() {
         send_and_receive(&mut iw, &mut tr, &file),
         send_and_receive(&mut tw, &mut ir, &answer)
     );
-    assert!(there == file, "{} of {} bytes, or different", there.len(), file.len());
+    assert!(
+        there == file,
+        "{} of {} bytes, or different",
+        there.len(),
+        file.len()
+    );
     assert!(back == answer);
     // The server still serves.
     a.ping("p").await;
@@ -189,7 +198,13 @@ async fn only_the_initiator_activates_and_only_both_sides_together() {
         assert_eq!(cond(&r).as_deref(), Some("item-not-found"));
     }
     // Malformed activations.
-    let r = iq(&mut a, PROXY, "set", &format!("<query xmlns='{NS}' sid='s2'/>")).await;
+    let r = iq(
+        &mut a,
+        PROXY,
+        "set",
+        &format!("<query xmlns='{NS}' sid='s2'/>"),
+    )
+    .await;
     assert_eq!(cond(&r).as_deref(), Some("bad-request"));
     let r = iq(&mut a, PROXY, "set", &activate("s2", "a@b@c")).await;
     assert_eq!(cond(&r).as_deref(), Some("jid-malformed"));
@@ -243,7 +258,8 @@ async fn the_size_limit_cuts_a_transfer() {
     let (mut target, mut initiator) = pair(&s, "s3").await;
     assert_result(&iq(&mut a, PROXY, "set", &activate("s3", "bob@localhost/b")).await);
     let file = payload(3 << 20);
-    let (got, closed) = send_and_read_to_close(&mut target, &mut initiator, Vec::new(), &file).await;
+    let (got, closed) =
+        send_and_read_to_close(&mut target, &mut initiator, Vec::new(), &file).await;
     assert!(closed, "the target's connection was closed");
     assert!(got.len() <= 1 << 20, "{} bytes passed", got.len());
     assert!(got == file[..got.len()]);
@@ -324,13 +340,19 @@ async fn the_log_holds_no_address_or_content_of_a_transfer() {
         rest.split(' ').next()?.parse().ok()
     };
     while !b.lines.iter().any(|l| listener(l).is_some()) {
-        let line = b.log.recv_timeout(WAIT).expect("the proxy's listener is logged");
+        let line = b
+            .log
+            .recv_timeout(WAIT)
+            .expect("the proxy's listener is logged");
         b.lines.push(line);
     }
     let proxy = b.lines.iter().find_map(listener).unwrap();
     let login = |user: &'static str, res: &'static str| async move {
         let mut c = Client::starttls(b.starttls, "localhost").await;
-        assert_eq!(c.register(user, "pw").await.get_attr("type"), Some("result"));
+        assert_eq!(
+            c.register(user, "pw").await.get_attr("type"),
+            Some("result")
+        );
         c.auth_scram("SCRAM-SHA-256", user, "pw").await.unwrap();
         c.bind(Some(res)).await;
         c
@@ -349,7 +371,10 @@ async fn the_log_holds_no_address_or_content_of_a_transfer() {
     let lines = b.stop();
     assert!(lines.iter().any(|l| l.contains("proxy#")), "{lines:?}");
     for line in &lines {
-        assert!(!line.contains("proxy-secret-payload"), "content in the log: {line}");
+        assert!(
+            !line.contains("proxy-secret-payload"),
+            "content in the log: {line}"
+        );
         if !line.contains("listening for") {
             assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
         }

@@ -41,7 +41,11 @@ async fn socks(host: &str, port: u16, hash: &str) -> Res<TcpStream> {
     tcp.write_all(&req).await?;
     let mut head = [0u8; 5];
     tcp.read_exact(&mut head).await?;
-    let rest = if head[3] == 3 { head[4] as usize + 2 } else { 5 };
+    let rest = if head[3] == 3 {
+        head[4] as usize + 2
+    } else {
+        5
+    };
     tcp.read_exact(&mut vec![0u8; rest]).await?;
     if head[1] != 0 {
         return Err(format!("SOCKS5 reply {}", head[1]).into());
@@ -94,7 +98,9 @@ pub(crate) async fn proxy65(args: crate::cli::Args, mb: usize) -> Res<()> {
         )
         .await?;
     let at = r.find("<streamhost").ok_or("no streamhost")?;
-    let port: u16 = attr(&r[at..], "port").ok_or("streamhost without port")?.parse()?;
+    let port: u16 = attr(&r[at..], "port")
+        .ok_or("streamhost without port")?
+        .parse()?;
     let mut data = vec![0u8; mb << 20];
     rand::thread_rng().fill_bytes(&mut data);
     let (mut rates, mut cpus) = (vec![], vec![]);

@@ -134,10 +134,19 @@ mod tests {
         assert_eq!(c.proxy65.advertised_host(), "proxy.example.org");
         for (text, key) in [
             ("[proxy65]\nlisten = []\n", "proxy65.listen"),
-            ("[proxy65]\nlisten = [\"0.0.0.0:7777\"]\n", "proxy65.advertise"),
-            ("[proxy65]\nadvertise = \"a.test:7777\"\n", "proxy65.advertise"),
+            (
+                "[proxy65]\nlisten = [\"0.0.0.0:7777\"]\n",
+                "proxy65.advertise",
+            ),
+            (
+                "[proxy65]\nadvertise = \"a.test:7777\"\n",
+                "proxy65.advertise",
+            ),
             ("[proxy65]\nadvertise = \"a b\"\n", "proxy65.advertise"),
-            ("[proxy65]\nidle_timeout_secs = 0\n", "proxy65.idle_timeout_secs"),
+            (
+                "[proxy65]\nidle_timeout_secs = 0\n",
+                "proxy65.idle_timeout_secs",
+            ),
             ("[proxy65]\ndomain = \"upload.{host}\"\n", "proxy65.domain"),
             ("[proxy65]\nbandwidth = 1\n", "proxy65"),
         ] {
@@ -146,6 +155,9 @@ mod tests {
             assert!(!e.to_string().contains('\n'), "{e}");
         }
         let c = Config::parse("[proxy65]\nenabled = false\nlisten = []\n").unwrap();
-        assert!(c.per_host_services().iter().all(|s| s.0 != "proxy65.domain"));
+        assert!(c
+            .per_host_services()
+            .iter()
+            .all(|s| s.0 != "proxy65.domain"));
     }
 }

@@ -312,8 +312,7 @@ impl Relay {
         let down = async move {
             let _ = shutdown.wait_for(|d| *d).await;
         };
-        let (end, bytes) =
-            transfer::run(pair.target.stream, initiator.stream, &limits, down).await;
+        let (end, bytes) = transfer::run(pair.target.stream, initiator.stream, &limits, down).await;
         log::debug!("proxy#{id}: transfer ended ({end:?}), {bytes} bytes");
         self.release(&account);
     }
@@ -345,10 +344,7 @@ pub fn destination(sid: &str, initiator: &str, target: &str) -> String {
     h.update(sid.as_bytes());
     h.update(initiator.as_bytes());
     h.update(target.as_bytes());
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -102,7 +102,11 @@ async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, code: Reply) -> Result<String,
 
 /// The reply to a `CONNECT`: on success the bound address is the hash, port 0 (as XEP-0065
 /// has it); an error carries the address 0.0.0.0:0.
-pub async fn reply<S: AsyncWrite + Unpin>(s: &mut S, code: Reply, hash: &str) -> std::io::Result<()> {
+pub async fn reply<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    code: Reply,
+    hash: &str,
+) -> std::io::Result<()> {
     let mut out = vec![5, code as u8, 0];
     if code == Reply::Succeeded {
         out.extend_from_slice(&[3, hash.len() as u8]);
@@ -170,6 +174,9 @@ mod tests {
             run(&[4, 1, 0]).await.0,
             Err(HandshakeError::Version)
         ));
-        assert!(matches!(run(&[5, 3, 0]).await.0, Err(HandshakeError::Io(_))));
+        assert!(matches!(
+            run(&[5, 3, 0]).await.0,
+            Err(HandshakeError::Io(_))
+        ));
     }
 }

@@ -139,9 +139,7 @@ pub async fn run(
     };
     let (mut tr, mut tw) = target.split();
     let (mut ir, mut iw) = initiator.split();
-    let both = async {
-        tokio::try_join!(pump(&mut ir, &mut tw, &p), pump(&mut tr, &mut iw, &p))
-    };
+    let both = async { tokio::try_join!(pump(&mut ir, &mut tw, &p), pump(&mut tr, &mut iw, &p)) };
     let end = tokio::select! {
         r = both => match r {
             Ok(_) => End::Done,
