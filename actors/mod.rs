@@ -43,6 +43,7 @@ pub mod router;
 pub mod s2s;
 pub mod s2s_in;
 pub mod scheduler;
+pub mod service;
 pub mod spool;
 pub mod upload;
 

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::messages::{Route, ToService};
-use super::{ServiceContext, ServiceSpec};
+use super::{service, ServiceContext, ServiceSpec};
 use crate::proxy65::{destination, ActivateError, Relay};
 use crate::shared::Shared;
 use crate::xml::Element;
-use crate::xmpp::{error_reply, iq_result, ns, Condition, StanzaError};
+use crate::xmpp::{Condition, StanzaError};
 
 /// XEP-0065's namespace.
 pub const NS_BYTESTREAMS: &str = "http://jabber.org/protocol/bytestreams";
@@ -43,92 +43,56 @@ pub fn spec(domain: String, relay: Arc<Relay>) -> ServiceSpec {
     ServiceSpec {
         domain: domain.clone(),
         start: Box::new(move |cx: ServiceContext| {
-            let ServiceContext {
-                shared,
-                route,
-                arbiter,
-                ..
-            } = cx;
-            relay.start(&shared);
-            let addr = Proxy65Service::start_in_arbiter(&arbiter, move |_| Proxy65Service {
+            relay.start(&cx.shared);
+            let (shared, route) = (cx.shared, cx.route);
+            let service = Proxy65Service {
                 shared,
                 domain,
                 relay,
                 route,
-            });
-            addr.recipient().into()
+            };
+            Proxy65Service::start_in_arbiter(&cx.arbiter, move |_| service)
+                .recipient()
+                .into()
         }),
     }
 }
 
 impl Actor for Proxy65Service {
     type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        log::info!("file transfer proxy {} started", self.domain);
-    }
 }
 
 impl Handler<ToService> for Proxy65Service {
     type Result = ();
     fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
-        let el = &msg.stanza;
-        if el.name != "iq" {
-            if el.name == "message" {
-                self.error(el, StanzaError::new(Condition::ServiceUnavailable));
-            }
-            return;
-        }
-        let payload = match crate::xmpp::iq_payload(el) {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => return self.error(el, e),
-        };
-        let to_service = msg.to.node().is_none() && msg.to.resource().is_none();
-        let kind = el.get_attr("type").unwrap_or_default();
-        let no_node = payload.get_attr("node").is_none();
-        let answer = match (kind, payload.ns.as_str(), payload.name.as_str()) {
-            _ if !to_service => Err(StanzaError::new(Condition::ServiceUnavailable)),
-            ("get", ns::DISCO_INFO, "query") if no_node => Ok(Some(disco_info())),
-            ("get", ns::DISCO_ITEMS, "query") if no_node => {
-                Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
-            }
-            ("get", ns::PING, "ping") => Ok(None),
-            ("get", NS_BYTESTREAMS, "query") => self.streamhost(&msg.from, payload).map(Some),
-            ("set", NS_BYTESTREAMS, "query") => self.activate(&msg.from, payload).map(|_| None),
-            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
-        };
-        match answer {
-            Ok(p) => self.send(iq_result(el, p)),
-            Err(e) => self.error(el, e),
+        if let Some(req) = service::request(&self.route, &msg) {
+            let answer = self.answer(&msg.from, &req);
+            service::answer(&self.route, &msg.stanza, answer);
         }
     }
 }
 
 /// disco#info of the service.
 fn disco_info() -> Element {
-    let mut q = Element::new("query", ns::DISCO_INFO).child(
-        Element::new("identity", ns::DISCO_INFO)
-            .attr("category", "proxy")
-            .attr("type", "bytestreams")
-            .attr("name", "File transfer proxy"),
-    );
-    for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, NS_BYTESTREAMS] {
-        q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
-    }
-    q
+    service::disco_info(
+        "proxy",
+        "bytestreams",
+        "File transfer proxy",
+        &[NS_BYTESTREAMS],
+    )
 }
 
 impl Proxy65Service {
-    fn send(&self, stanza: Element) {
-        if let Some(r) = Route::of(stanza) {
-            self.route.do_send(r);
-        }
-    }
-
-    fn error(&self, stanza: &Element, e: StanzaError) {
-        if let Some(r) = error_reply(stanza, &e) {
-            self.send(r);
+    /// The answer to `req` from `from`.
+    fn answer(&self, from: &jid::Jid, req: &service::Request<'_>) -> service::Answer {
+        let p = req.payload;
+        match (req.kind, p.ns.as_str(), p.name.as_str()) {
+            _ if !req.to_service => Err(StanzaError::new(Condition::ServiceUnavailable)),
+            ("get", NS_BYTESTREAMS, "query") => self.streamhost(from, p).map(Some),
+            ("set", NS_BYTESTREAMS, "query") => self.activate(from, p).map(|_| None),
+            _ => req
+                .common(disco_info)
+                .unwrap_or_else(|| Err(StanzaError::new(Condition::ServiceUnavailable))),
         }
     }
 

@@ -17,24 +17,12 @@ MB="${MB:-200}"                 # MiB per transfer
 ROUNDS="${ROUNDS:-5}"           # transfers per server; medians reported
 QUIET_WAIT="${QUIET_WAIT:-120}"
 OUT="${OUT:-/tmp/kleiber-proxy65-$(date +%Y%m%d-%H%M%S).txt}"
-PEERS="${PEERS:-$ROOT/../shared/peers/peers.sh}"
-PEER_DOMAIN="${PEER_DOMAIN:-bench.test}"
-PROSODY_PORT="${PROSODY_PORT:-5422}"
-EJABBERD_PORT="${EJABBERD_PORT:-5322}"
-KEEP="${KEEP:-0}"
-SKIP_BUILD="${SKIP_BUILD:-0}"
-KLEIBER_BIN="${KLEIBER_BIN:-$ROOT/target/release/kleiber}"
-KLEIBER_CERT="${KLEIBER_CERT:-}"
-KLEIBER_KEY="${KLEIBER_KEY:-}"
-KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-localhost}"
-LOAD_BIN="${LOAD_BIN:-}"
-WORK="$(mktemp -d /tmp/kleiber-proxy65.XXXXXX)"
-FAILED=0
 
 log() { echo "[proxy65 $(date +%H:%M:%S)] $*" >&2; }
 
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
+one_at_a_time_defaults proxy65
 
 # Appended to kleiber's config after [limits] (benches/lib.sh): the proxy on a free port,
 # limits off.
@@ -47,16 +35,8 @@ max_transfer_mb = 0"
 trap bench_cleanup EXIT
 build
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) MB=$MB ROUNDS=$ROUNDS, $(nproc) CPUs" >> "$OUT"
-for s in $SERVERS; do
-  for other in $SERVERS; do [ "$other" = "$s" ] || stop_srv "$other" >/dev/null 2>&1; done
-  start_srv "$s" || { echo "RESULT server=$s failed=1" >> "$OUT"; continue; }
-  sleep 2
-  wait_quiet
-  pids="$(pids_srv "$s" | tr ' ' ',')"
+measure() { # SERVER PIDS
   # shellcheck disable=SC2046 # target prints several words
-  load "$s" $(target "$s") --proxy65 "$MB" --repeat "$ROUNDS" --server-pid "$pids"
-  stop_srv "$s"
-done
-echo
-echo "== RESULT lines (also in $OUT)"
-grep '^RESULT' "$OUT"
+  load "$1" $(target "$1") --proxy65 "$MB" --repeat "$ROUNDS" --server-pid "$2"
+}
+each_server measure

@@ -15,46 +15,13 @@ fn slixmpp_sends_a_file_through_the_proxy() {
         return;
     };
     let s = TestServer::start();
-    let proxy = s
-        .server
-        .as_ref()
-        .unwrap()
-        .addr(ListenerKind::Proxy65)
-        .expect("a proxy listener");
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/proxy65.py");
-    let out = std::process::Command::new(&py)
-        .arg(script)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &s.starttls.port().to_string(),
-        ])
-        .args([
-            "--domain",
-            "localhost",
-            "--mode",
-            "starttls",
-            "--prefix",
-            "s5",
-        ])
-        .args(["--proxy-port", &proxy.port().to_string()])
-        .output()
-        .expect("run the slixmpp client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
+    let proxy = s.server.as_ref().unwrap().addr(ListenerKind::Proxy65);
+    let out = run_interop(&py, "proxy65.py", s.starttls.port(), "starttls", "s5");
+    println!("{out}");
+    let streamhost = format!("proxy.localhost found at {}", proxy.expect("a proxy"));
+    assert!(out.contains(&streamhost), "{out}");
     assert!(
-        out.status.success(),
-        "proxy65.py failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("OK: file transfer through the SOCKS5 proxy"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("received {} bytes", 300 * 1024)),
-        "{stdout}"
+        out.contains(&format!("received {} bytes", 300 * 1024)),
+        "{out}"
     );
 }

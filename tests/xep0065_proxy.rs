@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 
 const NS: &str = "http://jabber.org/protocol/bytestreams";
 const PROXY: &str = "proxy.localhost";
+/// The proxy of `a.test`, for users of `b.test`.
+const PROXY_A: &str = "proxy.a.test";
 
 fn proxy_addr(s: &TestServer) -> std::net::SocketAddr {
     s.server
@@ -296,30 +298,14 @@ async fn idle_transfers_and_unactivated_connections_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_other_servers_are_refused() {
     use common::fed::{add_user, login};
-    use common::s2s::start_domain;
-    let (pa, pb) = (free_port(), free_port());
-    let a_route = format!("127.0.0.1:{pa}");
-    let _a = start_domain(
-        "a.test",
-        pa,
-        &[("b.test", format!("127.0.0.1:{pb}"))],
-        None,
-        &|_| {},
-    );
-    let b = start_domain(
-        "b.test",
-        pb,
-        &[("a.test", a_route.clone()), ("proxy.a.test", a_route)],
-        None,
-        &|_| {},
-    );
+    let (_a, b) = common::s2s::pair_for_service(PROXY_A);
     add_user(&b, "b.test", "bob");
     let mut bob = login(&b, "b.test", "bob").await;
     for (kind, q) in [
         ("get", format!("<query xmlns='{NS}'/>")),
         ("set", activate("s7", "x@a.test/r")),
     ] {
-        let e = iq(&mut bob, "proxy.a.test", kind, &q).await;
+        let e = iq(&mut bob, PROXY_A, kind, &q).await;
         assert_eq!(
             error_condition(&e).as_deref(),
             Some("forbidden"),

@@ -576,6 +576,14 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Every `(key, value)` must be at least 1.
+fn at_least_one(values: &[(&str, u64)]) -> Result<(), ConfigError> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(err(key, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// Read and validate the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

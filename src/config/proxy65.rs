@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{err, ConfigError};
+use super::{at_least_one, err, ConfigError};
 
 /// XEP-0065 SOCKS5 bytestreams proxy: one service domain per host, one relay for all.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,18 +105,13 @@ impl Proxy65Config {
                 format!("{host:?}: expected a host name or an IP address, without a port"),
             ));
         }
-        for (key, v) in [
+        at_least_one(&[
             ("proxy65.idle_timeout_secs", self.idle_timeout_secs),
             (
                 "proxy65.max_transfers_per_account",
                 self.max_transfers_per_account as u64,
             ),
-        ] {
-            if v == 0 {
-                return Err(err(key, "must be at least 1"));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

@@ -198,25 +198,20 @@ impl Relay {
             Ok(Err(e)) => return log::debug!("proxy#{id}: handshake failed: {e}"),
             Err(_) => return log::debug!("proxy#{id}: handshake timed out"),
         };
-        let Some(role) = self.role_for(&hash) else {
-            log::debug!("proxy#{id}: refused: the hash has both sides connected");
-            let _ = socks5::reply(&mut tcp, Reply::NotAllowed, "").await;
-            return;
-        };
-        if socks5::reply(&mut tcp, Reply::Succeeded, &hash)
-            .await
-            .is_err()
-        {
-            return;
-        }
         let waiting = Waiting {
             id,
             stream: tcp,
             _slot: slot,
         };
-        if !self.join(&hash, role, waiting) {
-            return log::debug!("proxy#{id}: closed: another connection took its place");
-        }
+        let role = match self.join(&hash, waiting) {
+            Ok(role) => role,
+            Err(Some(mut w)) => {
+                log::debug!("proxy#{id}: refused: the hash has both sides connected");
+                let _ = socks5::reply(&mut w.stream, Reply::NotAllowed, "").await;
+                return;
+            }
+            Err(None) => return log::debug!("proxy#{id}: closed: the reply could not be sent"),
+        };
         log::debug!("proxy#{id}: waiting as the {role:?}");
         if role == Role::Target {
             tokio::time::sleep(idle).await;
@@ -228,35 +223,33 @@ impl Relay {
         }
     }
 
-    /// The role a new connection for `hash` would have, `None`: both are taken.
-    fn role_for(&self, hash: &str) -> Option<Role> {
-        match self.state().pending.get(hash) {
-            None => Some(Role::Target),
-            Some(p) if p.initiator.is_none() => Some(Role::Initiator),
-            Some(_) => None,
-        }
-    }
-
-    /// Put `w` in its place for `hash`; `false` when it was taken meanwhile.
-    fn join(&self, hash: &str, role: Role, w: Waiting) -> bool {
+    /// Take the next place for `hash` (target, then initiator) and send the success reply,
+    /// both under the lock, so that a client that has the reply finds itself in `pending`
+    /// (its activation may follow at once). The reply fits a new connection's send buffer:
+    /// it is written without waiting. `Err(Some(w))`: both places are taken; `Err(None)`: the
+    /// reply could not be written (`w` is closed).
+    fn join(&self, hash: &str, w: Waiting) -> Result<Role, Option<Waiting>> {
         let mut st = self.state();
-        match (role, st.pending.get_mut(hash)) {
-            (Role::Target, None) => {
-                st.pending.insert(
-                    hash.to_owned(),
-                    Pair {
-                        target: w,
-                        initiator: None,
-                    },
-                );
-                true
-            }
-            (Role::Initiator, Some(p)) if p.initiator.is_none() => {
-                p.initiator = Some(w);
-                true
-            }
-            _ => false,
+        let role = match st.pending.get(hash) {
+            None => Role::Target,
+            Some(p) if p.initiator.is_none() => Role::Initiator,
+            Some(_) => return Err(Some(w)),
+        };
+        let reply = socks5::reply_bytes(Reply::Succeeded, hash);
+        if !matches!(w.stream.try_write(&reply), Ok(n) if n == reply.len()) {
+            return Err(None);
         }
+        match (role, st.pending.get_mut(hash)) {
+            (Role::Initiator, Some(p)) => p.initiator = Some(w),
+            _ => {
+                let pair = Pair {
+                    target: w,
+                    initiator: None,
+                };
+                st.pending.insert(hash.to_owned(), pair);
+            }
+        }
+        Ok(role)
     }
 
     /// Activate the pair of `hash` for the initiator's account `account` (a bare JID): the

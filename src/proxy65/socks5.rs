@@ -100,13 +100,19 @@ async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, code: Reply) -> Result<String,
     Err(HandshakeError::Refused(code))
 }
 
-/// The reply to a `CONNECT`: on success the bound address is the hash, port 0 (as XEP-0065
-/// has it); an error carries the address 0.0.0.0:0.
+/// Send [`reply_bytes`].
 pub async fn reply<S: AsyncWrite + Unpin>(
     s: &mut S,
     code: Reply,
     hash: &str,
 ) -> std::io::Result<()> {
+    s.write_all(&reply_bytes(code, hash)).await?;
+    s.flush().await
+}
+
+/// The reply to a `CONNECT`: on success the bound address is the hash, port 0 (as XEP-0065
+/// has it); an error carries the address 0.0.0.0:0.
+pub fn reply_bytes(code: Reply, hash: &str) -> Vec<u8> {
     let mut out = vec![5, code as u8, 0];
     if code == Reply::Succeeded {
         out.extend_from_slice(&[3, hash.len() as u8]);
@@ -115,8 +121,7 @@ pub async fn reply<S: AsyncWrite + Unpin>(
         out.extend_from_slice(&[1, 0, 0, 0, 0]);
     }
     out.extend_from_slice(&[0, 0]);
-    s.write_all(&out).await?;
-    s.flush().await
+    out
 }
 
 #[cfg(test)]
