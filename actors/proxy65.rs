@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::messages::{Route, ToService};
-use super::{service, ServiceContext, ServiceSpec};
+use super::messages::{Route, ServiceShutdown, ToService};
+use super::{service, ServiceContext, ServiceInbox, ServiceSpec};
 use crate::proxy65::{destination, ActivateError, Relay};
 use crate::shared::Shared;
 use crate::xml::Element;
@@ -51,9 +51,12 @@ pub fn spec(domain: String, relay: Arc<Relay>) -> ServiceSpec {
                 relay,
                 route,
             };
-            Proxy65Service::start_in_arbiter(&cx.arbiter, move |_| service)
-                .recipient()
-                .into()
+            let addr = Proxy65Service::start_in_arbiter(&cx.arbiter, move |_| service);
+            ServiceInbox {
+                stanzas: addr.clone().recipient(),
+                account_gone: None,
+                shutdown: Some(addr.recipient()),
+            }
         }),
     }
 }
@@ -69,6 +72,14 @@ impl Handler<ToService> for Proxy65Service {
             let answer = self.answer(&msg.from, &req);
             service::answer(&self.route, &msg.stanza, answer);
         }
+    }
+}
+
+impl Handler<ServiceShutdown> for Proxy65Service {
+    type Result = ();
+    /// The relay's connections close and its thread ends (the first host's service does it).
+    fn handle(&mut self, _: ServiceShutdown, _: &mut Context<Self>) {
+        self.relay.stop();
     }
 }
 

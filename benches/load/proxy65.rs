@@ -6,10 +6,13 @@
 //! for its streamhost. Each round: the target, then the initiator connect to the streamhost's
 //! port on `--host` (SOCKS5, no authentication, `CONNECT` to SHA-1(sid + initiator + target)
 //! port 0), the initiator activates the pair, writes MB mebibytes of random bytes in 64 KiB
-//! pieces, and the target reads them all, checking every byte. The offer to the target (an IQ
+//! pieces and closes its side, and the target reads them all, checking every byte (a round
+//! fails when the connection closes early or nothing arrives for 30 s). The offer to the target (an IQ
 //! between the clients) is left out: only the proxy is measured. Reports the median MB/s from
 //! the activation request until the last byte arrives and, with `--server-pid`, the server's
 //! CPU seconds per MB over the same span.
+
+use std::time::Duration;
 
 use rand::RngCore;
 use sha1::{Digest, Sha1};
@@ -53,22 +56,30 @@ async fn socks(host: &str, port: u16, hash: &str) -> Res<TcpStream> {
     Ok(tcp)
 }
 
-/// Write `data` on `tx`; read it on `rx`, every byte compared.
+/// Nothing arriving for this long fails a round (a proxy that holds bytes back).
+const STALL: Duration = Duration::from_secs(30);
+
+/// Write `data` on `tx` and close it, as a client does at the end of a file; read it on `rx`,
+/// every byte compared, until it is all there.
 async fn transfer(mut tx: TcpStream, mut rx: TcpStream, data: &[u8]) -> Res<()> {
     let send = async move {
         for c in data.chunks(1 << 16) {
             tx.write_all(c).await?;
         }
-        tx.flush().await?;
+        tx.shutdown().await?;
         Ok::<_, std::io::Error>(tx)
     };
     let receive = async {
         let mut buf = vec![0u8; 1 << 16];
         let mut got = 0;
         while got < data.len() {
-            let n = rx.read(&mut buf).await?;
+            let short = || format!("{got} of {} bytes arrived", data.len());
+            let n = match tokio::time::timeout(STALL, rx.read(&mut buf)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(format!("stalled: {}", short()).into()),
+            };
             if n == 0 {
-                return Err(format!("closed after {got} of {} bytes", data.len()).into());
+                return Err(format!("closed: {}", short()).into());
             }
             if data.get(got..got + n) != Some(&buf[..n]) {
                 return Err(format!("different bytes at {got}").into());
@@ -133,8 +144,8 @@ pub(crate) async fn proxy65(args: crate::cli::Args, mb: usize) -> Res<()> {
         cpus.extend(cpu.map(|c| c / mb as f64));
         eprintln!("  round {round}: {:.1} MB/s", rates[round]);
     }
-    a.close(std::time::Duration::from_secs(2)).await;
-    b.close(std::time::Duration::from_secs(2)).await;
+    a.close(Duration::from_secs(2)).await;
+    b.close(Duration::from_secs(2)).await;
     println!(
         "RESULT server={} mode=proxy65 mb={mb} rounds={} mb_per_s={} cpu_s_per_mb={}",
         args.label,

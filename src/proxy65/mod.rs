@@ -41,16 +41,16 @@ pub struct Relay {
     unserved: Mutex<Vec<std::net::TcpListener>>,
     /// Set by [`Relay::start`].
     running: OnceLock<Running>,
+    /// The relay's thread, until [`Relay::stop`] joins it.
+    thread: Mutex<Option<Arbiter>>,
     state: Mutex<State>,
     next_id: AtomicU64,
 }
 
-/// The relay's thread and what its tasks need of the server.
+/// Where the relay's tasks run, and what they need of the server.
 struct Running {
     arbiter: ArbiterHandle,
     shared: Arc<Shared>,
-    /// Keeps the thread's handle (the system stops it with the server).
-    _arbiter: Arbiter,
 }
 
 #[derive(Default)]
@@ -116,6 +116,7 @@ impl Relay {
             bound,
             unserved: Mutex::new(unserved),
             running: OnceLock::new(),
+            thread: Mutex::new(None),
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
         }))
@@ -140,15 +141,25 @@ impl Relay {
             return;
         }
         let arbiter = Arbiter::new();
+        let _ = self.running.set(Running {
+            arbiter: arbiter.handle(),
+            shared: shared.clone(),
+        });
         for l in listeners {
             let relay = self.clone();
             arbiter.spawn(async move { relay.accept_loop(l).await });
         }
-        let _ = self.running.set(Running {
-            arbiter: arbiter.handle(),
-            shared: shared.clone(),
-            _arbiter: arbiter,
-        });
+        *lock(&self.thread) = Some(arbiter);
+    }
+
+    /// Stop the relay's thread and wait for it: every connection and transfer ends, and the
+    /// tasks let go of the server (its store) before the server reports itself stopped.
+    pub fn stop(&self) {
+        let thread = lock(&self.thread).take();
+        if let Some(t) = thread {
+            t.stop();
+            let _ = t.join();
+        }
     }
 
     fn shared(&self) -> Option<&Arc<Shared>> {
