@@ -12,7 +12,7 @@
 //!
 //! The hash is SHA-1(sid + initiator's full JID + target's full JID) in hexadecimal, so only
 //! the initiator, whose JID the server stamps on its activation, can activate a pair. The
-//! relay runs on an arbiter (thread) of its own. It never asks for a peer's address, so none
+//! relay runs on an arbiter (thread) of its own, stopped and joined first at shutdown. It never asks for a peer's address, so none
 //! can reach a log; connections are `proxy#N` in the debug log, and the account of a running
 //! transfer (for its limits) is kept in memory only while it runs. Nothing is written to disk.
 
