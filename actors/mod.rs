@@ -20,6 +20,7 @@
 //!     Component (component.rs, one per connected XEP-0114 gateway, on the workers)
 //!         --SetService (up/down), Route--> Router --ToService--> Component
 //!     S2sIn, Component: IQs for a host or an account's stored data answered in place (host_iq.rs)
+//!     Router --ToService--> Proxy65Service (proxy65.rs) --activate--> the SOCKS5 relay (src/proxy65/)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //! ```
 //!
@@ -41,11 +42,13 @@ pub mod messages;
 pub mod muc;
 pub mod outbox;
 pub mod pep;
+pub mod proxy65;
 pub mod roster;
 pub mod router;
 pub mod s2s;
 pub mod s2s_in;
 pub mod scheduler;
+pub mod service;
 pub mod spool;
 pub mod stream;
 pub mod upload;
@@ -82,6 +85,8 @@ pub enum ListenerKind {
     Http,
     /// External components (XEP-0114).
     Component,
+    /// The file-transfer proxy, SOCKS5 (XEP-0065; `src/proxy65/`).
+    Proxy65,
 }
 
 /// A running server: actor addresses and bound ports.

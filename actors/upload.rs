@@ -20,11 +20,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::messages::{AccountGone, Route, ToService};
-use super::{ServiceContext, ServiceInbox, ServiceSpec};
+use super::{service, ServiceContext, ServiceInbox, ServiceSpec};
 use crate::http::upload::{names, slots, Slot};
 use crate::shared::Shared;
 use crate::xml::Element;
-use crate::xmpp::{error_reply, iq_result, ns, Condition, StanzaError};
+use crate::xmpp::{ns, Condition, StanzaError};
 
 /// XEP-0363's namespace.
 pub const NS_UPLOAD: &str = "urn:xmpp:http:upload:0";
@@ -76,35 +76,20 @@ impl Actor for UploadService {
 impl Handler<ToService> for UploadService {
     type Result = ();
     fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
-        let el = &msg.stanza;
-        if el.name != "iq" {
-            if el.name == "message" {
-                self.error(el, StanzaError::new(Condition::ServiceUnavailable));
-            }
+        let Some(req) = service::request(&self.route, &msg) else {
             return;
-        }
-        let payload = match crate::xmpp::iq_payload(el) {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => return self.error(el, e),
         };
-        let to_service = msg.to.node().is_none() && msg.to.resource().is_none();
-        let get = el.get_attr("type") == Some("get");
-        let no_node = payload.get_attr("node").is_none();
-        let answer = match (payload.ns.as_str(), payload.name.as_str()) {
-            _ if !to_service || !get => Err(StanzaError::new(Condition::ServiceUnavailable)),
-            (ns::DISCO_INFO, "query") if no_node => Ok(Some(self.disco_info())),
-            (ns::DISCO_ITEMS, "query") if no_node => {
-                Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
+        let p = req.payload;
+        let answer = match (p.ns.as_str(), p.name.as_str()) {
+            _ if !req.to_service || req.kind != "get" => {
+                Err(StanzaError::new(Condition::ServiceUnavailable))
             }
-            (ns::PING, "ping") => Ok(None),
-            (NS_UPLOAD, "request") => self.slot(&msg.from, payload).map(Some),
-            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
+            (NS_UPLOAD, "request") => self.slot(&msg.from, p).map(Some),
+            _ => req
+                .common(|| self.disco_info())
+                .unwrap_or_else(|| Err(StanzaError::new(Condition::ServiceUnavailable))),
         };
-        match answer {
-            Ok(p) => self.send(iq_result(el, p)),
-            Err(e) => self.error(el, e),
-        }
+        service::answer(&self.route, &msg.stanza, answer);
     }
 }
 
@@ -120,18 +105,6 @@ impl Handler<AccountGone> for UploadService {
 }
 
 impl UploadService {
-    fn send(&self, stanza: Element) {
-        if let Some(r) = Route::of(stanza) {
-            self.route.do_send(r);
-        }
-    }
-
-    fn error(&self, stanza: &Element, e: StanzaError) {
-        if let Some(r) = error_reply(stanza, &e) {
-            self.send(r);
-        }
-    }
-
     fn disco_info(&self) -> Element {
         let field = |var: &str, value: String| {
             Element::new("field", ns::DATA_FORMS)
@@ -145,16 +118,7 @@ impl UploadService {
             .attr("type", "result")
             .child(form_type)
             .child(field("max-file-size", max.to_string()));
-        let mut q = Element::new("query", ns::DISCO_INFO).child(
-            Element::new("identity", ns::DISCO_INFO)
-                .attr("category", "store")
-                .attr("type", "file")
-                .attr("name", "HTTP file upload"),
-        );
-        for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, NS_UPLOAD] {
-            q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
-        }
-        q.child(form)
+        service::disco_info("store", "file", "HTTP file upload", &[NS_UPLOAD]).child(form)
     }
 
     /// A slot for the request `req` of `from`, or why not.

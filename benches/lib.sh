@@ -38,6 +38,43 @@ build() {
 }
 
 # --- one server at a time (compare.sh, resume_storm.sh, soak.sh) -------------------------------
+# `each_server MEASURE`: for each of $SERVERS, the others stopped, start it, wait for a quiet
+# machine, run `MEASURE SERVER PIDS` (PIDS comma-separated), stop it; then print the RESULT
+# lines of $OUT (upload.sh, proxy65.sh).
+each_server() {
+  local s other pids
+  for s in $SERVERS; do
+    for other in $SERVERS; do [ "$other" = "$s" ] || stop_srv "$other" >/dev/null 2>&1; done
+    start_srv "$s" || { echo "RESULT server=$s failed=1" >> "$OUT"; continue; }
+    sleep 2
+    wait_quiet
+    pids="$(pids_srv "$s" | tr ' ' ',')"
+    "$1" "$s" "$pids"
+    stop_srv "$s"
+  done
+  echo
+  echo "== RESULT lines (also in $OUT)"
+  grep '^RESULT' "$OUT"
+}
+
+# The defaults of the variables below, for scripts that take them as they are (upload.sh,
+# proxy65.sh): `one_at_a_time_defaults NAME` after sourcing this file.
+one_at_a_time_defaults() {
+  PEERS="${PEERS:-$ROOT/../shared/peers/peers.sh}"
+  PEER_DOMAIN="${PEER_DOMAIN:-bench.test}"
+  PROSODY_PORT="${PROSODY_PORT:-5422}"
+  EJABBERD_PORT="${EJABBERD_PORT:-5322}"
+  KEEP="${KEEP:-0}"
+  SKIP_BUILD="${SKIP_BUILD:-0}"
+  KLEIBER_BIN="${KLEIBER_BIN:-$ROOT/target/release/kleiber}"
+  KLEIBER_CERT="${KLEIBER_CERT:-}"
+  KLEIBER_KEY="${KLEIBER_KEY:-}"
+  KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-localhost}"
+  LOAD_BIN="${LOAD_BIN:-}"
+  WORK="$(mktemp -d "/tmp/kleiber-$1.XXXXXX")"
+  FAILED=0
+}
+
 # These also use the caller's WORK (runtime directory), OUT (results file), FAILED, PEERS
 # (../shared/peers/peers.sh), PROSODY_PORT, EJABBERD_PORT, PEER_DOMAIN, KLEIBER_DOMAIN,
 # KLEIBER_CERT and KLEIBER_KEY (empty: kleiber's own self-signed certificate), and

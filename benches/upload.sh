@@ -15,40 +15,21 @@ SIZES="${SIZES:-1 50}"          # MiB per file
 ROUNDS="${ROUNDS:-5}"           # uploads (and downloads) per size; medians reported
 QUIET_WAIT="${QUIET_WAIT:-120}"
 OUT="${OUT:-/tmp/kleiber-upload-$(date +%Y%m%d-%H%M%S).txt}"
-PEERS="${PEERS:-$ROOT/../shared/peers/peers.sh}"
-PEER_DOMAIN="${PEER_DOMAIN:-bench.test}"
-PROSODY_PORT="${PROSODY_PORT:-5422}"
-EJABBERD_PORT="${EJABBERD_PORT:-5322}"
-KEEP="${KEEP:-0}"
-SKIP_BUILD="${SKIP_BUILD:-0}"
-KLEIBER_BIN="${KLEIBER_BIN:-$ROOT/target/release/kleiber}"
-KLEIBER_CERT="${KLEIBER_CERT:-}"
-KLEIBER_KEY="${KLEIBER_KEY:-}"
-KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-localhost}"
-LOAD_BIN="${LOAD_BIN:-}"
-WORK="$(mktemp -d /tmp/kleiber-upload.XXXXXX)"
-FAILED=0
 
 log() { echo "[upload $(date +%H:%M:%S)] $*" >&2; }
 
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
+one_at_a_time_defaults upload
 
 trap bench_cleanup EXIT
 build
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) SIZES=$SIZES ROUNDS=$ROUNDS, $(nproc) CPUs" >> "$OUT"
-for s in $SERVERS; do
-  for other in $SERVERS; do [ "$other" = "$s" ] || stop_srv "$other" >/dev/null 2>&1; done
-  start_srv "$s" || { echo "RESULT server=$s failed=1" >> "$OUT"; continue; }
-  sleep 2
-  wait_quiet
-  pids="$(pids_srv "$s" | tr ' ' ',')"
+measure() { # SERVER PIDS
+  local mb
   for mb in $SIZES; do
     # shellcheck disable=SC2046 # target prints several words
-    load "$s" $(target "$s") --upload "$mb" --repeat "$ROUNDS" --server-pid "$pids"
+    load "$1" $(target "$1") --upload "$mb" --repeat "$ROUNDS" --server-pid "$2"
   done
-  stop_srv "$s"
-done
-echo
-echo "== RESULT lines (also in $OUT)"
-grep '^RESULT' "$OUT"
+}
+each_server measure

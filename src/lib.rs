@@ -18,6 +18,7 @@
 //! - [`login`]: the unauthenticated part of a client stream (SASL, registration).
 //! - [`services`]: server-side IQ handlers, one file per XEP.
 //! - [`component`]: the XEP-0114 handshake of external components (gateways, bots).
+//! - [`proxy65`]: the SOCKS5 relay of the file-transfer proxy (XEP-0065).
 //! - [`store`]: sled trees, one module per tree.
 //! - [`shared`]: state shared by all connections.
 //! - [`actors`]: connection, router, spool, scheduler and the messages between them.
@@ -36,6 +37,7 @@ pub mod http;
 pub mod limits;
 pub mod login;
 pub mod muc;
+pub mod proxy65;
 pub mod roster;
 pub mod s2s;
 pub mod sasl;

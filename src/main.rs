@@ -149,11 +149,13 @@ fn serve(path: Option<&Path>) -> Result<(), String> {
             ListenerKind::Https => "HTTPS: upload, WebSocket, BOSH, pages",
             ListenerKind::Http => "plain HTTP for a reverse proxy",
             ListenerKind::Component => "XEP-0114, plain TCP: keep it private",
+            ListenerKind::Proxy65 => "SOCKS5 proxy, XEP-0065",
         };
         let who = match kind {
             ListenerKind::S2s | ListenerKind::S2sDirectTls => "servers",
             ListenerKind::Component => "components",
             ListenerKind::Https | ListenerKind::Http => "the web",
+            ListenerKind::Proxy65 => "file transfers",
             _ => "clients",
         };
         log::info!("listening for {who} on {addr} ({what})");
@@ -242,6 +244,11 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
     }
     for a in &config.http.listen_plain {
         println!("web (plain HTTP, behind a proxy): {a}");
+    }
+    if config.proxy65.enabled {
+        for a in &config.proxy65.listen {
+            println!("file transfer proxy (SOCKS5, XEP-0065): {a}");
+        }
     }
     if config.http.enabled() {
         for host in config.hosts.keys() {

@@ -59,6 +59,16 @@ impl ServerThread {
                 services.push((actors::upload::spec(domain, host.clone()), host.clone()));
             }
         }
+        let mut relay_listeners = Vec::new();
+        if config.proxy65.enabled {
+            let relay = crate::proxy65::Relay::bind(&config.proxy65)
+                .map_err(|e| StartError(format!("proxy65: {e}")))?;
+            relay_listeners.extend(relay.bound().iter().map(|a| (ListenerKind::Proxy65, *a)));
+            for host in config.hosts.keys() {
+                let domain = config.proxy65.domain_of(host);
+                services.push((actors::proxy65::spec(domain, relay.clone()), host.clone()));
+            }
+        }
         for (spec, parent) in &services {
             if !config.hosts.contains_key(parent) {
                 return Err(StartError(format!(
@@ -122,10 +132,11 @@ impl ServerThread {
                 }
             })
             .map_err(|e| StartError(format!("cannot start thread: {e}")))?;
-        let (listeners, s2s) = ready_rx
+        let (mut listeners, s2s) = ready_rx
             .recv()
             .map_err(|_| StartError("server thread died".into()))?
             .map_err(StartError)?;
+        listeners.extend(relay_listeners);
         Ok(ServerThread {
             listeners,
             s2s,

@@ -38,6 +38,9 @@ enum Place {
     /// A `<feature var/>` of the upload service's disco#info (the item with identity
     /// `store/file`), where XEP-0363 puts it.
     Upload,
+    /// A `<feature var/>` of the file-transfer proxy's disco#info (the item with identity
+    /// `proxy/bytestreams`), where XEP-0065 puts it.
+    Proxy,
 }
 
 /// (XEP number, where, feature var / namespace / identity).
@@ -48,6 +51,7 @@ const TABLE: &[(u32, Place, &str)] = &[
     (30, Place::Account, "http://jabber.org/protocol/disco#info"),
     (30, Place::Account, "http://jabber.org/protocol/disco#items"),
     (45, Place::Muc, "http://jabber.org/protocol/muc"),
+    (65, Place::Proxy, "http://jabber.org/protocol/bytestreams"),
     (
         410,
         Place::Muc,
@@ -309,6 +313,7 @@ struct Advertised {
     account: HashSet<String>,
     muc: HashSet<String>,
     upload: HashSet<String>,
+    proxy: HashSet<String>,
     identities: HashSet<String>,
     pre: HashSet<(String, String)>,
     post: HashSet<(String, String)>,
@@ -391,7 +396,9 @@ async fn advertised() -> Advertised {
     let account = disco(&mut c, "juliet@localhost", "a").await;
     let muc = muc_service(&mut c).await;
     let upload = service_with(&mut c, "store", "file").await;
+    let proxy = service_with(&mut c, "proxy", "bytestreams").await;
     Advertised {
+        proxy: features(&proxy),
         muc: features(&muc),
         upload: features(&upload),
         server: features(&server),
@@ -434,6 +441,7 @@ fn shows(a: &Advertised, place: Place, var: &str) -> bool {
         Place::ServerForm => a.server_forms.contains(var),
         Place::Muc => a.muc.contains(var),
         Place::Upload => a.upload.contains(var),
+        Place::Proxy => a.proxy.contains(var),
     }
 }
 

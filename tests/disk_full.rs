@@ -203,7 +203,7 @@ fn unusable_data_dir_is_one_clear_line() {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = []\ns2s = []\n[http]\nlisten = [\"127.0.0.1:0\"]\n",
+            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = []\ns2s = []\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n",
             dir.path().join("file").join("data")
         ),
     )

@@ -66,7 +66,7 @@ fn a_data_directory_others_can_write_is_refused() {
     let cfg = dir.path().join("k.toml");
     std::fs::write(
         &cfg,
-        format!("data_dir = {data:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = []\n[http]\nlisten = [\"127.0.0.1:0\"]\n"),
+        format!("data_dir = {data:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = []\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kleiber"))

@@ -15,7 +15,7 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\ncomponents = [\"127.0.0.1:0\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[[components]]\ndomain = \"gw.localhost\"\nsecret = \"gw-secret\"\n",
+            "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\ncomponents = [\"127.0.0.1:0\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[[components]]\ndomain = \"gw.localhost\"\nsecret = \"gw-secret\"\n",
             dir.path().join("data")
         ),
     )
@@ -221,6 +221,7 @@ async fn no_ip_address_or_message_body_in_trace_logs() {
             && !line.contains("listening for servers on")
             && !line.contains("listening for the web on")
             && !line.contains("listening for components on")
+            && !line.contains("listening for file transfers on")
         {
             assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
         }
@@ -242,7 +243,7 @@ async fn no_ip_address_or_message_body_in_federation_logs() {
     let config = |domain: &str, own: u16, other: &str, other_port: u16| {
         let data = dir.path().join(domain);
         format!(
-            "data_dir = {data:?}\n[hosts.\"{domain}\"]\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:{own}\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[s2s.routes]\n\"{other}\" = \"127.0.0.1:{other_port}\"\n\"dead.test\" = \"127.0.0.1:{dead}\"\n"
+            "data_dir = {data:?}\n[hosts.\"{domain}\"]\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:{own}\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[s2s.routes]\n\"{other}\" = \"127.0.0.1:{other_port}\"\n\"dead.test\" = \"127.0.0.1:{dead}\"\n"
         )
     };
     let a = Binary::start_config(

@@ -507,7 +507,7 @@ fn longer_retention_is_refused_or_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let body = format!(
-        "data_dir = {data:?}\n{{allow}}[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = []\n[http]\nlisten = [\"127.0.0.1:0\"]\n[snapshots]\nkeep_days = 60\n"
+        "data_dir = {data:?}\n{{allow}}[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = []\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n[snapshots]\nkeep_days = 60\n"
     );
     let cfg = dir.path().join("k.toml");
     std::fs::write(&cfg, body.replace("{allow}", "")).unwrap();

@@ -68,8 +68,8 @@ async fn row1_stanzas_to_the_server() {
     j.send("<iq type='get' id='d2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
     assert_eq!(
         j.recv_xml().await,
-        // The host's services: the group-chat and upload services every host has by default.
-        "<iq type='result' id='d2' from='localhost' to='juliet@localhost/balcony'><query xmlns='http://jabber.org/protocol/disco#items'><item jid='conference.localhost'/><item jid='upload.localhost'/></query></iq>"
+        // The host's services: group chat, file-transfer proxy and upload, on by default.
+        "<iq type='result' id='d2' from='localhost' to='juliet@localhost/balcony'><query xmlns='http://jabber.org/protocol/disco#items'><item jid='conference.localhost'/><item jid='proxy.localhost'/><item jid='upload.localhost'/></query></iq>"
     );
     j.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;

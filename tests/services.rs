@@ -70,10 +70,15 @@ async fn local_users_reach_a_service_and_get_errors_when_it_is_down() {
         .elements()
         .filter_map(|i| i.get_attr("jid"))
         .collect();
-    // With the group-chat and upload services every host has by default.
+    // With the group-chat, upload and file-transfer proxy services every host has by default.
     assert_eq!(
         listed,
-        ["conference.localhost", "echo.localhost", "upload.localhost"]
+        [
+            "conference.localhost",
+            "echo.localhost",
+            "proxy.localhost",
+            "upload.localhost"
+        ]
     );
 
     // Down: messages and IQs bounce, and the failure is logged.

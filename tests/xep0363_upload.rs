@@ -568,23 +568,7 @@ async fn a_large_upload_is_streamed_not_buffered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_other_servers_get_no_slots() {
     use common::fed::{add_user, login};
-    use common::s2s::start_domain;
-    let (pa, pb) = (free_port(), free_port());
-    let a_route = format!("127.0.0.1:{pa}");
-    let _a = start_domain(
-        "a.test",
-        pa,
-        &[("b.test", format!("127.0.0.1:{pb}"))],
-        None,
-        &|_| {},
-    );
-    let b = start_domain(
-        "b.test",
-        pb,
-        &[("a.test", a_route.clone()), ("upload.a.test", a_route)],
-        None,
-        &|_| {},
-    );
+    let (_a, b) = common::s2s::pair_for_service("upload.a.test");
     add_user(&b, "b.test", "bob");
     let mut bob = login(&b, "b.test", "bob").await;
     let e = iq(

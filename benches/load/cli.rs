@@ -203,6 +203,12 @@ pub(crate) struct Args {
     /// Component mode: the handshake secret.
     #[arg(long, default_value = "bench-secret")]
     pub(crate) component_secret: String,
+    /// Proxy mode: XEP-0065 transfer of N MiB through the SOCKS5 proxy, --repeat times.
+    #[arg(long, value_name = "MB")]
+    pub(crate) proxy65: Option<usize>,
+    /// Proxy mode: the proxy service (default proxy.DOMAIN).
+    #[arg(long)]
+    pub(crate) proxy_service: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,

@@ -82,6 +82,9 @@
 //! * external component (`--component HOST:PORT`): the generator is an XEP-0114 component
 //!   echoing messages, `--pairs` clients each keep one in flight through it; reports round
 //!   trips/s and the server's CPU per 1,000 (see `component.rs`).
+//! * file-transfer proxy (`--proxy65 MB`): XEP-0065 transfer of MB MiB through the server's
+//!   SOCKS5 proxy, `--repeat` times; reports MB/s and the server's CPU per MB (see
+//!   `proxy65.rs`).
 //!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 //!
@@ -89,7 +92,7 @@
 //! (connect, STARTTLS, SASL, register, bind), `ws` (`--websocket`: RFC 7395 instead of TCP), `link` (connections run by pump tasks), `cpu`
 //! (/proc figures), `stats` (percentiles, medians, RESULT formatting), and one per mode:
 //! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`,
-//! `upload`, `component`.
+//! `upload`, `component`, `proxy65`.
 
 mod cli;
 mod client;
@@ -98,6 +101,7 @@ mod cpu;
 mod link;
 mod muc;
 mod offline;
+mod proxy65;
 mod roster;
 mod shared;
 mod soak;
@@ -151,6 +155,9 @@ async fn run(args: Args) -> Res<()> {
     }
     if let Some(addr) = args.component.clone() {
         return component::component(args, addr).await;
+    }
+    if let Some(mb) = args.proxy65 {
+        return proxy65::proxy65(args, mb).await;
     }
     throughput::run(args).await
 }

@@ -164,7 +164,7 @@ async fn get(sh: &Shared, url: &str, data: &[u8]) -> Res<()> {
 }
 
 /// Seconds and server CPU seconds of `f`.
-async fn timed<F: std::future::Future<Output = Res<()>>>(
+pub(crate) async fn timed<F: std::future::Future<Output = Res<()>>>(
     pids: &[u32],
     f: F,
 ) -> Res<(f64, Option<f64>)> {

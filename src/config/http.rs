@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::{err, ConfigError};
+use super::{at_least_one, err, ConfigError};
 
 /// The HTTPS (or plain HTTP behind a reverse proxy) listener: upload, WebSocket, BOSH,
 /// host-meta and the server's own pages.
@@ -87,17 +87,12 @@ impl HttpConfig {
                 ),
             ));
         }
-        for (key, v) in [
+        at_least_one(&[
             ("http.bosh_max_wait_secs", self.bosh_max_wait_secs),
             ("http.bosh_inactivity_secs", self.bosh_inactivity_secs),
             ("http.max_request_bytes", self.max_request_bytes as u64),
             ("http.request_timeout_secs", self.request_timeout_secs),
-        ] {
-            if v == 0 {
-                return Err(err(key, "must be at least 1"));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
@@ -144,18 +139,13 @@ impl UploadConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        for (key, v) in [
+        at_least_one(&[
             ("upload.max_file_size_mb", self.max_file_size_mb),
             ("upload.expire_after_days", self.expire_after_days),
             (
                 "upload.max_concurrent_per_account",
                 self.max_concurrent_per_account as u64,
             ),
-        ] {
-            if v == 0 {
-                return Err(err(key, "must be at least 1"));
-            }
-        }
-        Ok(())
+        ])
     }
 }

@@ -15,9 +15,11 @@ use serde::Deserialize;
 
 mod components;
 mod http;
+mod proxy65;
 mod turn;
 pub use components::ComponentConfig;
 pub use http::{HttpConfig, UploadConfig};
+pub use proxy65::Proxy65Config;
 pub use turn::{ExternalService, ServiceKind, Transport, TurnConfig};
 
 /// The whole configuration.
@@ -48,6 +50,7 @@ pub struct Config {
     /// External components (XEP-0114): gateways and bots with a domain of their own.
     pub components: Vec<ComponentConfig>,
     pub turn: TurnConfig,
+    pub proxy65: Proxy65Config,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -462,6 +465,7 @@ impl Default for Config {
             upload: UploadConfig::default(),
             components: Vec::new(),
             turn: TurnConfig::default(),
+            proxy65: Proxy65Config::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -585,6 +589,14 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Every `(key, value)` must be at least 1.
+fn at_least_one(values: &[(&str, u64)]) -> Result<(), ConfigError> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(err(key, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// Read and validate the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -658,6 +670,9 @@ impl Config {
         if self.upload.enabled && self.http.enabled() {
             v.push(("upload.domain", "upload", self.upload.domain.as_str()));
         }
+        if self.proxy65.enabled {
+            v.push(("proxy65.domain", "proxy", self.proxy65.domain.as_str()));
+        }
         v
     }
 
@@ -695,6 +710,7 @@ impl Config {
         self.http.validate()?;
         self.upload.validate()?;
         self.turn.validate()?;
+        self.proxy65.validate()?;
         self.check_service_domains()?;
         self.validate_components()?;
         if self.delivery_errors.retention_days == 0 {

@@ -78,6 +78,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         components = ["127.0.0.1:0"]
         [http]
         listen = ["127.0.0.1:0"]
+        [proxy65]
+        listen = ["127.0.0.1:0"]
         [auth]
         bcrypt_cost = 4
         scram_iterations = 4096
@@ -776,7 +778,7 @@ impl Binary {
         Self::start_config(
             data,
             &format!(
-                "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n{extra}\n",
+                "data_dir = {:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n{extra}\n",
                 data
             ),
             rust_log,

@@ -162,7 +162,19 @@ pub fn start_domain_with(
 
 /// `a.test` and `b.test`, routed to each other.
 pub fn pair(ca: Option<&TestCa>) -> (TestServer, TestServer) {
+    pair_with(ca, &[])
+}
+
+/// `a.test` and `b.test`, `b.test` routing `a.test` and its service domain `service` to
+/// it: for users of `b.test` using a service of `a.test`.
+pub fn pair_for_service(service: &str) -> (TestServer, TestServer) {
+    pair_with(None, &[service])
+}
+
+/// [`pair`], with `b.test` also routing the domains `a_services` to `a.test`.
+fn pair_with(ca: Option<&TestCa>, a_services: &[&str]) -> (TestServer, TestServer) {
     let (pa, pb) = (free_port(), free_port());
+    let a_route = format!("127.0.0.1:{pa}");
     let a = start_domain(
         "a.test",
         pa,
@@ -170,13 +182,11 @@ pub fn pair(ca: Option<&TestCa>) -> (TestServer, TestServer) {
         ca,
         &|_| {},
     );
-    let b = start_domain(
-        "b.test",
-        pb,
-        &[("a.test", format!("127.0.0.1:{pa}"))],
-        ca,
-        &|_| {},
-    );
+    let b_routes: Vec<(&str, String)> = std::iter::once("a.test")
+        .chain(a_services.iter().copied())
+        .map(|d| (d, a_route.clone()))
+        .collect();
+    let b = start_domain("b.test", pb, &b_routes, ca, &|_| {});
     (a, b)
 }
 

@@ -321,9 +321,7 @@ async def scenario(args: argparse.Namespace, step: list[str]) -> None:
         await guarded(expect_message(a, b, body2), fatal, step, "a: waiting for b's message")
         step[0] = "disconnecting"
     finally:
-        for c in clients:
-            c.closing = True
-        await asyncio.gather(*(close(c) for c in clients))
+        await close_all(clients)
 
 
 async def close(c: Client) -> None:
@@ -334,6 +332,13 @@ async def close(c: Client) -> None:
         await asyncio.wait_for(c.disconnect(wait=1.0), 2.0)
     except Exception:
         c.abort()
+
+
+async def close_all(clients: list[Client]) -> None:
+    """Close every client (the end of a scenario, also after a failure)."""
+    for c in clients:
+        c.closing = True
+    await asyncio.gather(*(close(c) for c in clients))
 
 
 def parse_args(argv: list[str], doc: str, timeout: float) -> argparse.Namespace:

@@ -262,9 +262,7 @@ async def scenario(args: argparse.Namespace, step: list[str]) -> None:
         await guarded(chat.barrier(a), fatal, step, "a: IQ round trip after its last <a/>")
         step[0] = "disconnecting"
     finally:
-        for c in clients:
-            c.closing = True
-        await asyncio.gather(*(chat.close(c) for c in clients))
+        await chat.close_all(clients)
 
 
 def main(argv: list[str]) -> int:

@@ -282,9 +282,7 @@ async def scenario(args: argparse.Namespace, step: list[str]) -> None:
         say(f"a: b ({b_full}) is offline ok")
         step[0] = "disconnecting"
     finally:
-        for c in clients:
-            c.closing = True
-        await asyncio.gather(*(chat.close(c) for c in clients))
+        await chat.close_all(clients)
 
 
 def main(argv: list[str]) -> int:
