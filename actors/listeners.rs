@@ -206,7 +206,7 @@ async fn accept_loop(
 /// Whether the address is exempt from the abuse limits (loopback), and how many unfinished
 /// handshakes it may have (`limits.max_unauthenticated_per_address`) and all addresses
 /// together (`limits.max_unauthenticated`); 0: no limit.
-fn handshake_limit(shared: &Shared, peer: PeerAddr) -> (bool, usize, usize) {
+pub(crate) fn handshake_limit(shared: &Shared, peer: PeerAddr) -> (bool, usize, usize) {
     let l = &shared.config.limits;
     let exempt = l.exempt_loopback && peer.is_loopback();
     if exempt {

@@ -293,6 +293,41 @@ async fn idle_transfers_and_unactivated_connections_are_closed() {
     assert!(read_until_closed(&mut lone).await.1);
 }
 
+/// Unfinished SOCKS5 handshakes are capped per address like unauthenticated XMPP
+/// connections: past `limits.max_unauthenticated_per_address`, a new connection is closed at
+/// once; once the first one finishes its handshake, the next is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_handshakes_are_capped_per_address() {
+    let s = TestServer::start_with(|c| {
+        c.limits.exempt_loopback = false;
+        c.limits.max_unauthenticated_per_address = 1;
+    });
+    let addr = proxy_addr(&s);
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(&[5, 1, 0]).await.unwrap();
+    let mut method = [0u8; 2];
+    slow.read_exact(&mut method).await.unwrap();
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    let (got, closed) = read_until_closed(&mut refused).await;
+    assert!(
+        closed && got.is_empty(),
+        "a second handshake from the address: {got:?}"
+    );
+    let hash = destination("s9", "alice@localhost/a", "bob@localhost/b");
+    let mut req = vec![5, 1, 0, 3, hash.len() as u8];
+    req.extend_from_slice(hash.as_bytes());
+    req.extend_from_slice(&[0, 0]);
+    slow.write_all(&req).await.unwrap();
+    let mut head = [0u8; 2];
+    slow.read_exact(&mut head).await.unwrap();
+    assert_eq!(head, [5, 0], "the first one is served");
+    connected(
+        addr,
+        &destination("s10", "alice@localhost/a", "bob@localhost/b"),
+    )
+    .await;
+}
+
 /// Users of other servers get no streamhost and cannot activate (`forbidden`); the requests
 /// cross federation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,10 @@
 //!
 //! The hash is SHA-1(sid + initiator's full JID + target's full JID) in hexadecimal, so only
 //! the initiator, whose JID the server stamps on its activation, can activate a pair. The
-//! relay runs on an arbiter (thread) of its own, stopped and joined first at shutdown. It never asks for a peer's address, so none
-//! can reach a log; connections are `proxy#N` in the debug log, and the account of a running
+//! relay runs on an arbiter (thread) of its own, stopped and joined first at shutdown. A peer's
+//! address is only the key of the in-memory cap on unfinished handshakes per address (a
+//! `PeerAddr`, which cannot be printed), so none can reach a log; connections are `proxy#N`
+//! in the debug log, and the account of a running
 //! transfer (for its limits) is kept in memory only while it runs. Nothing is written to disk.
 
 pub mod socks5;
@@ -28,6 +30,7 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use tokio::net::TcpStream;
 
 use crate::config::Proxy65Config;
+use crate::limits::PeerAddr;
 use crate::shared::{ConnSlot, Shared};
 use socks5::Reply;
 use transfer::{Bucket, Limits};
@@ -176,13 +179,14 @@ impl Relay {
         };
         let mut shutdown = shared.shutdown_signal();
         loop {
-            // The peer's address is dropped unread.
+            // The peer's address only becomes a PeerAddr (no Display/Debug), for the cap on
+            // unfinished handshakes per address: it is never logged or stored.
             let accepted = tokio::select! {
-                a = listener.accept() => a.map(|(tcp, _)| tcp),
+                a = listener.accept() => a.map(|(tcp, a)| (tcp, PeerAddr::new(a.ip()))),
                 _ = shutdown.wait_for(|down| *down) => break,
             };
-            let tcp = match accepted {
-                Ok(tcp) => tcp,
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
                 Err(e) => {
                     log::warn!("proxy65: accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -194,7 +198,7 @@ impl Relay {
                 continue;
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            actix_rt::spawn(self.clone().connection(id, tcp, slot));
+            actix_rt::spawn(self.clone().connection(id, tcp, peer, slot));
         }
         // Waiting connections close with the server.
         self.state().pending.clear();
@@ -202,13 +206,32 @@ impl Relay {
 
     /// One connection: the SOCKS5 handshake, then it waits (in `pending`) to be paired and
     /// activated; a target not activated within the idle timeout is closed with its pair.
-    async fn connection(self: Arc<Self>, id: u64, mut tcp: TcpStream, slot: ConnSlot) {
+    async fn connection(
+        self: Arc<Self>,
+        id: u64,
+        mut tcp: TcpStream,
+        peer: PeerAddr,
+        slot: ConnSlot,
+    ) {
+        let Some(shared) = self.shared().cloned() else {
+            return;
+        };
+        // Unfinished SOCKS5 handshakes count like unauthenticated XMPP connections
+        // (`limits.max_unauthenticated_per_address`, `limits.max_unauthenticated`; slowloris).
+        let (_, per_address, global) = crate::actors::listeners::handshake_limit(&shared, peer);
+        let Some(pending) = shared
+            .limiter
+            .unauthenticated_slot(peer, per_address, global)
+        else {
+            return log::debug!("proxy#{id}: refused: too many unfinished handshakes");
+        };
         let idle = self.cfg.idle_timeout();
         let hash = match tokio::time::timeout(idle, socks5::accept(&mut tcp)).await {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => return log::debug!("proxy#{id}: handshake failed: {e}"),
             Err(_) => return log::debug!("proxy#{id}: handshake timed out"),
         };
+        drop(pending);
         let waiting = Waiting {
             id,
             stream: tcp,

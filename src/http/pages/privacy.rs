@@ -20,6 +20,7 @@ pub fn page(lang: Lang, host: &str, config: &Config, log_level: log::LevelFilter
     not_stored(&mut page, config, log_level);
     use_of_data(&mut page, config);
     gateways(&mut page, host, config);
+    file_transfers(&mut page, config);
     password(&mut page);
     access(&mut page, config);
     page.finish()
@@ -257,6 +258,17 @@ fn gateways(page: &mut Page, host: &str, config: &Config) {
     ));
 }
 
+/// The file-transfer proxy (XEP-0065), when it runs.
+fn file_transfers(page: &mut Page, config: &Config) {
+    if !config.proxy65.enabled {
+        return;
+    }
+    page.p(page.lang.t(
+        "When your client sends a file directly to another client, it may go through this server's <strong>file-transfer proxy</strong>, so that neither client learns the other's IP address. The file passes through memory only: it is never written to disk, and the proxy keeps no record of the transfer.",
+        "Wenn Dein Client eine Datei direkt an einen anderen Client schickt, kann sie über den <strong>Dateiübertragungs-Proxy</strong> dieses Servers laufen, damit keiner der beiden die IP-Adresse des anderen erfährt. Die Datei geht nur durch den Arbeitsspeicher: sie wird nie auf die Platte geschrieben, und der Proxy hält nichts über die Übertragung fest.",
+    ));
+}
+
 /// "Forgotten password": no recovery.
 fn password(page: &mut Page) {
     let lang = page.lang;
@@ -318,6 +330,15 @@ mod tests {
         let p = page(Lang::En, "a.test", &on, info);
         assert!(p.contains("video calls") && p.contains("24 hours"), "{p}");
         assert!(page(Lang::De, "a.test", &on, info).contains("Videoanrufe"));
+    }
+
+    #[test]
+    fn the_proxy_is_mentioned_only_when_it_runs() {
+        let on = Config::parse("").unwrap();
+        let off = Config::parse("[proxy65]\nenabled = false\n").unwrap();
+        let info = log::LevelFilter::Info;
+        assert!(page(Lang::En, "localhost", &on, info).contains("file-transfer proxy"));
+        assert!(!page(Lang::En, "localhost", &off, info).contains("file-transfer proxy"));
     }
 
     #[test]
