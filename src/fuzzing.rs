@@ -162,3 +162,22 @@ pub fn framing(data: &[u8]) {
     let _ = framing::client_frame(&String::from_utf8_lossy(data));
     let _ = crate::http::bosh::wire::parse_request(data);
 }
+
+/// The file-transfer proxy's SOCKS5 handshake (`src/proxy65/socks5.rs`) on arbitrary client
+/// bytes, followed by the end of the client's stream: it must end in an error or a
+/// destination that is the 40 lower-case hex digits of a pairing hash.
+pub fn socks5(data: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let data = &data[..data.len().min(60 * 1024)];
+    runtime().block_on(async {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        client.write_all(data).await.expect("fits the pipe");
+        client.shutdown().await.expect("shutdown");
+        if let Ok(hash) = crate::proxy65::socks5::accept(&mut server).await {
+            assert!(
+                hash.len() == 40 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "destination {hash:?}"
+            );
+        }
+    });
+}

@@ -62,3 +62,8 @@ fn muc_corpus() {
 fn framing_corpus() {
     assert!(replay("framing", kleiber::fuzzing::framing) > 0);
 }
+
+#[test]
+fn socks5_corpus() {
+    assert!(replay("socks5", kleiber::fuzzing::socks5) > 0);
+}
