@@ -3,9 +3,12 @@
 //! itself instead of routing: IQs to the host (disco, ping, version, ...), IQs to an
 //! account's bare JID for its stored data (vCard, PEP; RFC 6121 §8.5.1 and §8.5.3.2.1), and
 //! messages to the host's own JID (nobody reads them: `service-unavailable`). Answers go
-//! back through the router like any stanza.
+//! back through the router like any stanza. Internal services' IQs of that kind reach the
+//! [`HostIq`] actor on the storage arbiter through the router.
 
 use actix::prelude::*;
+
+use std::sync::Arc;
 
 use super::directory::PepHandle;
 use super::messages::{CapsAnswer, PepIq, Route};
@@ -103,4 +106,34 @@ fn account_exists(shared: &Shared, jid: &Jid) -> bool {
             .exists(jid.domain().as_str(), n.as_str())
             .unwrap_or(false)
     })
+}
+
+/// Answers internal services' IQs to a host or an account's bare JID (the router hands them
+/// over), on the storage arbiter.
+pub struct HostIq {
+    pub shared: Arc<Shared>,
+    pub pep: PepHandle,
+    pub router: Recipient<Route>,
+}
+
+impl Actor for HostIq {
+    type Context = Context<Self>;
+}
+
+impl Handler<Route> for HostIq {
+    type Result = ();
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
+        let Some(kind) = StanzaKind::of(&msg.stanza) else {
+            return;
+        };
+        let pair = (&msg.from, &msg.to);
+        let _ = handle(
+            &self.shared,
+            &self.pep,
+            &self.router,
+            msg.stanza,
+            kind,
+            pair,
+        );
+    }
 }

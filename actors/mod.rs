@@ -19,7 +19,8 @@
 //!     Router --ToService--> UploadService (upload.rs) --Route--> Router; its slots go to the web side
 //!     Component (component.rs, one per connected XEP-0114 gateway, on the workers)
 //!         --SetService (up/down), Route--> Router --ToService--> Component
-//!     S2sIn, Component: IQs for a host or an account's stored data answered in place (host_iq.rs)
+//!     S2sIn, Component: IQs for a host or an account's stored data answered in place (host_iq.rs);
+//!         Router --Route (a service's IQ to a host or a bare JID)--> HostIq (host_iq.rs, storage arbiter)
 //!     Router --ToService--> Proxy65Service (proxy65.rs) --activate--> the SOCKS5 relay (src/proxy65/)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //! ```
@@ -320,6 +321,15 @@ fn start_router(
         s2s.clone().map(Addr::recipient),
         Some(pep.clone().recipient()),
     );
+    let host_iq = host_iq::HostIq::start_in_arbiter(&store_handle, {
+        let (shared, pep, router) = (shared.clone(), pep_handle(&pep), addr.clone().recipient());
+        move |_| host_iq::HostIq {
+            shared,
+            pep,
+            router,
+        }
+    });
+    router.set_host_iq(host_iq.recipient());
     let mut on_shutdown = Vec::new();
     for spec in services {
         let inbox = (spec.start)(ServiceContext {

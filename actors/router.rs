@@ -166,6 +166,9 @@ pub struct Router {
     directory: SessionDirectory,
     /// Services told when an account is deleted ([`AccountGone`]).
     account_listeners: Vec<Recipient<AccountGone>>,
+    /// Where IQs from services to a host or to an account's bare JID are answered, on the
+    /// storage arbiter (`host_iq.rs`); `None`: bounced.
+    host_iq: Option<Recipient<Route>>,
 }
 
 impl Router {
@@ -192,7 +195,13 @@ impl Router {
             held: HashMap::new(),
             directory: SessionDirectory::default(),
             account_listeners: Vec::new(),
+            host_iq: None,
         }
+    }
+
+    /// Answer services' IQs to a host or an account's bare JID with `h` from now on.
+    pub fn set_host_iq(&mut self, h: Recipient<Route>) {
+        self.host_iq = Some(h);
     }
 
     fn is_local_jid(&self, jid: &Jid) -> bool {
@@ -457,6 +466,23 @@ impl Router {
         }
         if !self.destinations.serves(domain) {
             return self.route_remote(kind, stanza, from, to);
+        }
+        if kind == StanzaKind::Iq
+            && to.resource().is_none()
+            && self.destinations.is_service(from.domain().as_str())
+        {
+            // A service asking the server or an account's stored data (a room fetching an
+            // occupant's vCard): answered where the store is (sessions and peers answer such
+            // IQs themselves before they reach the router).
+            if let Some(h) = &self.host_iq {
+                h.do_send(Route {
+                    stanza,
+                    from,
+                    to,
+                    inflight: None,
+                });
+            }
+            return;
         }
         if to.node().is_none() {
             // To a local domain from a session: answered by the connection already; what

@@ -104,6 +104,39 @@ async fn local_users_reach_a_service_and_get_errors_when_it_is_down() {
     );
 }
 
+/// A service's IQ to a local account's bare JID (a room fetching an occupant's vCard) is
+/// answered by the server on the account's behalf, through the router; one to an account
+/// that does not exist gets `service-unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_asks_for_an_accounts_vcard() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let s = TestServer::start_with_services(dir, cfg, with_echo("echo.localhost", "localhost"));
+    s.add_user("juliet", "pw");
+    s.add_user("romeo", "pw");
+    let mut j = s.online("juliet", "balcony").await;
+    let vcard = "<vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard>";
+    let r = iq(
+        &mut j,
+        "v0",
+        &format!("<iq type='set' id='ID'>{vcard}</iq>"),
+    )
+    .await;
+    assert_eq!(r.get_attr("type"), Some("result"));
+    for (who, answer) in [
+        ("romeo@localhost", "answer: result"),
+        ("juliet@localhost", "answer: result"),
+        ("nobody@localhost", "answer: error service-unavailable"),
+    ] {
+        j.send(&format!(
+            "<message to='echo.localhost' type='chat'><body>ask {who}</body></message>"
+        ))
+        .await;
+        let m = wait_for(&mut j, |e| e.name == "message").await;
+        assert_eq!(body(&m).as_deref(), Some(answer), "{who}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_users_reach_a_service_over_federation() {
     let (pa, pb) = (free_port(), free_port());

@@ -1,8 +1,10 @@
 //! An echo service for tests (not shipped): it owns a service domain of the destination table
 //! and proves the path to internal services. A message to any JID of its domain comes back
 //! from that JID with the body prefixed by `echo: `; the body `stop` stops the service (it is
-//! then down); disco#info is answered with identity `component/generic`; other IQs with
-//! `feature-not-implemented`.
+//! then down); the body `ask JID` makes it send an IQ for JID's vCard and tell the asker the
+//! answer's type (`answer: result`, `answer: error <condition>`), which proves the path of
+//! services' IQs to a local bare JID; disco#info is answered with identity
+//! `component/generic`; other IQs with `feature-not-implemented`.
 
 use actix::prelude::*;
 
@@ -16,6 +18,8 @@ const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
 pub struct Echo {
     route: Recipient<Route>,
+    /// Who asked for a vCard with `ask JID`, and from which JID of the service.
+    asker: Option<(String, String)>,
 }
 
 impl Actor for Echo {
@@ -42,6 +46,16 @@ impl Handler<ToService> for Echo {
                 if body == "stop" {
                     return ctx.stop();
                 }
+                if let Some(jid) = body.strip_prefix("ask ") {
+                    self.asker = Some((msg.from.to_string(), msg.to.to_string()));
+                    let iq = Element::new("iq", CLIENT)
+                        .attr("type", "get")
+                        .attr("id", "ask")
+                        .attr("from", msg.to.as_str())
+                        .attr("to", jid)
+                        .child(Element::new("vCard", "vcard-temp"));
+                    return self.send(iq);
+                }
                 let reply = Element::new("message", CLIENT)
                     .attr("from", msg.to.as_str())
                     .attr("to", msg.from.as_str())
@@ -57,6 +71,21 @@ impl Handler<ToService> for Echo {
                         .attr("name", "echo"),
                 );
                 self.send(iq_result(&el, Some(q)));
+            }
+            ("iq", Some(t @ ("result" | "error"))) if el.get_attr("id") == Some("ask") => {
+                let Some((asker, me)) = self.asker.take() else {
+                    return;
+                };
+                let condition = el
+                    .get_child("error", CLIENT)
+                    .and_then(|e| e.elements().next().map(|c| format!(" {}", c.name)))
+                    .unwrap_or_default();
+                let m = Element::new("message", CLIENT)
+                    .attr("from", me)
+                    .attr("to", asker)
+                    .attr("type", "chat")
+                    .child(Element::new("body", CLIENT).text(format!("answer: {t}{condition}")));
+                self.send(m);
             }
             ("iq", Some("get" | "set")) => {
                 if let Some(r) =
@@ -76,7 +105,7 @@ pub fn echo(domain: &str) -> ServiceSpec {
         domain: domain.to_owned(),
         start: Box::new(|cx| {
             let route = cx.route;
-            Echo::start_in_arbiter(&cx.arbiter, move |_| Echo { route })
+            Echo::start_in_arbiter(&cx.arbiter, move |_| Echo { route, asker: None })
                 .recipient()
                 .into()
         }),
