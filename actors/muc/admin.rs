@@ -158,10 +158,7 @@ impl Room {
                 since: std::time::Instant::now(),
             },
         );
-        // An account of this server: answered here, as the server answers for it.
-        if let Some(answer) = vcard.then(|| self.local_account_iq(&fwd, &to)).flatten() {
-            return self.iq_answer(&to, &answer);
-        }
+        // To an account's bare JID (a vCard): the server answers for it, through the router.
         self.env.send(fwd);
     }
 
@@ -179,20 +176,6 @@ impl Room {
         answer.set_attr("to", p.from);
         answer.set_attr("id", p.id);
         self.env.send(answer);
-    }
-
-    /// The server's answer for the local account `to` to `iq` (vCards), if `to` is local.
-    fn local_account_iq(&self, iq: &Element, to: &str) -> Option<Element> {
-        if !self
-            .env
-            .destinations
-            .is_account_host(crate::xmpp::domain_part(to))
-        {
-            return None;
-        }
-        let room = crate::xmpp::BareJid::new(&self.jid).ok()?;
-        let to = crate::xmpp::jid(to).ok()?;
-        crate::services::client_data_iq(self.env.shared.client_data_context(), &room, Some(&to), iq)
     }
 
     /// The requester's role (if in the room) and affiliation.
