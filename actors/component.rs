@@ -25,7 +25,7 @@ use super::outbox;
 use crate::component::{Accepted, Claim, NS_ACCEPT};
 use crate::s2s::set_ns;
 use crate::shared::{ConnId, ConnSlot, Shared};
-use crate::xml::{Element, ParseError, StreamEvent};
+use crate::xml::Element;
 use crate::xmpp::{error_reply, ns, Condition, StanzaError, StanzaKind, StreamError};
 
 /// Silence after which the component is pinged.
@@ -197,10 +197,15 @@ impl Actor for Component {
         ctx.set_mailbox_capacity(4096);
         log::info!("{}: component connected", self.tag);
         log::debug!("{}: component {} up", self.tag, self.domain());
-        self.set_service.do_send(SetService {
+        // The component hears `<handshake/>` only once the router routes to it: a stanza it
+        // is sent right after the handshake reaches it instead of bouncing.
+        let up = self.set_service.send(SetService {
             domain: self.domain().to_owned(),
             service: Some(ctx.address().recipient()),
         });
+        ctx.wait(up.into_actor(self).map(|_, act, ctx| {
+            act.send_raw("<handshake/>".to_owned(), ctx);
+        }));
         ctx.run_interval(Duration::from_secs(10), |act, ctx| act.keepalive(ctx));
         super::stream::close_on_shutdown(&self.shared, self, ctx);
     }
@@ -226,15 +231,7 @@ impl Handler<ToService> for Component {
     }
 }
 
-impl StreamHandler<Result<StreamEvent, ParseError>> for Component {
-    fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
-        super::stream::handle_event(self, item, ctx);
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+super::stream::stream_handler!(Component);
 
 impl super::stream::StreamActor for Component {
     fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {

@@ -23,7 +23,7 @@ use crate::s2s::incoming::Accepted;
 use crate::s2s::pki::PeerCert;
 use crate::s2s::{dialback, outgoing, set_ns, AuthMethod, S2sContext, DIALBACK};
 use crate::shared::{ConnId, ConnSlot, Shared};
-use crate::xml::{escape, Element, ParseError, StreamEvent};
+use crate::xml::{escape, Element};
 use crate::xmpp::{error_reply, ns, Condition, StanzaError, StanzaKind, StreamError};
 
 /// Dialback verifications one stream may have running at once.
@@ -385,15 +385,7 @@ impl Actor for S2sIn {
     }
 }
 
-impl StreamHandler<Result<StreamEvent, ParseError>> for S2sIn {
-    fn handle(&mut self, item: Result<StreamEvent, ParseError>, ctx: &mut Context<Self>) {
-        super::stream::handle_event(self, item, ctx);
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+super::stream::stream_handler!(S2sIn);
 
 impl super::stream::StreamActor for S2sIn {
     fn on_element(&mut self, el: Element, ctx: &mut Context<Self>) {

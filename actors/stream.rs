@@ -52,3 +52,24 @@ pub fn close_on_shutdown<A: StreamActor>(shared: &Shared, act: &A, ctx: &mut Con
             .map(|_, act, ctx| act.close(StreamError::SystemShutdown, "server shutting down", ctx)),
     );
 }
+
+/// The actix `StreamHandler` of a [`StreamActor`] whose actor stops when the peer's stream
+/// ends: every event to [`handle_event`].
+macro_rules! stream_handler {
+    ($t:ty) => {
+        impl actix::StreamHandler<Result<crate::xml::StreamEvent, crate::xml::ParseError>> for $t {
+            fn handle(
+                &mut self,
+                item: Result<crate::xml::StreamEvent, crate::xml::ParseError>,
+                ctx: &mut actix::Context<Self>,
+            ) {
+                crate::actors::stream::handle_event(self, item, ctx);
+            }
+
+            fn finished(&mut self, ctx: &mut actix::Context<Self>) {
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use stream_handler;

@@ -16,41 +16,21 @@ PAIRS="${PAIRS:-100}"
 DURATION="${DURATION:-20}"
 QUIET_WAIT="${QUIET_WAIT:-120}"
 OUT="${OUT:-/tmp/kleiber-component-$(date +%Y%m%d-%H%M%S).txt}"
-PEERS="${PEERS:-$ROOT/../shared/peers/peers.sh}"
-PEER_DOMAIN="${PEER_DOMAIN:-bench.test}"
-PROSODY_PORT="${PROSODY_PORT:-5422}"
-EJABBERD_PORT="${EJABBERD_PORT:-5322}"
-KEEP="${KEEP:-0}"
-SKIP_BUILD="${SKIP_BUILD:-0}"
-KLEIBER_BIN="${KLEIBER_BIN:-$ROOT/target/release/kleiber}"
-KLEIBER_CERT="${KLEIBER_CERT:-}"
-KLEIBER_KEY="${KLEIBER_KEY:-}"
-KLEIBER_DOMAIN="${KLEIBER_DOMAIN:-localhost}"
-LOAD_BIN="${LOAD_BIN:-}"
-WORK="$(mktemp -d /tmp/kleiber-component.XXXXXX)"
-FAILED=0
 
 log() { echo "[component $(date +%H:%M:%S)] $*" >&2; }
 
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
+one_at_a_time_defaults component
 
 trap bench_cleanup EXIT
 build
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) PAIRS=$PAIRS DURATION=$DURATION, $(nproc) CPUs" >> "$OUT"
-for s in $SERVERS; do
-  for other in $SERVERS; do [ "$other" = "$s" ] || stop_srv "$other" >/dev/null 2>&1; done
-  start_srv "$s" || { echo "RESULT server=$s failed=1" >> "$OUT"; continue; }
-  sleep 2
+measure() { # SERVER PIDS
   # shellcheck disable=SC2046 # target prints several words
-  load "$s" $(target "$s") --pairs "$PAIRS" --register-only >/dev/null
-  wait_quiet
-  pids="$(pids_srv "$s" | tr ' ' ',')"
+  load "$1" $(target "$1") --pairs "$PAIRS" --register-only >/dev/null
   # shellcheck disable=SC2046
-  load "$s" $(target "$s") $(component_target "$s") --pairs "$PAIRS" --duration "$DURATION" \
-    --server-pid "$pids"
-  stop_srv "$s"
-done
-echo
-echo "== RESULT lines (also in $OUT)"
-grep '^RESULT' "$OUT"
+  load "$1" $(target "$1") $(component_target "$1") --pairs "$PAIRS" --duration "$DURATION" \
+    --server-pid "$2"
+}
+each_server measure

@@ -150,7 +150,8 @@ impl Io<'_> {
 }
 
 /// Run the handshake on an accepted connection, before `deadline` (or shutdown): the
-/// component's header, our header, its `<handshake>`, our empty `<handshake/>`.
+/// component's header, our header, its `<handshake>` checked (the actor answers it with an
+/// empty `<handshake/>` once the component is a service of the router).
 pub async fn negotiate(
     shared: &Shared,
     tcp: TcpStream,
@@ -196,9 +197,8 @@ pub async fn negotiate(
     let Some(claim) = shared.components.claim(&domain) else {
         return Err(io.fail(StreamError::Conflict).await);
     };
-    if io.w.write_all(b"<handshake/>").await.is_err() {
-        return Err(StreamError::ConnectionTimeout);
-    }
+    // Our `<handshake/>` is the actor's to send, once the router knows the component: what
+    // it is sent after the handshake must not bounce.
     reader.set_limits(crate::login::session_limits(&shared.config.limits));
     Ok(Accepted {
         reader,
