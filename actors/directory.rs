@@ -167,4 +167,15 @@ pub struct RouterHandle {
     pub pep: super::directory::PepHandle,
     /// A service domain's actor is up or down (external components come and go).
     pub set_service: Recipient<SetService>,
+    /// The archive actor, when `[archive]` is enabled (XEP-0313).
+    pub archive: Option<ArchiveHandle>,
+    /// Messages that are archived already (re-routed by a session that ends).
+    pub archived: Recipient<super::archive::Archived>,
+}
+
+/// The archive actor's inboxes.
+#[derive(Clone)]
+pub struct ArchiveHandle {
+    pub iq: Recipient<super::archive::MamIq>,
+    pub barrier: Recipient<Barrier>,
 }

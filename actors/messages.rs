@@ -213,6 +213,9 @@ pub struct Offline {
 pub struct TakeOffline {
     pub user: BareJid,
     pub max_bytes: usize,
+    /// Drop (do not hand over) the messages that are in the user's archive: the client
+    /// fetched them from there.
+    pub skip_archived: bool,
 }
 
 /// Anyone -> Scheduler: record a failed delivery (who -> whom, why; never content).

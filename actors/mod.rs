@@ -33,6 +33,7 @@
 //! domains; `doc/architecture.md` has the whole picture.
 
 pub mod account;
+pub mod archive;
 pub mod component;
 pub mod connection;
 pub mod control;
@@ -330,6 +331,15 @@ fn start_router(
         }
     });
     router.set_host_iq(host_iq.recipient());
+    let archive = shared.config.archive.enabled.then(|| {
+        let (shared, router) = (shared.clone(), addr.clone().recipient());
+        archive::Archiver::start_in_arbiter(&store_handle, move |_| {
+            archive::Archiver::new(shared, router)
+        })
+    });
+    if let Some(a) = &archive {
+        router.set_archive(a.clone().recipient());
+    }
     let mut on_shutdown = Vec::new();
     for spec in services {
         let inbox = (spec.start)(ServiceContext {
@@ -350,14 +360,23 @@ fn start_router(
         roster_handle(&roster),
         (spool.clone().recipient(), spool.clone().recipient()),
         pep_handle(&pep),
+        archive.as_ref().map(|a| directory::ArchiveHandle {
+            iq: a.clone().recipient(),
+            barrier: a.clone().recipient(),
+        }),
     );
     let addr = ctx.run(router);
-    let writers: Vec<Recipient<messages::Barrier>> = vec![
-        addr.clone().recipient(),
+    let mut writers: Vec<Recipient<messages::Barrier>> = vec![addr.clone().recipient()];
+    if let Some(a) = archive {
+        // What the archive hands back goes to the router again.
+        writers.push(a.recipient());
+        writers.push(addr.clone().recipient());
+    }
+    writers.extend([
         roster.clone().recipient(),
         spool.clone().recipient(),
         pep.recipient(),
-    ];
+    ]);
     (addr, handle, writers, s2s, on_shutdown)
 }
 

@@ -4,9 +4,10 @@
 //! Keys of per-account data start with `domain NUL user`, so deleting an account is a prefix
 //! removal in every per-account tree. Values carry a schema version so an upgrade can migrate
 //! them. No tree holds an IP address, and none holds message content except the offline spool
-//! (which the privacy policy names).
+//! (which the privacy policy names) and, when the operator enables it, the message archive.
 
 pub mod accounts;
+pub mod archive;
 pub mod client_data;
 pub mod commit;
 pub mod delivery_errors;
@@ -145,6 +146,8 @@ pub struct Store {
     pub offline: Offline,
     pub client_data: ClientData,
     pub pep: Pep,
+    /// Message archives (XEP-0313), written only when `[archive]` is enabled.
+    pub archive: archive::Archive,
     /// Group-chat rooms (configuration, affiliations, subject).
     pub muc: muc::Rooms,
     /// Files shared with HTTP File Upload (XEP-0363): records and `<data_dir>/uploads`.
@@ -212,6 +215,7 @@ impl Store {
                 space.clone(),
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
+            archive: archive::Archive::open(&db, space.clone())?,
             muc: muc::Rooms::new(db.open_tree("muc")?, space.clone()),
             uploads: uploads::Uploads::new(db.open_tree("uploads")?, dir, space.clone()),
             offline: Offline::new(
@@ -390,6 +394,7 @@ impl Store {
             self.offline.remove_account(domain, user)?;
             self.client_data.remove_account(domain, user)?;
             self.pep.remove_account(domain, user)?;
+            self.archive.remove_owner(domain, user)?;
             jids.insert(format!("{user}@{domain}"));
         }
         self.pep.forget(&jids)?;
