@@ -447,7 +447,7 @@ impl Connection {
             // RFC 6120 §10.3.3: an IQ without `to` is for the account, not the domain; disco
             // about it is answered as its bare JID would be (`account/registered`, PEP).
             None if kind == StanzaKind::Iq && el.get_child("query", ns::DISCO_INFO).is_some() => {
-                if let Some(r) = services::account_iq(&el) {
+                if let Some(r) = services::account_iq(&el, self.shared.config.archive.enabled) {
                     self.send(&r, ctx);
                 }
             }
@@ -478,7 +478,7 @@ impl Connection {
                         )
                         .unwrap_or(false);
                 let reply = if exists {
-                    services::account_iq(&el)
+                    services::account_iq(&el, self.shared.config.archive.enabled)
                 } else {
                     error_reply(&el, &Condition::ServiceUnavailable.into())
                 };

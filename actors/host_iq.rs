@@ -90,7 +90,7 @@ fn iq(
         if to.node().is_none() {
             services::server_iq(&iq, to.domain().as_str(), &shared.server_info)
         } else if account_exists(shared, to) {
-            services::account_iq(&iq)
+            services::account_iq(&iq, shared.config.archive.enabled)
         } else {
             error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
         }

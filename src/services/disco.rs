@@ -198,7 +198,7 @@ pub fn server_items(
 }
 
 /// disco#info of an account, asked by its owner: identity `account/registered`.
-pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
+pub fn account_info(query: &Element, archive: bool) -> Result<Option<Element>, StanzaError> {
     if query.get_attr("node").is_some() {
         return Err(Condition::ItemNotFound.into());
     }
@@ -208,6 +208,9 @@ pub fn account_info(query: &Element) -> Result<Option<Element>, StanzaError> {
     features.push(super::bookmarks::COMPAT_FEATURE);
     features.push(super::bookmarks::COMPAT_PEP_FEATURE);
     features.push(super::avatar::FEATURE);
+    if archive {
+        features.extend([super::mam::NS, super::mam::NS_EXTENDED, super::mam::SID]);
+    }
     let mut q = info(("account", "registered", ""), &features);
     // XEP-0163: the account is a PEP service.
     let pep = Element::new("identity", ns::DISCO_INFO)
