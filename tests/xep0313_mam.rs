@@ -78,6 +78,21 @@ async fn query(
     }
 }
 
+/// Send initial presence; returns the one offline message that comes with it (in whatever
+/// order it and the own presence arrive).
+async fn initial_presence(c: &mut Client) -> Element {
+    c.send("<presence/>").await;
+    let (mut own, mut msg) = (false, None);
+    while !own || msg.is_none() {
+        let e = c.recv().await;
+        match e.name.as_str() {
+            "presence" => own = true,
+            _ => msg = Some(e),
+        }
+    }
+    msg.unwrap()
+}
+
 fn field(var: &str, value: &str) -> String {
     format!("<field var='{var}'><value>{value}</value></field>")
 }
@@ -141,7 +156,9 @@ async fn both_sides_are_archived_and_stamped() {
         .send("<message to='bob@localhost' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>")
         .await;
     let state = bob.recv().await;
-    assert!(state.get_child("active", "http://jabber.org/protocol/chatstates").is_some());
+    assert!(state
+        .get_child("active", "http://jabber.org/protocol/chatstates")
+        .is_some());
     assert_eq!(stanza_id(&state, "bob@localhost"), None);
     let ids: Vec<String> = got
         .iter()
@@ -400,11 +417,7 @@ async fn offline_messages_are_not_delivered_twice() {
         .await
         .unwrap();
     carol.bind(Some("c")).await;
-    carol.send("<presence/>").await;
-    let mut msg = carol.recv().await;
-    if msg.name == "presence" {
-        msg = carol.recv().await;
-    }
+    let msg = initial_presence(&mut carol).await;
     assert_eq!(body(&msg), "late");
     let id = stanza_id(&msg, "carol@localhost").expect("offline message has its stanza id");
     let (r, _) = query(&mut carol, "", "", "").await;
@@ -507,11 +520,7 @@ async fn switched_off_nothing_is_archived_and_offline_ids_remain() {
     let mut bob = Client::starttls(s.starttls, "localhost").await;
     bob.auth_scram("SCRAM-SHA-256", "bob", "pw").await.unwrap();
     bob.bind(Some("b")).await;
-    bob.send("<presence/>").await;
-    let mut m = bob.recv().await;
-    if m.name == "presence" {
-        m = bob.recv().await;
-    }
+    let m = initial_presence(&mut bob).await;
     let id = stanza_id(&m, "bob@localhost").expect("an offline message has a stanza id");
     assert_ne!(id, "forged");
     assert_eq!(s.shared().store.archive.total(), 0);
