@@ -106,12 +106,12 @@ pub fn muc(data: &[u8]) {
         return;
     };
     let cfg = crate::muc::RoomConfig::default();
-    if let Ok(c) = crate::muc::form::apply(&cfg, &el, 1000) {
+    if let Ok(c) = crate::muc::form::apply(&cfg, &el, 1000, true) {
         assert!(
             c.max_users >= 1 && c.max_users <= 1000,
             "maxusers out of bounds"
         );
-        let (_, values) = crate::xmpp::form::values(&crate::muc::form::config_form(&c, 1000));
+        let (_, values) = crate::xmpp::form::values(&crate::muc::form::config_form(&c, 1000, true));
         assert!(values.contains_key("muc#roomconfig_roomname"));
     }
     let filter = crate::muc::history::Filter::parse(&el);

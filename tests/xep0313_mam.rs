@@ -545,3 +545,51 @@ fn the_archive_needs_a_retention_within_the_policy() {
     .unwrap_err();
     assert!(e.key.starts_with("archive"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_management_acks_and_rerouting_keep_one_copy() {
+    let s = start();
+    let mut alice = s.online("alice", "a").await;
+    alice.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert_eq!(alice.recv().await.name, "enabled");
+    let mut bob = s.online("bob", "b").await;
+    bob.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert_eq!(bob.recv().await.name, "enabled");
+    let got = chat(&mut alice, &mut bob, "bob@localhost", "sm", 2).await;
+    // Alice's ack covers what passed the archive: both messages handled.
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let a = alice.recv().await;
+    assert_eq!((a.name.as_str(), a.get_attr("h")), ("a", Some("2")));
+    // Bob never acks and his connection drops: the two messages go to the offline spool,
+    // not into the archive a second time.
+    drop(bob);
+    assert_eq!(wait_offline(&s, "localhost", "bob", 2).await, 2);
+    let q = kleiber::store::archive::Query {
+        until_id: u64::MAX,
+        max: 100,
+        ..Default::default()
+    };
+    let archived = s
+        .shared()
+        .store
+        .archive
+        .query("localhost", "bob", &q)
+        .unwrap();
+    assert_eq!(archived.entries.len(), 2);
+    let mut bob = Client::starttls(s.starttls, "localhost").await;
+    bob.auth_scram("SCRAM-SHA-256", "bob", "pw").await.unwrap();
+    bob.bind(Some("b2")).await;
+    bob.send("<presence/>").await;
+    let mut again = Vec::new();
+    while again.len() < 2 {
+        let e = bob.recv().await;
+        if e.name == "message" {
+            again.push(stanza_id(&e, "bob@localhost").unwrap());
+        }
+    }
+    let first: Vec<String> = got
+        .iter()
+        .map(|m| stanza_id(m, "bob@localhost").unwrap())
+        .collect();
+    assert_eq!(again, first, "the same ids as the first delivery");
+}

@@ -203,6 +203,7 @@ impl Store {
         };
         // The reserve is off until the server sets it from the configuration.
         let space = std::sync::Arc::new(space::Space::new(dir.to_owned(), 0));
+        let archive = archive::Archive::open(&db, space.clone())?;
         let store = Store {
             tombstones: db.open_tree("tombstones")?,
             tombstone_key: std::sync::Arc::new(tombstone_key),
@@ -215,8 +216,8 @@ impl Store {
                 space.clone(),
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
-            archive: archive::Archive::open(&db, space.clone())?,
-            muc: muc::Rooms::new(db.open_tree("muc")?, space.clone()),
+            muc: muc::Rooms::new(db.open_tree("muc")?, space.clone(), archive.clone()),
+            archive,
             uploads: uploads::Uploads::new(db.open_tree("uploads")?, dir, space.clone()),
             offline: Offline::new(
                 db.clone(),
