@@ -12,32 +12,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::messages::{Barrier, Route};
+use super::messages::{Archived, Barrier, MamIq, Route, ToArchive};
 use crate::services::mam;
 use crate::shared::Shared;
 use crate::store::archive::{Entry, Prefs};
 use crate::xml::Element;
 use crate::xmpp::{error_reply, iq_payload, iq_result, ns, BareJid, Condition, Jid};
-
-/// Router -> Archiver: an archivable message on its way.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ToArchive(pub Route);
-
-/// Archiver (or a session re-routing what it had delivered) -> Router: a message that is in
-/// the archives it belongs to; route it without archiving it again.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Archived(pub Route);
-
-/// Connection -> Archiver: a MAM IQ of `user`'s session about their own archive (query,
-/// search form, metadata, preferences). Answered with what to send, in order.
-#[derive(Message, Debug)]
-#[rtype(result = "Vec<Element>")]
-pub struct MamIq {
-    pub iq: Element,
-    pub user: BareJid,
-}
 
 /// The archive actor.
 pub struct Archiver {

@@ -170,12 +170,12 @@ pub struct RouterHandle {
     /// The archive actor, when `[archive]` is enabled (XEP-0313).
     pub archive: Option<ArchiveHandle>,
     /// Messages that are archived already (re-routed by a session that ends).
-    pub archived: Recipient<super::archive::Archived>,
+    pub archived: Recipient<Archived>,
 }
 
 /// The archive actor's inboxes.
 #[derive(Clone)]
 pub struct ArchiveHandle {
-    pub iq: Recipient<super::archive::MamIq>,
+    pub iq: Recipient<MamIq>,
     pub barrier: Recipient<Barrier>,
 }

@@ -481,3 +481,23 @@ pub struct IncomingLink {
     pub id: u64,
     pub links: Vec<LinkInfo>,
 }
+
+/// Router -> Archiver: an archivable message on its way.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ToArchive(pub Route);
+
+/// Archiver (or a session re-routing what it had delivered) -> Router: a message that is in
+/// the archives it belongs to; route it without archiving it again.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Archived(pub Route);
+
+/// Connection -> Archiver: a MAM IQ of `user`'s session about their own archive (query,
+/// search form, metadata, preferences). Answered with what to send, in order.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<Element>")]
+pub struct MamIq {
+    pub iq: Element,
+    pub user: BareJid,
+}

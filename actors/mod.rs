@@ -23,10 +23,12 @@
 //!         Router --Route (a service's IQ to a host or a bare JID)--> HostIq (host_iq.rs, storage arbiter)
 //!     Router --ToService--> Proxy65Service (proxy65.rs) --activate--> the SOCKS5 relay (src/proxy65/)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
+//!     with [archive]: Router --ToArchive (archivable messages)--> Archiver (archive.rs, storage
+//!         arbiter) --Archived--> Router; Connection --MamIq--> Archiver
 //! ```
 //!
 //! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler,
-//! RosterStore and PepService share a storage arbiter; S2s and its links have a federation
+//! RosterStore, PepService and the Archiver share a storage arbiter; S2s and its links have a federation
 //! arbiter. Every message type is in [`messages`] (a leaf: it imports nothing from
 //! `actors/`); the handles and the session directory are in [`directory`]. The destination
 //! table (`src/destinations.rs`) says which domains are account hosts and which are service

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
 
-use super::archive::{Archived, ToArchive};
 use super::directory::{RosterHandle, RouterHandle, SessionDirectory};
 use super::messages::*;
 use crate::roster::{blocks, SubKind};

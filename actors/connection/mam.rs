@@ -7,7 +7,7 @@
 use actix::prelude::*;
 
 use super::Connection;
-use crate::actors::archive::MamIq;
+use crate::actors::messages::MamIq;
 use crate::services::mam;
 use crate::xml::Element;
 use crate::xmpp::{Condition, Jid};

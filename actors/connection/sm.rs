@@ -22,8 +22,7 @@ use actix::prelude::*;
 
 use super::super::outbox;
 use super::Connection;
-use crate::actors::archive::Archived;
-use crate::actors::messages::{Barrier, Resume, Route};
+use crate::actors::messages::{Archived, Barrier, Resume, Route};
 use crate::login::LoggedIn;
 use crate::shared::ConnSlot;
 use crate::xml::Element;

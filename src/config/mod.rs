@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod archive;
+pub mod archive;
 mod components;
 mod http;
 mod proxy65;
