@@ -1,20 +1,21 @@
 //! The message archive (XEP-0313), kept only when the operator enables `[archive]`: the
-//! archives of accounts and of group-chat rooms, their indexes and the users' preferences.
+//! archives of accounts and of group-chat rooms, their index and the users' preferences.
 //!
 //! An archive's owner is an account or a room, keyed like an account (`domain NUL node`).
 //! Every archived message has an id: a `u64` made of the arrival time in milliseconds
 //! (upper 48 bits) and a counter (lower 16), unique in the database and increasing, so that
-//! key order is time order and a time range is a key range. Four trees:
+//! key order is time order and a time range is a key range. Three trees:
 //!
 //! - `archive`: owner NUL id -> the entry ([`Entry`], a compact binary record);
 //! - `archive_with`: owner NUL the other party's bare JID NUL id -> nothing: "the last 50
 //!   messages with X" is a reverse range scan of 51 keys, whatever the archive's size;
-//! - `archive_time`: id owner -> nothing: the retention sweep reads only what it deletes,
-//!   and the highest id at start keeps ids increasing across restarts;
 //! - `archive_prefs`: owner -> the XEP-0441 preferences (JSON), only when the user set them.
 //!
-//! Writes go time index first, then the entry, then the `with` index: a crash between them
-//! leaves at worst an index key without an entry, which readers skip and the sweep removes.
+//! Two writes per message and owner: the entry, then the `with` key (a crash between them
+//! leaves an entry that a `with` query misses, never a key without an entry that is not
+//! skipped). The retention sweep walks each owner's oldest entries only. Ids stay increasing
+//! across restarts through a high-water mark in `meta` (`archive_ids`), written about once a
+//! second under load.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -193,11 +194,19 @@ pub type Point = (u64, u64);
 pub struct Archive {
     items: sled::Tree,
     with: sled::Tree,
-    time: sled::Tree,
     prefs: sled::Tree,
+    /// The `meta` tree, for the ids' high-water mark.
+    meta: sled::Tree,
     last_id: Arc<AtomicU64>,
+    /// Ids below this may have been handed out (by this or an earlier run).
+    reserved: Arc<AtomicU64>,
     space: Arc<super::space::Space>,
 }
+
+/// The `meta` key of the ids' high-water mark.
+const RESERVED_KEY: &str = "archive_ids";
+/// How far ahead the high-water mark goes: a second's worth of ids.
+const RESERVE: u64 = 1000 << COUNTER_BITS;
 
 fn owner_prefix(domain: &str, node: &str) -> Vec<u8> {
     let mut k = account_key(domain, node);
@@ -235,25 +244,23 @@ impl Archive {
         db: &sled::Db,
         space: Arc<super::space::Space>,
     ) -> Result<Archive, StoreError> {
-        let time = db.open_tree("archive_time")?;
-        let last = match time.last()? {
-            Some((k, _)) => k
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes),
+        let meta = db.open_tree("meta")?;
+        let reserved = match meta.get(RESERVED_KEY)? {
+            Some(v) => v.as_ref().try_into().map_or(0, u64::from_be_bytes),
             None => 0,
         };
         Ok(Archive {
             items: db.open_tree("archive")?,
             with: db.open_tree("archive_with")?,
-            time,
             prefs: db.open_tree("archive_prefs")?,
-            last_id: Arc::new(AtomicU64::new(last)),
+            meta,
+            last_id: Arc::new(AtomicU64::new(reserved)),
+            reserved: Arc::new(AtomicU64::new(reserved)),
             space,
         })
     }
 
-    /// A fresh id: now, and above every id handed out before.
+    /// A fresh id: now, above every id handed out before (in this run and earlier ones).
     pub fn next_id(&self) -> u64 {
         let now = id_at(super::now_ms());
         let prev = self
@@ -262,16 +269,22 @@ impl Archive {
                 Some(now.max(last + 1))
             })
             .unwrap_or(0);
-        now.max(prev + 1)
+        let id = now.max(prev + 1);
+        if id >= self.reserved.load(Ordering::Acquire) {
+            let mark = id + RESERVE;
+            if self.reserved.fetch_max(mark, Ordering::AcqRel) <= id {
+                if let Err(e) = self.meta.insert(RESERVED_KEY, &mark.to_be_bytes()) {
+                    log::error!("archive: cannot keep the ids' high-water mark: {e}");
+                }
+            }
+        }
+        id
     }
 
     /// Archive a message for `owner` (`domain`, `node`).
     pub fn append(&self, domain: &str, node: &str, entry: &Entry) -> Result<(), StoreError> {
         self.space.check()?;
         let owner = owner_prefix(domain, node);
-        let mut t = entry.id.to_be_bytes().to_vec();
-        t.extend_from_slice(&owner);
-        self.time.insert(t, &[])?;
         self.items.insert(cat(&owner, entry.id), encode(entry))?;
         self.with
             .insert(cat(&with_prefix(&owner, bare(&entry.with)), entry.id), &[])?;
@@ -386,39 +399,40 @@ impl Archive {
         Ok(first.zip(last).map(|(f, l)| ((f, ms_of(f)), (l, ms_of(l)))))
     }
 
-    /// Remove one entry and its index keys.
-    fn remove_entry(&self, owner: &[u8], id: u64) -> Result<(), StoreError> {
-        if let Some(v) = self.items.remove(cat(owner, id))? {
-            if let Ok(e) = decode(id, &v) {
-                self.with
-                    .remove(cat(&with_prefix(owner, bare(&e.with)), id))?;
-            }
+    /// Remove one entry and its index key.
+    fn remove_entry(&self, owner: &[u8], id: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.items.remove(cat(owner, id))?;
+        if let Ok(e) = decode(id, record) {
+            self.with
+                .remove(cat(&with_prefix(owner, bare(&e.with)), id))?;
         }
-        let mut t = id.to_be_bytes().to_vec();
-        t.extend_from_slice(owner);
-        self.time.remove(t)?;
         Ok(())
     }
 
     /// Delete every entry that arrived before `cutoff_ms`, of every archive; returns how many.
+    /// Reads each owner's entries from the oldest up to the cutoff, then skips to the next.
     pub fn prune(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let mut n = 0;
-        for k in self
-            .time
-            .range(..id_at(cutoff_ms).to_be_bytes().to_vec())
-            .keys()
-        {
-            let k = k?;
-            let (Some(id), Some(owner)) = (
-                k.get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes),
-                k.get(8..),
-            ) else {
-                continue;
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(kv) = self.items.range(from.clone()..).next() {
+            let (k, _) = kv?;
+            let Some(owner) = k.get(..k.len().saturating_sub(8)) else {
+                break;
             };
-            self.remove_entry(owner, id)?;
-            n += 1;
+            let owner = owner.to_vec();
+            for kv in self
+                .items
+                .range(owner.clone()..cat(&owner, id_at(cutoff_ms)))
+            {
+                let (k, v) = kv?;
+                if let Some(id) = id_suffix(&k) {
+                    self.remove_entry(&owner, id, &v)?;
+                    n += 1;
+                }
+            }
+            // Past every key of this owner (an id is 8 bytes).
+            from = owner;
+            from.extend_from_slice(&[0xff; 9]);
         }
         Ok(n)
     }
@@ -427,9 +441,10 @@ impl Archive {
     pub fn remove_owner(&self, domain: &str, node: &str) -> Result<usize, StoreError> {
         let owner = owner_prefix(domain, node);
         let mut n = 0;
-        for k in self.items.scan_prefix(&owner).keys() {
-            if let Some(id) = id_suffix(&k?) {
-                self.remove_entry(&owner, id)?;
+        for kv in self.items.scan_prefix(&owner) {
+            let (k, v) = kv?;
+            if let Some(id) = id_suffix(&k) {
+                self.remove_entry(&owner, id, &v)?;
                 n += 1;
             }
         }
@@ -471,6 +486,11 @@ mod tests {
     use super::*;
 
     fn open() -> (tempfile::TempDir, Archive) {
+        let (dir, _db, a) = open_db();
+        (dir, a)
+    }
+
+    fn open_db() -> (tempfile::TempDir, sled::Db, Archive) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new()
             .path(dir.path().join("db"))
@@ -478,7 +498,7 @@ mod tests {
             .unwrap();
         let space = Arc::new(crate::store::space::Space::new(dir.path().to_owned(), 0));
         let a = Archive::open(&db, space).unwrap();
-        (dir, a)
+        (dir, db, a)
     }
 
     fn put(a: &Archive, owner: &str, id: u64, with: &str, body: &str) {
@@ -505,7 +525,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_ids_increase() {
-        let (_d, a) = open();
+        let (_d, db, a) = open_db();
         let e = Entry {
             id: a.next_id(),
             with: "b@y/r".into(),
@@ -515,6 +535,9 @@ mod tests {
         assert_eq!(decode(e.id, &encode(&e)).unwrap(), e);
         let n = a.next_id();
         assert!(n > e.id && a.next_id() > n);
+        // A restart goes on above every id handed out before.
+        let again = Archive::open(&db, a.space.clone()).unwrap();
+        assert!(again.next_id() > n);
         assert_eq!(parse_id(&id_string(n)), Some(n));
         assert_eq!(parse_id("zz"), None);
     }
@@ -614,7 +637,7 @@ mod tests {
         a.set_prefs("x", "alice", &Prefs::with_default(Mode::Never))
             .unwrap();
         assert_eq!(a.remove_owner("x", "alice").unwrap(), 1);
-        assert_eq!((a.items.len(), a.with.len(), a.time.len()), (0, 0, 0));
+        assert_eq!((a.items.len(), a.with.len()), (0, 0));
         assert_eq!(a.prefs("x", "alice").unwrap(), None);
     }
 
