@@ -593,3 +593,44 @@ async fn stream_management_acks_and_rerouting_keep_one_copy() {
         .collect();
     assert_eq!(again, first, "the same ids as the first delivery");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_across_servers_are_archived_on_each_side() {
+    use common::fed::{add_user, login, wait_for};
+    use common::s2s::start_domain;
+    let (pa, pb) = (free_port(), free_port());
+    let a = start_domain(
+        "a.test",
+        pa,
+        &[("b.test", format!("127.0.0.1:{pb}"))],
+        None,
+        &archiving,
+    );
+    let b = start_domain(
+        "b.test",
+        pb,
+        &[("a.test", format!("127.0.0.1:{pa}"))],
+        None,
+        &archiving,
+    );
+    add_user(&a, "a.test", "alice");
+    add_user(&b, "b.test", "bob");
+    let mut alice = login(&a, "a.test", "alice").await;
+    let mut bob = login(&b, "b.test", "bob").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>over there</body><stanza-id xmlns='urn:xmpp:sid:0' by='bob@b.test' id='forged'/></message>")
+        .await;
+    let m = wait_for(&mut bob, |e| e.name == "message").await;
+    let id = stanza_id(&m, "bob@b.test").expect("stamped by bob's server");
+    assert_ne!(id, "forged");
+    let (r, _) = query(&mut bob, "", "", "").await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].0.as_str(), body(&r[0].1).as_str()),
+        (id.as_str(), "over there")
+    );
+    assert_eq!(r[0].1.get_attr("from"), Some("alice@a.test/r"));
+    let (r, _) = query(&mut alice, "", "", "").await;
+    assert_eq!(bodies(&r), ["over there"]);
+    assert_eq!(r[0].1.get_attr("to"), Some("bob@b.test"));
+}
