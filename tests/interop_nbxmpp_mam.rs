@@ -25,7 +25,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// kleiber's archive, on for everyone (the config keys of the archive: `[archive]`).
-pub const ARCHIVE: &str = "[archive]\nenabled = true\nretention_days = 30\ndefault_mode = \"always\"\n";
+pub const ARCHIVE: &str =
+    "[archive]\nenabled = true\nretention_days = 30\ndefault_mode = \"always\"\n";
 
 /// Debian's Python when it can import nbxmpp; `None` (skip) otherwise, or a panic under
 /// `KLEIBER_REQUIRE_INTEROP=1`.
@@ -64,7 +65,12 @@ fn nbxmpp_queries_pages_and_filters_the_archive() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/nbxmpp_mam.py");
     let out = Command::new(&py)
         .arg(&script)
-        .args(["--host", "127.0.0.1", "--port", &s.starttls.port().to_string()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &s.starttls.port().to_string(),
+        ])
         .args(["--domain", "localhost", "--prefix", "nb"])
         .output()
         .expect("run Debian's python3");

@@ -18,7 +18,8 @@ mod common;
 use common::*;
 
 /// kleiber's archive, on for everyone (the config keys of the archive: `[archive]`).
-pub const ARCHIVE: &str = "[archive]\nenabled = true\nretention_days = 30\ndefault_mode = \"always\"\n";
+pub const ARCHIVE: &str =
+    "[archive]\nenabled = true\nretention_days = 30\ndefault_mode = \"always\"\n";
 
 #[test]
 fn slixmpp_queries_pages_and_filters_the_archive() {

@@ -358,7 +358,9 @@ pub(crate) async fn mam_query(args: Args, q: usize) -> Res<()> {
             };
             let (at, el) = match ev {
                 Ev::El { at, el, .. } => (at, el),
-                Ev::Down { why, .. } => return Err(format!("{owner}: connection lost: {why}").into()),
+                Ev::Down { why, .. } => {
+                    return Err(format!("{owner}: connection lost: {why}").into())
+                }
             };
             match elem_name(&el) {
                 "message" if el.contains("<result") => items += 1,
