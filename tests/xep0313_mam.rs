@@ -597,22 +597,7 @@ async fn stream_management_acks_and_rerouting_keep_one_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_across_servers_are_archived_on_each_side() {
     use common::fed::{add_user, login, wait_for};
-    use common::s2s::start_domain;
-    let (pa, pb) = (free_port(), free_port());
-    let a = start_domain(
-        "a.test",
-        pa,
-        &[("b.test", format!("127.0.0.1:{pb}"))],
-        None,
-        &archiving,
-    );
-    let b = start_domain(
-        "b.test",
-        pb,
-        &[("a.test", format!("127.0.0.1:{pa}"))],
-        None,
-        &archiving,
-    );
+    let (a, b) = common::s2s::pair_tweaked(&archiving);
     add_user(&a, "a.test", "alice");
     add_user(&b, "b.test", "bob");
     let mut alice = login(&a, "a.test", "alice").await;
