@@ -71,4 +71,7 @@ fn socks5_corpus() {
 #[test]
 fn mam_corpus() {
     assert!(replay("mam", kleiber::fuzzing::mam) > 0);
+    // The target's small archive, made once per process.
+    let dir = std::env::temp_dir().join(format!("kleiber-fuzz-mam-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(dir);
 }
