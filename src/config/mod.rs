@@ -16,10 +16,12 @@ use serde::Deserialize;
 mod components;
 mod http;
 mod proxy65;
+mod push;
 mod turn;
 pub use components::ComponentConfig;
 pub use http::{HttpConfig, UploadConfig};
 pub use proxy65::Proxy65Config;
+pub use push::PushConfig;
 pub use turn::{ExternalService, ServiceKind, Transport, TurnConfig};
 
 /// The whole configuration.
@@ -51,6 +53,7 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     pub turn: TurnConfig,
     pub proxy65: Proxy65Config,
+    pub push: PushConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -466,6 +469,7 @@ impl Default for Config {
             components: Vec::new(),
             turn: TurnConfig::default(),
             proxy65: Proxy65Config::default(),
+            push: PushConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -711,6 +715,7 @@ impl Config {
         self.upload.validate()?;
         self.turn.validate()?;
         self.proxy65.validate()?;
+        self.push.validate()?;
         self.check_service_domains()?;
         self.validate_components()?;
         if self.delivery_errors.retention_days == 0 {
