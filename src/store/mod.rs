@@ -13,6 +13,7 @@ pub mod delivery_errors;
 pub mod muc;
 pub mod offline;
 pub mod pep;
+pub mod push;
 pub mod roster;
 pub mod snapshot;
 pub mod space;
@@ -145,6 +146,8 @@ pub struct Store {
     pub offline: Offline,
     pub client_data: ClientData,
     pub pep: Pep,
+    /// XEP-0357 push registrations (app servers of the account's clients).
+    pub push: push::Push,
     /// Group-chat rooms (configuration, affiliations, subject).
     pub muc: muc::Rooms,
     /// Files shared with HTTP File Upload (XEP-0363): records and `<data_dir>/uploads`.
@@ -212,6 +215,7 @@ impl Store {
                 space.clone(),
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
+            push: push::Push::new(db.open_tree("push")?, space.clone()),
             muc: muc::Rooms::new(db.open_tree("muc")?, space.clone()),
             uploads: uploads::Uploads::new(db.open_tree("uploads")?, dir, space.clone()),
             offline: Offline::new(
@@ -390,6 +394,7 @@ impl Store {
             self.offline.remove_account(domain, user)?;
             self.client_data.remove_account(domain, user)?;
             self.pep.remove_account(domain, user)?;
+            self.push.remove_account(domain, user)?;
             jids.insert(format!("{user}@{domain}"));
         }
         self.pep.forget(&jids)?;
