@@ -44,6 +44,7 @@ pub mod muc;
 pub mod outbox;
 pub mod pep;
 pub mod proxy65;
+pub mod push;
 pub mod roster;
 pub mod router;
 pub mod s2s;
@@ -301,9 +302,14 @@ fn start_router(
             s2s::S2s::new(shared, cx, router.recipient(), sched.recipient())
         })
     });
+    let push = push::PushService::start_in_arbiter(&store_handle, {
+        let (shared, router) = (shared.clone(), addr.clone());
+        move |_| push::PushService::new(shared, router.recipient())
+    });
     let spool = Spool::start_in_arbiter(&store_handle, {
         let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
-        move |_| Spool::new(shared, router.recipient(), sched.recipient())
+        let push = push.clone().recipient();
+        move |_| Spool::new(shared, router.recipient(), sched.recipient(), push)
     });
     let roster = RosterStore::start_in_arbiter(&store_handle, {
         let (shared, router) = (shared.clone(), addr.clone());
@@ -321,15 +327,21 @@ fn start_router(
         s2s.clone().map(Addr::recipient),
         Some(pep.clone().recipient()),
     );
+    let inboxes = host_iq::Inboxes {
+        pep: pep_handle(&pep),
+        push_answer: push.clone().recipient(),
+    };
     let host_iq = host_iq::HostIq::start_in_arbiter(&store_handle, {
-        let (shared, pep, router) = (shared.clone(), pep_handle(&pep), addr.clone().recipient());
+        let (shared, router) = (shared.clone(), addr.clone().recipient());
         move |_| host_iq::HostIq {
             shared,
-            pep,
+            inboxes,
             router,
         }
     });
     router.set_host_iq(host_iq.recipient());
+    router.set_push(push.clone().recipient());
+    router.listen_accounts(push.clone().recipient());
     let mut on_shutdown = Vec::new();
     for spec in services {
         let inbox = (spec.start)(ServiceContext {
@@ -350,6 +362,11 @@ fn start_router(
         roster_handle(&roster),
         (spool.clone().recipient(), spool.clone().recipient()),
         pep_handle(&pep),
+        directory::PushHandle {
+            request: push.clone().recipient(),
+            event: push.clone().recipient(),
+            answer: push.recipient(),
+        },
     );
     let addr = ctx.run(router);
     let writers: Vec<Recipient<messages::Barrier>> = vec![

@@ -200,6 +200,17 @@ impl Connection {
         true
     }
 
+    /// Messages sent to the client and not acknowledged yet.
+    pub(super) fn sm_unacked_messages(&self) -> u64 {
+        self.sm.as_ref().map_or(0, |sm| {
+            sm.unacked
+                .iter()
+                .flatten()
+                .filter(|e| e.name == "message")
+                .count() as u64
+        })
+    }
+
     /// A stanza from the client was handled.
     pub(super) fn sm_handled(&mut self) {
         if let Some(sm) = &mut self.sm {
