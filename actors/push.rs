@@ -187,12 +187,10 @@ impl PushService {
         let attempt = p.attempt + 1;
         ctx.run_later(cfg.backoff(attempt), move |act, ctx| {
             let (domain, name) = parts(&p.user);
-            let still = act
-                .shared
-                .store
-                .push
-                .list(domain, name)
-                .is_ok_and(|regs| regs.iter().any(|r| (&r.jid, &r.node) == (&p.reg.jid, &p.reg.node)));
+            let still = act.shared.store.push.list(domain, name).is_ok_and(|regs| {
+                regs.iter()
+                    .any(|r| (&r.jid, &r.node) == (&p.reg.jid, &p.reg.node))
+            });
             if still {
                 act.send(p.user, p.reg, p.summary, attempt, ctx);
             }
@@ -204,11 +202,11 @@ impl PushService {
         let Some(id) = iq.get_attr("id") else { return };
         let from = iq.get_attr("from").unwrap_or_default();
         // Only the app server the notification went to may answer it.
-        let Some(p) = self
+        let ours = self
             .pending
-            .remove(id)
-            .filter(|p| crate::xmpp::bare_part(from) == crate::xmpp::bare_part(&p.reg.jid))
-        else {
+            .get(id)
+            .is_some_and(|p| crate::xmpp::bare_part(from) == crate::xmpp::bare_part(&p.reg.jid));
+        let Some(p) = ours.then(|| self.pending.remove(id)).flatten() else {
             return;
         };
         ctx.cancel_future(p.timeout);
@@ -220,7 +218,9 @@ impl PushService {
                 let (domain, name) = parts(&p.user);
                 let store = &self.shared.store.push;
                 match store.remove(domain, name, &p.reg.jid, Some(&p.reg.node)) {
-                    Ok(_) => log::info!("push: a registration removed (the app server says it is gone)"),
+                    Ok(_) => {
+                        log::info!("push: a registration removed (the app server says it is gone)")
+                    }
                     Err(e) => log::error!("push: cannot remove a registration: {e}"),
                 }
             }

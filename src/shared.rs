@@ -51,9 +51,7 @@ impl Shared {
         let destinations = crate::destinations::Destinations::from_config(&config);
         let mut server_info = server_info;
         if config.push.enabled {
-            server_info
-                .account_features
-                .push(crate::services::push::NS);
+            server_info.account_features.push(crate::services::push::NS);
         }
         for host in destinations.account_hosts() {
             let services = destinations.services_of(host).map(str::to_owned).collect();

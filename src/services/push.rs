@@ -105,7 +105,9 @@ fn publish_options(x: &Element) -> Result<PublishOptions, StanzaError> {
             .iter()
             .any(|(k, v)| k.len() > MAX_VALUE_BYTES || v.iter().any(|s| s.len() > MAX_VALUE_BYTES));
     if too_big {
-        return Err(StanzaError::new(Condition::NotAcceptable).with_text("publish options too large"));
+        return Err(
+            StanzaError::new(Condition::NotAcceptable).with_text("publish options too large")
+        );
     }
     Ok(PublishOptions(values.into_iter().collect()))
 }
@@ -196,7 +198,12 @@ impl Summary {
     fn form(&self) -> Element {
         let mut x = form::form("submit", NS_SUMMARY);
         let count = self.message_count.to_string();
-        x = x.child(form::field("message-count", "text-single", None, [count.as_str()]));
+        x = x.child(form::field(
+            "message-count",
+            "text-single",
+            None,
+            [count.as_str()],
+        ));
         if self.pending_subscriptions > 0 {
             let n = self.pending_subscriptions.to_string();
             x = x.child(form::field(
@@ -207,10 +214,20 @@ impl Summary {
             ));
         }
         if let Some(s) = &self.sender {
-            x = x.child(form::field("last-message-sender", "jid-single", None, [s.as_str()]));
+            x = x.child(form::field(
+                "last-message-sender",
+                "jid-single",
+                None,
+                [s.as_str()],
+            ));
         }
         if let Some(b) = &self.body {
-            x = x.child(form::field("last-message-body", "text-single", None, [b.as_str()]));
+            x = x.child(form::field(
+                "last-message-body",
+                "text-single",
+                None,
+                [b.as_str()],
+            ));
         }
         x
     }
@@ -229,7 +246,12 @@ pub fn notification(from: &BareJid, reg: &Registration, id: &str, summary: &Summ
     if !reg.options.0.is_empty() {
         let mut x = form::form("submit", NS_PUBLISH_OPTIONS);
         for (var, values) in &reg.options.0 {
-            x = x.child(form::field(var, "text-single", None, values.iter().map(String::as_str)));
+            x = x.child(form::field(
+                var,
+                "text-single",
+                None,
+                values.iter().map(String::as_str),
+            ));
         }
         pubsub = pubsub.child(Element::new("publish-options", super::pep::NS).child(x));
     }
@@ -374,8 +396,14 @@ mod tests {
     #[test]
     fn bad_requests_have_their_conditions() {
         let cond = |xml: &str| req(xml).unwrap_err().condition;
-        assert_eq!(cond("<enable xmlns='urn:xmpp:push:0' node='n'/>"), Condition::BadRequest);
-        assert_eq!(cond("<disable xmlns='urn:xmpp:push:0'/>"), Condition::BadRequest);
+        assert_eq!(
+            cond("<enable xmlns='urn:xmpp:push:0' node='n'/>"),
+            Condition::BadRequest
+        );
+        assert_eq!(
+            cond("<disable xmlns='urn:xmpp:push:0'/>"),
+            Condition::BadRequest
+        );
         assert_eq!(
             cond("<enable xmlns='urn:xmpp:push:0' jid='a@@b' node='n'/>"),
             Condition::JidMalformed
@@ -386,7 +414,9 @@ mod tests {
         );
         let long = "n".repeat(2000);
         assert_eq!(
-            cond(&format!("<enable xmlns='urn:xmpp:push:0' jid='p.example' node='{long}'/>")),
+            cond(&format!(
+                "<enable xmlns='urn:xmpp:push:0' jid='p.example' node='{long}'/>"
+            )),
             Condition::NotAcceptable
         );
         assert_eq!(
@@ -398,8 +428,14 @@ mod tests {
             "<iq xmlns='jabber:client' type='get' id='x'><enable xmlns='urn:xmpp:push:0' jid='p'/></iq>",
         )
         .unwrap();
-        assert_eq!(parse(&get, &own()).unwrap().unwrap_err().condition, Condition::BadRequest);
-        let other = parse_element("<iq xmlns='jabber:client' type='set' id='x'><ping xmlns='urn:xmpp:ping'/></iq>").unwrap();
+        assert_eq!(
+            parse(&get, &own()).unwrap().unwrap_err().condition,
+            Condition::BadRequest
+        );
+        let other = parse_element(
+            "<iq xmlns='jabber:client' type='set' id='x'><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        .unwrap();
         assert!(parse(&other, &own()).is_none());
     }
 
@@ -469,7 +505,10 @@ mod tests {
     #[test]
     fn answers() {
         let o = |xml: &str| outcome(&parse_element(xml).unwrap());
-        assert_eq!(o("<iq xmlns='jabber:client' type='result' id='a'/>"), Outcome::Done);
+        assert_eq!(
+            o("<iq xmlns='jabber:client' type='result' id='a'/>"),
+            Outcome::Done
+        );
         let err = |kind: &str, cond: &str| {
             o(&format!("<iq xmlns='jabber:client' type='error' id='a'><error type='{kind}'><{cond} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"))
         };
@@ -481,7 +520,10 @@ mod tests {
         assert_eq!(err("cancel", "service-unavailable"), Outcome::Retry);
         assert_eq!(err("cancel", "remote-server-not-found"), Outcome::Retry);
         assert_eq!(err("modify", "bad-request"), Outcome::Failed);
-        assert_eq!(o("<iq xmlns='jabber:client' type='error' id='a'/>"), Outcome::Failed);
+        assert_eq!(
+            o("<iq xmlns='jabber:client' type='error' id='a'/>"),
+            Outcome::Failed
+        );
     }
 
     #[test]

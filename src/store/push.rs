@@ -154,12 +154,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
         let p = &store.push;
-        assert_eq!(p.put("x", "a", &reg("push.example", "n1", 1), 2).unwrap(), 0);
-        assert_eq!(p.put("x", "a", &reg("push.example", "n2", 2), 2).unwrap(), 0);
+        assert_eq!(
+            p.put("x", "a", &reg("push.example", "n1", 1), 2).unwrap(),
+            0
+        );
+        assert_eq!(
+            p.put("x", "a", &reg("push.example", "n2", 2), 2).unwrap(),
+            0
+        );
         // The same app server and node again: replaced, nothing else goes.
-        assert_eq!(p.put("x", "a", &reg("push.example", "n2", 3), 2).unwrap(), 0);
-        assert_eq!(p.put("x", "a", &reg("other.example", "n", 4), 2).unwrap(), 1);
-        let nodes: Vec<String> = p.list("x", "a").unwrap().into_iter().map(|r| r.node).collect();
+        assert_eq!(
+            p.put("x", "a", &reg("push.example", "n2", 3), 2).unwrap(),
+            0
+        );
+        assert_eq!(
+            p.put("x", "a", &reg("other.example", "n", 4), 2).unwrap(),
+            1
+        );
+        let nodes: Vec<String> = p
+            .list("x", "a")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.node)
+            .collect();
         assert_eq!(nodes, ["n2", "n"]);
         p.put("x", "ab", &reg("push.example", "n1", 1), 2).unwrap();
         assert_eq!(p.remove("x", "a", "push.example", Some("nope")).unwrap(), 0);
