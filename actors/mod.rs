@@ -23,6 +23,8 @@
 //!         Router --Route (a service's IQ to a host or a bare JID)--> HostIq (host_iq.rs, storage arbiter)
 //!     Router --ToService--> Proxy65Service (proxy65.rs) --activate--> the SOCKS5 relay (src/proxy65/)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
+//!     Connection --PushRequest/PushEvent--> PushService (push.rs, storage arbiter) --Route--> Router;
+//!         Spool, Router --PushEvent--> PushService; Component, S2sIn, HostIq --PushAnswer--> PushService
 //! ```
 //!
 //! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler,
