@@ -34,6 +34,7 @@ use crate::services::push::{self as proto, Outcome, Request, Summary};
 use crate::shared::Shared;
 use crate::store::push::Registration;
 use crate::xml::Element;
+use crate::xmpp::account_parts as parts;
 use crate::xmpp::{random_id, BareJid, Condition, StanzaError};
 
 /// A notification waiting for the app server's answer.
@@ -55,13 +56,6 @@ pub struct PushService {
     pending: HashMap<String, Pending>,
     /// When each account's notifications of the last minute went out (the rate limit).
     sent: HashMap<BareJid, VecDeque<Instant>>,
-}
-
-fn parts(j: &BareJid) -> (&str, &str) {
-    (
-        j.domain().as_str(),
-        j.node().map(|n| n.as_str()).unwrap_or_default(),
-    )
 }
 
 impl PushService {

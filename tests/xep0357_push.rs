@@ -69,6 +69,25 @@ async fn registered_then_offline(s: &TestServer, node: &str) {
     .await;
 }
 
+/// A server whose app server is connected, with juliet registered for `node` and away,
+/// and romeo online: (server, app server, romeo).
+async fn juliet_away(node: &str, cfg: impl FnOnce(&mut Config)) -> (TestServer, Comp, Client) {
+    let s = TestServer::start_with(with_app_server(cfg));
+    users(&s);
+    let app = app_server(&s).await;
+    registered_then_offline(&s, node).await;
+    let r = s.online("romeo", "orchard").await;
+    (s, app, r)
+}
+
+/// A chat message with `body` to juliet's bare JID.
+async fn write(r: &mut Client, body: &str) {
+    r.send(&format!(
+        "<message to='juliet@localhost' type='chat'><body>{body}</body></message>"
+    ))
+    .await;
+}
+
 /// A round trip to the server on `c`'s stream.
 async fn sync(c: &mut Client, id: &str) {
     c.send(&format!(
@@ -193,15 +212,10 @@ async fn switched_off_push_is_not_offered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_message_pushes_the_summary_only() {
-    let s = TestServer::start_with(with_app_server(|_| {}));
-    users(&s);
-    let mut app = app_server(&s).await;
-    registered_then_offline(&s, "yxs32uqsflafdk3iuqo").await;
-    let mut r = s.online("romeo", "orchard").await;
+    let (_server, mut app, mut r) = juliet_away("yxs32uqsflafdk3iuqo", |_| {}).await;
     // A chat state alone is kept offline but is no reason to wake the phone.
     r.send("<message to='juliet@localhost' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>").await;
-    r.send("<message to='juliet@localhost' type='chat'><body>Wherefore art thou?</body></message>")
-        .await;
+    write(&mut r, "Wherefore art thou?").await;
     let n = app.recv_named("iq").await;
     let xml = n.to_xml("jabber:client");
     assert_eq!(n.get_attr("type"), Some("set"));
@@ -240,16 +254,12 @@ async fn offline_message_pushes_the_summary_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_and_body_only_when_the_operator_allows_them() {
-    let s = TestServer::start_with(with_app_server(|c| {
+    let (_server, mut app, mut r) = juliet_away("n", |c| {
         c.push.include_sender = true;
         c.push.include_body = true;
-    }));
-    users(&s);
-    let mut app = app_server(&s).await;
-    registered_then_offline(&s, "n").await;
-    let mut r = s.online("romeo", "orchard").await;
-    r.send("<message to='juliet@localhost' type='chat'><body>Wherefore art thou?</body></message>")
-        .await;
+    })
+    .await;
+    write(&mut r, "Wherefore art thou?").await;
     let f = summary(&app.recv_named("iq").await);
     assert_eq!(field(&f, "last-message-sender"), Some("romeo@localhost"));
     assert_eq!(field(&f, "last-message-body"), Some("Wherefore art thou?"));
@@ -267,11 +277,7 @@ async fn sender_and_body_only_when_the_operator_allows_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_request_to_an_account_without_session_pushes() {
-    let s = TestServer::start_with(with_app_server(|_| {}));
-    users(&s);
-    let mut app = app_server(&s).await;
-    registered_then_offline(&s, "n").await;
-    let mut r = s.online("romeo", "orchard").await;
+    let (_server, mut app, mut r) = juliet_away("n", |_| {}).await;
     r.send("<presence to='juliet@localhost' type='subscribe'/>")
         .await;
     let f = summary(&app.recv_named("iq").await);
@@ -339,15 +345,8 @@ async fn hibernated_session_gets_one_push_per_burst() {
     }
     sync(&mut r, "sync").await;
     // Nothing went offline: the session waits for its client.
-    assert_eq!(
-        s.shared()
-            .store
-            .offline
-            .usage("localhost", "juliet")
-            .unwrap()
-            .count,
-        0
-    );
+    let spool = s.shared().store.offline.usage("localhost", "juliet");
+    assert_eq!(spool.unwrap().count, 0);
     // The client comes back (a new burst may then begin), and goes again: a subscription
     // request is the next thing the app server hears of, not another push of the burst.
     let j = resume(&s, &id, sent + 5).await;
@@ -394,13 +393,8 @@ fn quick_retries(c: &mut Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_without_an_answer_and_after_wait_errors() {
-    let s = TestServer::start_with(with_app_server(quick_retries));
-    users(&s);
-    let mut app = app_server(&s).await;
-    registered_then_offline(&s, "n").await;
-    let mut r = s.online("romeo", "orchard").await;
-    r.send("<message to='juliet@localhost' type='chat'><body>1</body></message>")
-        .await;
+    let (s, mut app, mut r) = juliet_away("n", quick_retries).await;
+    write(&mut r, "1").await;
     // No answer: sent again (a new id, the same notification); then a `wait` error: again.
     let first = next_push(&mut app, None).await;
     let second = next_push(&mut app, Some(&error("wait", "resource-constraint"))).await;
@@ -418,8 +412,7 @@ async fn retried_without_an_answer_and_after_wait_errors() {
     // Accepted: the registration stays and the next message has its own notification (two
     // messages wait), after more than a retry's time without one of the first again.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    r.send("<message to='juliet@localhost' type='chat'><body>2</body></message>")
-        .await;
+    write(&mut r, "2").await;
     let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(field(&f, "message-count"), Some("2"));
     assert_eq!(registrations(&s), ["n"]);
@@ -427,19 +420,13 @@ async fn retried_without_an_answer_and_after_wait_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_consumed_and_failed_ones_not_retried() {
-    let s = TestServer::start_with(with_app_server(quick_retries));
-    users(&s);
-    let mut app = app_server(&s).await;
-    registered_then_offline(&s, "n").await;
-    let mut r = s.online("romeo", "orchard").await;
-    r.send("<message to='juliet@localhost' type='chat'><body>1</body></message>")
-        .await;
+    let (s, mut app, mut r) = juliet_away("n", quick_retries).await;
+    write(&mut r, "1").await;
     // A refusal that is not about the registration: dropped, not retried, registration kept.
     next_push(&mut app, Some(&error("modify", "bad-request"))).await;
     // (More than a retry's time, in which a retry of it would come.)
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    r.send("<message to='juliet@localhost' type='chat'><body>2</body></message>")
-        .await;
+    write(&mut r, "2").await;
     let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(
         field(&f, "message-count"),
@@ -459,13 +446,8 @@ async fn answers_are_consumed_and_failed_ones_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_registration_is_removed() {
-    let s = TestServer::start_with(with_app_server(quick_retries));
-    users(&s);
-    let mut app = app_server(&s).await;
-    registered_then_offline(&s, "n").await;
-    let mut r = s.online("romeo", "orchard").await;
-    r.send("<message to='juliet@localhost' type='chat'><body>1</body></message>")
-        .await;
+    let (s, mut app, mut r) = juliet_away("n", quick_retries).await;
+    write(&mut r, "1").await;
     next_push(&mut app, Some(&error("cancel", "item-not-found"))).await;
     for _ in 0..400 {
         if registrations(&s).is_empty() {

@@ -196,38 +196,24 @@ impl Summary {
     }
 
     fn form(&self) -> Element {
-        let mut x = form::form("submit", NS_SUMMARY);
         let count = self.message_count.to_string();
-        x = x.child(form::field(
-            "message-count",
-            "text-single",
-            None,
-            [count.as_str()],
-        ));
-        if self.pending_subscriptions > 0 {
-            let n = self.pending_subscriptions.to_string();
-            x = x.child(form::field(
+        let requests =
+            (self.pending_subscriptions > 0).then(|| self.pending_subscriptions.to_string());
+        let fields = [
+            ("message-count", "text-single", Some(count.as_str())),
+            (
                 "pending-subscription-count",
                 "text-single",
-                None,
-                [n.as_str()],
-            ));
-        }
-        if let Some(s) = &self.sender {
-            x = x.child(form::field(
-                "last-message-sender",
-                "jid-single",
-                None,
-                [s.as_str()],
-            ));
-        }
-        if let Some(b) = &self.body {
-            x = x.child(form::field(
-                "last-message-body",
-                "text-single",
-                None,
-                [b.as_str()],
-            ));
+                requests.as_deref(),
+            ),
+            ("last-message-sender", "jid-single", self.sender.as_deref()),
+            ("last-message-body", "text-single", self.body.as_deref()),
+        ];
+        let mut x = form::form("submit", NS_SUMMARY);
+        for (var, kind, value) in fields {
+            if let Some(v) = value {
+                x = x.child(form::field(var, kind, None, [v]));
+            }
         }
         x
     }

@@ -38,7 +38,7 @@ sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slixmpp_chat as chat  # noqa: E402  (exits 3 with a FAIL line if slixmpp is missing)
 from slixmpp_chat import Failure, guarded, say  # noqa: E402
-from slixmpp_resume import SmClient, receive  # noqa: E402
+from slixmpp_resume import SmClient, login, receive  # noqa: E402
 
 import slixmpp  # noqa: E402
 from slixmpp.xmlstream.handler import Callback  # noqa: E402
@@ -123,18 +123,6 @@ async def enable_push(a: SmClient, app: str, node: str, secret: str) -> None:
     say(f"a: push enabled for {app}, node {node!r}")
 
 
-async def login(args, fatal, step, clients, label: str, resource: str, sm: bool) -> SmClient:
-    jid = f"{args.prefix}{label}@{args.domain}/{resource}"
-    c = SmClient(label, jid, secrets.token_urlsafe(18), args, fatal, sm=sm)
-    clients.append(c)
-    say(f"{label}: connecting to {args.host}:{args.port} ({args.mode}) as {jid}")
-    c.connect(args.host, args.port)
-    await guarded(c.ready, fatal, step, f"{label}: register + log in")
-    c.send_presence()
-    await guarded(chat.barrier(c), fatal, step, f"{label}: IQ round trip after presence")
-    return c
-
-
 async def burst_until_pushed(a, b, app: AppServer, fatal, step) -> list[str]:
     """b writes to a until the app server hears of it; then two more messages."""
     token = secrets.token_hex(3)
@@ -171,8 +159,8 @@ async def scenario(args, step: list[str]) -> None:
         say(f"app: connecting as component {args.app_domain} to port {args.app_port}")
         app.connect(args.host, args.app_port)
         await guarded(app.ready, fatal, step, "app: component handshake")
-        a = await login(args, fatal, step, clients, "a", "phone", True)
-        b = await login(args, fatal, step, clients, "b", "desk", False)
+        a = await login(args, fatal, step, clients, "a", "phone", sm=True)
+        b = await login(args, fatal, step, clients, "b", "desk", sm=False)
         await guarded(a.wait_for(lambda: a.enabled is not None, "no <enabled/>"),
                       fatal, step, "a: waiting for <enabled/>")
         node, secret = secrets.token_urlsafe(12), secrets.token_urlsafe(16)

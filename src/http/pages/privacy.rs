@@ -278,23 +278,36 @@ fn push_notifications(page: &mut Page, config: &Config) {
         return;
     }
     let lang = page.lang;
-    let (extra_en, extra_de) = match (p.include_sender, p.include_body) {
-        (false, false) => (
-            "Not who sent it, nor what it says.",
-            "Nicht, wer sie geschickt hat, und nicht, was darin steht.",
+    let told: Vec<(&str, &str)> = [
+        (
+            p.include_sender,
+            "<strong>who sent</strong> the message (the Jabber ID)",
+            "<strong>wer</strong> die Nachricht geschickt hat (die Jabber-ID)",
         ),
-        (true, false) => (
-            "This server also tells it <strong>who sent</strong> the message (the Jabber ID), not what it says.",
-            "Dieser Server teilt ihm außerdem mit, <strong>wer</strong> die Nachricht geschickt hat (die Jabber-ID), nicht, was darin steht.",
+        (
+            p.include_body,
+            "<strong>what it says</strong> (not for end-to-end encrypted messages)",
+            "<strong>was darin steht</strong> (nicht bei Ende-zu-Ende-verschlüsselten Nachrichten)",
         ),
-        (false, true) => (
-            "This server also tells it <strong>what the message says</strong> (not for end-to-end encrypted messages), not who sent it.",
-            "Dieser Server teilt ihm außerdem mit, <strong>was in der Nachricht steht</strong> (nicht bei Ende-zu-Ende-verschlüsselten Nachrichten), nicht, wer sie geschickt hat.",
-        ),
-        (true, true) => (
-            "This server also tells it <strong>who sent</strong> the message (the Jabber ID) and <strong>what it says</strong> (not for end-to-end encrypted messages).",
-            "Dieser Server teilt ihm außerdem mit, <strong>wer</strong> die Nachricht geschickt hat (die Jabber-ID) und <strong>was darin steht</strong> (nicht bei Ende-zu-Ende-verschlüsselten Nachrichten).",
-        ),
+    ]
+    .into_iter()
+    .filter(|(on, _, _)| *on)
+    .map(|(_, en, de)| (en, de))
+    .collect();
+    let (extra_en, extra_de) = if told.is_empty() {
+        (
+            "Not who sent it, nor what it says.".to_owned(),
+            "Nicht, wer sie geschickt hat, und nicht, was darin steht.".to_owned(),
+        )
+    } else {
+        let (en, de): (Vec<&str>, Vec<&str>) = told.into_iter().unzip();
+        (
+            format!("This server also tells it {}.", en.join(" and ")),
+            format!(
+                "Dieser Server teilt ihm außerdem mit, {}.",
+                de.join(" und ")
+            ),
+        )
     };
     page.p(&lang.t(
         format!("If your app (on a phone, mostly) turns on <strong>push notifications</strong>, the server stores the address of the app's push service, the name of your device there and what the app gives with it (usually a secret), at most {} per account, until the app turns them off, the push service says they are no longer valid, or your account is deleted. When a message, a call or a contact request arrives while the app is not connected, the server tells that push service, so that it can wake your app: the push service (run by the app's developer, on the domain your app chose) then learns your Jabber ID and that, and when, something arrived. {extra_en} What the push service passes on to Apple or Google is up to the app's developer.", p.max_per_account),
