@@ -4,7 +4,8 @@
 //! sender and body when the operator allows them), one notification per burst for a
 //! hibernated stream-management session, subscription requests, retries without an answer
 //! and after `wait` errors, registrations removed after a gone-type error and with the
-//! account, and the app server's answers consumed.
+//! account, the app server's answers consumed, and an app server on another server (over
+//! s2s both ways).
 
 mod common;
 use common::component::{port_of, Comp};
@@ -86,6 +87,17 @@ async fn write(r: &mut Client, body: &str) {
         "<message to='juliet@localhost' type='chat'><body>{body}</body></message>"
     ))
     .await;
+}
+
+/// Wait (a hang guard, no timing assertion) until `done` holds; whether it did.
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    for _ in 0..400 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    done()
 }
 
 /// A round trip to the server on `c`'s stream.
@@ -449,16 +461,8 @@ async fn gone_registration_is_removed() {
     let (s, mut app, mut r) = juliet_away("n", quick_retries).await;
     write(&mut r, "1").await;
     next_push(&mut app, Some(&error("cancel", "item-not-found"))).await;
-    for _ in 0..400 {
-        if registrations(&s).is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(
-        registrations(&s).is_empty(),
-        "item-not-found removes the registration"
-    );
+    let gone = eventually(|| registrations(&s).is_empty()).await;
+    assert!(gone, "item-not-found removes the registration");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,4 +482,52 @@ async fn account_deletion_removes_the_registrations() {
     .await;
     assert_eq!(r.get_attr("type"), Some("result"));
     assert!(s.shared().store.entries("push").unwrap().is_empty());
+}
+
+/// The app server on another server: the notification goes over s2s (from the user's bare
+/// JID) to a component of `b.test`, and its answer comes back over s2s to the push service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_app_server_over_s2s() {
+    use common::fed::{add_user, login};
+    use common::s2s::start_domain;
+    let (pa, pb) = (free_port(), free_port());
+    let (to_a, to_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
+    let a = start_domain(
+        "a.test",
+        pa,
+        &[("b.test", to_b.clone()), ("push.b.test", to_b)],
+        None,
+        &|_| {},
+    );
+    let b = start_domain("b.test", pb, &[("a.test", to_a)], None, &|c| {
+        c.components = vec![ComponentConfig {
+            domain: "push.b.test".to_owned(),
+            secret: SECRET.to_owned(),
+            listen: None,
+            parent: Some("b.test".to_owned()),
+        }];
+    });
+    let mut app = Comp::connect(port_of(&b), "push.b.test", SECRET).await;
+    for u in ["juliet", "romeo"] {
+        add_user(&a, "a.test", u);
+    }
+    let mut j = login(&a, "a.test", "juliet").await;
+    let en = enable("n").replace(APP, "push.b.test");
+    assert_eq!(iq(&mut j, "en", &en).await.get_attr("type"), Some("result"));
+    j.send("<presence type='unavailable'/>").await;
+    wait_for(&mut j, |e| e.get_attr("type") == Some("unavailable")).await;
+    let mut r = login(&a, "a.test", "romeo").await;
+    r.send("<message to='juliet@a.test' type='chat'><body>far</body></message>")
+        .await;
+    let n = app.recv_named("iq").await;
+    assert_eq!(n.get_attr("from"), Some("juliet@a.test"));
+    assert_eq!(field(&summary(&n), "message-count"), Some("1"));
+    app.send(&format!(
+        "<iq type='error' id='{}' from='push.b.test' to='juliet@a.test'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        n.get_attr("id").unwrap()
+    ))
+    .await;
+    let store = &a.shared().store.push;
+    let gone = eventually(|| store.list("a.test", "juliet").unwrap().is_empty()).await;
+    assert!(gone, "the answer came back over s2s");
 }
