@@ -7,14 +7,17 @@
 //!
 //! - **no session** (the offline spool kept a message; the router found no available
 //!   session for a subscription request): a notification to every registration of the
-//!   account, one per such stanza;
+//!   account for each such stanza (but see the burst rule below);
 //! - **a stream-management session waiting for resumption** (`connection/push.rs`): one
 //!   notification per hibernation, to the registrations that session enabled, at the first
 //!   such stanza; nothing more until the client resumes (a new hibernation is a new burst)
 //!   or the session ends (its unacknowledged messages then go to the spool, as above).
 //!
-//! At most `push.max_per_minute` notifications per account (retries included); more are
-//! dropped. Each notification is an IQ from the account's bare JID to the app server,
+//! Either way a registration gets no new notification while its last one is in flight (sent,
+//! or waiting for a retry, and not answered): a burst of messages gets one notification until
+//! the app server answered (the flood of a timed-out hibernation's messages going to the spool
+//! included). At most `push.max_per_minute` notifications per account (retries included); more
+//! are dropped. Each notification is an IQ from the account's bare JID to the app server,
 //! routed like any stanza (to a component or internal service, or over s2s). Its answer
 //! comes back to the bare JID and is handed here by `host_iq.rs` ([`PushAnswer`], by the id's
 //! prefix): no answer within `push.timeout_secs`, or an error worth it, is retried
@@ -23,7 +26,7 @@
 //!
 //! The log holds no JID, node, secret or body: at `info` only counts and what happened.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,6 +59,16 @@ pub struct PushService {
     pending: HashMap<String, Pending>,
     /// When each account's notifications of the last minute went out (the rate limit).
     sent: HashMap<BareJid, VecDeque<Instant>>,
+    /// Registrations with a notification in flight (sent or to be retried, not answered):
+    /// they get no other until then.
+    busy: HashSet<Busy>,
+}
+
+/// A registration of an account: (account, app server JID, node).
+type Busy = (BareJid, String, String);
+
+fn busy_key(user: &BareJid, reg: &Registration) -> Busy {
+    (user.clone(), reg.jid.clone(), reg.node.clone())
 }
 
 impl PushService {
@@ -65,6 +78,7 @@ impl PushService {
             router,
             pending: HashMap::new(),
             sent: HashMap::new(),
+            busy: HashSet::new(),
         }
     }
 
@@ -119,7 +133,12 @@ impl PushService {
         };
         let summary = Summary::new(&event.trigger, waiting, &self.shared.config.push);
         for reg in regs.into_iter().filter(wanted) {
-            self.send(event.user.clone(), reg, summary.clone(), 0, ctx);
+            // One notification per burst: none while the last one is not answered.
+            if self.busy.insert(busy_key(&event.user, &reg)) {
+                self.send(event.user.clone(), reg, summary.clone(), 0, ctx);
+            } else {
+                log::debug!("push: {} still busy with a notification", reg.jid);
+            }
         }
     }
 
@@ -141,6 +160,7 @@ impl PushService {
         let sent = self.sent.entry(user.clone()).or_default();
         if !proto::allow(sent, Instant::now(), per_minute) {
             log::info!("push: notification dropped (push.max_per_minute)");
+            self.busy.remove(&busy_key(&user, &reg));
             return;
         }
         let id = format!("{}{}", proto::ID_PREFIX, random_id(16));
@@ -176,6 +196,7 @@ impl PushService {
         let cfg = &self.shared.config.push;
         if p.attempt >= cfg.retries {
             log::info!("push: a notification given up after {} retries", p.attempt);
+            self.busy.remove(&busy_key(&p.user, &p.reg));
             return;
         }
         let attempt = p.attempt + 1;
@@ -187,6 +208,8 @@ impl PushService {
             });
             if still {
                 act.send(p.user, p.reg, p.summary, attempt, ctx);
+            } else {
+                act.busy.remove(&busy_key(&p.user, &p.reg));
             }
         });
     }
@@ -204,7 +227,11 @@ impl PushService {
             return;
         };
         ctx.cancel_future(p.timeout);
-        match proto::outcome(&iq) {
+        let outcome = proto::outcome(&iq);
+        if outcome != Outcome::Retry {
+            self.busy.remove(&busy_key(&p.user, &p.reg));
+        }
+        match outcome {
             Outcome::Done => log::debug!("push: {id} accepted"),
             Outcome::Retry => self.retry(p, ctx),
             Outcome::Failed => log::info!("push: a notification refused by the app server"),
@@ -263,5 +290,6 @@ impl Handler<AccountGone> for PushService {
             }
         }
         self.sent.remove(&msg.jid);
+        self.busy.retain(|(user, _, _)| *user != msg.jid);
     }
 }

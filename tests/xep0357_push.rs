@@ -272,18 +272,18 @@ async fn sender_and_body_only_when_the_operator_allows_them() {
     })
     .await;
     write(&mut r, "Wherefore art thou?").await;
-    let f = summary(&app.recv_named("iq").await);
+    let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(field(&f, "last-message-sender"), Some("romeo@localhost"));
     assert_eq!(field(&f, "last-message-body"), Some("Wherefore art thou?"));
     // An encrypted message: its fallback body is not the message, and is not sent.
     r.send("<message to='juliet@localhost' type='chat'><body>OMEMO</body><encrypted xmlns='eu.siacs.conversations.axolotl'><payload>x</payload></encrypted></message>").await;
-    let f = summary(&app.recv_named("iq").await);
+    let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(field(&f, "message-count"), Some("2"));
     assert_eq!(field(&f, "last-message-sender"), Some("romeo@localhost"));
     assert_eq!(field(&f, "last-message-body"), None);
     // An incoming call (XEP-0353).
     r.send("<message to='juliet@localhost' type='chat'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>").await;
-    let f = summary(&app.recv_named("iq").await);
+    let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(field(&f, "message-count"), Some("3"));
 }
 
@@ -292,7 +292,7 @@ async fn subscription_request_to_an_account_without_session_pushes() {
     let (_server, mut app, mut r) = juliet_away("n", |_| {}).await;
     r.send("<presence to='juliet@localhost' type='subscribe'/>")
         .await;
-    let f = summary(&app.recv_named("iq").await);
+    let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(field(&f, "pending-subscription-count"), Some("1"));
     assert_eq!(field(&f, "message-count"), Some("0"));
 }
@@ -352,6 +352,7 @@ async fn hibernated_session_gets_one_push_per_burst() {
     assert_eq!(first.get_attr("from"), Some("juliet@localhost"));
     let f = summary(&first);
     assert_eq!(field(&f, "pending-subscription-count"), None);
+    answer_push(&mut app, &first, RESULT).await;
     for _ in 0..5 {
         r.send(msg).await;
     }
@@ -378,17 +379,41 @@ async fn hibernated_session_gets_one_push_per_burst() {
 }
 
 /// The app server's next notification, answered with `answer` (`ID` stands for its id), if
-/// given.
+/// given; then the push service has the answer (see [`app_sync`]).
 async fn next_push(app: &mut Comp, answer: Option<&str>) -> Element {
     let n = app.recv_named("iq").await;
     if let Some(a) = answer {
-        let a = a
-            .replace("ID", n.get_attr("id").unwrap())
-            .replace("FROM", APP)
-            .replace("TO", "juliet@localhost");
-        app.send(&a).await;
+        answer_push(app, &n, a).await;
     }
     n
+}
+
+/// Answer the notification `n` with `answer` (`ID` stands for its id); then the push
+/// service has the answer (see [`app_sync`]).
+async fn answer_push(app: &mut Comp, n: &Element, answer: &str) {
+    let a = answer
+        .replace("ID", n.get_attr("id").unwrap())
+        .replace("FROM", APP)
+        .replace("TO", "juliet@localhost");
+    app.send(&a).await;
+    app_sync(app).await;
+}
+
+/// A ping of the server from the app server, answered: what the app server sent before (an
+/// answer to a notification) is with the push service before anything sent after this
+/// reaches it. No notification may come meanwhile.
+async fn app_sync(app: &mut Comp) {
+    app.send(&format!(
+        "<iq type='get' id='sync' from='{APP}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    let r = app.recv_named("iq").await;
+    assert_eq!(
+        r.get_attr("id"),
+        Some("sync"),
+        "{}",
+        r.to_xml("jabber:client")
+    );
 }
 
 const RESULT: &str = "<iq type='result' id='ID' from='FROM' to='TO'/>";
@@ -530,4 +555,26 @@ async fn remote_app_server_over_s2s() {
     let store = &a.shared().store.push;
     let gone = eventually(|| store.list("a.test", "juliet").unwrap().is_empty()).await;
     assert!(gone, "the answer came back over s2s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_burst_gets_one_push_until_the_app_server_answers() {
+    let (_server, mut app, mut r) = juliet_away("n", |_| {}).await;
+    for body in ["1", "2", "3"] {
+        write(&mut r, body).await;
+    }
+    // A bounce from the spool: it has handled the three before.
+    r.send("<message to='nobody@localhost' type='chat' id='x'><body>?</body></message>")
+        .await;
+    wait_for(&mut r, |e| e.get_attr("id") == Some("x")).await;
+    let first = next_push(&mut app, Some(RESULT)).await;
+    let count = field(&summary(&first), "message-count")
+        .unwrap()
+        .parse::<u32>();
+    assert!(matches!(count, Ok(1..=3)), "{count:?}");
+    // Answered: the next message has a notification of its own, and it is the next one the
+    // app server gets (none for messages 2 and 3).
+    write(&mut r, "4").await;
+    let next = next_push(&mut app, Some(RESULT)).await;
+    assert_eq!(field(&summary(&next), "message-count"), Some("4"));
 }
