@@ -181,7 +181,7 @@ impl Connection {
     fn send(&mut self, el: &Element, ctx: &mut Context<Self>) {
         self.send_raw(el.to_xml(ns::CLIENT), ctx);
         self.sm_sent(el, ctx);
-        self.push_if_away(el);
+        self.push_if_away(el, ctx);
     }
 
     /// XEP-0352: while the client is inactive, presence updates wait (only the latest per

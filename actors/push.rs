@@ -11,7 +11,12 @@
 //! - **a stream-management session waiting for resumption** (`connection/push.rs`): one
 //!   notification per hibernation, to the registrations that session enabled, at the first
 //!   such stanza; nothing more until the client resumes (a new hibernation is a new burst)
-//!   or the session ends (its unacknowledged messages then go to the spool, as above).
+//!   or the session ends (its unacknowledged messages then go to the spool, as above);
+//! - **a connected session that does not acknowledge** (the same file): such a stanza asks the
+//!   client for an XEP-0198 ack; none within `push.ack_delay_secs` means the app is asleep
+//!   with its connection open (iOS suspends apps so), and the session asks for one
+//!   notification, then none until the client acknowledges again (a hibernation that follows
+//!   without an ack belongs to the same burst).
 //!
 //! Either way a registration gets no new notification while its last one is in flight (sent,
 //! or waiting for a retry, and not answered): a burst of messages gets one notification until

@@ -578,3 +578,53 @@ async fn offline_burst_gets_one_push_until_the_app_server_answers() {
     let next = next_push(&mut app, Some(RESULT)).await;
     assert_eq!(field(&summary(&next), "message-count"), Some("4"));
 }
+
+/// The next stanza for `j` (acks requests counted out), adding it to `received`.
+async fn stanza(j: &mut Client, received: &mut u32) -> Element {
+    loop {
+        let e = j.recv().await;
+        if e.name != "r" {
+            *received += 1;
+            return e;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_but_silent_client_is_notified_after_the_ack_delay() {
+    let s = TestServer::start_with(with_app_server(|c| {
+        c.push.ack_delay_secs = 1;
+        c.push.include_body = true;
+    }));
+    users(&s);
+    let mut app = app_server(&s).await;
+    let (mut j, _) = resumable_with_push(&s, "n").await;
+    let mut r = s.online("romeo", "orchard").await;
+    let to_j = |body: &str| {
+        format!("<message to='juliet@localhost/phone' type='chat'><body>{body}</body></message>")
+    };
+    let mut received = 0;
+    let pause = std::time::Duration::from_millis(2500);
+    // A client that acknowledges in time: no notification (a later one would say "one").
+    r.send(&to_j("one")).await;
+    assert_eq!(stanza(&mut j, &mut received).await.name, "message");
+    j.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{received}'/>"))
+        .await;
+    tokio::time::sleep(pause).await;
+    // Silent: notified once, for the first message ...
+    r.send(&to_j("two")).await;
+    stanza(&mut j, &mut received).await;
+    let f = summary(&next_push(&mut app, Some(RESULT)).await);
+    assert_eq!(field(&f, "last-message-body"), Some("two"));
+    // ... and not again while it stays silent (a notification would say "three").
+    r.send(&to_j("three")).await;
+    stanza(&mut j, &mut received).await;
+    tokio::time::sleep(pause).await;
+    // Awake again, then silent again: a new burst.
+    j.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{received}'/>"))
+        .await;
+    sync(&mut j, "awake").await;
+    r.send(&to_j("four")).await;
+    let f = summary(&next_push(&mut app, Some(RESULT)).await);
+    assert_eq!(field(&f, "last-message-body"), Some("four"));
+}

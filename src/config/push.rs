@@ -27,6 +27,10 @@ pub struct PushConfig {
     pub max_per_minute: u32,
     /// Seconds the app server has to answer a notification before it is sent again.
     pub timeout_secs: u64,
+    /// Seconds a client with push enabled has to acknowledge (XEP-0198) a message before it
+    /// is taken to be asleep with its connection open and notified (0: only once the
+    /// connection is found gone).
+    pub ack_delay_secs: u64,
     /// How often a notification is sent again when the app server does not answer or
     /// answers an error of type `wait` (0: never).
     pub retries: u32,
@@ -43,6 +47,7 @@ impl Default for PushConfig {
             max_per_account: 5,
             max_per_minute: 10,
             timeout_secs: 30,
+            ack_delay_secs: 30,
             retries: 3,
             retry_backoff_secs: 10,
         }
