@@ -26,6 +26,7 @@ use crate::xmpp::{
     StanzaKind, StreamError,
 };
 
+mod mam;
 mod push;
 mod roster_iq;
 pub mod sm;
@@ -82,6 +83,8 @@ pub struct Connection {
     requests_from_store: HashSet<String>,
     /// Initial presence was sent.
     available: bool,
+    /// The client queried its archive before its initial presence (see `mam.rs`).
+    mam_synced: bool,
     /// When the client last sent anything (XEP-0199 idle pings).
     last_heard: std::time::Instant,
     /// A ping was sent at this time and not yet answered by any traffic.
@@ -148,6 +151,7 @@ impl Connection {
                 requests_shown: HashSet::new(),
                 requests_from_store: HashSet::new(),
                 available: false,
+                mam_synced: false,
                 inactive: false,
                 held: Vec::new(),
                 sm: None,
@@ -216,6 +220,7 @@ impl Connection {
         let take = self.router.take_offline.send(TakeOffline {
             user: self.bare.clone(),
             max_bytes: chunk,
+            skip_archived: self.mam_synced,
         });
         ctx.spawn(take.into_actor(self).map(move |res, act, ctx| {
             let Ok((messages, more)) = res else { return };
@@ -375,6 +380,9 @@ impl Connection {
         if kind == StanzaKind::Iq && self.own_data_iq(&el, to.as_ref(), ctx) {
             return;
         }
+        if kind == StanzaKind::Iq && self.mam_iq(&el, to.as_ref(), ctx) {
+            return;
+        }
         self.addressed_stanza(kind, el, to, full, ctx);
     }
 
@@ -490,8 +498,12 @@ impl Connection {
                 }
                 self.sent_carbons(&mut el);
                 // Fast path to a bound full JID, when no earlier stanza of ours is still with
-                // the router (see router::SessionDirectory for why this keeps the order).
-                if t.resource().is_some() && self.inflight.load(Ordering::Acquire) == 0 {
+                // the router (see router::SessionDirectory for why this keeps the order) and
+                // the message need not pass the archive.
+                if t.resource().is_some()
+                    && self.inflight.load(Ordering::Acquire) == 0
+                    && !(self.router.archive.is_some() && services::mam::archivable(&el))
+                {
                     match self.router.directory.try_deliver(t.as_str(), el) {
                         Ok(()) => return,
                         Err(back) => el = back,

@@ -177,4 +177,15 @@ pub struct RouterHandle {
     pub set_service: Recipient<SetService>,
     /// The push service (XEP-0357).
     pub push: PushHandle,
+    /// The archive actor, when `[archive]` is enabled (XEP-0313).
+    pub archive: Option<ArchiveHandle>,
+    /// Messages that are archived already (re-routed by a session that ends).
+    pub archived: Recipient<Archived>,
+}
+
+/// The archive actor's inboxes.
+#[derive(Clone)]
+pub struct ArchiveHandle {
+    pub iq: Recipient<MamIq>,
+    pub barrier: Recipient<Barrier>,
 }

@@ -213,6 +213,9 @@ pub struct Offline {
 pub struct TakeOffline {
     pub user: BareJid,
     pub max_bytes: usize,
+    /// Drop (do not hand over) the messages that are in the user's archive: the client
+    /// fetched them from there.
+    pub skip_archived: bool,
 }
 
 /// Anyone -> Scheduler: record a failed delivery (who -> whom, why; never content).
@@ -509,4 +512,24 @@ pub struct PushEvent {
 #[rtype(result = "()")]
 pub struct PushAnswer {
     pub iq: Element,
+}
+
+/// Router -> Archiver: an archivable message on its way.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ToArchive(pub Route);
+
+/// Archiver (or a session re-routing what it had delivered) -> Router: a message that is in
+/// the archives it belongs to; route it without archiving it again.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Archived(pub Route);
+
+/// Connection -> Archiver: a MAM IQ of `user`'s session about their own archive (query,
+/// search form, metadata, preferences). Answered with what to send, in order.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<Element>")]
+pub struct MamIq {
+    pub iq: Element,
+    pub user: BareJid,
 }

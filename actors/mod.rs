@@ -25,16 +25,19 @@
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
 //!     Connection --PushRequest/PushEvent--> PushService (push.rs, storage arbiter) --Route--> Router;
 //!         Spool, Router --PushEvent--> PushService; Component, S2sIn, HostIq --PushAnswer--> PushService
+//!     with [archive]: Router --ToArchive (archivable messages)--> Archiver (archive.rs, storage
+//!         arbiter) --Archived--> Router; Connection --MamIq--> Archiver
 //! ```
 //!
 //! The Router runs on its own arbiter and never blocks or touches disk; Spool, Scheduler,
-//! RosterStore and PepService share a storage arbiter; S2s and its links have a federation
+//! RosterStore, PepService and the Archiver share a storage arbiter; S2s and its links have a federation
 //! arbiter. Every message type is in [`messages`] (a leaf: it imports nothing from
 //! `actors/`); the handles and the session directory are in [`directory`]. The destination
 //! table (`src/destinations.rs`) says which domains are account hosts and which are service
 //! domains; `doc/architecture.md` has the whole picture.
 
 pub mod account;
+pub mod archive;
 pub mod component;
 pub mod connection;
 pub mod control;
@@ -344,6 +347,15 @@ fn start_router(
     router.set_host_iq(host_iq.recipient());
     router.set_push(push.clone().recipient());
     router.listen_accounts(push.clone().recipient());
+    let archive = shared.config.archive.enabled.then(|| {
+        let (shared, router) = (shared.clone(), addr.clone().recipient());
+        archive::Archiver::start_in_arbiter(&store_handle, move |_| {
+            archive::Archiver::new(shared, router)
+        })
+    });
+    if let Some(a) = &archive {
+        router.set_archive(a.clone().recipient());
+    }
     let mut on_shutdown = Vec::new();
     for spec in services {
         let inbox = (spec.start)(ServiceContext {
@@ -369,14 +381,23 @@ fn start_router(
             event: push.clone().recipient(),
             answer: push.recipient(),
         },
+        archive.as_ref().map(|a| directory::ArchiveHandle {
+            iq: a.clone().recipient(),
+            barrier: a.clone().recipient(),
+        }),
     );
     let addr = ctx.run(router);
-    let writers: Vec<Recipient<messages::Barrier>> = vec![
-        addr.clone().recipient(),
+    let mut writers: Vec<Recipient<messages::Barrier>> = vec![addr.clone().recipient()];
+    if let Some(a) = archive {
+        // What the archive hands back goes to the router again.
+        writers.push(a.recipient());
+        writers.push(addr.clone().recipient());
+    }
+    writers.extend([
         roster.clone().recipient(),
         spool.clone().recipient(),
         pep.recipient(),
-    ];
+    ]);
     (addr, handle, writers, s2s, on_shutdown)
 }
 

@@ -172,6 +172,9 @@ pub struct Router {
     /// The push service (XEP-0357), told of subscription requests to accounts without an
     /// available session.
     push: Option<Recipient<PushEvent>>,
+    /// The archive actor, when `[archive]` is enabled: archivable messages to or from local
+    /// accounts go through it once (`archive.rs`).
+    archive: Option<Recipient<ToArchive>>,
 }
 
 impl Router {
@@ -200,12 +203,23 @@ impl Router {
             account_listeners: Vec::new(),
             host_iq: None,
             push: None,
+            archive: None,
         }
     }
 
     /// Tell `p` of subscription requests to accounts without an available session.
     pub fn set_push(&mut self, p: Recipient<PushEvent>) {
         self.push = Some(p);
+    }
+
+    /// Pass archivable messages through `a` from now on.
+    pub fn set_archive(&mut self, a: Recipient<ToArchive>) {
+        self.archive = Some(a);
+    }
+
+    /// Is `jid` at a local account host (an account's JID, existing or not)?
+    fn is_account_jid(&self, jid: &Jid) -> bool {
+        jid.node().is_some() && self.destinations.is_account_host(jid.domain().as_str())
     }
 
     /// Answer services' IQs to a host or an account's bare JID with `h` from now on.
@@ -304,8 +318,11 @@ impl Router {
         (take_offline, spool_barrier): (Recipient<TakeOffline>, Recipient<Barrier>),
         pep: super::directory::PepHandle,
         push: super::directory::PushHandle,
+        archive: Option<super::directory::ArchiveHandle>,
     ) -> RouterHandle {
         RouterHandle {
+            archive,
+            archived: addr.clone().recipient(),
             take_offline,
             spool_barrier,
             pep,
@@ -371,12 +388,15 @@ impl Router {
         };
         stanza.set_attr("from", from.as_str());
         stanza.set_attr("to", to);
-        self.route(Route {
-            stanza,
-            from: Jid::from(from.clone()),
-            to: to_jid,
-            inflight: None,
-        });
+        self.route(
+            Route {
+                stanza,
+                from: Jid::from(from.clone()),
+                to: to_jid,
+                inflight: None,
+            },
+            false,
+        );
     }
 
     /// RFC 6121 §4.3.2: answer a probe from `prober` for `contact`'s presence with the last
@@ -457,13 +477,37 @@ impl Router {
 
     /// Route a stanza: to a service, a remote server, or a local user (through the held
     /// subscription stanzas, presence handling and the delivery decision).
-    fn route(&mut self, msg: Route) {
+    fn route(&mut self, msg: Route, archived: bool) {
         let Route {
-            stanza, to, from, ..
+            mut stanza,
+            to,
+            from,
+            inflight,
         } = msg;
         let Some(kind) = StanzaKind::of(&stanza) else {
             return;
         };
+        if kind == StanzaKind::Message && !archived {
+            let to_account = self.is_account_jid(&to);
+            if to_account {
+                // XEP-0359 §5: only the recipient's server says what its stanza id is.
+                crate::services::mam::strip_stanza_ids(&mut stanza, to.to_bare().as_str());
+            }
+            if let Some(a) = &self.archive {
+                if (to_account || self.is_account_jid(&from))
+                    && crate::services::mam::archivable(&stanza)
+                {
+                    let r = Route {
+                        stanza,
+                        from,
+                        to,
+                        inflight,
+                    };
+                    return a.do_send(ToArchive(r));
+                }
+            }
+        }
+        let _handled = Handled(inflight);
         let domain = to.domain().as_str();
         if kind == StanzaKind::Presence && !self.destinations.is_account_host(domain) {
             // Directed presence to a room or another server (RFC 6121 §4.6): remembered, so
@@ -756,11 +800,17 @@ impl Actor for Router {
     }
 }
 
+impl Handler<Archived> for Router {
+    type Result = ();
+    fn handle(&mut self, Archived(msg): Archived, _: &mut Context<Self>) {
+        self.route(msg, true);
+    }
+}
+
 impl Handler<Route> for Router {
     type Result = ();
-    fn handle(&mut self, mut msg: Route, _: &mut Context<Self>) {
-        let _done = Handled(msg.inflight.take());
-        self.route(msg);
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
+        self.route(msg, false);
     }
 }
 
@@ -897,7 +947,8 @@ impl Handler<InboundDone> for Router {
         }
         if let Some((_, waiting)) = self.held.remove(&key) {
             for r in waiting {
-                self.route(r);
+                // They passed the archive (if they go there) before they were held.
+                self.route(r, true);
             }
         }
     }

@@ -8,6 +8,8 @@
 //!   `accounts.delete_inactive_after_days` are deleted with everything stored for them, after
 //!   their contacts were unsubscribed (count at `info`, each JID at `debug`); expired name
 //!   blocks are forgotten.
+//! - The message archive (XEP-0313): messages older than `archive.retention_days` are deleted
+//!   at start and hourly (on the blocking pool); with the archive switched off, all of them.
 //! - Uploaded files (XEP-0363): files older than `upload.expire_after_days` are deleted with
 //!   their records at start and hourly (on the blocking pool), also with uploads switched off.
 //! - Snapshots: every `snapshots.interval_hours` a snapshot of all data is written to the
@@ -59,6 +61,8 @@ impl Scheduler {
             self.shared.config.upload.expire_after_days,
         );
         ctx.spawn(crate::shared::blocking(move || expire_uploads(&shared, days)).into_actor(self));
+        let shared = self.shared.clone();
+        ctx.spawn(crate::shared::blocking(move || prune_archive(&shared)).into_actor(self));
         let retention = self.shared.config.delivery_errors.retention_days * 86_400_000;
         let cutoff = crate::store::now_ms().saturating_sub(retention);
         match self.shared.store.delivery_errors.prune(cutoff) {
@@ -140,6 +144,20 @@ pub fn expire_uploads(shared: &Shared, days: u64) {
         Ok(0) => {}
         Ok(n) => log::info!("scheduler: deleted {n} uploaded files older than {days} days"),
         Err(e) => log::error!("scheduler: deleting expired uploads failed: {e}"),
+    }
+}
+
+/// Delete archived messages older than `archive.retention_days`; all of them when the archive
+/// is off (the privacy page then promises none are kept).
+pub fn prune_archive(shared: &Shared) {
+    let cutoff = match shared.config.archive.retention() {
+        Some(days) => crate::store::now_ms().saturating_sub(days.saturating_mul(86_400_000)),
+        None => u64::MAX >> 16,
+    };
+    match shared.store.archive.prune(cutoff) {
+        Ok(0) => {}
+        Ok(n) => log::info!("scheduler: deleted {n} archived messages past their retention"),
+        Err(e) => log::error!("scheduler: pruning the message archive failed: {e}"),
     }
 }
 

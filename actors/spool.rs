@@ -4,7 +4,9 @@
 //! `offline` trees, finds out whether the account exists (the router never touches disk),
 //! keeps `normal` and `chat` messages within the per-user quota, and bounces everything else
 //! with `service-unavailable` and a delivery-error log line (no content). At the user's next
-//! initial presence the connection takes the messages, oldest first, and they are deleted.
+//! initial presence the connection takes the messages, oldest first, and they are deleted;
+//! each carries its XEP-0359 stanza id, and those a client already fetched from its archive
+//! are dropped instead (`connection/mam.rs`).
 //! A sender's XEP-0198 ack waits until the spool has handled its messages and they are on disk
 //! (`Store::durable`, see `connection/sm.rs`); otherwise the store's flush window applies
 //! (`storage.flush_window_ms`), and shutdown flushes.
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::messages::*;
+use crate::services::mam;
 use crate::shared::Shared;
 use crate::xml::{parse_element, Element};
 use crate::xmpp::{error_reply, ns, BareJid, Condition, StanzaError};
@@ -85,6 +88,11 @@ impl Spool {
         if !storable || cfg.max_messages_per_user == 0 {
             return Err((Condition::ServiceUnavailable, "recipient offline"));
         }
+        // XEP-0359: an offline message has its stanza id (the archive's, when it was archived).
+        let mut stanza = stanza.clone();
+        if mam::stamped_id(&stanza, to.as_str()).is_none() {
+            mam::stamp(&mut stanza, to.as_str(), store.archive.next_id());
+        }
         let xml = stanza.to_xml(ns::CLIENT);
         let usage = store.offline.usage(domain, user).map_err(|e| {
             log::error!("offline storage failure: {e}");
@@ -153,10 +161,18 @@ impl Handler<TakeOffline> for Spool {
                 return MessageResult((Vec::new(), false));
             }
         };
+        let archive = &self.shared.store.archive;
         let messages = stored
             .into_iter()
             .filter_map(|rec| {
                 let mut el = parse_element(&rec.xml).ok()?;
+                if msg.skip_archived {
+                    let archived = mam::stamped_id(&el, msg.user.as_str())
+                        .and_then(|id| archive.get(domain, user, id).ok().flatten());
+                    if archived.is_some() {
+                        return None;
+                    }
+                }
                 // XEP-0203: when the server received it.
                 let stamp = crate::xmpp::xep0082(rec.ts_ms)?;
                 el.children.push(crate::xml::Node::Element(

@@ -78,7 +78,8 @@ one_at_a_time_defaults() {
 # These also use the caller's WORK (runtime directory), OUT (results file), FAILED, PEERS
 # (../shared/peers/peers.sh), PROSODY_PORT, EJABBERD_PORT, PEER_DOMAIN, KLEIBER_DOMAIN,
 # KLEIBER_CERT and KLEIBER_KEY (empty: kleiber's own self-signed certificate), and
-# KLEIBER_LIMITS (more lines for kleiber's [limits], may be unset).
+# KLEIBER_LIMITS (more lines for kleiber's [limits], may be unset) and KLEIBER_EXTRA (more
+# sections at the end of kleiber's config, e.g. `[archive]`, may be unset).
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -139,6 +140,7 @@ max_unauthenticated_per_address = 0
 max_bytes_per_second = 0
 stranger_messages_per_hour = 0
 ${KLEIBER_LIMITS:-}
+${KLEIBER_EXTRA:-}
 EOT
   (cd "$WORK/kleiber" && exec "$KLEIBER_BIN" serve --config "$WORK/kleiber/kleiber.toml") \
     >> "$WORK/kleiber/kleiber.log" 2>&1 &

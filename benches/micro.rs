@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the per-stanza hot path: parsing a stream of messages with
 //! the restricted-XML reader, serialising a stanza, the server side of a SCRAM exchange, and
-//! the bcrypt check behind SASL PLAIN.
+//! the bcrypt check behind SASL PLAIN; archiving a message and reading the last 50 messages
+//! with one contact from archives of 10^4 and 10^6 messages (XEP-0313).
 //! Run with `cargo bench --bench micro`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -88,5 +89,59 @@ fn plain(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, scram, plain);
+/// An archive of `n` messages of `alice@localhost` with 100 contacts, in a fresh store.
+fn filled_archive(n: u64) -> (tempfile::TempDir, kleiber::store::Store) {
+    use kleiber::store::archive::Entry;
+    let dir = tempfile::tempdir().unwrap();
+    let store = kleiber::store::Store::open(dir.path()).unwrap();
+    for i in 0..n {
+        let e = Entry {
+            id: store.archive.next_id(),
+            with: format!("contact{}@example.org/phone", i % 100),
+            outgoing: i % 2 == 0,
+            xml: MSG.to_owned(),
+        };
+        store.archive.append("localhost", "alice", &e).unwrap();
+    }
+    (dir, store)
+}
+
+fn archive(c: &mut Criterion) {
+    // XEP-0313: the cost of archiving one message, and "the last 50 messages with one
+    // contact" with 10^4 and 10^6 messages in the archive (the per-contact index makes it
+    // the same).
+    use kleiber::store::archive::{Entry, Query};
+    let mut g = c.benchmark_group("archive");
+    let (_d, store) = filled_archive(0);
+    g.bench_function("append one message", |b| {
+        b.iter(|| {
+            let e = Entry {
+                id: store.archive.next_id(),
+                with: "bob@example.org/phone".into(),
+                outgoing: false,
+                xml: MSG.to_owned(),
+            };
+            store.archive.append("localhost", "alice", &e).unwrap();
+        })
+    });
+    for n in [10_000u64, 1_000_000] {
+        let (_d, store) = filled_archive(n);
+        let q = Query {
+            with: Some("contact42@example.org".into()),
+            until_id: u64::MAX,
+            last_page: true,
+            max: 50,
+            ..Default::default()
+        };
+        g.bench_function(format!("last 50 with one contact, {n} archived"), |b| {
+            b.iter(|| {
+                let p = store.archive.query("localhost", "alice", &q).unwrap();
+                assert_eq!(p.entries.len(), 50);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, scram, plain, archive);
 criterion_main!(benches);

@@ -106,12 +106,12 @@ pub fn muc(data: &[u8]) {
         return;
     };
     let cfg = crate::muc::RoomConfig::default();
-    if let Ok(c) = crate::muc::form::apply(&cfg, &el, 1000) {
+    if let Ok(c) = crate::muc::form::apply(&cfg, &el, 1000, true) {
         assert!(
             c.max_users >= 1 && c.max_users <= 1000,
             "maxusers out of bounds"
         );
-        let (_, values) = crate::xmpp::form::values(&crate::muc::form::config_form(&c, 1000));
+        let (_, values) = crate::xmpp::form::values(&crate::muc::form::config_form(&c, 1000, true));
         assert!(values.contains_key("muc#roomconfig_roomname"));
     }
     let filter = crate::muc::history::Filter::parse(&el);
@@ -180,4 +180,63 @@ pub fn socks5(data: &[u8]) {
             );
         }
     });
+}
+
+/// The message archive's parsing of what clients send (XEP-0313 queries with XEP-0059 paging,
+/// XEP-0441 preferences) and the query itself on a small archive: a page never holds more
+/// than asked, comes in time order, and preferences read back as written; a stanza id
+/// stamped is the only one by its owner.
+pub fn mam(data: &[u8]) {
+    use crate::services::mam;
+    use std::sync::OnceLock;
+    static ARCHIVE: OnceLock<crate::store::Store> = OnceLock::new();
+    let Ok(mut el) = crate::xml::parse_element(&String::from_utf8_lossy(data)) else {
+        return;
+    };
+    let store = ARCHIVE.get_or_init(|| {
+        // One small archive per process, in the system's temporary directory.
+        let dir = std::env::temp_dir().join(format!("kleiber-fuzz-mam-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(&dir).expect("store");
+        for (i, with) in ["a@x/r", "b@y", "c@z/s", "a@x/q"]
+            .iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            let e = crate::store::archive::Entry {
+                id: crate::store::archive::id_at(1_000 + i as u64 * 100),
+                with: (*with).into(),
+                outgoing: i % 2 == 0,
+                xml: format!("<message xmlns='jabber:client'><body>{i}</body></message>"),
+            };
+            store.archive.append("x", "u", &e).expect("append");
+        }
+        store
+    });
+    if let Ok(r) = mam::parse_query(&el, 10) {
+        assert!(r.query.max <= 10, "page size over the limit");
+        if let Ok(page) = store.archive.query("x", "u", &r.query) {
+            assert!(page.entries.len() <= r.query.max, "page too long");
+            assert!(
+                page.entries.windows(2).all(|w| w[0].id < w[1].id),
+                "not in time order"
+            );
+        }
+    }
+    if let Ok(p) = mam::parse_prefs(&el) {
+        assert_eq!(
+            mam::parse_prefs(&mam::prefs_element(&p)).ok(),
+            Some(p),
+            "prefs round trip"
+        );
+    }
+    let _ = mam::archivable(&el);
+    mam::stamp(&mut el, "u@x", 7);
+    assert_eq!(mam::stamped_id(&el, "u@x"), Some(7));
+    let n = el
+        .elements()
+        .filter(|e| e.name == "stanza-id" && e.ns == mam::SID && e.get_attr("by") == Some("u@x"))
+        .count();
+    assert_eq!(n, 1, "one stanza id by its owner");
 }

@@ -53,6 +53,11 @@ impl Shared {
         if config.push.enabled {
             server_info.account_features.push(crate::services::push::NS);
         }
+        if config.archive.enabled {
+            use crate::services::mam;
+            let archive = [mam::NS, mam::NS_EXTENDED, mam::SID];
+            server_info.account_features.extend(archive);
+        }
         for host in destinations.account_hosts() {
             let services = destinations.services_of(host).map(str::to_owned).collect();
             server_info.items.insert(host.to_owned(), services);

@@ -211,8 +211,10 @@ const TABLE: &[(u32, Place, &str)] = &[
     ),
     (237, Place::StreamPost("ver"), "urn:xmpp:features:rosterver"),
     (280, Place::Server, "urn:xmpp:carbons:2"),
-    (313, Place::Server, "urn:xmpp:mam:2"),
+    // On the account's bare JID (XEP-0313 §7), as Prosody does; not on the server.
     (313, Place::Account, "urn:xmpp:mam:2"),
+    (313, Place::Account, "urn:xmpp:mam:2#extended"),
+    (359, Place::Account, "urn:xmpp:sid:0"),
     (352, Place::StreamPost("csi"), "urn:xmpp:csi:0"),
     (352, Place::Server, "urn:xmpp:csi:0"),
     (357, Place::Account, "urn:xmpp:push:0"),
@@ -385,6 +387,9 @@ async fn advertised() -> Advertised {
         // A STUN server announced: XEP-0215 is advertised only with services.
         c.turn = toml::from_str("[[services]]\ntype = \"stun\"\nhost = \"stun.localhost\"\n")
             .expect("turn config");
+        // The archive is the operator's choice: XEP-0313 and XEP-0359 are advertised with it.
+        c.archive.enabled = true;
+        c.archive.retention_days = Some(30);
     });
     s.add_user("juliet", "pw");
     let mut c = Client::starttls(s.starttls, "localhost").await;

@@ -67,3 +67,8 @@ fn framing_corpus() {
 fn socks5_corpus() {
     assert!(replay("socks5", kleiber::fuzzing::socks5) > 0);
 }
+
+#[test]
+fn mam_corpus() {
+    assert!(replay("mam", kleiber::fuzzing::mam) > 0);
+}

@@ -348,6 +348,24 @@ fn seed_alice_everywhere(store: &Store) {
         registered: now_secs(),
     };
     store.push.put("localhost", "alice", &push, 5).unwrap();
+    // Message archives (XEP-0313): alice's, with her preferences, and juliet's with alice.
+    use kleiber::store::archive::{Entry, Mode, Prefs};
+    for (owner, with) in [
+        ("alice", "juliet@localhost/r"),
+        ("juliet", "alice@localhost/phone"),
+    ] {
+        let entry = Entry {
+            id: store.archive.next_id(),
+            with: with.into(),
+            outgoing: false,
+            xml: format!("<message xmlns='jabber:client' from='{with}'><body>hi</body></message>"),
+        };
+        store.archive.append("localhost", owner, &entry).unwrap();
+    }
+    store
+        .archive
+        .set_prefs("localhost", "alice", &Prefs::with_default(Mode::Roster))
+        .unwrap();
     store.flush().unwrap();
 }
 
@@ -359,6 +377,10 @@ fn assert_alice_gone(store: &Store) -> usize {
     for tree in store.tree_names() {
         for (k, v) in store.entries(&tree).unwrap() {
             checked += 1;
+            // Juliet's archive of her chat with alice is juliet's.
+            if tree.starts_with("archive") && k.starts_with(b"localhost\0juliet\0") {
+                continue;
+            }
             if tree == "roster" && k.starts_with(b"localhost\0juliet\0") {
                 let item: kleiber::roster::Item = serde_json::from_slice(&v).unwrap();
                 assert!(!item.to && !item.from && !item.pending_in && !item.pending_out);
@@ -384,7 +406,9 @@ fn assert_alice_gone(store: &Store) -> usize {
 async fn in_band_deletion_leaves_no_trace_in_any_tree() {
     let dir = tempfile::tempdir().unwrap();
     seed_alice_everywhere(&Store::open(dir.path()).unwrap());
-    let cfg = test_config(dir.path());
+    let mut cfg = test_config(dir.path());
+    cfg.archive.enabled = true;
+    cfg.archive.retention_days = Some(30);
     let s = TestServer::start_in(dir, cfg);
     let mut a = Client::starttls(s.starttls, "localhost").await;
     a.auth_scram("SCRAM-SHA-256", "alice", "pw").await.unwrap();
@@ -413,6 +437,8 @@ async fn in_band_deletion_leaves_no_trace_in_any_tree() {
     }
     let n = assert_alice_gone(&s.shared().store);
     assert!(n > 5, "{n} entries");
+    // Juliet's archive stays hers.
+    assert_eq!(s.shared().store.archive.total(), 1);
 }
 
 /// `kleiber user del` with the server stopped: the same store part.

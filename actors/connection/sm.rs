@@ -22,7 +22,7 @@ use actix::prelude::*;
 
 use super::super::outbox;
 use super::Connection;
-use crate::actors::messages::{Barrier, Resume, Route};
+use crate::actors::messages::{Archived, Barrier, Resume, Route};
 use crate::login::LoggedIn;
 use crate::shared::ConnSlot;
 use crate::xml::Element;
@@ -84,10 +84,17 @@ impl Connection {
         let roster = self.router.roster.barrier.clone();
         let router = self.router.barrier.clone();
         let spool = self.router.spool_barrier.clone();
+        let archive = self.router.archive.as_ref().map(|a| a.barrier.clone());
         let store = self.shared.store.clone();
         async move {
+            // With the archive on, messages go router -> archive -> router.
+            let archived = match archive {
+                Some(a) => a.send(Barrier).await.is_ok() && router.send(Barrier).await.is_ok(),
+                None => true,
+            };
             roster.send(Barrier).await.is_ok()
                 && router.send(Barrier).await.is_ok()
+                && archived
                 && roster.send(Barrier).await.is_ok()
                 && spool.send(Barrier).await.is_ok()
                 && store.durable().await.is_ok()
@@ -292,12 +299,13 @@ impl Connection {
             let (Ok(from), Ok(to)) = (crate::xmpp::jid(from), crate::xmpp::jid(to)) else {
                 continue;
             };
-            self.router.route.do_send(Route {
+            // Archived already, when it was first routed.
+            self.router.archived.do_send(Archived(Route {
                 stanza: msg,
                 from,
                 to,
                 inflight: None,
-            });
+            }));
             n += 1;
         }
         if n > 0 {

@@ -8,6 +8,7 @@ use super::room::{PendingIq, Room};
 use crate::actors::messages::ToService;
 use crate::muc::presence::status;
 use crate::muc::{form, rules, Affiliation, Role, NS_ADMIN, NS_MUC, NS_OWNER, NS_USER};
+use crate::services::mam;
 use crate::xml::Element;
 use crate::xmpp::{iq_payload, iq_result, ns, Condition, StanzaError};
 
@@ -68,6 +69,7 @@ impl Room {
             (NS_ADMIN, false) => self.admin_set(&from, &payload).map(|()| None),
             (NS_OWNER, true) => self.owner_get(&real),
             (NS_OWNER, false) => return self.owner_set(&real, el, &payload),
+            (mam::NS, _) if self.archives_offered() => return self.mam_iq(&real, el),
             _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
         };
         match answer {
@@ -101,7 +103,16 @@ impl Room {
             ns::DISCO_INFO,
             ns::PING,
         ];
-        for f in fixed.into_iter().chain(form::features(cfg)) {
+        let archive: &[&str] = if self.archiving() {
+            &[mam::NS, mam::NS_EXTENDED, mam::SID]
+        } else {
+            &[]
+        };
+        for f in fixed
+            .into_iter()
+            .chain(form::features(cfg))
+            .chain(archive.iter().copied())
+        {
             q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
         }
         q.child(form::room_info(
@@ -380,7 +391,11 @@ impl Room {
                 "only owners may configure the room",
             ));
         }
-        let form = form::config_form(&self.rec.config, self.env.cfg.max_occupants);
+        let form = form::config_form(
+            &self.rec.config,
+            self.env.cfg.max_occupants,
+            self.archives_offered(),
+        );
         Ok(Some(Element::new("query", NS_OWNER).child(form)))
     }
 
@@ -409,7 +424,12 @@ impl Room {
             }
             return;
         }
-        let new = match form::apply(&self.rec.config, x, self.env.cfg.max_occupants) {
+        let new = match form::apply(
+            &self.rec.config,
+            x,
+            self.env.cfg.max_occupants,
+            self.archives_offered(),
+        ) {
             Ok(c) => c,
             Err(e) => return self.error(el, e),
         };

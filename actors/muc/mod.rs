@@ -19,6 +19,7 @@
 //! ```
 
 mod admin;
+mod archive;
 mod enter;
 pub mod room;
 mod talk;

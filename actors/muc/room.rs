@@ -252,7 +252,8 @@ impl Room {
         }
         self.occupants.clear();
         self.sessions.clear();
-        if self.stored {
+        // A temporary room has no record, but may have an archive.
+        if self.stored || self.rec.config.archive {
             if let Err(e) = self.env.store.muc.remove(&self.jid) {
                 log::error!("muc: removing a destroyed room failed: {e}");
             }

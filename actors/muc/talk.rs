@@ -103,10 +103,13 @@ impl Room {
             m.set_attr("xml:lang", l);
         }
         m.children = payload(el);
+        // Only the room says what its stanza ids are (XEP-0359 §5).
+        crate::services::mam::strip_stanza_ids(&mut m, &self.jid);
         if let Some(oid) = self.occupant_id(&nick) {
             m = m.child(oid);
         }
         let keep = body.is_some() && el.get_child("no-store", HINTS).is_none();
+        self.archive_message(&mut m, &nick);
         self.broadcast(&m);
         if keep {
             self.history.push(m, crate::store::now_ms());

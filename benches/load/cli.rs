@@ -209,6 +209,35 @@ pub(crate) struct Args {
     /// Proxy mode: the proxy service (default proxy.DOMAIN).
     #[arg(long)]
     pub(crate) proxy_service: Option<String>,
+    /// Archive mode: --pairs pairs of users send N chat messages in all, archived on both sides;
+    /// reports the server's CPU per 1,000 messages (see `mam.rs`; benches/mam.sh adds the bytes
+    /// on disk).
+    #[arg(long, value_name = "N")]
+    pub(crate) mam_write: Option<u64>,
+    /// Archive mode: PREFIX-owner and --mam-contacts contacts exchange N chat messages, growing
+    /// the owner's archive by N (spread evenly over the contacts).
+    #[arg(long, value_name = "N")]
+    pub(crate) mam_fill: Option<u64>,
+    /// Archive mode: PREFIX-owner asks N times for the last --mam-max messages with a random
+    /// contact (XEP-0313 with an RSM `<before/>`); latency until `<fin/>`.
+    #[arg(long, value_name = "N")]
+    pub(crate) mam_query: Option<usize>,
+    /// Archive modes: number of contacts PREFIX-k0.. of PREFIX-owner.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) mam_contacts: usize,
+    /// Archive query mode: the page size (RSM `<max/>`).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) mam_max: usize,
+    /// Archive query mode: the number of messages in the owner's archive, as the caller knows
+    /// it; only printed (`archive=N` in the RESULT line).
+    #[arg(long, value_name = "N")]
+    pub(crate) mam_archive: Option<u64>,
+    /// Archive query mode: queries before the measured ones (not counted).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) mam_warmup: usize,
+    /// Archive write and fill modes: messages in flight at most, in all.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) window: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,

@@ -86,19 +86,24 @@
 //!   SOCKS5 proxy, `--repeat` times; reports MB/s and the server's CPU per MB (see
 //!   `proxy65.rs`).
 //!
+//! * message archive (`--mam-write N`, `--mam-fill N`, `--mam-query Q`): XEP-0313 write cost
+//!   (server CPU per 1,000 archived messages) and the latency of "the last 50 messages with
+//!   one contact" as the archive grows (see `mam.rs` and `benches/mam.sh`).
+//!
 //! The last line printed is a machine-readable `RESULT key=value ...` summary.
 //!
 //! Modules: `cli` (arguments), `shared` (state of a run), `xml` (stream scanner), `client`
 //! (connect, STARTTLS, SASL, register, bind), `ws` (`--websocket`: RFC 7395 instead of TCP), `link` (connections run by pump tasks), `cpu`
 //! (/proc figures), `stats` (percentiles, medians, RESULT formatting), and one per mode:
 //! `throughput` (also idle and federation), `roster`, `offline`, `storm`, `soak`, `muc`,
-//! `upload`, `component`, `proxy65`.
+//! `upload`, `component`, `proxy65`, `mam`.
 
 mod cli;
 mod client;
 mod component;
 mod cpu;
 mod link;
+mod mam;
 mod muc;
 mod offline;
 mod proxy65;
@@ -155,6 +160,15 @@ async fn run(args: Args) -> Res<()> {
     }
     if let Some(addr) = args.component.clone() {
         return component::component(args, addr).await;
+    }
+    if let Some(n) = args.mam_write {
+        return mam::mam_write(args, n).await;
+    }
+    if let Some(n) = args.mam_fill {
+        return mam::mam_fill(args, n).await;
+    }
+    if let Some(n) = args.mam_query {
+        return mam::mam_query(args, n).await;
     }
     if let Some(mb) = args.proxy65 {
         return proxy65::proxy65(args, mb).await;

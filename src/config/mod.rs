@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod archive;
 mod components;
 mod http;
 mod proxy65;
 mod push;
 mod turn;
+pub use archive::ArchiveConfig;
 pub use components::ComponentConfig;
 pub use http::{HttpConfig, UploadConfig};
 pub use proxy65::Proxy65Config;
@@ -54,6 +56,8 @@ pub struct Config {
     pub turn: TurnConfig,
     pub proxy65: Proxy65Config,
     pub push: PushConfig,
+    /// The message archive (XEP-0313), off unless the operator opts in.
+    pub archive: ArchiveConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
     pub workers: usize,
     /// Service domains (group chat, upload, components, ...) -> the account host each
@@ -90,6 +94,11 @@ pub const RETENTION_BOUNDS: &[(&str, u64, &str)] = &[
         "upload.expire_after_days",
         365,
         "shared files are deleted after at most a year",
+    ),
+    (
+        "archive.retention_days",
+        365,
+        "archived messages are deleted after at most a year",
     ),
 ];
 
@@ -470,6 +479,7 @@ impl Default for Config {
             turn: TurnConfig::default(),
             proxy65: Proxy65Config::default(),
             push: PushConfig::default(),
+            archive: ArchiveConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
         }
@@ -716,6 +726,7 @@ impl Config {
         self.turn.validate()?;
         self.proxy65.validate()?;
         self.push.validate()?;
+        self.archive.validate()?;
         self.check_service_domains()?;
         self.validate_components()?;
         if self.delivery_errors.retention_days == 0 {
@@ -905,6 +916,11 @@ impl Config {
                     "snapshots.keep_days" => self.snapshots.keep_days,
                     "muc.delete_unused_rooms_after_days" => self.muc.delete_unused_rooms_after_days,
                     "upload.expire_after_days" => self.upload.expire_after_days,
+                    // Off: nothing is kept, so nothing is kept too long.
+                    "archive.retention_days" => match self.archive.retention() {
+                        Some(days) => days,
+                        None => return false,
+                    },
                     _ => self.delivery_errors.retention_days,
                 };
                 days == 0 || days > *most

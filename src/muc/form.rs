@@ -32,12 +32,16 @@ fn max_users_options(current: usize, limit: usize) -> Vec<String> {
     v.into_iter().map(|n| n.to_string()).collect()
 }
 
-/// The configuration form for `cfg`; `max_users` is the service's limit.
-pub fn config_form(cfg: &RoomConfig, max_users: usize) -> Element {
+/// The form field that turns a room's archive on.
+pub const ENABLE_ARCHIVING: &str = "muc#roomconfig_enablearchiving";
+
+/// The configuration form for `cfg`; `max_users` is the service's limit, `archives`: the
+/// operator allows room archives (XEP-0313), so owners may turn theirs on.
+pub fn config_form(cfg: &RoomConfig, max_users: usize, archives: bool) -> Element {
     let max = cfg.max_users.to_string();
     let options = max_users_options(cfg.max_users, max_users);
     let options: Vec<(&str, &str)> = options.iter().map(|o| (o.as_str(), o.as_str())).collect();
-    form::form("form", ROOMCONFIG)
+    let f = form::form("form", ROOMCONFIG)
         .child(field(
             "muc#roomconfig_roomname",
             "text-single",
@@ -121,9 +125,18 @@ pub fn config_form(cfg: &RoomConfig, max_users: usize) -> Element {
         ))
         .child(boolean(
             "muc#roomconfig_enablelogging",
-            "Archive the room (not offered)",
+            "Publish public logs (not offered)",
             false,
+        ));
+    if archives {
+        f.child(boolean(
+            ENABLE_ARCHIVING,
+            "Keep a message archive members can search (XEP-0313)",
+            cfg.archive,
         ))
+    } else {
+        f
+    }
 }
 
 fn bad(text: String) -> StanzaError {
@@ -155,7 +168,12 @@ fn bool_field(values: &Values, var: &str, into: &mut bool) -> Result<(), StanzaE
 
 /// `cfg` with the submitted form `x` applied; unknown fields are ignored, bad values refused
 /// with `not-acceptable` naming the field.
-pub fn apply(cfg: &RoomConfig, x: &Element, max_users: usize) -> Result<RoomConfig, StanzaError> {
+pub fn apply(
+    cfg: &RoomConfig,
+    x: &Element,
+    max_users: usize,
+    archives: bool,
+) -> Result<RoomConfig, StanzaError> {
     let (form_type, values) = form::values(x);
     if form_type.as_deref().is_some_and(|t| t != ROOMCONFIG) {
         return Err(StanzaError::new(Condition::BadRequest).with_text("not a muc#roomconfig form"));
@@ -228,9 +246,16 @@ pub fn apply(cfg: &RoomConfig, x: &Element, max_users: usize) -> Result<RoomConf
     if let Some(l) = form::first(&values, "muc#roomconfig_enablelogging") {
         if parse_bool(l) == Some(true) {
             return Err(bad(
-                "muc#roomconfig_enablelogging: this service does not archive rooms".into(),
+                "muc#roomconfig_enablelogging: this service does not publish logs".into(),
             ));
         }
+    }
+    if archives {
+        bool_field(&values, ENABLE_ARCHIVING, &mut c.archive)?;
+    } else if form::first(&values, ENABLE_ARCHIVING).and_then(parse_bool) == Some(true) {
+        return Err(bad(format!(
+            "{ENABLE_ARCHIVING}: this server does not archive rooms"
+        )));
     }
     Ok(c)
 }
@@ -336,14 +361,14 @@ mod tests {
             ("muc#roomconfig_maxusers", "50"),
             ("muc#roomconfig_allowpm", "moderators"),
         ]);
-        let c = apply(&cfg, &x, 100).unwrap();
+        let c = apply(&cfg, &x, 100, false).unwrap();
         assert_eq!(c.name, "Kaffee");
         assert!(c.persistent && c.members_only && c.whois_anyone);
         assert_eq!(c.max_users, 50);
         assert_eq!(c.allow_pm, AllowPm::Moderators);
         assert_eq!(change_codes(&cfg, &c), [104, 172]);
         // The offered form carries the values back.
-        let (_, v) = form::values(&config_form(&c, 100));
+        let (_, v) = form::values(&config_form(&c, 100, false));
         assert_eq!(form::first(&v, "muc#roomconfig_roomname"), Some("Kaffee"));
         assert_eq!(max_users_options(50, 100), ["10", "20", "30", "50", "100"]);
         assert_eq!(max_users_options(3, 3), ["3"]);
@@ -352,17 +377,29 @@ mod tests {
             ["10", "20", "30", "42", "50", "60"]
         );
         let too_many = submit(&[("muc#roomconfig_maxusers", "101")]);
-        assert!(apply(&cfg, &too_many, 100).is_err());
+        assert!(apply(&cfg, &too_many, 100, false).is_err());
         let long = "x".repeat(MAX_NAME_CHARS + 1);
-        assert!(apply(&cfg, &submit(&[("muc#roomconfig_roomname", &long)]), 100).is_err());
+        assert!(apply(
+            &cfg,
+            &submit(&[("muc#roomconfig_roomname", &long)]),
+            100,
+            false
+        )
+        .is_err());
         let no_pw = submit(&[("muc#roomconfig_passwordprotectedroom", "1")]);
-        assert!(apply(&cfg, &no_pw, 100).is_err());
+        assert!(apply(&cfg, &no_pw, 100, false).is_err());
         let pw = submit(&[
             ("muc#roomconfig_passwordprotectedroom", "1"),
             ("muc#roomconfig_roomsecret", "s3cret"),
         ]);
-        assert_eq!(apply(&cfg, &pw, 100).unwrap().password, "s3cret");
+        assert_eq!(apply(&cfg, &pw, 100, false).unwrap().password, "s3cret");
         let logging = submit(&[("muc#roomconfig_enablelogging", "1")]);
-        assert!(apply(&cfg, &logging, 100).is_err());
+        assert!(apply(&cfg, &logging, 100, false).is_err());
+        // Room archives: refused unless the operator allows them, then an owner's choice.
+        let archive = submit(&[(ENABLE_ARCHIVING, "1")]);
+        assert!(apply(&cfg, &archive, 100, false).is_err());
+        assert!(apply(&cfg, &archive, 100, true).unwrap().archive);
+        let (_, v) = form::values(&config_form(&cfg, 100, true));
+        assert!(v.contains_key(ENABLE_ARCHIVING));
     }
 }

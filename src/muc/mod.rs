@@ -113,6 +113,9 @@ pub struct RoomConfig {
     /// members-only room.
     pub allow_invites: bool,
     pub allow_pm: AllowPm,
+    /// The owner turned the message archive on (`muc#roomconfig_enablearchiving`; only
+    /// offered when the operator allows room archives).
+    pub archive: bool,
 }
 
 impl Default for RoomConfig {
@@ -131,6 +134,7 @@ impl Default for RoomConfig {
             change_subject: false,
             allow_invites: false,
             allow_pm: AllowPm::Anyone,
+            archive: false,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod carbons;
 pub mod disco;
 pub mod extdisco;
 pub mod last;
+pub mod mam;
 pub mod pep;
 pub mod ping;
 pub mod private;

@@ -4,9 +4,10 @@
 //! Keys of per-account data start with `domain NUL user`, so deleting an account is a prefix
 //! removal in every per-account tree. Values carry a schema version so an upgrade can migrate
 //! them. No tree holds an IP address, and none holds message content except the offline spool
-//! (which the privacy policy names).
+//! (which the privacy policy names) and, when the operator enables it, the message archive.
 
 pub mod accounts;
+pub mod archive;
 pub mod client_data;
 pub mod commit;
 pub mod delivery_errors;
@@ -148,6 +149,8 @@ pub struct Store {
     pub pep: Pep,
     /// XEP-0357 push registrations (app servers of the account's clients).
     pub push: push::Push,
+    /// Message archives (XEP-0313), written only when `[archive]` is enabled.
+    pub archive: archive::Archive,
     /// Group-chat rooms (configuration, affiliations, subject).
     pub muc: muc::Rooms,
     /// Files shared with HTTP File Upload (XEP-0363): records and `<data_dir>/uploads`.
@@ -203,6 +206,7 @@ impl Store {
         };
         // The reserve is off until the server sets it from the configuration.
         let space = std::sync::Arc::new(space::Space::new(dir.to_owned(), 0));
+        let archive = archive::Archive::open(&db, space.clone())?;
         let store = Store {
             tombstones: db.open_tree("tombstones")?,
             tombstone_key: std::sync::Arc::new(tombstone_key),
@@ -216,7 +220,8 @@ impl Store {
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
             push: push::Push::new(db.open_tree("push")?, space.clone()),
-            muc: muc::Rooms::new(db.open_tree("muc")?, space.clone()),
+            muc: muc::Rooms::new(db.open_tree("muc")?, space.clone(), archive.clone()),
+            archive,
             uploads: uploads::Uploads::new(db.open_tree("uploads")?, dir, space.clone()),
             offline: Offline::new(
                 db.clone(),
@@ -395,6 +400,7 @@ impl Store {
             self.client_data.remove_account(domain, user)?;
             self.pep.remove_account(domain, user)?;
             self.push.remove_account(domain, user)?;
+            self.archive.remove_owner(domain, user)?;
             jids.insert(format!("{user}@{domain}"));
         }
         self.pep.forget(&jids)?;

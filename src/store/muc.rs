@@ -5,6 +5,7 @@
 //! Occupants and discussion history are never stored. Rooms not entered for
 //! `muc.delete_unused_rooms_after_days` are removed by the group-chat service (when it starts,
 //! then daily); an account's affiliations go with the account, and so do rooms it alone owned.
+//! A room's message archive (`archive.rs`), if it has one, goes with the room.
 
 use super::StoreError;
 use crate::muc::{Affiliation, RoomRecord};
@@ -14,6 +15,16 @@ use crate::muc::{Affiliation, RoomRecord};
 pub struct Rooms {
     tree: sled::Tree,
     space: std::sync::Arc<super::space::Space>,
+    /// Rooms' message archives (XEP-0313) go with the room.
+    archive: super::archive::Archive,
+}
+
+/// A room's JID split as an archive owner (`domain`, `node`).
+fn archive_owner(room: &str) -> (&str, &str) {
+    match room.split_once('@') {
+        Some((node, domain)) => (domain, node),
+        None => (room, ""),
+    }
 }
 
 fn decode(v: &[u8]) -> Result<RoomRecord, StoreError> {
@@ -21,8 +32,16 @@ fn decode(v: &[u8]) -> Result<RoomRecord, StoreError> {
 }
 
 impl Rooms {
-    pub(super) fn new(tree: sled::Tree, space: std::sync::Arc<super::space::Space>) -> Self {
-        Rooms { tree, space }
+    pub(super) fn new(
+        tree: sled::Tree,
+        space: std::sync::Arc<super::space::Space>,
+        archive: super::archive::Archive,
+    ) -> Self {
+        Rooms {
+            tree,
+            space,
+            archive,
+        }
     }
 
     pub fn get(&self, room: &str) -> Result<Option<RoomRecord>, StoreError> {
@@ -36,7 +55,10 @@ impl Rooms {
         Ok(())
     }
 
+    /// Remove a room's record and its message archive.
     pub fn remove(&self, room: &str) -> Result<bool, StoreError> {
+        let (domain, node) = archive_owner(room);
+        self.archive.remove_owner(domain, node)?;
         Ok(self.tree.remove(room)?.is_some())
     }
 
@@ -92,6 +114,10 @@ impl Rooms {
             // A compare-and-swap: a room that changed meanwhile is looked at again by the
             // live room, which hears of the deletion too.
             let _ = self.tree.compare_and_swap(&k, Some(&old), new)?;
+        }
+        for room in &removed {
+            let (domain, node) = archive_owner(room);
+            self.archive.remove_owner(domain, node)?;
         }
         Ok(removed)
     }

@@ -67,10 +67,8 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// The test configuration: localhost, ports 0, cheap hashing.
-pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::parse(
-        r#"
+/// The test configuration as TOML: localhost, ports 0, cheap hashing.
+pub const TEST_CONFIG: &str = r#"
         [listen]
         c2s_starttls = ["127.0.0.1:0"]
         c2s_direct_tls = ["127.0.0.1:0"]
@@ -88,9 +86,18 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         registrations_per_hour = 0
         max_bytes_per_second = 0
         stranger_messages_per_hour = 0
-        "#,
-    )
-    .unwrap();
+        "#;
+
+/// The test configuration: localhost, ports 0, cheap hashing.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    test_config_with(dir, "")
+}
+
+/// The test configuration with `extra` TOML appended (sections of its own, e.g.
+/// `[archive]\nenabled = true`); panics with the parser's message if it is refused.
+pub fn test_config_with(dir: &std::path::Path, extra: &str) -> Config {
+    let mut c = Config::parse(&format!("{TEST_CONFIG}\n{extra}"))
+        .unwrap_or_else(|e| panic!("test config with {extra:?} refused: {e}"));
     c.data_dir = dir.to_path_buf();
     c.workers = 2;
     c

@@ -171,8 +171,21 @@ pub fn pair_for_service(service: &str) -> (TestServer, TestServer) {
     pair_with(None, &[service])
 }
 
+/// [`pair`], both servers configured by `tweak` as well.
+pub fn pair_tweaked(tweak: &dyn Fn(&mut Config)) -> (TestServer, TestServer) {
+    pair_with_tweak(None, &[], tweak)
+}
+
 /// [`pair`], with `b.test` also routing the domains `a_services` to `a.test`.
 fn pair_with(ca: Option<&TestCa>, a_services: &[&str]) -> (TestServer, TestServer) {
+    pair_with_tweak(ca, a_services, &|_| {})
+}
+
+fn pair_with_tweak(
+    ca: Option<&TestCa>,
+    a_services: &[&str],
+    tweak: &dyn Fn(&mut Config),
+) -> (TestServer, TestServer) {
     let (pa, pb) = (free_port(), free_port());
     let a_route = format!("127.0.0.1:{pa}");
     let a = start_domain(
@@ -180,13 +193,13 @@ fn pair_with(ca: Option<&TestCa>, a_services: &[&str]) -> (TestServer, TestServe
         pa,
         &[("b.test", format!("127.0.0.1:{pb}"))],
         ca,
-        &|_| {},
+        tweak,
     );
     let b_routes: Vec<(&str, String)> = std::iter::once("a.test")
         .chain(a_services.iter().copied())
         .map(|d| (d, a_route.clone()))
         .collect();
-    let b = start_domain("b.test", pb, &b_routes, ca, &|_| {});
+    let b = start_domain("b.test", pb, &b_routes, ca, tweak);
     (a, b)
 }
 

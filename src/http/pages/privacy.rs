@@ -49,6 +49,9 @@ fn stored(page: &mut Page, config: &Config) {
         format!("<strong>Messages that arrive while you are offline</strong>, with their arrival time, so that they can be delivered at your next login (at most {} messages and {} per account). They are deleted once delivered.", o.max_messages_per_user, bytes(lang, o.max_bytes_per_user)),
         format!("<strong>Nachrichten, die ankommen, während Du nicht angemeldet bist</strong>, mit der Uhrzeit ihrer Ankunft, damit sie bei der nächsten Anmeldung zugestellt werden können (höchstens {} Nachrichten und {} pro Account). Nach der Zustellung werden sie gelöscht.", o.max_messages_per_user, bytes(lang, o.max_bytes_per_user)),
     ));
+    if let Some(days) = config.archive.retention() {
+        items.push(archive_item(lang, config, days));
+    }
     items.push(lang.t(
         "What your client stores on the server: your <strong>vCard</strong> (public: anyone can ask for it), <strong>private data</strong> only you can read (settings, bookmarks), and <strong>PEP data</strong> it publishes (avatar, OMEMO keys, bookmarks) with who may see each.".to_owned(),
         "Was Dein Client auf dem Server ablegt: Deine <strong>vCard</strong> (öffentlich: jede*r kann sie abfragen), <strong>private Daten</strong>, die nur Du abrufen kannst (Einstellungen, Lesezeichen), und <strong>PEP-Daten</strong>, die er veröffentlicht (Avatar, OMEMO-Schlüssel, Lesezeichen), jeweils mit der Angabe, wer sie sehen darf.".to_owned(),
@@ -70,6 +73,29 @@ fn stored(page: &mut Page, config: &Config) {
         "Bei <strong>Fehlern in der Zustellung</strong> einer Nachricht: von wem an wen (Jabber-IDs ohne Ressource) und wieso die Zustellung nicht funktionierte — nicht jedoch der Inhalt der Nachricht. Dies ist nötig, um bei gehäuften Fehlern ein Problem feststellen zu können.".to_owned(),
     ));
     page.list(&items);
+}
+
+/// The message archive (XEP-0313), when the operator turned it on.
+fn archive_item(lang: Lang, config: &Config, days: u64) -> String {
+    let (mode_en, mode_de) = match config.archive.default_mode {
+        crate::config::archive::ModeName::Always => ("all of them", "alle"),
+        crate::config::archive::ModeName::Roster => (
+            "those with contacts on your contact list",
+            "die mit Kontakten aus Deiner Kontaktliste",
+        ),
+        crate::config::archive::ModeName::Never => ("none", "keine"),
+    };
+    let mut item = lang.t(
+        format!("A <strong>message archive</strong> of your one-to-one messages, sent and received, with their time and the other party, so that all your devices show the same conversations. It keeps them for <strong>{}</strong>. Your client can choose what is archived: all messages, only those with your contacts, or none (until you choose: {mode_en}).", lang.days(days)),
+        format!("Ein <strong>Nachrichtenarchiv</strong> Deiner Einzelgespräche, gesendet und empfangen, mit Uhrzeit und Gegenüber, damit alle Deine Geräte dieselben Gespräche zeigen. Es bewahrt sie <strong>{}</strong> lang auf. Dein Client kann wählen, was archiviert wird: alle Nachrichten, nur die mit Deinen Kontakten oder keine (solange Du nichts wählst: {mode_de}).", lang.span(days)),
+    );
+    if config.muc.enabled && config.archive.rooms {
+        item.push_str(&lang.t(
+            format!(" Group chats whose owners turn their archive on keep their messages the same {} (under the nicknames used in the room, never Jabber IDs).", lang.days(days)),
+            format!(" Gruppenchats, deren Besitzer*innen ihr Archiv einschalten, bewahren ihre Nachrichten ebenso {} lang auf (unter den Nicknamen im Raum, nie mit Jabber-IDs).", lang.span(days)),
+        ));
+    }
+    item
 }
 
 /// A size in bytes, in the largest whole unit.
@@ -117,6 +143,18 @@ fn retention(page: &mut Page, config: &Config) {
             format!(
                 "Geteilte Dateien werden {} nach dem Hochladen gelöscht.",
                 lang.span(u)
+            ),
+        ));
+    }
+    if let Some(days) = config.archive.retention() {
+        items.push(lang.t(
+            format!(
+                "Archived messages are kept {} and then deleted.",
+                lang.days(days)
+            ),
+            format!(
+                "Archivierte Nachrichten werden {} lang aufbewahrt und dann gelöscht.",
+                lang.span(days)
             ),
         ));
     }
@@ -172,12 +210,25 @@ fn not_stored(page: &mut Page, config: &Config, log_level: log::LevelFilter) {
             "<strong>No IP addresses are stored</strong>: not in the database, not in the logs, not in snapshots or backups. To slow down abuse, the server counts connections and registrations per address, in memory only, and forgets them at the latest an hour after your last connection.",
             "Es werden <strong>keine IP-Adressen gespeichert</strong>: nicht in der Datenbank, nicht in Logs, nicht in Snapshots oder Backups. Gegen Missbrauch zählt der Server Verbindungen und Registrierungen pro Adresse, nur im Arbeitsspeicher, und vergisst sie spätestens eine Stunde nach Deiner letzten Verbindung.",
         ).to_owned(),
-        lang.t(
-            "No message content, except messages waiting for you while you are offline, until they are delivered. The delivery-error log holds no content.",
-            "Keine Nachrichteninhalte, außer Nachrichten, die auf Dich warten, während Du nicht angemeldet bist, bis sie zugestellt sind. Das Log der Zustellfehler enthält keine Inhalte.",
-        ).to_owned(),
+        if config.archive.enabled {
+            lang.t(
+                "No message content, except messages waiting for you while you are offline, until they are delivered, and the message archive described above. The delivery-error log holds no content.",
+                "Keine Nachrichteninhalte, außer Nachrichten, die auf Dich warten, während Du nicht angemeldet bist, bis sie zugestellt sind, und dem oben beschriebenen Nachrichtenarchiv. Das Log der Zustellfehler enthält keine Inhalte.",
+            )
+        } else {
+            lang.t(
+                "No message content, except messages waiting for you while you are offline, until they are delivered. The delivery-error log holds no content.",
+                "Keine Nachrichteninhalte, außer Nachrichten, die auf Dich warten, während Du nicht angemeldet bist, bis sie zugestellt sind. Das Log der Zustellfehler enthält keine Inhalte.",
+            )
+        }
+        .to_owned(),
     ];
-    if config.muc.enabled {
+    if config.muc.enabled && config.archive.rooms {
+        items.push(lang.t(
+            "Who is in which group chat is never written to disk; what is said there only in rooms whose owners turned their archive on.",
+            "Wer in welchem Gruppenchat ist, landet nie auf der Festplatte; was dort geschrieben wird, nur in Räumen, deren Besitzer*innen ihr Archiv eingeschaltet haben.",
+        ).to_owned());
+    } else if config.muc.enabled {
         items.push(lang.t(
             "Who is in which group chat, and what is said there, is never written to disk.",
             "Wer in welchem Gruppenchat ist und was dort geschrieben wird, landet nie auf der Festplatte.",
@@ -376,6 +427,23 @@ mod tests {
         let p = page(Lang::En, "a.test", &on, info);
         assert!(p.contains("video calls") && p.contains("24 hours"), "{p}");
         assert!(page(Lang::De, "a.test", &on, info).contains("Videoanrufe"));
+    }
+
+    #[test]
+    fn the_archive_and_its_retention_are_stated_only_when_on() {
+        let off = Config::parse("").unwrap();
+        let on = Config::parse("[archive]\nenabled = true\nretention_days = 90\nrooms = true\n")
+            .unwrap();
+        let info = log::LevelFilter::Info;
+        let p = page(Lang::En, "localhost", &off, info);
+        assert!(!p.contains("message archive") && p.contains("what is said there, is never"));
+        let p = page(Lang::En, "localhost", &on, info);
+        assert!(
+            p.contains("message archive") && p.contains("kept 90 days"),
+            "{p}"
+        );
+        assert!(p.contains("owners turned their archive on"));
+        assert!(page(Lang::De, "localhost", &on, info).contains("Nachrichtenarchiv"));
     }
 
     #[test]
