@@ -2,10 +2,11 @@
 //! XEP-0114 component (`push.localhost`): enable and disable with their errors, the
 //! notification for a message to an account without a session (summary only by default, the
 //! sender and body when the operator allows them), one notification per burst for a
-//! hibernated stream-management session, subscription requests, retries without an answer
-//! and after `wait` errors, registrations removed after a gone-type error and with the
-//! account, the app server's answers consumed, and an app server on another server (over
-//! s2s both ways).
+//! hibernated stream-management session and for an account without a session until the app
+//! server answers, a connected client that does not acknowledge, subscription requests,
+//! retries without an answer and after `wait` errors, the per-account rate limit,
+//! registrations removed after a gone-type error and with the account, the app server's
+//! answers consumed, and an app server on another server (over s2s both ways).
 
 mod common;
 use common::component::{port_of, Comp};
@@ -639,4 +640,23 @@ async fn connected_but_silent_client_is_notified_after_the_ack_delay() {
     r.send(&to_j("four")).await;
     let f = summary(&next_push(&mut app, Some(RESULT)).await);
     assert_eq!(field(&f, "last-message-body"), Some("four"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_per_account_are_rate_limited() {
+    let s = TestServer::start_with(with_app_server(|c| c.push.max_per_minute = 1));
+    users(&s);
+    let mut app = app_server(&s).await;
+    // Two devices of juliet's: one message would notify both, but one a minute may go.
+    let mut j = s.online("juliet", "phone").await;
+    for node in ["a", "b"] {
+        let r = iq(&mut j, node, &enable(node)).await;
+        assert_eq!(r.get_attr("type"), Some("result"));
+    }
+    j.send("<presence type='unavailable'/>").await;
+    wait_for(&mut j, |e| e.get_attr("type") == Some("unavailable")).await;
+    let mut r = s.online("romeo", "orchard").await;
+    write(&mut r, "1").await;
+    // The second would have been routed right behind the first, ahead of the sync's answer.
+    next_push(&mut app, Some(RESULT)).await;
 }
