@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::Notify;
 
-use super::directory::{PepHandle, RouterHandle};
+use super::directory::RouterHandle;
+use super::host_iq::Inboxes;
 use super::messages::*;
 use super::outbox;
 use crate::component::{Accepted, Claim, NS_ACCEPT};
@@ -40,7 +41,8 @@ pub struct Component {
     shared: Arc<Shared>,
     router: Recipient<Route>,
     set_service: Recipient<SetService>,
-    pep: PepHandle,
+    /// Where the server's own answers and PEP requests go.
+    inboxes: Inboxes,
     /// The domain, held until the actor is gone.
     claim: Claim,
     /// The host it belongs to (its pings come from there).
@@ -82,7 +84,7 @@ impl Component {
                 shared,
                 router: handle.route.clone(),
                 set_service: handle.set_service.clone(),
-                pep: handle.pep.clone(),
+                inboxes: Inboxes::of(handle),
                 claim,
                 parent,
                 out: Some(tx),
@@ -156,7 +158,7 @@ impl Component {
         el.set_attr("to", to.as_str());
         let answered = super::host_iq::handle(
             &self.shared,
-            &self.pep,
+            &self.inboxes,
             &self.router,
             el,
             kind,

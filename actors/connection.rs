@@ -27,6 +27,7 @@ use crate::xmpp::{
 };
 
 mod mam;
+mod push;
 mod roster_iq;
 pub mod sm;
 
@@ -90,6 +91,8 @@ pub struct Connection {
     pinged: Option<std::time::Instant>,
     /// XEP-0198 stream management, once enabled.
     sm: Option<sm::State>,
+    /// XEP-0357 push notifications of this session.
+    push: push::SessionPush,
     /// XEP-0352: the client said it is inactive (screen off).
     inactive: bool,
     /// Presence held while inactive, the latest per sender (coalesced).
@@ -152,6 +155,7 @@ impl Connection {
                 inactive: false,
                 held: Vec::new(),
                 sm: None,
+                push: Default::default(),
                 last_heard: std::time::Instant::now(),
                 pinged: None,
                 end_reason: "closed by client",
@@ -181,6 +185,7 @@ impl Connection {
     fn send(&mut self, el: &Element, ctx: &mut Context<Self>) {
         self.send_raw(el.to_xml(ns::CLIENT), ctx);
         self.sm_sent(el, ctx);
+        self.push_if_away(el, ctx);
     }
 
     /// XEP-0352: while the client is inactive, presence updates wait (only the latest per
@@ -368,7 +373,7 @@ impl Connection {
                 || to
                     .as_ref()
                     .is_some_and(|t| t.as_str() == self.bare.as_str()))
-            && self.roster_iq(&el, ctx)
+            && (self.roster_iq(&el, ctx) || self.push_iq(&el, ctx))
         {
             return;
         }
@@ -447,7 +452,7 @@ impl Connection {
             // RFC 6120 §10.3.3: an IQ without `to` is for the account, not the domain; disco
             // about it is answered as its bare JID would be (`account/registered`, PEP).
             None if kind == StanzaKind::Iq && el.get_child("query", ns::DISCO_INFO).is_some() => {
-                if let Some(r) = services::account_iq(&el, self.shared.config.archive.enabled) {
+                if let Some(r) = services::account_iq(&el, &self.shared.server_info) {
                     self.send(&r, ctx);
                 }
             }
@@ -478,7 +483,7 @@ impl Connection {
                         )
                         .unwrap_or(false);
                 let reply = if exists {
-                    services::account_iq(&el, self.shared.config.archive.enabled)
+                    services::account_iq(&el, &self.shared.server_info)
                 } else {
                     error_reply(&el, &Condition::ServiceUnavailable.into())
                 };

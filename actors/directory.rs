@@ -126,6 +126,14 @@ pub struct PepHandle {
     pub caps: Recipient<CapsAnswer>,
 }
 
+/// The push service's inboxes (XEP-0357).
+#[derive(Clone)]
+pub struct PushHandle {
+    pub request: Recipient<PushRequest>,
+    pub event: Recipient<PushEvent>,
+    pub answer: Recipient<PushAnswer>,
+}
+
 /// The roster store's inbox, as seen by connections and the router.
 #[derive(Clone)]
 pub struct RosterHandle {
@@ -167,6 +175,8 @@ pub struct RouterHandle {
     pub pep: super::directory::PepHandle,
     /// A service domain's actor is up or down (external components come and go).
     pub set_service: Recipient<SetService>,
+    /// The push service (XEP-0357).
+    pub push: PushHandle,
     /// The archive actor, when `[archive]` is enabled (XEP-0313).
     pub archive: Option<ArchiveHandle>,
     /// Messages that are archived already (re-routed by a session that ends).

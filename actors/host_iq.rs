@@ -10,18 +10,37 @@ use actix::prelude::*;
 
 use std::sync::Arc;
 
-use super::directory::PepHandle;
-use super::messages::{CapsAnswer, PepIq, Route};
+use super::directory::{PepHandle, RouterHandle};
+use super::messages::{CapsAnswer, PepIq, PushAnswer, Route};
 use crate::services;
 use crate::shared::Shared;
 use crate::xml::Element;
 use crate::xmpp::{error_reply, Condition, Jid, StanzaError, StanzaKind};
 
+/// Where the answers to the server's own IQs go, and what asks the PEP service.
+#[derive(Clone)]
+pub struct Inboxes {
+    /// The PEP service: IQs to accounts' nodes, answers to its caps queries.
+    pub pep: PepHandle,
+    /// The push service: app servers' answers to notifications (XEP-0357).
+    pub push_answer: Recipient<PushAnswer>,
+}
+
+impl Inboxes {
+    /// From the router's handle.
+    pub fn of(handle: &RouterHandle) -> Inboxes {
+        Inboxes {
+            pep: handle.pep.clone(),
+            push_answer: handle.push.answer.clone(),
+        }
+    }
+}
+
 /// Handle `el` (of `kind`, from a foreign `from`, to `to` on a local account host) if it is
 /// the server's to answer; otherwise give it back for the router.
 pub fn handle(
     shared: &Shared,
-    pep: &PepHandle,
+    inboxes: &Inboxes,
     router: &Recipient<Route>,
     el: Element,
     kind: StanzaKind,
@@ -31,7 +50,7 @@ pub fn handle(
         return Some(el);
     }
     if kind == StanzaKind::Iq && to.resource().is_none() {
-        iq(shared, pep, router, el, from, to);
+        iq(shared, inboxes, router, el, from, to);
         return None;
     }
     if to.node().is_some() {
@@ -57,21 +76,22 @@ fn reply(router: &Recipient<Route>, answer: Option<Element>) {
 /// IQs to a local domain or a local bare JID.
 fn iq(
     shared: &Shared,
-    pep: &PepHandle,
+    inboxes: &Inboxes,
     router: &Recipient<Route>,
     iq: Element,
     from: &Jid,
     to: &Jid,
 ) {
+    let pep = &inboxes.pep;
     let kind = iq.get_attr("type").unwrap_or_default();
     if matches!(kind, "result" | "error") {
-        // Answers to the PEP service's caps queries; others have no one to go to.
-        if to.node().is_none()
-            && iq
-                .get_attr("id")
-                .is_some_and(|i| i.starts_with(super::pep::CAPS_QUERY_ID))
-        {
+        // Answers to the PEP service's caps queries and to push notifications (sent from
+        // accounts' bare JIDs); others have no one to go to.
+        let id = iq.get_attr("id").unwrap_or_default();
+        if to.node().is_none() && id.starts_with(super::pep::CAPS_QUERY_ID) {
             pep.caps.do_send(CapsAnswer { iq });
+        } else if to.node().is_some() && id.starts_with(crate::services::push::ID_PREFIX) {
+            inboxes.push_answer.do_send(PushAnswer { iq });
         }
         return;
     }
@@ -90,7 +110,7 @@ fn iq(
         if to.node().is_none() {
             services::server_iq(&iq, to.domain().as_str(), &shared.server_info)
         } else if account_exists(shared, to) {
-            services::account_iq(&iq, shared.config.archive.enabled)
+            services::account_iq(&iq, &shared.server_info)
         } else {
             error_reply(&iq, &StanzaError::new(Condition::ServiceUnavailable))
         }
@@ -112,7 +132,7 @@ fn account_exists(shared: &Shared, jid: &Jid) -> bool {
 /// over), on the storage arbiter.
 pub struct HostIq {
     pub shared: Arc<Shared>,
-    pub pep: PepHandle,
+    pub inboxes: Inboxes,
     pub router: Recipient<Route>,
 }
 
@@ -129,7 +149,7 @@ impl Handler<Route> for HostIq {
         let pair = (&msg.from, &msg.to);
         let _ = handle(
             &self.shared,
-            &self.pep,
+            &self.inboxes,
             &self.router,
             msg.stanza,
             kind,

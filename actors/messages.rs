@@ -482,6 +482,38 @@ pub struct IncomingLink {
     pub links: Vec<LinkInfo>,
 }
 
+/// Connection -> PushService: the user's `enable` or `disable` (XEP-0357), to store; answered
+/// with how many registrations matched (`disable`) once written, or the error for the client.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<usize, StanzaError>")]
+pub struct PushRequest {
+    pub user: BareJid,
+    pub request: crate::services::push::Request,
+}
+
+/// Spool, Router, Connection -> PushService: a stanza that deserves a notification arrived for
+/// `user` while the client was away (XEP-0357).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PushEvent {
+    pub user: BareJid,
+    pub trigger: crate::services::push::Trigger,
+    /// Messages waiting for the client, unacknowledged in the hibernated session; `None`:
+    /// those in the offline spool.
+    pub waiting: Option<u64>,
+    /// Only to these registrations (app server JID, node): those the hibernated session
+    /// enabled. `None`: to all of the account's (it has no session).
+    pub only: Option<Vec<(String, String)>>,
+}
+
+/// Component, S2sIn, HostIq -> PushService: the app server's answer to a notification (an IQ
+/// result or error whose id starts with `services::push::ID_PREFIX`).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PushAnswer {
+    pub iq: Element,
+}
+
 /// Router -> Archiver: an archivable message on its way.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -23,6 +23,8 @@
 //!         Router --Route (a service's IQ to a host or a bare JID)--> HostIq (host_iq.rs, storage arbiter)
 //!     Router --ToService--> Proxy65Service (proxy65.rs) --activate--> the SOCKS5 relay (src/proxy65/)
 //!     Connection, S2sIn --PepIq/ClientDataSet/CapsAnswer--> PepService; Router --PepPresence--> PepService
+//!     Connection --PushRequest/PushEvent--> PushService (push.rs, storage arbiter) --Route--> Router;
+//!         Spool, Router --PushEvent--> PushService; Component, S2sIn, HostIq --PushAnswer--> PushService
 //!     with [archive]: Router --ToArchive (archivable messages)--> Archiver (archive.rs, storage
 //!         arbiter) --Archived--> Router; Connection --MamIq--> Archiver
 //! ```
@@ -47,6 +49,7 @@ pub mod muc;
 pub mod outbox;
 pub mod pep;
 pub mod proxy65;
+pub mod push;
 pub mod roster;
 pub mod router;
 pub mod s2s;
@@ -304,9 +307,14 @@ fn start_router(
             s2s::S2s::new(shared, cx, router.recipient(), sched.recipient())
         })
     });
+    let push = push::PushService::start_in_arbiter(&store_handle, {
+        let (shared, router) = (shared.clone(), addr.clone());
+        move |_| push::PushService::new(shared, router.recipient())
+    });
     let spool = Spool::start_in_arbiter(&store_handle, {
         let (shared, router, sched) = (shared.clone(), addr.clone(), scheduler.clone());
-        move |_| Spool::new(shared, router.recipient(), sched.recipient())
+        let push = push.clone().recipient();
+        move |_| Spool::new(shared, router.recipient(), sched.recipient(), push)
     });
     let roster = RosterStore::start_in_arbiter(&store_handle, {
         let (shared, router) = (shared.clone(), addr.clone());
@@ -324,15 +332,21 @@ fn start_router(
         s2s.clone().map(Addr::recipient),
         Some(pep.clone().recipient()),
     );
+    let inboxes = host_iq::Inboxes {
+        pep: pep_handle(&pep),
+        push_answer: push.clone().recipient(),
+    };
     let host_iq = host_iq::HostIq::start_in_arbiter(&store_handle, {
-        let (shared, pep, router) = (shared.clone(), pep_handle(&pep), addr.clone().recipient());
+        let (shared, router) = (shared.clone(), addr.clone().recipient());
         move |_| host_iq::HostIq {
             shared,
-            pep,
+            inboxes,
             router,
         }
     });
     router.set_host_iq(host_iq.recipient());
+    router.set_push(push.clone().recipient());
+    router.listen_accounts(push.clone().recipient());
     let archive = shared.config.archive.enabled.then(|| {
         let (shared, router) = (shared.clone(), addr.clone().recipient());
         archive::Archiver::start_in_arbiter(&store_handle, move |_| {
@@ -362,6 +376,11 @@ fn start_router(
         roster_handle(&roster),
         (spool.clone().recipient(), spool.clone().recipient()),
         pep_handle(&pep),
+        directory::PushHandle {
+            request: push.clone().recipient(),
+            event: push.clone().recipient(),
+            answer: push.recipient(),
+        },
         archive.as_ref().map(|a| directory::ArchiveHandle {
             iq: a.clone().recipient(),
             barrier: a.clone().recipient(),

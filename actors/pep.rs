@@ -23,6 +23,7 @@ use crate::services::{avatar, bookmarks};
 use crate::shared::Shared;
 use crate::store::pep::{AccessModel, Affiliation, Node, SendLastPublished};
 use crate::xml::{parse_element, Element};
+use crate::xmpp::account_parts as parts;
 use crate::xmpp::{error_reply, iq_result, ns, random_id, BareJid, Condition, StanzaError};
 
 /// Prefix of the ids of our caps queries.
@@ -98,13 +99,6 @@ fn node_access<'a>(
     };
     let put = move |node: &str, n: &Node| store.put(d, u, node, n).map_err(internal);
     (get, put)
-}
-
-fn parts(j: &BareJid) -> (&str, &str) {
-    (
-        j.domain().as_str(),
-        j.node().map(|n| n.as_str()).unwrap_or_default(),
-    )
 }
 
 impl PepService {

@@ -15,6 +15,7 @@ use crate::roster::{self, Item, SetRequest, SubKind};
 use crate::shared::Shared;
 use crate::store::{RosterMeta, StoreError};
 use crate::xml::Element;
+use crate::xmpp::account_parts as parts;
 use crate::xmpp::{ns, BareJid, Condition, Jid, StanzaError};
 
 /// The router's inboxes the roster store sends to.
@@ -45,13 +46,6 @@ pub struct RosterStore {
     /// Recent subscription requests from strangers, per account (abuse limit).
     stranger_requests:
         std::collections::HashMap<BareJid, std::collections::VecDeque<std::time::Instant>>,
-}
-
-fn parts(j: &BareJid) -> (&str, &str) {
-    (
-        j.domain().as_str(),
-        j.node().map(|n| n.as_str()).unwrap_or_default(),
-    )
 }
 
 fn internal(e: StoreError) -> StanzaError {

@@ -169,6 +169,9 @@ pub struct Router {
     /// Where IQs from services to a host or to an account's bare JID are answered, on the
     /// storage arbiter (`host_iq.rs`); `None`: bounced.
     host_iq: Option<Recipient<Route>>,
+    /// The push service (XEP-0357), told of subscription requests to accounts without an
+    /// available session.
+    push: Option<Recipient<PushEvent>>,
     /// The archive actor, when `[archive]` is enabled: archivable messages to or from local
     /// accounts go through it once (`archive.rs`).
     archive: Option<Recipient<ToArchive>>,
@@ -199,8 +202,14 @@ impl Router {
             directory: SessionDirectory::default(),
             account_listeners: Vec::new(),
             host_iq: None,
+            push: None,
             archive: None,
         }
+    }
+
+    /// Tell `p` of subscription requests to accounts without an available session.
+    pub fn set_push(&mut self, p: Recipient<PushEvent>) {
+        self.push = Some(p);
     }
 
     /// Pass archivable messages through `a` from now on.
@@ -308,6 +317,7 @@ impl Router {
         roster: RosterHandle,
         (take_offline, spool_barrier): (Recipient<TakeOffline>, Recipient<Barrier>),
         pep: super::directory::PepHandle,
+        push: super::directory::PushHandle,
         archive: Option<super::directory::ArchiveHandle>,
     ) -> RouterHandle {
         RouterHandle {
@@ -328,6 +338,7 @@ impl Router {
             set_carbons: addr.clone().recipient(),
             carbons: addr.clone().recipient(),
             set_service: addr.clone().recipient(),
+            push,
         }
     }
 
@@ -981,6 +992,21 @@ impl Handler<RosterPush> for Router {
 impl Handler<DeliverAvailable> for Router {
     type Result = ();
     fn handle(&mut self, msg: DeliverAvailable, _: &mut Context<Self>) {
+        let away = self
+            .users
+            .get(&msg.to)
+            .is_none_or(|st| st.sessions.iter().all(|s| s.priority.is_none()));
+        if let (true, Some(push)) = (away, &self.push) {
+            // XEP-0357: a subscription request kept for the user's next login.
+            if let Some(trigger) = crate::services::push::trigger(&msg.stanza) {
+                push.do_send(PushEvent {
+                    user: msg.to.clone(),
+                    trigger,
+                    waiting: None,
+                    only: None,
+                });
+            }
+        }
         self.deliver_available(&msg.to, msg.stanza);
     }
 }

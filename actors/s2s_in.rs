@@ -37,7 +37,8 @@ pub struct S2sIn {
     shared: Arc<Shared>,
     cx: Arc<S2sContext>,
     router: Recipient<Route>,
-    pep: super::directory::PepHandle,
+    /// Where the server's own answers and PEP requests go.
+    inboxes: super::host_iq::Inboxes,
     manager: Addr<S2s>,
     local: String,
     stream_id: String,
@@ -72,6 +73,7 @@ impl S2sIn {
             first,
         } = accepted;
         let (tx, _, _) = outbox::spawn_writer(writer);
+        let inboxes = super::host_iq::Inboxes::of(&handle);
         S2sIn::create(move |ctx| {
             ctx.add_stream(reader.into_events());
             let mut act = S2sIn {
@@ -80,7 +82,7 @@ impl S2sIn {
                 shared,
                 cx,
                 router: handle.route,
-                pep: handle.pep,
+                inboxes,
                 manager,
                 local,
                 stream_id,
@@ -206,7 +208,7 @@ impl S2sIn {
         // through the router.
         let Some(el) = super::host_iq::handle(
             &self.shared,
-            &self.pep,
+            &self.inboxes,
             &self.router,
             el,
             kind,

@@ -26,6 +26,8 @@ pub struct Spool {
     shared: Arc<Shared>,
     router: Recipient<Route>,
     scheduler: Recipient<LogDeliveryError>,
+    /// Told of every message kept (XEP-0357 push notifications).
+    push: Recipient<PushEvent>,
 }
 
 impl Spool {
@@ -33,11 +35,13 @@ impl Spool {
         shared: Arc<Shared>,
         router: Recipient<Route>,
         scheduler: Recipient<LogDeliveryError>,
+        push: Recipient<PushEvent>,
     ) -> Spool {
         Spool {
             shared,
             router,
             scheduler,
+            push,
         }
     }
 
@@ -122,8 +126,18 @@ impl Actor for Spool {
 impl Handler<Offline> for Spool {
     type Result = ();
     fn handle(&mut self, msg: Offline, _: &mut Context<Self>) {
-        if let Err((cond, reason)) = self.store(&msg.stanza, &msg.to) {
-            self.bounce(&msg.stanza, &msg.to, cond, reason);
+        match self.store(&msg.stanza, &msg.to) {
+            Err((cond, reason)) => self.bounce(&msg.stanza, &msg.to, cond, reason),
+            Ok(()) => {
+                if let Some(trigger) = crate::services::push::trigger(&msg.stanza) {
+                    self.push.do_send(PushEvent {
+                        user: msg.to,
+                        trigger,
+                        waiting: None,
+                        only: None,
+                    });
+                }
+            }
         }
     }
 }

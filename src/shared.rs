@@ -50,6 +50,14 @@ impl Shared {
         .with_features(crate::services::extdisco::features(&config.turn));
         let destinations = crate::destinations::Destinations::from_config(&config);
         let mut server_info = server_info;
+        if config.push.enabled {
+            server_info.account_features.push(crate::services::push::NS);
+        }
+        if config.archive.enabled {
+            use crate::services::mam;
+            let archive = [mam::NS, mam::NS_EXTENDED, mam::SID];
+            server_info.account_features.extend(archive);
+        }
         for host in destinations.account_hosts() {
             let services = destinations.services_of(host).map(str::to_owned).collect();
             server_info.items.insert(host.to_owned(), services);

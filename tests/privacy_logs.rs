@@ -408,3 +408,97 @@ async fn no_jid_resource_or_address_in_info_logs() {
     }
     eprintln!("{} info lines checked:\n{text}", lines.len());
 }
+
+/// Push notifications (XEP-0357) with sender and body allowed: a registration with a secret,
+/// a message kept offline and its notification to the app server (a component), which
+/// answers that the registration is gone. Returns the server's log lines.
+async fn push_scenario(rust_log: &str, body: &str, secret: &str) -> Vec<String> {
+    use common::component::Comp;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let comp_port = free_port();
+    let config = format!(
+        "data_dir = {data:?}\n[listen]\nc2s_starttls = [\"127.0.0.1:0\"]\nc2s_direct_tls = [\"127.0.0.1:0\"]\ns2s = [\"127.0.0.1:0\"]\ncomponents = [\"127.0.0.1:{comp_port}\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\n[proxy65]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nbcrypt_cost = 4\nscram_iterations = 4096\n[push]\ninclude_sender = true\ninclude_body = true\n[[components]]\ndomain = \"apppush.localhost\"\nsecret = \"app-secret\"\n"
+    );
+    let b = Binary::start_config(&data, &config, rust_log);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], comp_port).into();
+    let mut app = Comp::connect(addr, "apppush.localhost", "app-secret").await;
+    let mut j = Client::starttls(b.starttls, "localhost").await;
+    assert_eq!(
+        j.register("julietpq", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    j.auth_scram("SCRAM-SHA-256", "julietpq", "pw")
+        .await
+        .unwrap();
+    j.bind(Some("phone-k3")).await;
+    j.send(&format!(
+        "<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='apppush.localhost' node='node-x9'>\
+         <x xmlns='jabber:x:data' type='submit'><field var='secret'><value>{secret}</value></field></x></enable></iq>"
+    ))
+    .await;
+    assert_eq!(j.recv().await.get_attr("type"), Some("result"));
+    drop(j);
+    let mut r = Client::direct(b.direct, "localhost").await;
+    assert_eq!(
+        r.register("romeoqz", "pw").await.get_attr("type"),
+        Some("result")
+    );
+    r.auth_plain("", "romeoqz", "pw").await.unwrap();
+    r.bind(Some("desk-v8")).await;
+    r.send(&format!(
+        "<message to='julietpq@localhost' type='chat'><body>{body}</body></message>"
+    ))
+    .await;
+    let n = app.recv_named("iq").await;
+    let xml = n.to_xml("jabber:client");
+    assert!(xml.contains(body) && xml.contains(secret), "{xml}");
+    app.send(&format!(
+        "<iq type='error' id='{}' from='apppush.localhost' to='julietpq@localhost'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        n.get_attr("id").unwrap()
+    ))
+    .await;
+    // The removal is the last thing logged at info.
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("registration removed"))
+    {
+        lines.push(
+            b.log
+                .recv_timeout(WAIT)
+                .expect("the registration is removed"),
+        );
+    }
+    let mut rest = b.stop();
+    rest.extend(lines);
+    rest
+}
+
+/// Push notifications log no body, secret or address at any level, and no JID, node or
+/// app server at `info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_notifications_keep_the_log_clean() {
+    let (body, secret) = ("push-body-5d2e", "push-secret-81fa");
+    let trace = push_scenario("trace", body, secret).await;
+    assert!(
+        trace.iter().any(|l| l.contains("push")),
+        "no push line at trace"
+    );
+    for line in &trace {
+        for needle in [body, secret] {
+            assert!(!line.contains(needle), "{needle} in the log: {line}");
+        }
+        if !line.contains("listening for") {
+            assert!(!line.contains("127.0.0.1"), "address in the log: {line}");
+        }
+    }
+    let info = push_scenario("info", body, secret).await;
+    for line in &info {
+        for needle in [
+            "julietpq", "romeoqz", "phone-k3", "node-x9", "apppush", body, secret,
+        ] {
+            assert!(!line.contains(needle), "{needle} in an info line: {line}");
+        }
+    }
+}

@@ -271,7 +271,7 @@ async fn backup_and_restore_round_trip() {
 
 /// Data about `alice@localhost` that other accounts hold or that names her: roster items both
 /// ways, a PEP node of juliet's where alice is a `member` and subscribed (bare and full), a
-/// delivery-error entry, and alice's own data of every kind.
+/// delivery-error entry, and alice's own data of every kind (a push registration too).
 fn seed_alice_everywhere(store: &Store) {
     use kleiber::store::pep::{AccessModel, Affiliation, Node};
     let creds = kleiber::credentials::derive("pw", 4, 4096).unwrap();
@@ -340,6 +340,14 @@ fn seed_alice_everywhere(store: &Store) {
         reason: "service-unavailable".into(),
     };
     store.delivery_errors.append(&e, 1).unwrap();
+    let push = kleiber::store::push::Registration {
+        v: 1,
+        jid: "push.example".into(),
+        node: "alice-phone".into(),
+        options: Default::default(),
+        registered: now_secs(),
+    };
+    store.push.put("localhost", "alice", &push, 5).unwrap();
     // Message archives (XEP-0313): alice's, with her preferences, and juliet's with alice.
     use kleiber::store::archive::{Entry, Mode, Prefs};
     for (owner, with) in [

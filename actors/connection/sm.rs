@@ -207,6 +207,25 @@ impl Connection {
         true
     }
 
+    /// For push notifications: the hibernation, if any, the stanzas sent and those the client
+    /// acknowledged (counts since SM was enabled); `None` without SM.
+    pub(super) fn sm_push_view(&self) -> Option<(Option<u64>, u32, u32)> {
+        let sm = self.sm.as_ref()?;
+        let acked = sm.sent.wrapping_sub(sm.unacked.len() as u32);
+        Some((sm.hibernating, sm.sent, acked))
+    }
+
+    /// Messages sent to the client and not acknowledged yet.
+    pub(super) fn sm_unacked_messages(&self) -> u64 {
+        self.sm.as_ref().map_or(0, |sm| {
+            sm.unacked
+                .iter()
+                .flatten()
+                .filter(|e| e.name == "message")
+                .count() as u64
+        })
+    }
+
     /// A stanza from the client was handled.
     pub(super) fn sm_handled(&mut self) {
         if let Some(sm) = &mut self.sm {

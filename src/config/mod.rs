@@ -17,11 +17,13 @@ pub mod archive;
 mod components;
 mod http;
 mod proxy65;
+mod push;
 mod turn;
 pub use archive::ArchiveConfig;
 pub use components::ComponentConfig;
 pub use http::{HttpConfig, UploadConfig};
 pub use proxy65::Proxy65Config;
+pub use push::PushConfig;
 pub use turn::{ExternalService, ServiceKind, Transport, TurnConfig};
 
 /// The whole configuration.
@@ -53,6 +55,7 @@ pub struct Config {
     pub components: Vec<ComponentConfig>,
     pub turn: TurnConfig,
     pub proxy65: Proxy65Config,
+    pub push: PushConfig,
     /// The message archive (XEP-0313), off unless the operator opts in.
     pub archive: ArchiveConfig,
     /// Connection worker threads (actix arbiters); 0 means one per CPU core.
@@ -475,6 +478,7 @@ impl Default for Config {
             components: Vec::new(),
             turn: TurnConfig::default(),
             proxy65: Proxy65Config::default(),
+            push: PushConfig::default(),
             archive: ArchiveConfig::default(),
             workers: 0,
             services: BTreeMap::new(),
@@ -721,6 +725,7 @@ impl Config {
         self.upload.validate()?;
         self.turn.validate()?;
         self.proxy65.validate()?;
+        self.push.validate()?;
         self.archive.validate()?;
         self.check_service_domains()?;
         self.validate_components()?;

@@ -30,6 +30,9 @@ pub struct ServerInfo {
     /// Features of what the configuration switched on (XEP-0215 with `[turn]`), beyond
     /// [`super::SERVER_FEATURES`].
     pub optional_features: Vec<&'static str>,
+    /// Features of accounts that the configuration switched on (XEP-0357 push with
+    /// `[push] enabled`), listed in each account's disco#info.
+    pub account_features: Vec<&'static str>,
 }
 
 /// XEP-0115 node of the server's capabilities.
@@ -69,6 +72,7 @@ impl ServerInfo {
             caps_ver: String::new(),
             items: Default::default(),
             optional_features: Vec::new(),
+            account_features: Vec::new(),
         };
         info.caps_ver = caps_ver(&info.disco_info());
         info
@@ -198,7 +202,7 @@ pub fn server_items(
 }
 
 /// disco#info of an account, asked by its owner: identity `account/registered`.
-pub fn account_info(query: &Element, archive: bool) -> Result<Option<Element>, StanzaError> {
+pub fn account_info(query: &Element, server: &ServerInfo) -> Result<Option<Element>, StanzaError> {
     if query.get_attr("node").is_some() {
         return Err(Condition::ItemNotFound.into());
     }
@@ -208,9 +212,7 @@ pub fn account_info(query: &Element, archive: bool) -> Result<Option<Element>, S
     features.push(super::bookmarks::COMPAT_FEATURE);
     features.push(super::bookmarks::COMPAT_PEP_FEATURE);
     features.push(super::avatar::FEATURE);
-    if archive {
-        features.extend([super::mam::NS, super::mam::NS_EXTENDED, super::mam::SID]);
-    }
+    features.extend_from_slice(&server.account_features);
     let mut q = info(("account", "registered", ""), &features);
     // XEP-0163: the account is a PEP service.
     let pep = Element::new("identity", ns::DISCO_INFO)

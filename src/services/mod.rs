@@ -15,6 +15,7 @@ pub mod mam;
 pub mod pep;
 pub mod ping;
 pub mod private;
+pub mod push;
 pub mod register;
 pub mod time;
 pub mod vcard;
@@ -135,9 +136,9 @@ pub fn server_iq(iq: &Element, host: &str, server: &disco::ServerInfo) -> Option
 }
 
 /// Answer an IQ a user sent to their own bare JID that the server handles on their behalf
-/// (RFC 6121 §8.5.3.2.1 for `to` = own bare JID; other features plug in here). `archive`:
-/// the message archive is on (its features are the account's).
-pub fn account_iq(iq: &Element, archive: bool) -> Option<Element> {
+/// (RFC 6121 §8.5.3.2.1 for `to` = own bare JID; other features plug in here). `server`
+/// says which optional account features are on.
+pub fn account_iq(iq: &Element, server: &disco::ServerInfo) -> Option<Element> {
     let payload = match iq_payload(iq) {
         Ok(Some(p)) => p,
         Ok(None) => return None,
@@ -145,7 +146,7 @@ pub fn account_iq(iq: &Element, archive: bool) -> Option<Element> {
     };
     let get = iq.get_attr("type") == Some("get");
     let answer = match (payload.ns.as_str(), get) {
-        (ns::DISCO_INFO, true) if payload.name == "query" => disco::account_info(payload, archive),
+        (ns::DISCO_INFO, true) if payload.name == "query" => disco::account_info(payload, server),
         (ns::DISCO_ITEMS, true) if payload.name == "query" => {
             Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
         }

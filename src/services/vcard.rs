@@ -3,16 +3,10 @@
 
 use crate::store::Store;
 use crate::xml::{parse_element, Element};
+use crate::xmpp::account_parts as parts;
 use crate::xmpp::{BareJid, Condition, StanzaError};
 
 pub const NS: &str = "vcard-temp";
-
-fn parts(j: &BareJid) -> (&str, &str) {
-    (
-        j.domain().as_str(),
-        j.node().map(|n| n.as_str()).unwrap_or_default(),
-    )
-}
 
 fn internal(e: crate::store::StoreError) -> StanzaError {
     e.stanza_error("vCard storage")

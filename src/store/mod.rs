@@ -14,6 +14,7 @@ pub mod delivery_errors;
 pub mod muc;
 pub mod offline;
 pub mod pep;
+pub mod push;
 pub mod roster;
 pub mod snapshot;
 pub mod space;
@@ -146,6 +147,8 @@ pub struct Store {
     pub offline: Offline,
     pub client_data: ClientData,
     pub pep: Pep,
+    /// XEP-0357 push registrations (app servers of the account's clients).
+    pub push: push::Push,
     /// Message archives (XEP-0313), written only when `[archive]` is enabled.
     pub archive: archive::Archive,
     /// Group-chat rooms (configuration, affiliations, subject).
@@ -216,6 +219,7 @@ impl Store {
                 space.clone(),
             ),
             pep: Pep::new(db.open_tree("pep")?, space.clone()),
+            push: push::Push::new(db.open_tree("push")?, space.clone()),
             muc: muc::Rooms::new(db.open_tree("muc")?, space.clone(), archive.clone()),
             archive,
             uploads: uploads::Uploads::new(db.open_tree("uploads")?, dir, space.clone()),
@@ -395,6 +399,7 @@ impl Store {
             self.offline.remove_account(domain, user)?;
             self.client_data.remove_account(domain, user)?;
             self.pep.remove_account(domain, user)?;
+            self.push.remove_account(domain, user)?;
             self.archive.remove_owner(domain, user)?;
             jids.insert(format!("{user}@{domain}"));
         }

@@ -67,6 +67,14 @@ pub fn jid(s: &str) -> Result<Jid, jid::Error> {
     Err(jid::Error::NamePrep)
 }
 
+/// An account's bare JID as its store keys take it: (domain, user).
+pub fn account_parts(j: &BareJid) -> (&str, &str) {
+    (
+        j.domain().as_str(),
+        j.node().map(|n| n.as_str()).unwrap_or_default(),
+    )
+}
+
 /// The bare part of a JID string (`node@domain/resource` -> `node@domain`), for JIDs that were
 /// parsed already (stamped `from`s, stored keys); the one place that splits a JID by hand.
 pub fn bare_part(jid: &str) -> &str {

@@ -921,6 +921,18 @@ pub fn run_interop(
     mode: &str,
     prefix: &str,
 ) -> String {
+    run_interop_with(py, script, port, mode, prefix, &[])
+}
+
+/// [`run_interop`] with `extra` arguments for the script.
+pub fn run_interop_with(
+    py: &std::path::Path,
+    script: &str,
+    port: u16,
+    mode: &str,
+    prefix: &str,
+    extra: &[&str],
+) -> String {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(script);
@@ -935,6 +947,7 @@ pub fn run_interop(
             "localhost",
         ])
         .args(["--mode", mode, "--prefix", prefix])
+        .args(extra)
         .output()
         .expect("run the slixmpp client");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -146,6 +146,21 @@ async def receive(c: SmClient, bodies: list[str], why: str, step: list[str], fat
     say(f"{c.label}: received {len(bodies)} message(s) ({why})")
 
 
+async def login(args: argparse.Namespace, fatal, step: list[str], clients: list,
+                label: str, resource: str, sm: bool) -> SmClient:
+    """Register and log in <prefix><label>@D/<resource> (with XEP-0198 resumption if `sm`),
+    send initial presence and wait for an IQ round trip after it."""
+    jid = f"{args.prefix}{label}@{args.domain}/{resource}"
+    c = SmClient(label, jid, secrets.token_urlsafe(18), args, fatal, sm=sm)
+    clients.append(c)
+    say(f"{label}: connecting to {args.host}:{args.port} ({args.mode}) as {jid}")
+    c.connect(args.host, args.port)
+    await guarded(c.ready, fatal, step, f"{label}: register + log in")
+    c.send_presence()
+    await guarded(chat.barrier(c), fatal, step, f"{label}: IQ round trip after presence")
+    return c
+
+
 async def scenario(args: argparse.Namespace, step: list[str]) -> None:
     loop = asyncio.get_running_loop()
     fatal: asyncio.Future = loop.create_future()
@@ -154,14 +169,7 @@ async def scenario(args: argparse.Namespace, step: list[str]) -> None:
     token = secrets.token_hex(3)
     try:
         for label, resource in (("a", "resumable"), ("b", "sender")):
-            jid = f"{args.prefix}{label}@{args.domain}/{resource}"
-            c = SmClient(label, jid, secrets.token_urlsafe(18), args, fatal, sm=(label == "a"))
-            clients.append(c)
-            say(f"{label}: connecting to {args.host}:{args.port} ({args.mode}) as {jid}")
-            c.connect(args.host, args.port)
-            await guarded(c.ready, fatal, step, f"{label}: register + log in")
-            c.send_presence()
-            await guarded(chat.barrier(c), fatal, step, f"{label}: IQ round trip after presence")
+            await login(args, fatal, step, clients, label, resource, sm=(label == "a"))
         a, b = clients
         step[0] = "a: waiting for <enabled/>"
         await guarded(a.wait_for(lambda: a.enabled is not None, "no <enabled/>"),

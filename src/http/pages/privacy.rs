@@ -21,6 +21,7 @@ pub fn page(lang: Lang, host: &str, config: &Config, log_level: log::LevelFilter
     use_of_data(&mut page, config);
     gateways(&mut page, host, config);
     file_transfers(&mut page, config);
+    push_notifications(&mut page, config);
     password(&mut page);
     access(&mut page, config);
     page.finish()
@@ -320,6 +321,51 @@ fn file_transfers(page: &mut Page, config: &Config) {
     ));
 }
 
+/// Push notifications (XEP-0357), when users may enable them: what is stored, and what
+/// leaves the server with each notification (the sender and the body only as configured).
+fn push_notifications(page: &mut Page, config: &Config) {
+    let p = &config.push;
+    if !p.enabled {
+        return;
+    }
+    let lang = page.lang;
+    let told: Vec<(&str, &str)> = [
+        (
+            p.include_sender,
+            "<strong>who sent</strong> the message (the Jabber ID)",
+            "<strong>wer</strong> die Nachricht geschickt hat (die Jabber-ID)",
+        ),
+        (
+            p.include_body,
+            "<strong>what it says</strong> (not for end-to-end encrypted messages)",
+            "<strong>was darin steht</strong> (nicht bei Ende-zu-Ende-verschlüsselten Nachrichten)",
+        ),
+    ]
+    .into_iter()
+    .filter(|(on, _, _)| *on)
+    .map(|(_, en, de)| (en, de))
+    .collect();
+    let (extra_en, extra_de) = if told.is_empty() {
+        (
+            "Not who sent it, nor what it says.".to_owned(),
+            "Nicht, wer sie geschickt hat, und nicht, was darin steht.".to_owned(),
+        )
+    } else {
+        let (en, de): (Vec<&str>, Vec<&str>) = told.into_iter().unzip();
+        (
+            format!("This server also tells it {}.", en.join(" and ")),
+            format!(
+                "Dieser Server teilt ihm außerdem mit, {}.",
+                de.join(" und ")
+            ),
+        )
+    };
+    page.p(&lang.t(
+        format!("If your app (on a phone, mostly) turns on <strong>push notifications</strong>, the server stores the address of the app's push service, the name of your device there and what the app gives with it (usually a secret), at most {} per account, until the app turns them off, the push service says they are no longer valid, or your account is deleted. When a message, a call or a contact request arrives while the app is not connected, the server tells that push service, so that it can wake your app: the push service (run by the app's developer, on the domain your app chose) then learns your Jabber ID and that, and when, something arrived. {extra_en} What the push service passes on to Apple or Google is up to the app's developer.", p.max_per_account),
+        format!("Wenn Deine App (meist auf einem Telefon) <strong>Push-Benachrichtigungen</strong> einschaltet, speichert der Server die Adresse des Push-Dienstes der App, den Namen Deines Geräts dort und was die App dazu angibt (meist ein Geheimnis), höchstens {} pro Account, bis die App sie ausschaltet, der Push-Dienst sie für ungültig erklärt oder Dein Account gelöscht wird. Kommt eine Nachricht, ein Anruf oder eine Kontaktanfrage, während die App nicht verbunden ist, benachrichtigt der Server diesen Push-Dienst, damit er Deine App weckt: der Push-Dienst (betrieben vom Entwickler der App, unter der Domain, die Deine App gewählt hat) erfährt dann Deine Jabber-ID und dass, und wann, etwas angekommen ist. {extra_de} Was der Push-Dienst an Apple oder Google weitergibt, bestimmt der Entwickler der App.", p.max_per_account),
+    ));
+}
+
 /// "Forgotten password": no recovery.
 fn password(page: &mut Page) {
     let lang = page.lang;
@@ -407,6 +453,23 @@ mod tests {
         let info = log::LevelFilter::Info;
         assert!(page(Lang::En, "localhost", &on, info).contains("file-transfer proxy"));
         assert!(!page(Lang::En, "localhost", &off, info).contains("file-transfer proxy"));
+    }
+
+    #[test]
+    fn push_says_what_leaves_the_server_as_configured() {
+        let info = log::LevelFilter::Info;
+        let default = page(Lang::En, "localhost", &Config::parse("").unwrap(), info);
+        assert!(default.contains("push notifications"), "{default}");
+        assert!(default.contains("Not who sent it, nor what it says."));
+        let both = Config::parse("[push]\ninclude_sender = true\ninclude_body = true\n").unwrap();
+        let p = page(Lang::En, "localhost", &both, info);
+        assert!(
+            p.contains("<strong>who sent</strong>") && p.contains("<strong>what it says</strong>")
+        );
+        let de = page(Lang::De, "localhost", &both, info);
+        assert!(de.contains("Push-Benachrichtigungen") && de.contains("was darin steht"));
+        let off = Config::parse("[push]\nenabled = false\n").unwrap();
+        assert!(!page(Lang::En, "localhost", &off, info).contains("push notifications"));
     }
 
     #[test]
