@@ -417,6 +417,9 @@ async fn offline_messages_are_not_delivered_twice() {
         .await
         .unwrap();
     carol.bind(Some("c")).await;
+    // Reading one conversation first is not a catch-up: the offline message still comes.
+    let (r, _) = query(&mut carol, &field("with", "alice@localhost"), "", "").await;
+    assert_eq!(bodies(&r), ["late"]);
     let msg = initial_presence(&mut carol).await;
     assert_eq!(body(&msg), "late");
     let id = stanza_id(&msg, "carol@localhost").expect("offline message has its stanza id");

@@ -1,8 +1,9 @@
 //! A session's archive requests (XEP-0313, XEP-0441): IQs about the user's own archive go to
 //! the archive actor, whose answers (result messages, then the IQ's result) are sent in
-//! order. A client that queries its archive before its initial presence catches up from
-//! there, so the offline messages that are in the archive are not sent to it a second time
-//! (XEP-0313 §9, as Conversations expects); the others still are.
+//! order. A client that queries its whole archive (no `with` or `ids` filter) before its
+//! initial presence catches up from there, so the offline messages that are in the archive
+//! are not sent to it a second time (as ejabberd does for Conversations); the others still
+//! are, each with the same stanza id as in the archive, so clients can tell them apart.
 
 use actix::prelude::*;
 
@@ -26,7 +27,9 @@ impl Connection {
         let Some(archive) = self.router.archive.clone().filter(|_| own && is_mam) else {
             return false;
         };
-        if !self.available && iq.get_child("query", mam::NS).is_some() {
+        let catch_up = iq.get_attr("type") == Some("set")
+            && iq.get_child("query", mam::NS).is_some_and(mam::is_catch_up);
+        if !self.available && catch_up {
             self.mam_synced = true;
         }
         let ask = archive.iq.send(MamIq {

@@ -88,6 +88,16 @@ pub fn stamped_id(message: &Element, by: &str) -> Option<u64> {
         .and_then(|e| parse_id(e.get_attr("id")?))
 }
 
+/// Is the `<query/>` a catch-up on the whole archive (no `with` or `ids` filter), the kind
+/// after which a client has every message it missed?
+pub fn is_catch_up(q: &Element) -> bool {
+    let Some(x) = q.get_child("x", ns::DATA_FORMS) else {
+        return true;
+    };
+    let (_, values) = form::values(x);
+    !values.contains_key("with") && !values.contains_key("ids")
+}
+
 /// A parsed query: the store's [`Query`] plus what the answer needs.
 #[derive(Debug, Default)]
 pub struct Request {
