@@ -214,8 +214,24 @@ async fn status(
         shared.connection_count(),
         shared.store.accounts.count(),
         shared.store.offline.total(),
-        if shared.registration_open() { "open" } else { "closed" }
+        registration_status(shared)
     )
+}
+
+/// The registration line of `status`: open or closed, and whether the hourly cap on all
+/// addresses (`limits.registrations_per_hour`) refuses newcomers now.
+fn registration_status(shared: &Shared) -> String {
+    if !shared.registration_open() {
+        return "closed".to_owned();
+    }
+    let cap = shared.config.limits.registrations_per_hour;
+    match shared.limiter.registration_cap_reached(cap) {
+        Some(wait) => format!(
+            "open, but the hourly cap (limits.registrations_per_hour = {cap}) is reached: newcomers are refused for {} more minutes",
+            wait.as_secs().div_ceil(60)
+        ),
+        None => "open".to_owned(),
+    }
 }
 
 /// The federation line of `status`: `off`, or the server-to-server links.

@@ -46,7 +46,34 @@ pub struct Limiter {
     /// all of them count against the global cap.
     unauthenticated: Mutex<(HashMap<PeerAddr, usize>, usize)>,
     registrations: Mutex<Registrations>,
+    /// The cap on registrations from all addresses was reached and logged (once per episode).
+    cap_logged: std::sync::atomic::AtomicBool,
     failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
+}
+
+/// Why a registration was refused, and how long until it would be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationRefused {
+    /// `limits.registrations_per_address_per_hour`.
+    ThisAddress(Duration),
+    /// `limits.registrations_per_hour`, all addresses together.
+    AllAddresses(Duration),
+}
+
+impl RegistrationRefused {
+    /// The text the client gets: which limit, and when to try again (whole minutes, rounded
+    /// up).
+    pub fn text(self) -> String {
+        let (who, wait) = match self {
+            RegistrationRefused::ThisAddress(w) => ("from your address", w),
+            RegistrationRefused::AllAddresses(w) => ("on this server", w),
+        };
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        format!(
+            "too many new accounts {who} in the last hour; try again in {minutes} minute{}",
+            if minutes == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// Times of the last hour's registrations: all, and per address.
@@ -119,28 +146,67 @@ impl Limiter {
         })
     }
 
-    /// May `addr` register now? Counts the registration if so. `0` disables a limit.
-    pub fn allow_registration(&self, addr: Option<PeerAddr>, per_addr: u32, global: u32) -> bool {
+    /// May `addr` register now? Counts the registration if so. `0` disables a limit. A
+    /// refusal says which limit and when the oldest registration it counts leaves the hour.
+    pub fn allow_registration(
+        &self,
+        addr: Option<PeerAddr>,
+        per_addr: u32,
+        global: u32,
+    ) -> Result<(), RegistrationRefused> {
         let now = Instant::now();
         let Ok(mut g) = self.registrations.lock() else {
-            return true;
+            return Ok(());
         };
         let (all, by_addr) = &mut *g;
         prune(all, now);
+        let wait = |q: &VecDeque<Instant>| {
+            q.front().map_or(Duration::ZERO, |t| {
+                HOUR.saturating_sub(now.duration_since(*t))
+            })
+        };
         if global > 0 && all.len() >= global as usize {
-            return false;
+            return Err(RegistrationRefused::AllAddresses(wait(all)));
         }
         if let (Some(a), true) = (addr, per_addr > 0) {
             let q = by_addr.entry(a).or_default();
             prune(q, now);
             if q.len() >= per_addr as usize {
-                return false;
+                return Err(RegistrationRefused::ThisAddress(wait(q)));
             }
             q.push_back(now);
         }
         by_addr.retain(|_, q| !q.is_empty());
         all.push_back(now);
-        true
+        Ok(())
+    }
+
+    /// The cap on all addresses refused a registration: `true` the first time in an episode
+    /// (to log it once).
+    pub fn registration_cap_noticed(&self) -> bool {
+        !self
+            .cap_logged
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// A registration was accepted: the cap is not reached (any more).
+    pub fn registration_cap_over(&self) {
+        self.cap_logged
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// While the cap on registrations from all addresses together is reached: how long until
+    /// a place frees up.
+    pub fn registration_cap_reached(&self, global: u32) -> Option<Duration> {
+        let now = Instant::now();
+        let mut g = self.registrations.lock().ok()?;
+        let (all, _) = &mut *g;
+        prune(all, now);
+        (global > 0 && all.len() >= global as usize).then(|| {
+            all.front().map_or(Duration::ZERO, |t| {
+                HOUR.saturating_sub(now.duration_since(*t))
+            })
+        })
     }
 
     /// How long to wait before answering a login attempt from `addr` for `account`:
@@ -202,11 +268,28 @@ mod tests {
         let l = Limiter::default();
         let a = Some(PeerAddr::new("192.0.2.1".parse().unwrap()));
         let b = Some(PeerAddr::new("192.0.2.2".parse().unwrap()));
-        assert!(l.allow_registration(a, 2, 3));
-        assert!(l.allow_registration(a, 2, 3));
-        assert!(!l.allow_registration(a, 2, 3), "per address");
-        assert!(l.allow_registration(b, 2, 3));
-        assert!(!l.allow_registration(b, 2, 3), "global");
+        assert!(l.allow_registration(a, 2, 3).is_ok());
+        assert!(l.allow_registration(a, 2, 3).is_ok());
+        let per = l.allow_registration(a, 2, 3).unwrap_err();
+        assert!(
+            matches!(per, RegistrationRefused::ThisAddress(w) if w > Duration::from_secs(3590))
+        );
+        assert!(
+            per.text()
+                .contains("from your address; try again in 60 minutes"),
+            "{}",
+            per.text()
+        );
+        assert!(l.allow_registration(b, 2, 3).is_ok());
+        assert_eq!(l.registration_cap_reached(3), l.registration_cap_reached(3));
+        assert!(l.registration_cap_reached(3).is_some());
+        assert!(l.registration_cap_reached(0).is_none());
+        let all = l.allow_registration(b, 2, 3).unwrap_err();
+        assert!(
+            matches!(all, RegistrationRefused::AllAddresses(_)),
+            "global"
+        );
+        assert!(all.text().contains("on this server"));
         let v6a = PeerAddr::new("2001:db8::1".parse().unwrap());
         let v6b = PeerAddr::new("2001:db8::ffff".parse().unwrap());
         assert!(v6a == v6b, "one /64");

@@ -616,6 +616,27 @@ fn dummy_bcrypt(cost: u32) -> &'static str {
     })
 }
 
+/// Log a refused registration: per connection at `info`; the cap on all addresses together
+/// once when it is reached (it locks out every newcomer until the hour has passed), with what
+/// the operator can do.
+fn registration_refused(
+    shared: &Shared,
+    conn: ConnId,
+    refused: crate::limits::RegistrationRefused,
+) {
+    use crate::limits::RegistrationRefused;
+    log::info!("{conn}: registration refused: rate limit");
+    if let RegistrationRefused::AllAddresses(wait) = refused {
+        if shared.limiter.registration_cap_noticed() {
+            log::warn!(
+                "registration: limits.registrations_per_hour ({}) reached: every new account is refused for up to {} minutes (kleiber status shows it; raise the limit or close registration if this is an attack)",
+                shared.config.limits.registrations_per_hour,
+                wait.as_secs().div_ceil(60)
+            );
+        }
+    }
+}
+
 /// IQs allowed before authentication: in-band registration only. `None` means the IQ is not
 /// allowed (the stream is closed with `not-authorized`).
 async fn preauth_iq(
@@ -635,28 +656,32 @@ async fn preauth_iq(
         Ok(_) if !open => Err(StanzaError::new(crate::xmpp::Condition::NotAllowed)
             .with_text("registration is closed")),
         Ok(register::Request::Form) => Ok(Some(register::form(None))),
-        Ok(register::Request::Set { .. })
-            if !shared.limiter.allow_registration(
-                peer,
-                shared.config.limits.registrations_per_address_per_hour,
-                shared.config.limits.registrations_per_hour,
-            ) =>
-        {
-            log::info!("{conn}: registration refused: rate limit");
-            Err(StanzaError::new(crate::xmpp::Condition::PolicyViolation)
-                .with_text("too many registrations, try again later"))
-        }
         Ok(register::Request::Set { username, password }) => {
-            let (store, auth) = (&shared.store, &shared.config.auth);
-            match register::create(store, auth, host, &username, &password).await {
-                Ok(user) => {
-                    log::info!("{conn}: registered an account");
-                    log::debug!("{conn}: registered {user}@{host}");
-                    Ok(None)
+            let limits = &shared.config.limits;
+            match shared.limiter.allow_registration(
+                peer,
+                limits.registrations_per_address_per_hour,
+                limits.registrations_per_hour,
+            ) {
+                Err(refused) => {
+                    registration_refused(shared, conn, refused);
+                    Err(StanzaError::new(crate::xmpp::Condition::PolicyViolation)
+                        .with_text(refused.text()))
                 }
-                Err(e) => {
-                    log::info!("{conn}: registration refused: {}", e.condition);
-                    Err(e)
+                Ok(()) => {
+                    shared.limiter.registration_cap_over();
+                    let (store, auth) = (&shared.store, &shared.config.auth);
+                    match register::create(store, auth, host, &username, &password).await {
+                        Ok(user) => {
+                            log::info!("{conn}: registered an account");
+                            log::debug!("{conn}: registered {user}@{host}");
+                            Ok(None)
+                        }
+                        Err(e) => {
+                            log::info!("{conn}: registration refused: {}", e.condition);
+                            Err(e)
+                        }
+                    }
                 }
             }
         }

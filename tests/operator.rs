@@ -217,3 +217,48 @@ async fn sigterm_second_instance_and_check_config() {
         "{err}"
     );
 }
+
+/// The hourly cap on registrations from all addresses together (`limits.registrations_per_hour`)
+/// locks newcomers out until the hour has passed: the refusal says when to come back, the
+/// operator is told once in the log (not once per attempt) and `kleiber status` shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_registration_cap_says_when_and_is_shown_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = data.with_extension("toml");
+    let b = Binary::start(&data, "[limits]\nregistrations_per_hour = 2\n", "info");
+    for (i, want) in ["result", "result", "error", "error", "error"]
+        .iter()
+        .enumerate()
+    {
+        let mut c = Client::starttls(b.starttls, "localhost").await;
+        let r = c.register(&format!("u{i}"), "pw").await;
+        assert_eq!(
+            r.get_attr("type"),
+            Some(*want),
+            "{}",
+            r.to_xml("jabber:client")
+        );
+        if *want == "error" {
+            assert_eq!(error_condition(&r).as_deref(), Some("policy-violation"));
+            let text = r.to_xml("jabber:client");
+            assert!(
+                text.contains("too many new accounts on this server in the last hour; try again in 60 minutes"),
+                "{text}"
+            );
+        }
+    }
+    let st = stdout(&kleiber(&["status"], &cfg, None));
+    assert!(
+        st.contains(
+            "registration: open, but the hourly cap (limits.registrations_per_hour = 2) is reached"
+        ),
+        "{st}"
+    );
+    let log = b.stop();
+    let noticed = log
+        .iter()
+        .filter(|l| l.contains("limits.registrations_per_hour (2) reached"))
+        .count();
+    assert_eq!(noticed, 1, "{log:#?}");
+}
