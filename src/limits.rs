@@ -276,7 +276,7 @@ mod tests {
         );
         assert!(
             per.text()
-                .contains("from your address; try again in 60 minutes"),
+                .contains("from your address in the last hour; try again in 60 minutes"),
             "{}",
             per.text()
         );
