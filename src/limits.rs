@@ -281,7 +281,6 @@ mod tests {
             per.text()
         );
         assert!(l.allow_registration(b, 2, 3).is_ok());
-        assert_eq!(l.registration_cap_reached(3), l.registration_cap_reached(3));
         assert!(l.registration_cap_reached(3).is_some());
         assert!(l.registration_cap_reached(0).is_none());
         let all = l.allow_registration(b, 2, 3).unwrap_err();
