@@ -57,14 +57,16 @@ impl Archiver {
         }
     }
 
-    /// Does `user` archive messages with `contact` (a bare JID)? Also not from a contact the
-    /// user blocked (the router drops those).
-    fn wants(&self, domain: &str, user: &str, contact: &BareJid) -> bool {
+    /// Does `user` archive messages with `contact` (a bare JID)? A received message is not
+    /// archived from a contact the user blocked (the router drops those); a sent one needs no
+    /// look at the block list: the session refuses to send to blocked JIDs.
+    fn wants(&self, domain: &str, user: &str, contact: &BareJid, received: bool) -> bool {
         let store = &self.shared.store;
-        if store
-            .rosters
-            .is_blocked(domain, user, contact.as_str())
-            .unwrap_or(true)
+        if received
+            && store
+                .rosters
+                .is_blocked(domain, user, contact.as_str())
+                .unwrap_or(true)
         {
             return false;
         }
@@ -78,20 +80,6 @@ impl Archiver {
         })
     }
 
-    fn append(&self, domain: &str, user: &str, entry: &Entry) -> bool {
-        match self.shared.store.archive.append(domain, user, entry) {
-            Ok(()) => true,
-            Err(crate::store::StoreError::Full(_)) => {
-                log::debug!("archive: disk full, a message was not archived");
-                false
-            }
-            Err(e) => {
-                log::error!("archive: write failed ({e}); a message was not archived");
-                false
-            }
-        }
-    }
-
     /// Archive `route`'s message for its local sender and recipient.
     fn archive(&self, route: &mut Route) {
         let id = self.shared.store.archive.next_id();
@@ -99,18 +87,18 @@ impl Archiver {
             stanza, from, to, ..
         } = route;
         if let Some((domain, user)) = self.account(from) {
-            if self.wants(domain, user, &to.to_bare()) {
+            if self.wants(domain, user, &to.to_bare(), false) {
                 let entry = Entry {
                     id,
                     with: to.as_str().to_owned(),
                     outgoing: true,
                     xml: stanza.to_xml(ns::CLIENT),
                 };
-                self.append(domain, user, &entry);
+                self.shared.store.archive.try_append(domain, user, &entry);
             }
         }
         if let Some((domain, user)) = self.account(to) {
-            if self.wants(domain, user, &from.to_bare()) {
+            if self.wants(domain, user, &from.to_bare(), true) {
                 let by = to.to_bare();
                 let mut stamped = stanza.clone();
                 mam::stamp(&mut stamped, by.as_str(), id);
@@ -120,7 +108,7 @@ impl Archiver {
                     outgoing: false,
                     xml: stamped.to_xml(ns::CLIENT),
                 };
-                if self.append(domain, user, &entry) {
+                if self.shared.store.archive.try_append(domain, user, &entry) {
                     *stanza = stamped;
                 }
             }
@@ -129,10 +117,7 @@ impl Archiver {
 
     /// A session's IQ about its own archive.
     fn mam_iq(&self, iq: &Element, user: &BareJid) -> Vec<Element> {
-        let (domain, node) = (
-            user.domain().as_str(),
-            user.node().map(|n| n.as_str()).unwrap_or_default(),
-        );
+        let (domain, node) = crate::xmpp::account_parts(user);
         if let Ok(Some(p)) = iq_payload(iq) {
             if p.name == "prefs" {
                 return self.prefs_iq(iq, p, domain, node).into_iter().collect();

@@ -491,7 +491,8 @@ impl Router {
             let to_account = self.is_account_jid(&to);
             if to_account {
                 // XEP-0359 §5: only the recipient's server says what its stanza id is.
-                crate::services::mam::strip_stanza_ids(&mut stanza, to.to_bare().as_str());
+                let by = crate::xmpp::bare_part(to.as_str());
+                crate::services::mam::strip_stanza_ids(&mut stanza, by);
             }
             if let Some(a) = &self.archive {
                 if (to_account || self.is_account_jid(&from))

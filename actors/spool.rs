@@ -62,10 +62,7 @@ impl Spool {
 
     /// Keep the message if the account exists, the type qualifies and the quota allows.
     fn store(&self, stanza: &Element, to: &BareJid) -> Result<(), (Condition, &'static str)> {
-        let (domain, user) = (
-            to.domain().as_str(),
-            to.node().map(|n| n.as_str()).unwrap_or_default(),
-        );
+        let (domain, user) = crate::xmpp::account_parts(to);
         let store = &self.shared.store;
         if !store.accounts.exists(domain, user).unwrap_or(false) {
             return Err((Condition::ServiceUnavailable, "no such user"));
@@ -145,10 +142,7 @@ impl Handler<Offline> for Spool {
 impl Handler<TakeOffline> for Spool {
     type Result = MessageResult<TakeOffline>;
     fn handle(&mut self, msg: TakeOffline, _: &mut Context<Self>) -> Self::Result {
-        let (domain, user) = (
-            msg.user.domain().as_str(),
-            msg.user.node().map(|n| n.as_str()).unwrap_or_default(),
-        );
+        let (domain, user) = crate::xmpp::account_parts(&msg.user);
         let (stored, more) = match self
             .shared
             .store

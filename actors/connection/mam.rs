@@ -36,17 +36,20 @@ impl Connection {
             iq: iq.clone(),
             user: self.bare.clone(),
         });
+        // A preference change is on disk before it is confirmed; a query (also an IQ `set`)
+        // wrote nothing and waits for no flush.
+        let writes = iq.get_child("prefs", mam::NS).is_some();
         let iq = iq.clone();
         ctx.spawn(ask.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(out) => {
-                let last = out.len().saturating_sub(1);
-                for (i, el) in out.into_iter().enumerate() {
-                    // A preference change is on disk before it is confirmed.
-                    if i == last {
-                        act.send_durable(iq.clone(), el, ctx);
-                    } else {
-                        act.send(&el, ctx);
-                    }
+            Ok(mut out) => {
+                let answer = out.pop();
+                for el in out {
+                    act.send(&el, ctx);
+                }
+                match answer {
+                    Some(a) if writes => act.send_durable(iq, a, ctx),
+                    Some(a) => act.send(&a, ctx),
+                    None => {}
                 }
             }
             Err(_) => act.reply(&iq, Condition::InternalServerError.into(), ctx),

@@ -8,7 +8,7 @@
 use super::room::Room;
 use crate::muc::Affiliation;
 use crate::services::mam;
-use crate::store::archive::Entry;
+use crate::store::archive::{owner_of, Entry};
 use crate::xml::Element;
 use crate::xmpp::{error_reply, ns, Condition, StanzaError};
 
@@ -21,12 +21,6 @@ impl Room {
     /// This room archives its messages now.
     pub(super) fn archiving(&self) -> bool {
         self.archives_offered() && self.rec.config.archive
-    }
-
-    /// The room's JID split as an archive owner.
-    fn owner(&self) -> (&str, &str) {
-        let (node, domain) = self.jid.split_once('@').unwrap_or(("", &self.jid));
-        (domain, node)
     }
 
     /// Stamp a group message from `nick` with its stanza id and archive it, if the room
@@ -44,15 +38,9 @@ impl Room {
             outgoing: false,
             xml: m.to_xml(ns::CLIENT),
         };
-        let (domain, node) = self.owner();
-        if let Err(e) = store.archive.append(domain, node, &entry) {
+        let (domain, node) = owner_of(&self.jid);
+        if !store.archive.try_append(domain, node, &entry) {
             mam::strip_stanza_ids(m, &self.jid);
-            match e {
-                crate::store::StoreError::Full(_) => {
-                    log::debug!("muc: disk full, a room message was not archived")
-                }
-                e => log::error!("muc: archiving a room message failed: {e}"),
-            }
         }
     }
 
@@ -69,7 +57,7 @@ impl Room {
             }
             return;
         }
-        let (domain, node) = self.owner();
+        let (domain, node) = owner_of(&self.jid);
         let archive = mam::Archive {
             store: &self.env.store,
             domain,

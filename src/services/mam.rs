@@ -64,9 +64,14 @@ pub fn archivable_groupchat(message: &Element) -> bool {
 /// Remove the `<stanza-id/>`s that claim to be by `by` (XEP-0359 §5: only `by` itself may
 /// set them; anything else is a forgery).
 pub fn strip_stanza_ids(message: &mut Element, by: &str) {
-    message.children.retain(|n| {
-        !matches!(n, Node::Element(e) if e.name == "stanza-id" && e.ns == SID && e.get_attr("by") == Some(by))
-    });
+    message
+        .children
+        .retain(|n| !matches!(n, Node::Element(e) if is_stanza_id_by(e, by)));
+}
+
+/// Is `e` a `<stanza-id/>` claiming to be by `by`?
+fn is_stanza_id_by(e: &Element, by: &str) -> bool {
+    e.name == "stanza-id" && e.ns == SID && e.get_attr("by") == Some(by)
 }
 
 /// Stamp `message` with the stanza id `id` assigned by `by` (an account's or a room's bare
@@ -84,7 +89,7 @@ pub fn stamp(message: &mut Element, by: &str, id: u64) {
 pub fn stamped_id(message: &Element, by: &str) -> Option<u64> {
     message
         .elements()
-        .find(|e| e.name == "stanza-id" && e.ns == SID && e.get_attr("by") == Some(by))
+        .find(|e| is_stanza_id_by(e, by))
         .and_then(|e| parse_id(e.get_attr("id")?))
 }
 

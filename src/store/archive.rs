@@ -234,6 +234,14 @@ fn id_suffix(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail.try_into().ok()?))
 }
 
+/// An archive owner's (`domain`, `node`) from its bare JID (`room@service`, `user@host`).
+pub fn owner_of(bare_jid: &str) -> (&str, &str) {
+    match bare_jid.split_once('@') {
+        Some((node, domain)) => (domain, node),
+        None => (bare_jid, ""),
+    }
+}
+
 /// The bare part of a JID as stored in `with` (lower-cased already by the JID parser).
 fn bare(jid: &str) -> &str {
     crate::xmpp::bare_part(jid)
@@ -289,6 +297,22 @@ impl Archive {
         self.with
             .insert(cat(&with_prefix(&owner, bare(&entry.with)), entry.id), &[])?;
         Ok(())
+    }
+
+    /// [`Archive::append`] for the live server: a failure is logged (a full disk at `debug`,
+    /// as the space guard reports it once) and the message goes on unarchived; `true` if kept.
+    pub fn try_append(&self, domain: &str, node: &str, entry: &Entry) -> bool {
+        match self.append(domain, node, entry) {
+            Ok(()) => true,
+            Err(StoreError::Full(_)) => {
+                log::debug!("archive: disk full, a message was not archived");
+                false
+            }
+            Err(e) => {
+                log::error!("archive: write failed ({e}); a message was not archived");
+                false
+            }
+        }
     }
 
     /// One entry, if it is (still) archived.

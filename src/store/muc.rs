@@ -19,13 +19,7 @@ pub struct Rooms {
     archive: super::archive::Archive,
 }
 
-/// A room's JID split as an archive owner (`domain`, `node`).
-fn archive_owner(room: &str) -> (&str, &str) {
-    match room.split_once('@') {
-        Some((node, domain)) => (domain, node),
-        None => (room, ""),
-    }
-}
+use super::archive::owner_of as archive_owner;
 
 fn decode(v: &[u8]) -> Result<RoomRecord, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("muc room: {e}")))
