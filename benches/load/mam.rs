@@ -225,6 +225,22 @@ async fn close_all(links: Vec<Link>) {
     }
 }
 
+/// Connect (and register) `users`; `None` when `--register-only` asked for no more (the
+/// links are closed), else the links after the settle time.
+async fn connect_for_traffic(
+    args: &Args,
+    sh: &Arc<Shared>,
+    users: &[String],
+) -> Res<Option<(Vec<Link>, mpsc::UnboundedReceiver<Ev>)>> {
+    let (links, evs) = connect_all(sh, users).await?;
+    if args.register_only {
+        close_all(links).await;
+        return Ok(None);
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    Ok(Some((links, evs)))
+}
+
 /// --mam-write N.
 pub(crate) async fn mam_write(args: Args, n: u64) -> Res<()> {
     let p = args.pairs.max(1);
@@ -238,12 +254,9 @@ pub(crate) async fn mam_write(args: Args, n: u64) -> Res<()> {
         args.window,
         args.body_size
     );
-    let (links, mut evs) = connect_all(&sh, &users).await?;
-    if args.register_only {
-        close_all(links).await;
+    let Some((links, mut evs)) = connect_for_traffic(&args, &sh, &users).await? else {
         return register_result(&args, users.len(), users.len(), 0.0, 0);
-    }
-    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    };
     let edges: Vec<(usize, usize)> = (0..p).flat_map(|i| [(i, i + p), (i + p, i)]).collect();
     let t = traffic(&sh, &links, &mut evs, &edges, n, 0).await?;
     close_all(links).await;
@@ -271,12 +284,9 @@ pub(crate) async fn mam_fill(args: Args, n: u64) -> Res<()> {
         args.window,
         args.body_size
     );
-    let (links, mut evs) = connect_all(&sh, &users).await?;
-    if args.register_only {
-        close_all(links).await;
+    let Some((links, mut evs)) = connect_for_traffic(&args, &sh, &users).await? else {
         return register_result(&args, users.len(), users.len(), 0.0, 0);
-    }
-    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    };
     // Message i: owner -> contact (i/2) mod C for even i, contact -> owner for odd i.
     let edges: Vec<(usize, usize)> = (0..c).flat_map(|k| [(0, k + 1), (k + 1, 0)]).collect();
     let seq0: u64 = rand::thread_rng().gen_range(0..1 << 40);
